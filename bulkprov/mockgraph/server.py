@@ -1,0 +1,383 @@
+"""Serving the mock Graph over HTTPS (and optionally plain HTTP) with aiohttp.
+
+Routes:
+
+- ``/{tenant}/v2.0/.well-known/openid-configuration``, ``/{tenant}/discovery/v2.0/keys``,
+  ``/{tenant}/oauth2/v2.0/token``: the identity platform MSAL talks to;
+- ``/v1.0/...`` and ``/beta/...`` (``$batch`` included): Graph;
+- ``/_mock/info``, ``/_mock/stats``, ``/_mock/control``: for tests, benchmarks and operators.
+
+``async with MockGraph(settings) as mock:`` runs it in-process on a free loopback port;
+``bulkprov mock-graph`` runs it until interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import random
+import secrets
+import ssl
+import tempfile
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+from aiohttp import web
+
+from .clock import ScaledClock
+from .graph import GraphService, MockRequest, MockResponse
+from .identity import ClientRegistration, OAuthError, TokenService, make_tls
+from .settings import (
+    FaultSettings,
+    JobSettings,
+    LatencySettings,
+    MockSettings,
+    ReplicationSettings,
+    ThrottleSettings,
+)
+from .state import Tenant
+
+JSON_CONTENT_TYPE = "application/json"
+GRAPH_CONTENT_TYPE = (
+    "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;"
+    "charset=utf-8"
+)
+
+
+def tenant_id(n: int) -> str:
+    """The stable id of the mock's n-th tenant (1-based)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_DNS, f"tenant{n}.bulkprov.mock"))
+
+
+CLIENT_ID = str(uuid.uuid5(uuid.NAMESPACE_DNS, "client.bulkprov.mock"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class MockInfo:
+    """What a client needs to connect to a running mock."""
+
+    graph_url: str  # Graph base URL without version, e.g. https://127.0.0.1:8443
+    authority: str  # https://127.0.0.1:8443/<tenant id>
+    authority_host: str  # https://127.0.0.1:8443
+    ca_file: str
+    tenant_id: str
+    tenant_ids: tuple[str, ...]
+    client_id: str
+    client_secret: str
+    time_scale: float
+    http_url: str | None = None  # plain-HTTP Graph base URL, for curl
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(dataclasses.asdict(self), option=orjson.OPT_INDENT_2)
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> MockInfo:
+        raw = orjson.loads(data)
+        raw["tenant_ids"] = tuple(raw["tenant_ids"])
+        return cls(**raw)
+
+    def __repr__(self) -> str:  # the client secret stays out of reprs and logs
+        return (f"MockInfo(graph_url={self.graph_url!r}, authority={self.authority!r}, "
+                f"tenant_id={self.tenant_id!r}, client_id={self.client_id!r})")
+
+
+class MockGraph:
+    """The whole mock: identity platform, Graph, tenants and their state, and the servers."""
+
+    def __init__(self, settings: MockSettings | None = None, *, host: str = "127.0.0.1",
+                 port: int = 0, http_port: int | None = None,
+                 state_dir: Path | None = None, client_secret: str | None = None) -> None:
+        self.settings = settings or MockSettings()
+        self.host = host
+        self.port = port
+        self.http_port = http_port
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if state_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="bulkprov-mock-")
+            state_dir = Path(self._tmp.name)
+        self.state_dir = state_dir
+        self.clock = ScaledClock(self.settings.time_scale)
+        self.tokens = TokenService(token_lifetime=self.settings.token_lifetime)
+        self.client_secret = client_secret or secrets.token_urlsafe(30)
+        rng = random.Random(f"{self.settings.faults.seed}:state")
+        tenants = {}
+        for n in range(1, self.settings.tenants + 1):
+            tid = tenant_id(n)
+            tenants[tid] = Tenant(tid, self.settings, self.clock, rng)
+            reg = ClientRegistration(client_id=CLIENT_ID, tenant_id=tid,
+                                     display_name="bulkprov")
+            reg.add_secret(self.client_secret)
+            self.tokens.register(reg)
+        self.service = GraphService(self.settings, self.clock, self.tokens, tenants)
+        self._token_rng = random.Random(f"{self.settings.faults.seed}:token")
+        self._runner: web.AppRunner | None = None
+        self.info: MockInfo | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> MockInfo:
+        tls = make_tls(self.state_dir / "tls", hosts=_hosts(self.host))
+        ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_ctx.load_cert_chain(tls.cert_file, tls.key_file)
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        self._routes(app)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_ctx)
+        await site.start()
+        port = _bound_port(site)
+        http_url = None
+        if self.http_port is not None:
+            http_site = web.TCPSite(self._runner, self.host, self.http_port)
+            await http_site.start()
+            http_url = f"http://{_url_host(self.host)}:{_bound_port(http_site)}"
+        base = f"https://{_url_host(self.host)}:{port}"
+        first = next(iter(self.service.tenants))
+        self.info = MockInfo(
+            graph_url=base,
+            authority=f"{base}/{first}",
+            authority_host=base,
+            ca_file=str(tls.ca_file),
+            tenant_id=first,
+            tenant_ids=tuple(self.service.tenants),
+            client_id=CLIENT_ID,
+            client_secret=self.client_secret,
+            time_scale=self.settings.time_scale,
+            http_url=http_url,
+        )
+        return self.info
+
+    async def aclose(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+        if self._tmp is not None:
+            tmp, self._tmp = self._tmp, None
+            tmp.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    def stats(self) -> dict[str, Any]:
+        return self.service.stats()
+
+    def update_settings(self, changes: dict[str, Any]) -> MockSettings:
+        """Apply a JSON patch of settings live, e.g. ``{"faults": {"error_rate": {"*": 0.1}}}``."""
+        nested = {"faults": FaultSettings, "latency": LatencySettings,
+                  "replication": ReplicationSettings, "throttle": ThrottleSettings,
+                  "jobs": JobSettings}
+        kwargs: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key in nested:
+                current = getattr(self.settings, key)
+                kwargs[key] = dataclasses.replace(current, **value)
+            elif key in ("page_size", "max_page_size", "batch_limit"):
+                kwargs[key] = value
+            else:
+                raise ValueError(f"setting {key!r} cannot be changed on a running mock")
+        self.settings = self.settings.evolve(**kwargs)
+        self.service.apply_settings(self.settings)
+        return self.settings
+
+    # ------------------------------------------------------------------ routes
+    def _routes(self, app: web.Application) -> None:
+        app.router.add_get("/_mock/info", self._h_info)
+        app.router.add_get("/_mock/stats", self._h_stats)
+        app.router.add_post("/_mock/control", self._h_control)
+        app.router.add_post("/{version:v1\\.0|beta}/$batch", self._h_batch)
+        app.router.add_route("*", "/{version:v1\\.0|beta}/{tail:.*}", self._h_graph)
+        app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", self._h_oidc)
+        app.router.add_get("/{tenant}/.well-known/openid-configuration", self._h_oidc)
+        app.router.add_get("/{tenant}/discovery/v2.0/keys", self._h_keys)
+        app.router.add_post("/{tenant}/oauth2/v2.0/token", self._h_token)
+
+    @staticmethod
+    def _base(request: web.Request) -> str:
+        return f"{request.scheme}://{request.host}"
+
+    def _mock_request(self, request: web.Request, body: bytes) -> MockRequest:
+        version = request.match_info["version"]
+        raw = request.raw_path.split("?", 1)[0]
+        path = raw[len(version) + 1:]
+        return MockRequest(
+            method=request.method,
+            path=path,
+            query={k: v for k, v in request.query.items()},
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+            version=version,
+            base_url=self._base(request),
+        )
+
+    async def _h_graph(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        resp = await self.service.handle(self._mock_request(request, body))
+        return await self._send(request, resp)
+
+    async def _h_batch(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        req = self._mock_request(request, body)
+        if not req.headers.get("authorization"):
+            # the envelope needs a token too; items are checked one by one
+            return await self._send(request, await self.service.handle(req))
+        return await self._send(request, await self.service.batch(req))
+
+    async def _send(self, request: web.Request, resp: MockResponse) -> web.StreamResponse:
+        if resp.drop == "before":
+            _abort(request)
+            raise ConnectionResetError("dropped by the mock's fault injection")
+        payload = b"" if resp.body is None else orjson.dumps(resp.body)
+        headers = dict(resp.headers)
+        if resp.body is not None:
+            headers["Content-Type"] = GRAPH_CONTENT_TYPE
+        if resp.drop == "after":
+            stream = web.StreamResponse(status=resp.status, headers=headers)
+            stream.content_length = len(payload)
+            await stream.prepare(request)
+            await stream.write(payload[: max(1, len(payload) // 2)])
+            _abort(request)
+            return stream
+        return web.Response(status=resp.status, body=payload or None, headers=headers)
+
+    # identity platform
+    async def _h_oidc(self, request: web.Request) -> web.Response:
+        tenant = request.match_info["tenant"]
+        base = self._base(request)
+        doc = {
+            "token_endpoint": f"{base}/{tenant}/oauth2/v2.0/token",
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt",
+                                                      "client_secret_basic"],
+            "jwks_uri": f"{base}/{tenant}/discovery/v2.0/keys",
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "issuer": f"{base}/{tenant}/v2.0",
+            "request_uri_parameter_supported": False,
+            "userinfo_endpoint": f"{base}/oidc/userinfo",
+            "authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/authorize",
+            "device_authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/devicecode",
+            "http_logout_supported": True,
+            "frontchannel_logout_supported": True,
+            "end_session_endpoint": f"{base}/{tenant}/oauth2/v2.0/logout",
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "tid", "appid"],
+            "tenant_region_scope": "NA",
+            "cloud_instance_name": "bulkprov.mock",
+        }
+        if tenant not in self.service.tenants:
+            return web.json_response(
+                {"error": "invalid_tenant",
+                 "error_description": f"AADSTS90002: Tenant '{tenant}' not found."},
+                status=400)
+        return web.Response(body=orjson.dumps(doc), content_type=JSON_CONTENT_TYPE)
+
+    async def _h_keys(self, request: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(self.tokens.jwks()), content_type=JSON_CONTENT_TYPE)
+
+    async def _h_token(self, request: web.Request) -> web.Response:
+        tenant = request.match_info["tenant"]
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        await self.service.latency("token")
+        trace_id, correlation_id = str(uuid.uuid4()), request.headers.get(
+            "client-request-id", str(uuid.uuid4()))
+        status: int
+        if self._token_rng.random() < self.settings.faults.token_error_rate:
+            err = OAuthError(503, "temporarily_unavailable", "AADSTS50196",
+                             "The server is temporarily unavailable. Retry later.")
+            body: dict[str, Any] = err.body(trace_id, correlation_id)
+            status = err.status
+        else:
+            try:
+                endpoint = f"{self._base(request)}/{tenant}/oauth2/v2.0/token"
+                body = self.tokens.grant(tenant, form, endpoint)
+                status = 200
+            except OAuthError as err:
+                body, status = err.body(trace_id, correlation_id), err.status
+        self.service.requests["POST /{tenant}/oauth2/v2.0/token"][status] += 1
+        return web.Response(status=status, body=orjson.dumps(body),
+                            content_type=JSON_CONTENT_TYPE,
+                            headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    # the mock's own endpoints
+    async def _h_info(self, request: web.Request) -> web.Response:
+        assert self.info is not None
+        return web.Response(body=self.info.to_json(), content_type=JSON_CONTENT_TYPE)
+
+    async def _h_stats(self, request: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(self.stats()), content_type=JSON_CONTENT_TYPE)
+
+    async def _h_control(self, request: web.Request) -> web.Response:
+        try:
+            body = orjson.loads(await request.read())
+            action = body["action"]
+            if action == "settings":
+                self.update_settings(body.get("changes", {}))
+            elif action == "break_target":
+                sp_id = body["servicePrincipalId"]
+                for t in self.service.tenants.values():
+                    sp = t.service_principals.get(sp_id)
+                    if sp is not None:
+                        sp.target_broken = bool(body.get("broken", True))
+                        break
+                else:
+                    raise KeyError(sp_id)
+            elif action == "reset_stats":
+                self.service.requests.clear()
+                self.service.counters.clear()
+            else:
+                raise ValueError(f"unknown action {action!r}")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            return web.json_response({"error": f"bad control request: {exc!r}"}, status=400)
+        return web.json_response({"ok": True})
+
+
+def _abort(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort() if hasattr(transport, "abort") else transport.close()
+
+
+def _hosts(host: str) -> tuple[str, ...]:
+    hosts = ["127.0.0.1", "localhost", "::1"]
+    if host not in hosts and host not in ("0.0.0.0", "::"):  # noqa: S104
+        hosts.insert(0, host)
+    return tuple(hosts)
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::"):  # noqa: S104
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _bound_port(site: web.TCPSite) -> int:
+    server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
+    assert server is not None
+    sockets = getattr(server, "sockets", None) or []
+    return int(sockets[0].getsockname()[1])
+
+
+async def run_mock(settings: MockSettings, *, host: str = "127.0.0.1", port: int = 8443,
+                   http_port: int | None = None, info_file: Path | None = None,
+                   state_dir: Path | None = None, ready: asyncio.Event | None = None) -> None:
+    """Run the mock until cancelled, writing its :class:`MockInfo` to ``info_file``."""
+    async with MockGraph(settings, host=host, port=port, http_port=http_port,
+                         state_dir=state_dir) as mock:
+        assert mock.info is not None
+        if info_file is not None:
+            info_file.parent.mkdir(parents=True, exist_ok=True)
+            info_file.touch(mode=0o600)
+            info_file.write_bytes(mock.info.to_json())
+        if ready is not None:
+            ready.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()

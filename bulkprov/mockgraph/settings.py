@@ -1,0 +1,234 @@
+"""Settings of the mock Graph: every figure defaults to Microsoft's published one.
+
+All durations are in *Graph seconds*: the time a real Graph would take. ``time_scale`` says how
+many real seconds one Graph second lasts, so ``time_scale=0.01`` runs the whole world (latency,
+quota windows, Retry-After, replication windows, job cycles) 100 times faster and keeps every
+figure comparable to Graph's real pace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Self
+
+# Resource units per 10 s for one app in one tenant, by tenant size (throttling-limits page).
+RU_PER_10S_BY_TENANT_SIZE = MappingProxyType({"small": 3_500, "medium": 5_000, "large": 8_000})
+
+#: The route classes that latency and fault settings are keyed by.
+ROUTE_CLASSES = (
+    "token",
+    "templates",
+    "instantiate",
+    "directory_read",
+    "directory_write",
+    "sync_read",
+    "sync_templates",
+    "job_create",
+    "validate",
+    "secrets",
+    "job_control",
+    "schema",
+    "provision_on_demand",
+    "audit_logs",
+    "batch",
+)
+
+
+def _frozen(mapping: Mapping[str, float]) -> Mapping[str, float]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThrottleSettings:
+    """Token buckets of the identity and access service, and of the reports service."""
+
+    enabled: bool = True
+    tenant_size: str = "small"
+    # app + tenant
+    ru_limit: int | None = None  # None: from tenant_size
+    ru_window: float = 10.0
+    write_limit: int = 3_000
+    write_window: float = 150.0
+    # app, all tenants
+    app_ru_limit: int = 150_000
+    app_ru_window: float = 20.0
+    app_write_limit: int = 35_000
+    app_write_window: float = 300.0
+    # tenant, all apps
+    tenant_write_limit: int = 18_000
+    tenant_write_window: float = 300.0
+    # auditLogs/provisioning (reports): requests per window per app + tenant
+    reports_limit: int = 5
+    reports_window: float = 10.0
+    # a bucket starts full (a burst of `limit` is allowed) as a token bucket does
+    start_full: bool = True
+
+    def __post_init__(self) -> None:
+        if self.tenant_size not in RU_PER_10S_BY_TENANT_SIZE:
+            raise ValueError(f"tenant_size must be one of {sorted(RU_PER_10S_BY_TENANT_SIZE)}")
+        for name in ("write_limit", "app_ru_limit", "app_write_limit", "tenant_write_limit",
+                     "reports_limit"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+
+    @property
+    def effective_ru_limit(self) -> int:
+        if self.ru_limit is not None:
+            return self.ru_limit
+        return RU_PER_10S_BY_TENANT_SIZE[self.tenant_size]
+
+
+DEFAULT_LATENCY: Mapping[str, float] = _frozen(
+    {
+        "token": 0.15,
+        "templates": 0.25,
+        "instantiate": 1.6,
+        "directory_read": 0.08,
+        "directory_write": 0.25,
+        "sync_read": 0.12,
+        "sync_templates": 0.35,
+        "job_create": 0.6,
+        "validate": 1.1,
+        "secrets": 0.45,
+        "job_control": 0.35,
+        "schema": 0.3,
+        "provision_on_demand": 2.5,
+        "audit_logs": 0.4,
+        "batch": 0.02,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LatencySettings:
+    """Service time per route class in Graph seconds, with a uniform +-jitter fraction."""
+
+    enabled: bool = True
+    per_route: Mapping[str, float] = field(default_factory=lambda: DEFAULT_LATENCY)
+    jitter: float = 0.3
+
+    def __post_init__(self) -> None:
+        unknown = set(self.per_route) - set(ROUTE_CLASSES)
+        if unknown:
+            raise ValueError(f"unknown route classes in latency: {sorted(unknown)}")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("jitter must be in [0, 1)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicationSettings:
+    """Eventual consistency of new applications and service principals.
+
+    A new object 404s on reads (and on its synchronization sub-resources) for a delay drawn
+    uniformly from [min_delay, max_delay]; for ``flap`` seconds after that, reads still 404
+    with probability ``flap_probability`` (another replica answers), which is why a client must
+    see several reads in a row before it trusts the object.
+    """
+
+    enabled: bool = True
+    min_delay: float = 1.0
+    max_delay: float = 12.0
+    flap: float = 6.0
+    flap_probability: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_delay <= self.max_delay:
+            raise ValueError("replication delays must satisfy 0 <= min_delay <= max_delay")
+        if not 0 <= self.flap_probability <= 1:
+            raise ValueError("flap_probability must be in [0, 1]")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultSettings:
+    """Injected faults, deterministic for a given seed and request order.
+
+    ``error_rate`` / ``drop_rate`` map a route class (or ``"*"`` for all) to the probability
+    that a request answers 500/502/503/504, or that its connection is dropped (before or after
+    the request took effect). ``instantiate_404_rate`` and ``instantiate_timeout_rate`` are the
+    terraform-azuread #1406 cases: the objects are created, yet the answer is a 404 or nothing
+    before the client's timeout.
+    """
+
+    seed: int = 1406
+    error_rate: Mapping[str, float] = field(default_factory=lambda: _frozen({}))
+    drop_rate: Mapping[str, float] = field(default_factory=lambda: _frozen({}))
+    instantiate_404_rate: float = 0.0
+    instantiate_timeout_rate: float = 0.0
+    instantiate_timeout: float = 150.0  # how long a timed-out instantiate hangs (Graph seconds)
+    token_error_rate: float = 0.0  # the token endpoint answers 503
+
+    def __post_init__(self) -> None:
+        for name in ("error_rate", "drop_rate"):
+            rates = getattr(self, name)
+            unknown = set(rates) - {*ROUTE_CLASSES, "*"}
+            if unknown:
+                raise ValueError(f"unknown route classes in {name}: {sorted(unknown)}")
+            if any(not 0 <= r <= 1 for r in rates.values()):
+                raise ValueError(f"{name} rates must be in [0, 1]")
+
+    def rate(self, table: Mapping[str, float], route_class: str) -> float:
+        return table.get(route_class, table.get("*", 0.0))
+
+    @property
+    def any(self) -> bool:
+        return bool(
+            any(self.error_rate.values())
+            or any(self.drop_rate.values())
+            or self.instantiate_404_rate
+            or self.instantiate_timeout_rate
+            or self.token_error_rate
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSettings:
+    """How synchronization jobs run once started (Graph seconds)."""
+
+    first_cycle_delay: float = 20.0  # from start to the first cycle beginning
+    initial_cycle_duration: float = 40.0
+    incremental_cycle_duration: float = 15.0
+    quarantine_retry: float = 300.0  # nextAttempt of a first quarantine, doubling each time
+    # incremental cycles run every schedule.interval; this caps it so a compressed run sees
+    # more than one cycle (None keeps the job's interval, e.g. PT40M)
+    max_interval: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MockSettings:
+    """Everything that shapes the mock Graph's behaviour."""
+
+    time_scale: float = 1.0  # real seconds per Graph second
+    throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
+    latency: LatencySettings = field(default_factory=LatencySettings)
+    replication: ReplicationSettings = field(default_factory=ReplicationSettings)
+    faults: FaultSettings = field(default_factory=FaultSettings)
+    jobs: JobSettings = field(default_factory=JobSettings)
+    token_lifetime: float = 3599.0  # real seconds: token caches (MSAL) run on the real clock
+    page_size: int = 100  # default page size of lists
+    max_page_size: int = 999
+    batch_limit: int = 20
+    tenants: int = 1  # tenants served (migration tests use two)
+
+    def __post_init__(self) -> None:
+        if self.time_scale <= 0:
+            raise ValueError("time_scale must be positive")
+        if self.tenants < 1:
+            raise ValueError("tenants must be at least 1")
+        if self.token_lifetime <= 0:
+            raise ValueError("token_lifetime must be positive")
+
+    def evolve(self, **changes: Any) -> Self:
+        """A copy with ``changes`` applied (nested settings are replaced whole)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def quiet(cls, **changes: Any) -> MockSettings:
+        """No latency, no throttling, no replication delay, no faults: a fast functional mock."""
+        base = cls(
+            latency=LatencySettings(enabled=False),
+            throttle=ThrottleSettings(enabled=False),
+            replication=ReplicationSettings(enabled=False),
+        )
+        return replace(base, **changes)

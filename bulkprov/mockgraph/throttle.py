@@ -1,0 +1,184 @@
+"""Graph's throttling for the mock: token buckets per scope, Retry-After and early retries.
+
+The identity and access service meters every request in resource units (RU) and every write
+(POST, PATCH, PUT, DELETE) once more in writes, in three scopes at once:
+
+    app + tenant        RU per 10 s (by tenant size)   writes: 3,000 per 150 s
+    app, all tenants    150,000 RU per 20 s            writes: 35,000 per 5 min
+    tenant, all apps    -                              writes: 18,000 per 5 min
+
+The reports service (``auditLogs/provisioning``) allows 5 requests per 10 s per app + tenant.
+A request that finds a bucket short gets 429 with an integer ``Retry-After`` (the Graph seconds
+until the bucket holds enough again); the scope is then closed until that moment, and a
+request that arrives in a closed scope is an *early retry*: throttled again and counted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .settings import ThrottleSettings
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """Capacity ``limit`` refilled at ``limit / window`` per Graph second."""
+
+    limit: float
+    window: float
+    level: float
+    updated: float
+    closed_until: float = 0.0  # Retry-After horizon of the last 429 in this scope
+
+    def refill(self, now: float) -> None:
+        if now > self.updated:
+            self.level = min(self.limit, self.level + (now - self.updated) * self.limit / self.window)
+            self.updated = now
+
+    def shortfall_wait(self, cost: float) -> float:
+        """Graph seconds until ``cost`` is available (0 if it is now)."""
+        if self.level >= cost:
+            return 0.0
+        return (cost - self.level) * self.window / self.limit
+
+    def percentage_used(self) -> float:
+        return 100.0 * (1.0 - self.level / self.limit)
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What one request costs: resource units, writes, and whether it is a reports request."""
+
+    ru: int
+    write: bool
+    reports: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The throttler's answer for one request."""
+
+    allowed: bool
+    retry_after: int = 0  # whole Graph seconds, as Graph sends it
+    scope: str = ""  # x-ms-throttle-scope
+    information: str = ""  # x-ms-throttle-information
+    early_retry: bool = False
+    limit_percentage: float = 0.0  # highest use of the request's buckets, in percent
+
+
+class Throttler:
+    """All the token buckets of the mock, keyed by scope."""
+
+    def __init__(self, settings: ThrottleSettings) -> None:
+        self.settings = settings
+        self._buckets: dict[tuple[str, ...], TokenBucket] = {}
+
+    def _bucket(self, key: tuple[str, ...], limit: int, window: float, now: float) -> TokenBucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            start = float(limit) if self.settings.start_full else 0.0
+            bucket = TokenBucket(limit=float(limit), window=window, level=start, updated=now)
+            self._buckets[key] = bucket
+        bucket.refill(now)
+        return bucket
+
+    def check(self, *, app_id: str, tenant_id: str, charge: Charge, now: float) -> Verdict:
+        """Charge a request to its buckets, or throttle it. Nothing is charged on a 429."""
+        s = self.settings
+        if not s.enabled:
+            return Verdict(allowed=True)
+        scopes: list[tuple[TokenBucket, float, str, str]] = []
+        if charge.reports:
+            scopes.append(
+                (
+                    self._bucket(("reports", app_id, tenant_id), s.reports_limit,
+                                 s.reports_window, now),
+                    1.0,
+                    f"Tenant_Application/Reports/{app_id}/{tenant_id}",
+                    "ResourceUnitLimitExceeded",
+                )
+            )
+        else:
+            scopes.append(
+                (
+                    self._bucket(("ru", app_id, tenant_id), s.effective_ru_limit, s.ru_window, now),
+                    float(charge.ru),
+                    f"Tenant_Application/ResourceUnits/{app_id}/{tenant_id}",
+                    "ResourceUnitLimitExceeded",
+                )
+            )
+            scopes.append(
+                (
+                    self._bucket(("app_ru", app_id), s.app_ru_limit, s.app_ru_window, now),
+                    float(charge.ru),
+                    f"Application/ResourceUnits/{app_id}",
+                    "ResourceUnitLimitExceeded",
+                )
+            )
+            if charge.write:
+                scopes.append(
+                    (
+                        self._bucket(("write", app_id, tenant_id), s.write_limit,
+                                     s.write_window, now),
+                        1.0,
+                        f"Tenant_Application/Write/{app_id}/{tenant_id}",
+                        "WriteLimitExceeded",
+                    )
+                )
+                scopes.append(
+                    (
+                        self._bucket(("app_write", app_id), s.app_write_limit,
+                                     s.app_write_window, now),
+                        1.0,
+                        f"Application/Write/{app_id}",
+                        "WriteLimitExceeded",
+                    )
+                )
+                scopes.append(
+                    (
+                        self._bucket(("tenant_write", tenant_id), s.tenant_write_limit,
+                                     s.tenant_write_window, now),
+                        1.0,
+                        f"Tenant/Write/{tenant_id}",
+                        "WriteLimitExceeded",
+                    )
+                )
+        # A scope still inside the Retry-After of an earlier 429: an early retry.
+        for bucket, _cost, scope, info in scopes:
+            if now < bucket.closed_until:
+                return Verdict(
+                    allowed=False,
+                    retry_after=max(1, math.ceil(bucket.closed_until - now)),
+                    scope=scope,
+                    information=info,
+                    early_retry=True,
+                    limit_percentage=100.0,
+                )
+        for bucket, cost, scope, info in scopes:
+            wait = bucket.shortfall_wait(cost)
+            if wait > 0:
+                retry_after = max(1, math.ceil(wait))
+                bucket.closed_until = now + retry_after
+                return Verdict(
+                    allowed=False,
+                    retry_after=retry_after,
+                    scope=scope,
+                    information=info,
+                    limit_percentage=100.0,
+                )
+        used = 0.0
+        for bucket, cost, _scope, _info in scopes:
+            bucket.level -= cost
+            used = max(used, bucket.percentage_used())
+        return Verdict(allowed=True, limit_percentage=used)
+
+
+def resource_units(method: str, *, base: int = 1, select: bool = False, expand: bool = False) -> int:
+    """Graph's RU cost of a request: 1 (or ``base``), ``$select`` -1, ``$expand`` +1, min 1."""
+    cost = base if method == "GET" else 1
+    if select:
+        cost -= 1
+    if expand:
+        cost += 1
+    return max(1, cost)
