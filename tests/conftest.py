@@ -1,0 +1,35 @@
+"""Shared fixtures: a mock Graph on a loopback port, and a plain client with a real token."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bulkprov.mockgraph import MockGraph, MockSettings
+
+from .graphclient import PlainGraph
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def mock_settings() -> MockSettings:
+    """Override in a test module (or parametrize) to shape the mock."""
+    return MockSettings.quiet(time_scale=0.01)
+
+
+@pytest.fixture
+async def mock(mock_settings: MockSettings) -> AsyncIterator[MockGraph]:
+    async with MockGraph(mock_settings) as m:
+        yield m
+
+
+@pytest.fixture
+async def graph(mock: MockGraph) -> AsyncIterator[PlainGraph]:
+    assert mock.info is not None
+    async with PlainGraph(mock.info) as g:
+        yield g
