@@ -111,7 +111,75 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where the TLS CA and certificate are written (default: a temp dir)")
     add_mock_options(mock)
     mock.set_defaults(func=cmd_mock_graph)
+
+    from .connect import add_connection_options
+
+    run = sub.add_parser(
+        "run", help="onboard every instance of a manifest",
+        description="Validate the manifest, then take every instance through the provisioning "
+                    "steps concurrently under Graph's quotas, recording each step in the "
+                    "ledger. Run it again with the same ledger to resume: finished instances "
+                    "are skipped and no application is created twice. Exit codes: 0 all done, "
+                    "1 some instance failed, 2 bad input, 3 some job quarantined, 130 "
+                    "interrupted.",
+    )
+    run.add_argument("manifest", type=Path, help="CSV, JSON or JSONL manifest")
+    run.add_argument("--ledger", type=Path, default=None,
+                     help="JSONL ledger to write and resume from (required unless --mock)")
+    _run_options(run)
+    add_connection_options(run)
+    add_mock_options(run)
+    run.set_defaults(func=cmd_run)
+
+    plan = sub.add_parser(
+        "plan", help="validate a manifest and show what a run would do",
+        description="Validate the whole manifest (every problem at once, with file, line and "
+                    "field), resolve its templates, and show per instance whether a run would "
+                    "create, adopt or skip it, or finds a conflict. Sends no write to Graph.",
+    )
+    plan.add_argument("manifest", type=Path)
+    plan.add_argument("--ledger", type=Path, default=None, help="a ledger to resume from")
+    plan.add_argument("--offline", action="store_true",
+                      help="only validate the manifest; no Graph call")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument("--allow-inline-secrets", action="store_true")
+    plan.add_argument("--on-existing", choices=("adopt", "fail"), default="adopt")
+    add_connection_options(plan)
+    add_mock_options(plan)
+    plan.set_defaults(func=cmd_plan)
+
+    status = sub.add_parser("status", help="summarise a ledger, per step and per instance")
+    status.add_argument("ledger", type=Path)
+    status.add_argument("--json", action="store_true", help="print the summary as JSON")
+    status.add_argument("--all", action="store_true", help="list every instance")
+    status.set_defaults(func=cmd_status)
     return parser
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument("--concurrency", type=int, default=128, help="instances set up at once")
+    g.add_argument("--on-existing", choices=("adopt", "fail"), default="adopt",
+                   help="an application of that name and template already exists and the "
+                        "ledger does not know it: adopt it (default) or fail the instance")
+    g.add_argument("--no-monitor", action="store_true",
+                   help="stop after starting each job; do not wait for its first cycle")
+    g.add_argument("--no-logs", action="store_true", help="do not read provisioning logs")
+    g.add_argument("--monitor-deadline", type=float, default=900.0,
+                   help="Graph seconds a started job may take to reach steady state")
+    g.add_argument("--allow-inline-secrets", action="store_true",
+                   help="accept secret values written in the manifest itself")
+    g.add_argument("--write-quota", default=None, metavar="N/SECONDS",
+                   help="client-side write quota (default Graph's 3000/150)")
+    g.add_argument("--ru-quota", default=None, metavar="N/SECONDS",
+                   help="client-side resource-unit quota (default Graph's smallest, 3500/10)")
+    g.add_argument("--fsync", action="store_true",
+                   help="fsync the ledger after every record (survives power loss too)")
+    g.add_argument("--log-file", type=Path, default=None, help="JSON log file (mode 600)")
+    g.add_argument("-v", "--verbose", action="count", default=0,
+                   help="more console logging (-v info, -vv debug)")
+    g.add_argument("--summary-json", type=Path, default=None,
+                   help="write the final summary as JSON to this file")
 
 
 def cmd_mock_graph(args: argparse.Namespace) -> int:
@@ -153,10 +221,34 @@ def cmd_mock_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .commands import cmd_run as run
+
+    return run(args)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .commands import cmd_plan as plan
+
+    return plan(args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .commands import cmd_status as status
+
+    return status(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from .errors import BulkProvError
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except BulkProvError as err:
+        print(f"bulkprov: error: {err}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -993,6 +993,12 @@ class GraphService:
     async def batch(self, req: MockRequest) -> MockResponse:
         """Run a JSON batch: each item through :meth:`handle`, honouring ``dependsOn``."""
         request_id = str(uuid.uuid4())
+        try:  # the envelope needs a valid token (Graph answers 401 for the whole batch)
+            self._authenticate(req)
+        except GraphError as err:
+            resp = _error_response(err.status, err.code, err.message, request_id)
+            resp.headers.update(err.headers)
+            return resp
         try:
             body = orjson.loads(req.body)
             items = body["requests"]

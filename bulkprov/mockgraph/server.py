@@ -225,9 +225,7 @@ class MockGraph:
     async def _h_batch(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         req = self._mock_request(request, body)
-        if not req.headers.get("authorization"):
-            # the envelope needs a token too; items are checked one by one
-            return await self._send(request, await self.service.handle(req))
+        # the envelope's token is checked first; items are then checked one by one
         return await self._send(request, await self.service.batch(req))
 
     async def _send(self, request: web.Request, resp: MockResponse) -> web.StreamResponse:
@@ -376,6 +374,7 @@ async def run_mock(settings: MockSettings, *, host: str = "127.0.0.1", port: int
         if info_file is not None:
             info_file.parent.mkdir(parents=True, exist_ok=True)
             info_file.touch(mode=0o600)
+            info_file.chmod(0o600)  # touch keeps the mode of an existing file
             info_file.write_bytes(mock.info.to_json())
         if ready is not None:
             ready.set()

@@ -421,7 +421,8 @@ class Tenant:
         duplicates = sum(n - 1 for n in names.values() if n > 1)
         orphan_apps = [
             a.id for a in live_apps
-            if a.sp_id is None or self.service_principals[a.sp_id].deleted is not None
+            if a.sp_id is None or a.sp_id not in self.service_principals
+            or self.service_principals[a.sp_id].deleted is not None
         ]
         orphan_sps = [s.id for s in live_sps if not s.jobs]
         codes = Counter(j.code for s in live_sps for j in s.jobs.values())

@@ -1,0 +1,349 @@
+"""The Graph client: one aiohttp session, Graph's quotas on the client side, retries, errors.
+
+Every request passes, in order: the throttle-scope gates (closed for everyone after a 429 until
+its Retry-After has passed), the rate limiters (resource units, writes, reports: Graph's quotas,
+adapted down after a 429 and recovering while quiet), a token, the HTTP exchange, and
+:func:`bulkprov.retry.decide`. Errors carry method, path, request-id and client-request-id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import aiohttp
+import anyio
+import orjson
+import structlog
+from aiolimiter import AsyncLimiter
+
+from .auth import TokenProvider
+from .errors import GraphError, Throttled, TransportError, UnsafeRequest
+from .retry import Action, decide
+from .settings import ClientSettings, ConnectionSettings, Quota
+
+log = structlog.get_logger("bulkprov.client")
+Sleep = Callable[[float], Awaitable[None]]
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    body: Any
+    headers: Mapping[str, str]
+    request_id: str | None
+    client_request_id: str
+
+
+@dataclass(slots=True)
+class ClientStats:
+    requests: int = 0
+    throttled: int = 0
+    retries: int = 0
+    transport_errors: int = 0
+    by_status: Counter[int] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"requests": self.requests, "throttled": self.throttled, "retries": self.retries,
+                "transportErrors": self.transport_errors,
+                "byStatus": {str(k): v for k, v in sorted(self.by_status.items())}}
+
+
+class AdaptiveLimiter:
+    """A quota as an aiolimiter leaky bucket whose effective rate backs off after a 429.
+
+    Each acquisition takes ``amount / factor`` of the bucket, so a factor of 0.8 spends the
+    quota 20% slower; the factor creeps back to 1 while no 429 arrives.
+    """
+
+    def __init__(self, quota: Quota, *, time_scale: float, backoff: float, recovery: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.quota = quota
+        self._limiter = AsyncLimiter(quota.limit, quota.window * time_scale)
+        self._time_scale = time_scale
+        self._backoff = backoff
+        self._recovery = recovery
+        self._clock = clock
+        self.factor = 1.0
+        self._since = clock()
+
+    def _recover(self) -> None:
+        now = self._clock()
+        if self.factor < 1.0:
+            graph_seconds = (now - self._since) / self._time_scale
+            self.factor = min(1.0, self.factor + self._recovery * graph_seconds)
+        self._since = now
+
+    async def acquire(self, amount: float = 1.0) -> None:
+        self._recover()
+        await self._limiter.acquire(min(float(self.quota.limit), amount / self.factor))
+
+    def throttled(self) -> None:
+        self._recover()
+        self.factor = max(0.1, self.factor * self._backoff)
+
+
+class ScopeGate:
+    """Closed until a moment: every request in the scope waits for it."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.until = 0.0
+
+    def close_for(self, real_seconds: float) -> None:
+        self.until = max(self.until, self._clock() + real_seconds)
+
+    async def wait(self, sleep: Sleep) -> None:
+        while (remaining := self.until - self._clock()) > 0:
+            await sleep(remaining)
+
+
+class GraphClient:
+    """``async with GraphClient(conn, settings) as client: await client.get("/...")``."""
+
+    def __init__(self, conn: ConnectionSettings, settings: ClientSettings | None = None, *,
+                 tokens: TokenProvider | None = None,
+                 session: aiohttp.ClientSession | None = None, sleep: Sleep = anyio.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.conn = conn
+        self.settings = settings or ClientSettings()
+        self.tokens = tokens or TokenProvider(conn)
+        self._own_session = session is None
+        self._session = session
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = random.Random(self.settings.seed)
+        self.stats = ClientStats()
+        origin = urlsplit(conn.graph_url)
+        self._origin = (origin.scheme, origin.hostname, origin.port)
+        self._limiters: dict[str, AdaptiveLimiter] | None = None
+        self._gates: dict[str, ScopeGate] = {k: ScopeGate(clock) for k in ("ru", "write",
+                                                                            "reports")}
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> Self:
+        s = self.settings
+        # limiters are created inside the running loop (aiolimiter binds to it)
+        self._limiters = {
+            name: AdaptiveLimiter(q, time_scale=s.time_scale, backoff=s.throttle_backoff,
+                                  recovery=s.throttle_recovery, clock=self._clock)
+            for name, q in (("ru", s.ru_quota), ("write", s.write_quota),
+                            ("reports", s.reports_quota))
+        }
+        if self._session is None:
+            ctx: ssl.SSLContext | bool = True
+            if self.conn.ca_file is not None:
+                ctx = ssl.create_default_context(cafile=str(self.conn.ca_file))
+            connector = aiohttp.TCPConnector(limit=s.connections, ssl=ctx)
+            self._session = aiohttp.ClientSession(
+                connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
+                headers={"User-Agent": "bulkprov/0.1", "Accept": "application/json"},
+            )
+        return self
+
+    async def aclose(self) -> None:
+        if not self._closed and self._own_session and self._session is not None:
+            await self._session.close()
+        self._closed = True
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ URLs
+    def url(self, path_or_url: str) -> str:
+        """The absolute URL for a Graph path, refusing any URL outside the configured Graph."""
+        if path_or_url.startswith(("http://", "https://")):
+            parts = urlsplit(path_or_url)
+            if (parts.scheme, parts.hostname, parts.port) != self._origin:
+                raise UnsafeRequest(
+                    f"refusing to send the Graph token to {parts.scheme}://{parts.netloc}: "
+                    f"it is not the configured Graph {self.conn.graph_url}"
+                )
+            return path_or_url
+        if not path_or_url.startswith("/"):
+            raise UnsafeRequest(f"a Graph path must start with '/': {path_or_url!r}")
+        return self.conn.base_url + path_or_url
+
+    @staticmethod
+    def _kind(method: str, url: str) -> str:
+        if "/auditLogs/" in url:
+            return "reports"
+        return "write" if method in WRITE_METHODS else "read"
+
+    @staticmethod
+    def _ru(method: str, url: str, params: Mapping[str, str] | None) -> int:
+        path = urlsplit(url).path
+        cost = 2 if method == "GET" and path.endswith("/applications") else 1
+        query = urlsplit(url).query + "&".join(params or {})
+        if "$select" in query or "%24select" in query:
+            cost -= 1
+        if "$expand" in query or "%24expand" in query:
+            cost += 1
+        return max(1, cost)
+
+    # ------------------------------------------------------------------ requests
+    async def request(self, method: str, path: str, *, json: Any = None,
+                      params: Mapping[str, str] | None = None,
+                      idempotent: bool | None = None) -> Response:
+        """Send a request, retrying what is safe to retry; raise on any error answer."""
+        assert self._session is not None and self._limiters is not None, "use `async with`"
+        url = self.url(path)
+        kind = self._kind(method, url)
+        if idempotent is None:
+            idempotent = method != "POST"
+        ru = self._ru(method, url, params)
+        body = None if json is None else orjson.dumps(json)
+        scale = self.settings.time_scale
+        timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout * scale)
+        display = urlsplit(url).path.removeprefix(urlsplit(self.conn.base_url).path)
+        attempt = 0
+        reauthed = False
+        while True:
+            attempt += 1
+            await self._admit(kind, ru)
+            token = await self.tokens.token()
+            client_request_id = str(uuid.uuid4())
+            headers = {"Authorization": f"Bearer {token}",
+                       "client-request-id": client_request_id}
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            status: int | None = None
+            resp_headers: Mapping[str, str] = {}
+            raw = b""
+            reason = ""
+            self.stats.requests += 1
+            try:
+                async with self._session.request(method, url, params=params, data=body,
+                                                 headers=headers, timeout=timeout) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+                    resp_headers = resp.headers
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
+                self.stats.transport_errors += 1
+            if status is not None:
+                self.stats.by_status[status] += 1
+            decision = decide(status=status, headers=resp_headers, attempt=attempt,
+                              idempotent=idempotent, reauthed=reauthed,
+                              policy=self.settings.retry, rng=self._rng)
+            request_id = resp_headers.get("request-id")
+            if decision.action is Action.OK:
+                return Response(status or 0, self._parse(raw, status or 0, method, display,
+                                                         request_id, client_request_id),
+                                resp_headers, request_id, client_request_id)
+            if decision.action is Action.REAUTH:
+                reauthed = True
+                await self.tokens.invalidate(token)
+                continue
+            if decision.action is Action.RETRY:
+                self.stats.retries += 1
+                if status == 429:
+                    self._on_throttled(kind, decision.scope, decision.delay)
+                    log.info("throttled", method=method, path=display, scope=decision.scope,
+                             retry_after=decision.delay, request_id=request_id)
+                else:
+                    log.info("retrying", method=method, path=display, status=status,
+                             reason=reason or None, attempt=attempt, delay=decision.delay,
+                             request_id=request_id)
+                    await self._sleep(decision.delay * scale)
+                continue
+            if status is None:
+                raise TransportError(method, display, reason,
+                                     client_request_id=client_request_id)
+            raise self._error(status, raw, resp_headers, method, display, request_id,
+                              client_request_id)
+
+    async def _admit(self, kind: str, ru: int) -> None:
+        assert self._limiters is not None
+        if kind == "reports":
+            await self._gates["reports"].wait(self._sleep)
+            await self._limiters["reports"].acquire()
+            return
+        await self._gates["ru"].wait(self._sleep)
+        if kind == "write":
+            await self._gates["write"].wait(self._sleep)
+            await self._limiters["write"].acquire()
+        await self._limiters["ru"].acquire(ru)
+
+    def _on_throttled(self, kind: str, scope: str | None, retry_after: float) -> None:
+        """Close the throttle scope for every worker, and slow its limiter down."""
+        assert self._limiters is not None
+        self.stats.throttled += 1
+        if scope and "/Reports/" in scope or kind == "reports":
+            name = "reports"
+        elif scope and "/Write/" in scope or (scope is None and kind == "write"):
+            name = "write"
+        else:
+            name = "ru"
+        scale = self.settings.time_scale
+        # a hair past Retry-After so the first request after the wait is not early
+        self._gates[name].close_for(retry_after * scale * 1.02 + 0.005)
+        self._limiters[name].throttled()
+
+    @staticmethod
+    def _parse(raw: bytes, status: int, method: str, path: str, request_id: str | None,
+               client_request_id: str) -> Any:
+        if not raw:
+            return None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise GraphError(status, "InvalidResponse",
+                             f"the answer is not JSON ({len(raw)} bytes)", method=method,
+                             path=path, request_id=request_id,
+                             client_request_id=client_request_id) from exc
+
+    @staticmethod
+    def _error(status: int, raw: bytes, headers: Mapping[str, str], method: str, path: str,
+               request_id: str | None, client_request_id: str) -> GraphError:
+        code, message, details = f"HTTP{status}", "", []
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            body = None
+            snippet = raw[:120].decode("utf-8", "replace").replace("\n", " ")
+            message = f"the error answer is not Graph's JSON: {snippet!r}"
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            err = body["error"]
+            code = str(err.get("code") or code)
+            message = str(err.get("message") or "")[:500]
+            details = [str(d.get("code")) for d in err.get("details") or []
+                       if isinstance(d, dict) and d.get("code")]
+        kw: dict[str, Any] = {"method": method, "path": path, "request_id": request_id,
+                              "client_request_id": client_request_id}
+        if status == 429:
+            from .retry import parse_retry_after
+
+            lower = {k.lower(): v for k, v in headers.items()}
+            return Throttled(parse_retry_after(lower.get("retry-after")),
+                             lower.get("x-ms-throttle-scope"), **kw)
+        return GraphError(status, code, message, detail_codes=details, **kw)
+
+    async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> Any:
+        return (await self.request("GET", path, params=params)).body
+
+    async def pages(self, path: str, *, params: Mapping[str, str] | None = None
+                    ) -> AsyncIterator[list[Any]]:
+        """Each page of a collection, following the whole ``@odata.nextLink`` until absent."""
+        body = await self.get(path, params=params)
+        while True:
+            if not isinstance(body, dict) or not isinstance(body.get("value"), list):
+                raise GraphError(200, "InvalidResponse", "a collection answer without 'value'",
+                                 method="GET", path=path)
+            yield body["value"]
+            next_link = body.get("@odata.nextLink")
+            if not next_link:
+                return
+            body = await self.get(str(next_link))

@@ -1,0 +1,262 @@
+"""The run ledger: one JSON object per line, appended as each step starts and ends.
+
+Each append is a single ``write(2)`` of a whole line to a file opened with ``O_APPEND`` (mode
+600), so a ``kill -9`` loses at most the line being written; a torn last line is cut off when
+the ledger is opened again. Replaying the lines gives, per instance, the ids it has, the steps
+it finished, whether an instantiate may be in flight, and its final result.
+
+Records::
+
+    {"type": "header", "version": 1, "manifest": ..., "graph": ..., "tenant": ..., "salt": ...}
+    {"type": "run", "at": ..., "pid": ...}                       each time a run starts
+    {"type": "step", "key": ..., "step": ..., "event": "start" | "done" | "error", ...}
+    {"type": "instance", "key": ..., "status": "done" | "failed" | "quarantined" | ...}
+
+No secret value is ever written: credentials appear as their keys and a salted fingerprint.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .errors import LedgerError
+
+VERSION = 1
+FINAL_OK = frozenset({"done", "quarantined"})  # finished: a re-run leaves them alone
+
+
+class Redactor:
+    """Replaces every registered secret value in text with ``*****``."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+
+    def add(self, value: str) -> None:
+        if len(value) >= 4:
+            self._values.add(value)
+
+    def text(self, text: str) -> str:
+        for value in self._values:
+            if value in text:
+                text = text.replace(value, "*****")
+        return text
+
+    def value(self, obj: Any) -> Any:
+        if not self._values:
+            return obj
+        if isinstance(obj, str):
+            return self.text(obj)
+        if isinstance(obj, dict):
+            return {k: self.value(v) for k, v in obj.items()}
+        if isinstance(obj, list | tuple):
+            return [self.value(v) for v in obj]
+        return obj
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class InstanceState:
+    """What the ledger knows of one instance."""
+
+    key: str
+    ids: dict[str, str] = field(default_factory=dict)  # applicationId, appId, ...
+    done: set[str] = field(default_factory=set)  # steps finished
+    instantiate_attempts: int = 0  # POSTs started (a write-ahead record each)
+    instantiate_pending: bool = False  # a POST started and its outcome was never recorded
+    status: str | None = None  # final status, if any
+    final: dict[str, Any] | None = None
+    errors: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL_OK
+
+
+@dataclass(slots=True)
+class Replay:
+    header: dict[str, Any] | None
+    instances: dict[str, InstanceState]
+    runs: int
+    torn: bool  # a torn last line was found (and cut off when opened for writing)
+
+    def claimed(self, id_name: str, except_key: str | None = None) -> dict[str, str]:
+        """id value -> key, for the ids of ``id_name`` that instances hold."""
+        return {s.ids[id_name]: k for k, s in self.instances.items()
+                if id_name in s.ids and k != except_key}
+
+
+def replay_lines(lines: Iterable[bytes]) -> Replay:
+    """Fold ledger lines into per-instance state. A line that does not parse must be the last."""
+    header: dict[str, Any] | None = None
+    states: dict[str, InstanceState] = {}
+    runs = 0
+    torn = False
+    pending_bad: int | None = None
+    for n, raw in enumerate(lines, start=1):
+        if pending_bad is not None:
+            raise LedgerError(f"ledger line {pending_bad} is corrupt (not JSON) and is not the "
+                              "last line; refusing to guess what happened")
+        if not raw.strip():
+            continue
+        try:
+            rec = orjson.loads(raw)
+            if not isinstance(rec, dict):
+                raise TypeError
+        except (orjson.JSONDecodeError, TypeError):
+            pending_bad = n
+            torn = True
+            continue
+        kind = rec.get("type")
+        if kind == "header":
+            header = rec
+            continue
+        if kind == "run":
+            runs += 1
+            continue
+        key = rec.get("key")
+        if not isinstance(key, str):
+            continue
+        st = states.get(key)
+        if st is None:
+            st = states[key] = InstanceState(key)
+        ids = rec.get("ids")
+        if isinstance(ids, dict):
+            st.ids.update({k: str(v) for k, v in ids.items() if v})
+        if kind == "step":
+            step, event = rec.get("step"), rec.get("event")
+            if step == "instantiate" and event == "attempt":
+                st.instantiate_attempts += 1
+                st.instantiate_pending = True
+            elif event == "done":
+                st.done.add(str(step))
+                if step == "instantiate":
+                    st.instantiate_pending = False
+            elif event == "error":
+                st.errors += 1
+                if step == "instantiate" and rec.get("settled"):
+                    st.instantiate_pending = False
+        elif kind == "instance":
+            st.status = str(rec.get("status"))
+            st.final = rec
+    return Replay(header, states, runs, torn)
+
+
+class Ledger:
+    """Appends records to a ledger file; see the module docstring for the format."""
+
+    def __init__(self, path: Path, *, redactor: Redactor | None = None, fsync: bool = False) -> None:
+        self.path = path
+        self.redactor = redactor or Redactor()
+        self.fsync = fsync
+        self._fd: int | None = None
+        self.salt = b""
+        self.replay = Replay(None, {}, 0, False)
+
+    def open(self, *, manifest: str, graph: str, tenant: str) -> Replay:
+        """Open (creating if needed), cut a torn last line, replay, and check it belongs to
+        this run's Graph and tenant."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        existing = self.path.exists() and self.path.stat().st_size > 0
+        if existing:
+            data = self.path.read_bytes()
+            cut = len(data)
+            if not data.endswith(b"\n"):
+                cut = data.rfind(b"\n") + 1
+            self.replay = replay_lines(data[:cut].splitlines())
+            self.replay.torn = self.replay.torn or cut != len(data)
+            if cut != len(data):
+                with open(self.path, "r+b") as fh:
+                    fh.truncate(cut)
+            header = self.replay.header
+            if header is None:
+                raise LedgerError(f"{self.path} is not a bulkprov ledger (no header line)")
+            if header.get("version") != VERSION:
+                raise LedgerError(f"{self.path} is a version {header.get('version')} ledger; "
+                                  f"this bulkprov writes version {VERSION}")
+            for name, mine in (("graph", graph), ("tenant", tenant)):
+                if header.get(name) != mine:
+                    raise LedgerError(
+                        f"{self.path} records a run against {name} {header.get(name)!r}, not "
+                        f"{mine!r}: use another ledger for another {name}"
+                    )
+            self.salt = bytes.fromhex(str(header.get("salt", "")))
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise LedgerError(f"cannot open ledger {self.path}: {exc.strerror}") from None
+        os.chmod(self.path, 0o600)
+        if not existing:
+            self.salt = secrets.token_bytes(16)
+            self.append({"type": "header", "version": VERSION, "created": now_iso(),
+                         "manifest": manifest, "graph": graph, "tenant": tenant,
+                         "salt": self.salt.hex()})
+        self.append({"type": "run", "at": now_iso(), "pid": os.getpid(), "manifest": manifest})
+        return self.replay
+
+    def check_manifest(self, keys: set[str]) -> None:
+        """Refuse a ledger whose instances are not in this manifest (another manifest's)."""
+        foreign = [k for k in self.replay.instances if k not in keys]
+        if foreign:
+            sample = ", ".join(repr(k) for k in sorted(foreign)[:5])
+            raise LedgerError(
+                f"{self.path} belongs to another manifest: {len(foreign)} of its instances "
+                f"({sample}) are not in {self.replay.header and self.replay.header.get('manifest')}"
+                f" as given now; use a new ledger for a different manifest"
+            )
+
+    def fingerprint(self, key: str, value: str) -> str:
+        return hmac.new(self.salt, f"{key}\x00{value}".encode(), hashlib.sha256).hexdigest()[:16]
+
+    def append(self, record: dict[str, Any]) -> None:
+        if self._fd is None:
+            raise LedgerError("the ledger is not open")
+        line = orjson.dumps(self.redactor.value(record)) + b"\n"
+        try:
+            written = os.write(self._fd, line)
+            if written != len(line):
+                raise OSError(errno.ENOSPC, "short write")
+            if self.fsync:
+                os.fsync(self._fd)
+        except OSError as exc:
+            raise LedgerError(
+                f"cannot append to ledger {self.path}: {exc.strerror or exc}; the run stops here "
+                "and resumes from the ledger once the problem is fixed"
+            ) from None
+
+    def step(self, key: str, step: str, event: str, **data: Any) -> None:
+        rec: dict[str, Any] = {"type": "step", "t": round(time.time(), 3), "key": key,
+                               "step": step, "event": event}
+        rec.update({k: v for k, v in data.items() if v is not None})
+        self.append(rec)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+def read(path: Path) -> Replay:
+    """Replay a ledger file without opening it for writing (a torn last line is ignored)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LedgerError(f"cannot read ledger {path}: {exc.strerror}") from None
+    cut = data.rfind(b"\n") + 1 if not data.endswith(b"\n") else len(data)
+    replay = replay_lines(data[:cut].splitlines())
+    replay.torn = replay.torn or cut != len(data)
+    return replay

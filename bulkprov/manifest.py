@@ -1,0 +1,460 @@
+"""Manifests: the app instances to onboard, from CSV, JSON or JSONL.
+
+One instance is::
+
+    key           unique within the manifest (the ledger tracks instances by it)
+    displayName   the name the application and service principal get
+    template      the gallery application template: its display name or its id
+    syncTemplate  the synchronization template (default: the one marked default)
+    start         start the provisioning job (default true)
+    validate      validate the credentials before saving them (default true)
+    profile       connection profile (optional)
+    credentials   synchronizationSecret key -> reference: env:VAR, file:PATH, literal:VALUE
+
+In CSV, credentials are columns ``cred.<Key>`` (``cred.ClientSecret``, ``cred.BaseAddress``);
+in JSON and JSONL an object ``"credentials": {"ClientSecret": "env:AWS_KEY_ID_1"}``. Secret
+values are never in the manifest unless ``allow_inline_secrets`` says so: a reference is checked
+when the manifest is validated and read only when the step needs it.
+
+:func:`validate` reads the whole manifest and reports every problem (file, line, field) at once;
+:func:`iter_instances` streams instances for a run, so a manifest of 100k rows is never held
+in memory whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ManifestError, Problem
+
+MAX_FIELD = 4096
+KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,127}$")
+SYNC_TEMPLATE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,255}$")
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+#: Members of Graph's synchronizationSecret enumeration (v1.0).
+SECRET_KEYS = frozenset(
+    "UserName Password SecretToken AppKey BaseAddress ClientIdentifier ClientSecret "
+    "SingleSignOnType Sandbox Url Domain ConsumerKey ConsumerSecret TokenKey TokenExpiration "
+    "Oauth2AccessToken Oauth2AccessTokenCreationTime Oauth2RefreshToken SyncAll InstanceName "
+    "Oauth2ClientId Oauth2ClientSecret CompanyId UpdateKeyOnSoftDelete SynchronizationSchedule "
+    "SystemOfRecord SandboxName EnforceDomain SyncNotificationSettings SkipOutOfScopeDeletions "
+    "Oauth2AuthorizationCode Oauth2RedirectUri ApplicationTemplateIdentifier "
+    "Oauth2TokenExchangeUri Oauth2AuthorizationUri AuthenticationType Server "
+    "PerformInboundEntitlementGrants HardDeletesEnabled SyncAgentCompatibilityKey "
+    "SyncAgentADContainer ValidateDomain TestReferences ConnectionString".split()
+)
+#: Keys whose values are settings rather than secrets: a plain value is fine for them.
+PLAIN_KEYS = frozenset(
+    "BaseAddress Url Domain InstanceName Server CompanyId Sandbox SandboxName SyncAll "
+    "SkipOutOfScopeDeletions HardDeletesEnabled EnforceDomain ValidateDomain SystemOfRecord "
+    "SingleSignOnType AuthenticationType UpdateKeyOnSoftDelete SyncNotificationSettings "
+    "ApplicationTemplateIdentifier Oauth2ClientId UserName".split()
+)
+FIELDS = ("key", "displayName", "template", "syncTemplate", "start", "validate", "profile")
+REQUIRED = ("key", "displayName", "template")
+TRUE = frozenset({"true", "yes", "1", "y"})
+FALSE = frozenset({"false", "no", "0", "n"})
+
+
+class Secret:
+    """A secret value: its repr and str never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('*****')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialRef:
+    """Where one credential's value comes from."""
+
+    key: str
+    scheme: str  # env | file | literal
+    target: str = field(repr=False)  # variable name, path, or the value itself
+    base_dir: Path = field(repr=False, default=Path("."))
+
+    def describe(self) -> str:
+        if self.scheme == "literal":
+            return f"{self.key}=literal"
+        return f"{self.key}={self.scheme}:{self.target}"
+
+    def resolve(self) -> Secret:
+        """Read the value now. Raises ``LookupError`` naming the reference (never the value)."""
+        if self.scheme == "env":
+            value = os.environ.get(self.target)
+            if not value:
+                raise LookupError(f"environment variable {self.target} is not set or empty")
+            return Secret(value)
+        if self.scheme == "file":
+            path = Path(self.target)
+            if not path.is_absolute():
+                path = self.base_dir / path
+            try:
+                value = path.read_text(encoding="utf-8").strip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise LookupError(f"cannot read secret file {path}: {type(exc).__name__}") from None
+            if not value:
+                raise LookupError(f"secret file {path} is empty")
+            return Secret(value)
+        return Secret(self.target)
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One app instance of a manifest."""
+
+    key: str
+    display_name: str
+    template: str
+    sync_template: str | None
+    credentials: tuple[CredentialRef, ...]
+    start: bool
+    validate: bool
+    profile: str | None
+    file: str
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(slots=True)
+class ManifestSummary:
+    """What validation learned: counts, the distinct templates, and every problem."""
+
+    path: Path
+    count: int = 0
+    templates: dict[str, list[int]] = field(default_factory=dict)  # template -> lines
+    keys_digest: str = ""
+    problems: list[Problem] = field(default_factory=list)
+
+
+def detect_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".json":
+        return "json"
+    raise ManifestError([Problem(str(path), None, None,
+                                 "unknown manifest format: use .csv, .json or .jsonl")])
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ManifestError([Problem(
+            str(path), line, None,
+            f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); save the "
+            "manifest as UTF-8")]) from None
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
+    """(line, raw record) for each instance of the file, or a Problem for unreadable parts."""
+    name = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ManifestError([Problem(name, None, None, f"cannot read: {exc.strerror}")]) from None
+    text = _decode(path, data)
+    if not text.strip():
+        raise ManifestError([Problem(name, None, None, "the manifest is empty")])
+    fmt = detect_format(path)
+    if fmt == "csv":
+        yield from _csv_records(name, text, "\t" if path.suffix.lower() == ".tsv" else ",")
+    elif fmt == "jsonl":
+        for n, raw_line in enumerate(text.splitlines(), start=1):
+            if not raw_line.strip():
+                continue
+            try:
+                obj = json.loads(raw_line)
+            except json.JSONDecodeError as exc:
+                yield n, Problem(name, n, None, f"not valid JSON: {exc.msg} (column {exc.colno})")
+                continue
+            if not isinstance(obj, dict):
+                yield n, Problem(name, n, None, "each line must be a JSON object")
+                continue
+            yield n, obj
+    else:
+        yield from _json_records(name, text)
+
+
+def _csv_records(name: str, text: str, delimiter: str) -> Iterator[tuple[int, dict[str, Any] |
+                                                                         Problem]]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = next(reader)
+    except csv.Error as exc:
+        raise ManifestError([Problem(name, 1, None, f"bad CSV header: {exc}")]) from None
+    header = [h.strip() for h in header]
+    problems = []
+    for i, column in enumerate(header):
+        if column in FIELDS or (column.startswith("cred.") and column[5:] in SECRET_KEYS):
+            continue
+        if column.startswith("cred."):
+            hint = _hint(column[5:], SECRET_KEYS)
+            problems.append(Problem(name, 1, column or f"column {i + 1}",
+                                    f"unknown credential key {column[5:]!r}{hint}"))
+        else:
+            hint = _hint(column, FIELDS)
+            problems.append(Problem(name, 1, column or f"column {i + 1}",
+                                    f"unknown column{hint}; columns are {', '.join(FIELDS)} "
+                                    "and cred.<Key>"))
+    dupes = {c for c in header if header.count(c) > 1}
+    problems.extend(Problem(name, 1, c, "column appears more than once") for c in sorted(dupes))
+    missing = [c for c in REQUIRED if c not in header]
+    problems.extend(Problem(name, 1, c, "required column is missing") for c in missing)
+    if problems:
+        raise ManifestError(problems)
+    line = reader.line_num + 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield line, Problem(name, line, None, f"bad CSV quoting: {exc}")
+            return  # the csv module cannot resynchronise after a quoting error
+        start, line = line, reader.line_num + 1
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(header):
+            yield start, Problem(name, start, None,
+                                 f"has {len(row)} fields, the header has {len(header)}")
+            continue
+        record: dict[str, Any] = {}
+        creds: dict[str, str] = {}
+        for column, value in zip(header, row, strict=True):
+            if column.startswith("cred."):
+                if value.strip():
+                    creds[column[5:]] = value.strip()
+            elif value.strip() != "":
+                record[column] = value.strip()
+        if creds:
+            record["credentials"] = creds
+        yield start, record
+
+
+def _json_records(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError([Problem(name, exc.lineno, None,
+                                     f"not valid JSON: {exc.msg} (column {exc.colno})")]) from None
+    if isinstance(doc, dict):
+        unknown = set(doc) - {"instances", "version", "description"}
+        if unknown:
+            raise ManifestError([Problem(name, 1, k, "unknown top-level field") for k in
+                                 sorted(unknown)])
+        doc = doc.get("instances")
+        anchor = re.search(r'"instances"\s*:\s*\[', text)
+        start = anchor.end() - 1 if anchor else 0
+    else:
+        start = text.index("[") if isinstance(doc, list) else 0
+    if not isinstance(doc, list):
+        raise ManifestError([Problem(name, 1, "instances",
+                                     "expected a list of instances (or {\"instances\": [...]})")])
+    lines = _element_lines(text, start, len(doc))
+    for item, line in zip(doc, lines, strict=True):
+        if not isinstance(item, dict):
+            yield line, Problem(name, line, None, "each instance must be a JSON object")
+        else:
+            yield line, item
+
+
+def _element_lines(text: str, start: int, count: int) -> list[int]:
+    """Line numbers of the elements of the JSON array that begins at ``start``."""
+    decoder = json.JSONDecoder()
+    lines: list[int] = []
+    pos = start + 1
+    for _ in range(count):
+        while text[pos] in " \t\r\n,":
+            pos += 1
+        lines.append(text.count("\n", 0, pos) + 1)
+        _obj, pos = decoder.raw_decode(text, pos)
+    return lines
+
+
+def _hint(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in TRUE | FALSE:
+        return value.strip().lower() in TRUE
+    return None
+
+
+def build_instance(name: str, base_dir: Path, line: int, record: dict[str, Any], *,
+                   allow_inline_secrets: bool, check_refs: bool = True
+                   ) -> tuple[Instance | None, list[Problem]]:
+    """An :class:`Instance` from a raw record, or the problems that prevent it."""
+    problems: list[Problem] = []
+    key_value = record.get("key")
+    key = key_value if isinstance(key_value, str) else None
+
+    def bad(field_name: str | None, message: str) -> None:
+        problems.append(Problem(name, line, field_name, message, key))
+
+    for k in record:
+        if k not in FIELDS and k != "credentials":
+            bad(k, f"unknown field{_hint(k, (*FIELDS, 'credentials'))}")
+    strings: dict[str, str | None] = {}
+    for f in ("key", "displayName", "template", "syncTemplate", "profile"):
+        v = record.get(f)
+        if v is None or (isinstance(v, str) and not v.strip()):
+            if f in REQUIRED:
+                bad(f, "is required")
+            strings[f] = None
+            continue
+        if not isinstance(v, str):
+            bad(f, f"must be a string, got {type(v).__name__}")
+            strings[f] = None
+            continue
+        if len(v) > MAX_FIELD:
+            bad(f, f"is {len(v)} characters long; the limit is {MAX_FIELD}")
+            strings[f] = None
+            continue
+        if CONTROL_RE.search(v):
+            bad(f, "contains control characters")
+            strings[f] = None
+            continue
+        strings[f] = v.strip()
+    if strings["key"] is not None and not KEY_RE.match(strings["key"]):
+        bad("key", "must be 1-128 characters of letters, digits and . _ : @ - (starting with a "
+                   "letter or digit)")
+        strings["key"] = None
+    if strings["displayName"] is not None and len(strings["displayName"]) > 256:
+        bad("displayName", "is longer than Graph's 256 characters")
+    if strings["syncTemplate"] is not None and not SYNC_TEMPLATE_RE.match(strings["syncTemplate"]):
+        bad("syncTemplate", "is not a synchronization template id")
+    flags: dict[str, bool] = {}
+    for f in ("start", "validate"):
+        v = record.get(f, True)
+        b = _bool(v)
+        if b is None:
+            bad(f, f"must be true or false, got {v!r}")
+            b = True
+        flags[f] = b
+    refs: list[CredentialRef] = []
+    raw_creds = record.get("credentials", {})
+    if not isinstance(raw_creds, dict):
+        bad("credentials", "must be an object of key -> reference")
+        raw_creds = {}
+    for ckey, cval in raw_creds.items():
+        fname = f"credentials.{ckey}"
+        if ckey not in SECRET_KEYS:
+            bad(fname, f"is not a synchronization secret key{_hint(ckey, SECRET_KEYS)}")
+            continue
+        if not isinstance(cval, str) or not cval.strip():
+            bad(fname, "must be a reference string such as env:VAR or file:PATH")
+            continue
+        ref = _parse_ref(ckey, cval.strip(), base_dir)
+        if ref.scheme == "literal" and ckey not in PLAIN_KEYS and not allow_inline_secrets:
+            bad(fname, "is an inline secret value; use env:VAR or file:PATH, or pass "
+                       "--allow-inline-secrets")
+            continue
+        if ref.scheme == "env" and not ENV_RE.match(ref.target):
+            bad(fname, f"env:{ref.target} is not a valid environment variable name")
+            continue
+        if check_refs and ref.scheme != "literal":
+            try:
+                ref.resolve()
+            except LookupError as exc:
+                bad(fname, f"cannot be resolved: {exc}")
+                continue
+        refs.append(ref)
+    if (flags["start"] or flags["validate"]) and not raw_creds:
+        bad("credentials", "are required to validate or start the job (set start and validate "
+                           "to false to only create the app and job)")
+    if problems:
+        return None, problems
+    assert strings["key"] and strings["displayName"] and strings["template"]
+    return Instance(
+        key=strings["key"], display_name=strings["displayName"], template=strings["template"],
+        sync_template=strings["syncTemplate"], credentials=tuple(refs), start=flags["start"],
+        validate=flags["validate"], profile=strings["profile"], file=name, line=line,
+    ), []
+
+
+def _parse_ref(key: str, value: str, base_dir: Path) -> CredentialRef:
+    scheme, sep, rest = value.partition(":")
+    if sep and scheme in ("env", "file", "literal"):
+        return CredentialRef(key, scheme, rest, base_dir)
+    return CredentialRef(key, "literal", value, base_dir)
+
+
+def validate(path: Path, *, allow_inline_secrets: bool = False) -> ManifestSummary:
+    """Read the whole manifest; every problem is in the summary (nothing is raised for them,
+    except for a file that cannot be read as a manifest at all)."""
+    import hashlib
+
+    summary = ManifestSummary(path=path)
+    seen: dict[str, int] = {}
+    digest = hashlib.sha256()
+    base_dir = path.parent
+    for line, record in _records(path):
+        if isinstance(record, Problem):
+            summary.problems.append(record)
+            continue
+        inst, problems = build_instance(str(path), base_dir, line, record,
+                                        allow_inline_secrets=allow_inline_secrets)
+        summary.problems.extend(problems)
+        if inst is None:
+            continue
+        if inst.key in seen:
+            summary.problems.append(Problem(str(path), line, "key",
+                                            f"duplicate key; first used on line {seen[inst.key]}",
+                                            inst.key))
+            continue
+        seen[inst.key] = line
+        summary.count += 1
+        summary.templates.setdefault(inst.template, []).append(line)
+        digest.update(f"{inst.key}\x00{inst.template}\x00{inst.display_name}\n".encode())
+    if summary.count == 0 and not summary.problems:
+        summary.problems.append(Problem(str(path), None, None, "the manifest has no instances"))
+    summary.keys_digest = digest.hexdigest()
+    return summary
+
+
+def iter_instances(path: Path, *, allow_inline_secrets: bool = False) -> Iterator[Instance]:
+    """Stream the instances of a manifest that :func:`validate` accepted."""
+    base_dir = path.parent
+    for line, record in _records(path):
+        if isinstance(record, Problem):
+            raise ManifestError([record])
+        inst, problems = build_instance(str(path), base_dir, line, record,
+                                        allow_inline_secrets=allow_inline_secrets,
+                                        check_refs=False)
+        if problems:
+            raise ManifestError(problems)
+        assert inst is not None
+        yield inst

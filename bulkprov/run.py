@@ -1,0 +1,319 @@
+"""A run: the manifest streamed through a pool of workers, every step recorded in the ledger.
+
+Two stages, each a set of workers reading a bounded memory stream (anyio):
+
+    manifest --> [setup workers x concurrency] --> [monitor workers x monitor_concurrency]
+
+Setup takes an instance from instantiate to start; monitoring (polling the job until steady
+state or quarantine, then its provisioning logs) holds no setup worker, so the writes that set
+instances up keep flowing while earlier jobs run their first cycle. Provisioning logs are
+fetched by one :class:`LogCollector` for all jobs (the reports quota is 5 requests per 10 s:
+one query per job would make it the bottleneck).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .client import GraphClient
+from .errors import BulkProvError, GraphError, ManifestError, Problem, StepError
+from .graph import Graph
+from .ledger import Ledger, Redactor
+from .manifest import Instance, ManifestSummary, iter_instances, validate
+from .pipeline import Events, Interrupted, Outcome, Pipeline, ResolvedTemplate
+from .settings import RunSettings
+
+log = structlog.get_logger("bulkprov.run")
+JSON = dict[str, Any]
+
+
+@dataclass(slots=True)
+class RunResult:
+    total: int = 0
+    skipped: int = 0  # already finished in the ledger
+    statuses: Counter[str] = field(default_factory=Counter)
+    failures: list[JSON] = field(default_factory=list)  # the first few, for the summary
+    elapsed: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> int:
+        return self.statuses["failed"] + self.statuses["timeout"]
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and not self.interrupted and not self.statuses["interrupted"]
+
+
+async def resolve_templates(graph: Graph, summary: ManifestSummary) -> dict[str, ResolvedTemplate]:
+    """One Graph lookup per distinct template; unknown or ambiguous ones are manifest problems
+    naming every line that uses them."""
+    resolved: dict[str, ResolvedTemplate] = {}
+    problems: list[Problem] = []
+    for name, lines in summary.templates.items():
+        found = await graph.find_templates(name)
+        if len(found) == 1:
+            resolved[name] = ResolvedTemplate(str(found[0]["id"]), str(found[0]["displayName"]))
+            continue
+        if not found:
+            message = f"no gallery application template {name!r}"
+        else:
+            ids = ", ".join(str(t.get("id")) for t in found[:5])
+            message = f"{len(found)} gallery templates are named {name!r} ({ids}); use the id"
+        for line in lines[:20]:
+            problems.append(Problem(str(summary.path), line, "template", message))
+        if len(lines) > 20:
+            problems.append(Problem(str(summary.path), None, "template",
+                                    f"... and {len(lines) - 20} more lines use {name!r}"))
+    if problems:
+        raise ManifestError(problems)
+    return resolved
+
+
+class LogCollector:
+    """Reads the provisioning logs for every job of the run with as few requests as it can.
+
+    A monitor that saw its job's first cycle end calls :meth:`summary`; the collector then runs
+    one sweep (``activityDateTime ge`` the oldest cycle start among the waiters) and hands each
+    waiting job the counts of its entries.
+    """
+
+    def __init__(self, graph: Graph, *, interval: float, time_scale: float) -> None:
+        self.graph = graph
+        self.interval = interval
+        self.scale = time_scale
+        self._waiting: dict[str, tuple[str, anyio.Event, list[JSON]]] = {}
+        self._wake = anyio.Event()
+        self._closed = False
+
+    async def summary(self, job_id: str, since: str) -> JSON:
+        event = anyio.Event()
+        box: list[JSON] = []
+        self._waiting[job_id] = (since, event, box)
+        self._wake.set()
+        await event.wait()
+        return box[0] if box else {"entries": 0}
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            if not self._waiting:
+                if self._closed:
+                    return
+                continue
+            await anyio.sleep(self.interval * self.scale)  # let more waiters join the sweep
+            batch, self._waiting = self._waiting, {}
+            since = min(s for s, _e, _b in batch.values())
+            counts: dict[str, JSON] = {j: {"entries": 0, "byStatus": {}} for j in batch}
+            try:
+                entries = await self.graph.provisioning_logs(since=since)
+            except (BulkProvError, OSError) as err:
+                for job_id, (_s, event, box) in batch.items():
+                    box.append({"error": str(err)[:300]})
+                    event.set()
+                    del job_id
+                continue
+            for e in entries:
+                summary = counts.get(str(e.get("jobId")))
+                if summary is None:
+                    continue
+                summary["entries"] += 1
+                status = str((e.get("provisioningStatusInfo") or {}).get("status"))
+                summary["byStatus"][status] = summary["byStatus"].get(status, 0) + 1
+                if status == "failure" and "lastFailure" not in summary:
+                    info = (e.get("provisioningStatusInfo") or {}).get("errorInformation") or {}
+                    summary["lastFailure"] = {"errorCode": info.get("errorCode"),
+                                              "reason": str(info.get("reason") or "")[:300],
+                                              "at": e.get("activityDateTime")}
+            for job_id, (_s, event, box) in batch.items():
+                box.append(counts[job_id])
+                event.set()
+
+
+class Runner:
+    """Runs one manifest against one Graph, writing one ledger."""
+
+    def __init__(self, *, manifest: Path, ledger_path: Path, client: GraphClient,
+                 settings: RunSettings, allow_inline_secrets: bool = False,
+                 events: Events | None = None, redactor: Redactor | None = None,
+                 on_result: Callable[[JSON], None] | None = None) -> None:
+        self.manifest = manifest
+        self.ledger_path = ledger_path
+        self.client = client
+        self.graph = Graph(client)
+        self.settings = settings
+        self.allow_inline = allow_inline_secrets
+        self.events = events or Events()
+        self.redactor = redactor or Redactor()
+        self.on_result = on_result
+        self.stop = anyio.Event()
+        self.result = RunResult()
+
+    def request_stop(self) -> None:
+        """Drain: no new instance starts; in-flight ones stop after their current step."""
+        self.stop.set()
+
+    async def run(self) -> RunResult:
+        t0 = time.monotonic()
+        summary = validate(self.manifest, allow_inline_secrets=self.allow_inline)
+        if summary.problems:
+            raise ManifestError(summary.problems)
+        ledger = Ledger(self.ledger_path, redactor=self.redactor, fsync=self.settings.fsync)
+        replay = ledger.open(manifest=self.manifest.name, graph=self.client.conn.base_url,
+                             tenant=self.client.conn.tenant_id)
+        try:
+            keys = {i.key for i in iter_instances(self.manifest,
+                                                  allow_inline_secrets=self.allow_inline)}
+            ledger.check_manifest(keys)
+            templates = await resolve_templates(self.graph, summary)
+            pipeline = Pipeline(self.graph, ledger, replay, self.settings, templates=templates,
+                                time_scale=self.client.settings.time_scale,
+                                redactor=self.redactor, events=self.events, stop=self.stop)
+            collector = LogCollector(self.graph, interval=5.0,
+                                     time_scale=self.client.settings.time_scale)
+            await self._pool(pipeline, ledger, collector, summary.count)
+        finally:
+            ledger.close()
+        self.result.elapsed = time.monotonic() - t0
+        self.result.interrupted = self.stop.is_set()
+        return self.result
+
+    async def _pool(self, pipeline: Pipeline, ledger: Ledger, collector: LogCollector,
+                    total: int) -> None:
+        s = self.settings
+        setup_send, setup_recv = anyio.create_memory_object_stream[Instance](s.concurrency)
+        mon_send, mon_recv = anyio.create_memory_object_stream[Outcome](s.monitor_concurrency)
+        replay = pipeline.replay
+        self.result.total = total
+
+        async def produce() -> None:
+            async with setup_send:
+                for inst in iter_instances(self.manifest, allow_inline_secrets=self.allow_inline):
+                    if self.stop.is_set():
+                        break
+                    st = replay.instances.get(inst.key)
+                    if st is not None and st.finished:
+                        self.result.skipped += 1
+                        self.result.statuses[st.status or "done"] += 1
+                        self.events.instance_ended("skipped")
+                        continue
+                    await setup_send.send(inst)
+
+        async def setup_worker(recv: MemoryObjectReceiveStream[Instance],
+                               send: MemoryObjectSendStream[Outcome]) -> None:
+            async with recv, send:
+                async for inst in recv:
+                    state = replay.instances.get(inst.key)
+                    if state is None:
+                        from .ledger import InstanceState
+
+                        state = replay.instances[inst.key] = InstanceState(inst.key)
+                    try:
+                        out = await pipeline.setup(inst, state)
+                    except StepError as err:
+                        self._final(ledger, inst, state, "failed", error=err)
+                        continue
+                    except Interrupted:
+                        self._final(ledger, inst, state, "interrupted")
+                        continue
+                    if inst.start and s.monitor:
+                        await send.send(out)
+                    else:
+                        self._final(ledger, inst, state, "done", out=out)
+
+        async def monitor_worker(recv: MemoryObjectReceiveStream[Outcome]) -> None:
+            async with recv:
+                async for out in recv:
+                    await self._monitor(pipeline, ledger, collector, out)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(collector.run)
+            async with anyio.create_task_group() as workers:
+                workers.start_soon(produce)
+                async with mon_send:
+                    for _ in range(min(s.concurrency, max(1, total))):
+                        workers.start_soon(setup_worker, setup_recv.clone(), mon_send.clone())
+                setup_recv.close()
+                async with mon_recv:
+                    for _ in range(min(s.monitor_concurrency, max(1, total))):
+                        workers.start_soon(monitor_worker, mon_recv.clone())
+            collector.close()
+
+    async def _monitor(self, pipeline: Pipeline, ledger: Ledger, collector: LogCollector,
+                       out: Outcome) -> None:
+        inst, state = out.inst, out.state
+        try:
+            data = await pipeline._step(out, "monitor", lambda: pipeline.monitor(out))
+        except StepError as err:
+            status = "timeout" if err.code == "MonitorDeadline" else "failed"
+            self._final(ledger, inst, state, status, error=err, out=out)
+            return
+        except Interrupted:
+            self._final(ledger, inst, state, "interrupted", out=out)
+            return
+        data = data or {}
+        logs: JSON | None = None
+        if self.settings.collect_logs and data.get("timeBegan"):
+            try:
+                logs = await pipeline._step(
+                    out, "logs",
+                    lambda: collector.summary(state.ids["jobId"], str(data["timeBegan"])))
+            except StepError:
+                logs = None
+        status = "quarantined" if data.get("jobStatus") == "Quarantine" else "done"
+        self._final(ledger, inst, state, status, out=out, monitor=data, logs=logs)
+
+    def _final(self, ledger: Ledger, inst: Instance, state: Any, status: str, *,
+               error: StepError | None = None, out: Outcome | None = None,
+               monitor: JSON | None = None, logs: JSON | None = None) -> None:
+        record: JSON = {"type": "instance", "key": inst.key, "status": status,
+                        "displayName": inst.display_name, "template": inst.template,
+                        "ids": dict(state.ids)}
+        if state.ids.get("templateId"):
+            record["templateId"] = state.ids["templateId"]
+        if monitor:
+            record["jobStatus"] = monitor.get("jobStatus")
+            if monitor.get("quarantine"):
+                record["quarantine"] = monitor["quarantine"]
+            if monitor.get("lastExecution"):
+                record["lastExecution"] = monitor["lastExecution"]
+        if logs:
+            record["logs"] = logs
+        if error is not None:
+            record["error"] = {"step": error.step, "code": error.code, "message": error.reason,
+                               "requestId": error.request_id}
+            if len(self.result.failures) < 20:
+                self.result.failures.append({"key": inst.key, "where": inst.where,
+                                             **record["error"]})
+        if out is not None:
+            record["timings"] = dict(out.timings)
+            record["seconds"] = round(time.monotonic() - out.started_at, 3)
+        state.status = status
+        state.final = record
+        ledger.append(record)
+        self.result.statuses[status] += 1
+        self.events.instance_ended(status)
+        if self.on_result is not None:
+            self.on_result(record)
+        if status not in ("done", "quarantined", "interrupted"):
+            log.warning("instance_failed", instance=inst.key, status=status,
+                        step=error.step if error else None,
+                        error=error.reason if error else None)
+
+
+def graph_error_summary(err: GraphError) -> str:
+    return f"{err.status} {err.code}: {err.graph_message}"
