@@ -88,9 +88,17 @@ class AdaptiveLimiter:
         self._recover()
         await self._limiter.acquire(min(float(self.quota.limit), amount / self.factor))
 
-    def throttled(self) -> None:
+    async def throttled(self) -> None:
+        """A 429 in this scope: slow down, and spend what the bucket still holds, so requests
+        resume at the refill rate rather than in a burst."""
         self._recover()
-        self.factor = max(0.1, self.factor * self._backoff)
+        self.factor = max(0.02, self.factor * self._backoff)
+        amount = float(self.quota.limit)
+        while amount >= 1:
+            if self._limiter.has_capacity(amount):
+                await self._limiter.acquire(amount)
+            else:
+                amount /= 2
 
 
 class ScopeGate:
@@ -212,8 +220,8 @@ class GraphClient:
         reauthed = False
         while True:
             attempt += 1
-            await self._admit(kind, ru)
             token = await self.tokens.token()
+            await self._admit(kind, ru)
             client_request_id = str(uuid.uuid4())
             headers = {"Authorization": f"Bearer {token}",
                        "client-request-id": client_request_id}
@@ -250,7 +258,7 @@ class GraphClient:
             if decision.action is Action.RETRY:
                 self.stats.retries += 1
                 if status == 429:
-                    self._on_throttled(kind, decision.scope, decision.delay)
+                    await self._on_throttled(kind, decision.scope, decision.delay)
                     log.info("throttled", method=method, path=display, scope=decision.scope,
                              retry_after=decision.delay, request_id=request_id)
                 else:
@@ -266,18 +274,24 @@ class GraphClient:
                               client_request_id)
 
     async def _admit(self, kind: str, ru: int) -> None:
+        """Wait for the scope's gates and limiters; a gate that closed while this request
+        waited in a limiter is waited for again, so nothing is sent into a closed scope."""
         assert self._limiters is not None
         if kind == "reports":
-            await self._gates["reports"].wait(self._sleep)
-            await self._limiters["reports"].acquire()
-            return
-        await self._gates["ru"].wait(self._sleep)
-        if kind == "write":
-            await self._gates["write"].wait(self._sleep)
-            await self._limiters["write"].acquire()
-        await self._limiters["ru"].acquire(ru)
+            gates, limits = ("reports",), (("reports", 1.0),)
+        elif kind == "write":
+            gates, limits = ("ru", "write"), (("write", 1.0), ("ru", float(ru)))
+        else:
+            gates, limits = ("ru",), (("ru", float(ru)),)
+        while True:
+            for g in gates:
+                await self._gates[g].wait(self._sleep)
+            for name, amount in limits:
+                await self._limiters[name].acquire(amount)
+            if all(self._gates[g].until <= self._clock() for g in gates):
+                return
 
-    def _on_throttled(self, kind: str, scope: str | None, retry_after: float) -> None:
+    async def _on_throttled(self, kind: str, scope: str | None, retry_after: float) -> None:
         """Close the throttle scope for every worker, and slow its limiter down."""
         assert self._limiters is not None
         self.stats.throttled += 1
@@ -290,7 +304,7 @@ class GraphClient:
         scale = self.settings.time_scale
         # a hair past Retry-After so the first request after the wait is not early
         self._gates[name].close_for(retry_after * scale * 1.02 + 0.005)
-        self._limiters[name].throttled()
+        await self._limiters[name].throttled()
 
     @staticmethod
     def _parse(raw: bytes, status: int, method: str, path: str, request_id: str | None,

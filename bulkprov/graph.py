@@ -17,14 +17,15 @@ _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,255}$")  # job and sync temp
 
 def guid(value: str, what: str) -> str:
     """``value`` if it is a GUID (an object id), else :class:`UnsafeRequest`."""
-    if not isinstance(value, str) or _GUID.match(value) is None:
+    # fullmatch: "$" would also accept a trailing newline
+    if not isinstance(value, str) or _GUID.fullmatch(value) is None:
         raise UnsafeRequest(f"{what} {value!r} is not a GUID; refusing to put it in a URL")
     return value
 
 
 def token(value: str, what: str) -> str:
     """``value`` if it is a plain identifier (job or template id), quoted for a URL segment."""
-    if not isinstance(value, str) or _TOKEN.match(value) is None or ".." in value:
+    if not isinstance(value, str) or _TOKEN.fullmatch(value) is None or ".." in value:
         raise UnsafeRequest(f"{what} {value!r} is not a plain identifier; refusing to put it "
                             "in a URL")
     return quote(value, safe="")
@@ -52,7 +53,7 @@ class Graph:
 
     # application templates
     async def find_templates(self, name_or_id: str) -> list[JSON]:
-        if _GUID.match(name_or_id):
+        if _GUID.fullmatch(name_or_id):
             try:
                 return [await self.client.get(f"/applicationTemplates/{name_or_id}")]
             except GraphError as err:

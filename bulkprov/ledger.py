@@ -48,7 +48,8 @@ class Redactor:
             self._values.add(value)
 
     def text(self, text: str) -> str:
-        for value in self._values:
+        # longest first: a secret that contains another must not be left half masked
+        for value in sorted(self._values, key=len, reverse=True):
             if value in text:
                 text = text.replace(value, "*****")
         return text
@@ -171,17 +172,17 @@ class Ledger:
         """Open (creating if needed), cut a torn last line, replay, and check it belongs to
         this run's Graph and tenant."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        existing = self.path.exists() and self.path.stat().st_size > 0
+        data = self.path.read_bytes() if self.path.exists() else b""
+        cut = len(data)
+        if not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+        # a ledger torn inside its header line (killed while creating it) is a new ledger; any
+        # other file without a whole line is not a ledger, and is refused below, not cut
+        head = b'{"type":"header"'
+        existing = cut > 0 or not (head.startswith(data) or data.startswith(head))
         if existing:
-            data = self.path.read_bytes()
-            cut = len(data)
-            if not data.endswith(b"\n"):
-                cut = data.rfind(b"\n") + 1
             self.replay = replay_lines(data[:cut].splitlines())
             self.replay.torn = self.replay.torn or cut != len(data)
-            if cut != len(data):
-                with open(self.path, "r+b") as fh:
-                    fh.truncate(cut)
             header = self.replay.header
             if header is None:
                 raise LedgerError(f"{self.path} is not a bulkprov ledger (no header line)")
@@ -195,6 +196,11 @@ class Ledger:
                         f"{mine!r}: use another ledger for another {name}"
                     )
             self.salt = bytes.fromhex(str(header.get("salt", "")))
+        if cut != len(data):
+            # only now that the file is known to be this run's ledger: never cut another file
+            with open(self.path, "r+b") as fh:
+                fh.truncate(cut)
+            self.replay.torn = True
         try:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError as exc:
@@ -233,6 +239,9 @@ class Ledger:
             if self.fsync:
                 os.fsync(self._fd)
         except OSError as exc:
+            # a failed write may have left part of the line: appending after it would put a
+            # corrupt line in the middle of the ledger, so nothing more is written to it
+            self.close()
             raise LedgerError(
                 f"cannot append to ledger {self.path}: {exc.strerror or exc}; the run stops here "
                 "and resumes from the ledger once the problem is fixed"

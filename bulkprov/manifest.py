@@ -41,7 +41,7 @@ KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,127}$")
 SYNC_TEMPLATE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,255}$")
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (Unicode Cc)
 
 #: Members of Graph's synchronizationSecret enumeration (v1.0).
 SECRET_KEYS = frozenset(
@@ -188,13 +188,18 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
     if fmt == "csv":
         yield from _csv_records(name, text, "\t" if path.suffix.lower() == ".tsv" else ",")
     elif fmt == "jsonl":
-        for n, raw_line in enumerate(text.splitlines(), start=1):
+        # split on "\n" only: str.splitlines() also splits on U+2028, U+0085 and others that
+        # JSON allows unescaped inside a string (and line numbers count "\n" alone)
+        for n, raw_line in enumerate(text.split("\n"), start=1):
             if not raw_line.strip():
                 continue
             try:
                 obj = json.loads(raw_line)
             except json.JSONDecodeError as exc:
                 yield n, Problem(name, n, None, f"not valid JSON: {exc.msg} (column {exc.colno})")
+                continue
+            except (ValueError, RecursionError) as exc:  # huge integers, deep nesting
+                yield n, Problem(name, n, None, f"not usable JSON: {_json_limit(exc)}")
                 continue
             if not isinstance(obj, dict):
                 yield n, Problem(name, n, None, "each line must be a JSON object")
@@ -266,14 +271,16 @@ def _json_records(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | 
     except json.JSONDecodeError as exc:
         raise ManifestError([Problem(name, exc.lineno, None,
                                      f"not valid JSON: {exc.msg} (column {exc.colno})")]) from None
+    except (ValueError, RecursionError) as exc:  # huge integers, deep nesting
+        raise ManifestError([Problem(name, 1, None,
+                                     f"not usable JSON: {_json_limit(exc)}")]) from None
     if isinstance(doc, dict):
         unknown = set(doc) - {"instances", "version", "description"}
         if unknown:
             raise ManifestError([Problem(name, 1, k, "unknown top-level field") for k in
                                  sorted(unknown)])
         doc = doc.get("instances")
-        anchor = re.search(r'"instances"\s*:\s*\[', text)
-        start = anchor.end() - 1 if anchor else 0
+        start = _member_offset(text, "instances") if isinstance(doc, list) else 0
     else:
         start = text.index("[") if isinstance(doc, list) else 0
     if not isinstance(doc, list):
@@ -285,6 +292,38 @@ def _json_records(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | 
             yield line, Problem(name, line, None, "each instance must be a JSON object")
         else:
             yield line, item
+
+
+def _json_limit(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc).split(";")[0]
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    while text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _member_offset(text: str, member: str) -> int:
+    """Offset of the value of the top-level object's ``member`` in valid JSON ``text`` (the last
+    one if repeated, as ``json.loads`` keeps the last); found by walking the top-level members,
+    so an escaped key or a nested object with the same key cannot mislead it."""
+    decoder = json.JSONDecoder()
+    pos = _skip_ws(text, 0) + 1  # past "{"
+    found = 0
+    while True:
+        pos = _skip_ws(text, pos)
+        if text[pos] == "}":
+            return found
+        if text[pos] == ",":
+            pos = _skip_ws(text, pos + 1)
+        key, pos = decoder.raw_decode(text, pos)
+        pos = _skip_ws(text, _skip_ws(text, pos) + 1)  # past ":"
+        if key == member:
+            found = pos
+        _value, pos = decoder.raw_decode(text, pos)
 
 
 def _element_lines(text: str, start: int, count: int) -> list[int]:
@@ -362,7 +401,7 @@ def build_instance(name: str, base_dir: Path, line: int, record: dict[str, Any],
         b = _bool(v)
         if b is None:
             bad(f, f"must be true or false, got {v!r}")
-            b = True
+            b = False  # not True: "credentials are required" would be a spurious second problem
         flags[f] = b
     refs: list[CredentialRef] = []
     raw_creds = record.get("credentials", {})

@@ -6,6 +6,7 @@ is tested with tables of cases.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,12 +54,14 @@ def parse_retry_after(value: str | None) -> float | None:
         seconds = float(value.strip())
     except ValueError:
         return None
-    return seconds if seconds >= 0 else None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def backoff(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
-    """Exponential back-off with full jitter: uniform in [0, min(cap, base * 2**(n-1))]."""
-    ceiling = min(policy.max_delay, policy.base_delay * 2 ** max(0, attempt - 1))
+    """Exponential back-off with equal jitter: uniform in [ceiling/2, ceiling], where ceiling is
+    min(max_delay, base_delay * 2**(attempt-1))."""
+    # the exponent is capped: 2**1100 does not fit a float, and the cap is reached long before
+    ceiling = min(policy.max_delay, policy.base_delay * 2.0 ** min(max(0, attempt - 1), 1000))
     return rng.uniform(ceiling / 2, ceiling)
 
 

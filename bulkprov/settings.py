@@ -119,8 +119,8 @@ class ClientSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     request_timeout: float = 100.0  # Graph's own gateway gives up after about 100 s
     connections: int = 200
-    throttle_backoff: float = 0.8  # rate factor after a 429
-    throttle_recovery: float = 0.02  # factor regained per quiet second
+    throttle_backoff: float = 0.5  # rate factor after a 429
+    throttle_recovery: float = 0.005  # rate factor regained per quiet Graph second
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -138,7 +138,7 @@ class RunSettings:
 
     concurrency: int = 128  # instances set up at once
     monitor_concurrency: int = 2000  # started jobs watched at once
-    step_deadline: float = 900.0
+    step_deadline: float = 3600.0  # a hang guard: includes time queued on the quotas
     replication_deadline: float = 300.0  # how long a new object may stay unreadable
     confirm_reads: int = 2  # consecutive reads before a new service principal is trusted
     poll_interval: float = 3.0  # while waiting for replication

@@ -16,6 +16,14 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(autouse=True)
+def quiet_logs() -> None:
+    """Engine logs at warning level in tests (bulkprov's only global state is logging)."""
+    from bulkprov.log import configure
+
+    configure(console_level="warning")
+
+
 @pytest.fixture
 def mock_settings() -> MockSettings:
     """Override in a test module (or parametrize) to shape the mock."""

@@ -27,7 +27,7 @@ def _wait_for_info(path: Path, proc: subprocess.Popen[bytes], timeout: float = 2
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            out, err = proc.communicate()
+            _out, err = proc.communicate()
             raise AssertionError(f"mock-graph exited {proc.returncode}: {err.decode()[-2000:]}")
         if path.exists():
             try:
@@ -38,11 +38,20 @@ def _wait_for_info(path: Path, proc: subprocess.Popen[bytes], timeout: float = 2
     raise AssertionError("the info file never appeared")
 
 
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def _read_info(path: Path) -> MockInfo:
+    return MockInfo.from_json(path.read_bytes())
+
+
 async def test_cli_mock_graph_serves_msal_and_graph(tmp_path: Path) -> None:
     """`bulkprov mock-graph --port 0 --info-file F` writes F (mode 0600) with what a client
-    needs: an MSAL token from it calls Graph; SIGINT stops the server cleanly."""
+    needs: an MSAL token from it calls Graph, until the process is terminated."""
     info_file = tmp_path / "sub" / "mock.json"
-    proc = subprocess.Popen(
+    proc = await asyncio.to_thread(
+        subprocess.Popen,
         [sys.executable, "-m", "bulkprov.cli", "mock-graph", "--port", "0",
          "--info-file", str(info_file), "--time-scale", "0.01", "--no-latency",
          "--state-dir", str(tmp_path / "state")],
@@ -50,21 +59,22 @@ async def test_cli_mock_graph_serves_msal_and_graph(tmp_path: Path) -> None:
     )
     try:
         info = await asyncio.to_thread(_wait_for_info, info_file, proc)
-        assert stat.S_IMODE(os.stat(info_file).st_mode) == 0o600
+        assert _mode(info_file) == 0o600
         assert info.graph_url.startswith("https://127.0.0.1:")
         assert not info.graph_url.endswith(":0")
         assert info.authority == f"{info.graph_url}/{info.tenant_id}"
         assert info.time_scale == 0.01
-        assert Path(info.ca_file).is_file()
+        assert await asyncio.to_thread(os.path.isfile, info.ca_file)
         assert info.client_secret not in repr(info)
         async with PlainGraph(info) as g:  # a real MSAL client-credentials token
             r = await g.get("/applicationTemplates",
                             params={"$filter": "displayName eq 'AWS Single-Account Access'"})
             assert r.status == 200
             assert [t["id"] for t in r.body["value"]] == ["8b1025e4-1dd2-430b-a150-2ef79cd700f5"]
-        proc.send_signal(signal.SIGINT)
+        # SIGTERM, not SIGINT: a shell runs background jobs with SIGINT ignored
+        proc.terminate()
         out, _err = await asyncio.to_thread(proc.communicate, timeout=10)
-        assert proc.returncode == 0
+        assert proc.returncode == -signal.SIGTERM
         text = out.decode()
         assert "bulkprov mock Graph is serving" in text
         assert info.client_secret not in text  # the secret stays in the info file
@@ -82,15 +92,15 @@ async def test_run_mock_info_file_is_private_even_if_it_existed(tmp_path: Path) 
     """run_mock writes the info file (it holds the client secret) with mode 0600, also over a
     pre-existing world-readable file."""
     info_file = tmp_path / "mock.json"
-    info_file.write_bytes(b"{}")
-    info_file.chmod(0o644)
+    await asyncio.to_thread(info_file.write_bytes, b"{}")
+    os.chmod(info_file, 0o644)
     ready = asyncio.Event()
     task = asyncio.create_task(run_mock(MockSettings.quiet(time_scale=0.01), port=0,
                                         info_file=info_file, ready=ready))
     try:
         await asyncio.wait_for(ready.wait(), 10)
-        assert stat.S_IMODE(os.stat(info_file).st_mode) == 0o600
-        info = MockInfo.from_json(info_file.read_bytes())
+        assert _mode(info_file) == 0o600
+        info = await asyncio.to_thread(_read_info, info_file)
         async with PlainGraph(info) as g:
             assert (await g.get("/applicationTemplates")).status == 200
     finally:

@@ -58,10 +58,10 @@ async def new_job(graph: PlainGraph, sp: str, template_id: str) -> str:
 
 
 async def wait_job(graph: PlainGraph, sp: str, job: str,
-                   until: Callable[[dict[str, Any]], bool], timeout: float = 3.0
+                   until: Callable[[dict[str, Any]], bool], patience: float = 3.0
                    ) -> dict[str, Any]:
     """Poll the job until ``until(job)`` holds (real seconds)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + patience
     while True:
         r = await graph.get(f"/servicePrincipals/{sp}/synchronization/jobs/{job}")
         assert r.status == 200, r.body

@@ -27,7 +27,7 @@ from .identity import TokenClaims, TokenService
 from .odata import FilterError, FilterSpec, parse_filter
 from .settings import MockSettings
 from .state import Application, Job, ServicePrincipal, Tenant
-from .throttle import Charge, Throttler, resource_units
+from .throttle import Charge, Throttler, delivered, resource_units
 
 JSON = dict[str, Any]
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -55,6 +55,7 @@ class MockRequest:
     version: str  # "v1.0" or "beta"
     base_url: str  # "https://127.0.0.1:8443"
     in_batch: bool = False
+    conn: int = 0  # identifies the client connection the request came on
 
 
 @dataclass(slots=True)
@@ -63,6 +64,7 @@ class MockResponse:
     body: Any = None  # JSON-able, or None for no content
     headers: dict[str, str] = field(default_factory=dict)
     drop: str | None = None  # "before" / "after": the connection is dropped
+    on_sent: list[Callable[[], None]] = field(default_factory=list)  # run once written
 
 
 class GraphError(Exception):
@@ -70,8 +72,10 @@ class GraphError(Exception):
 
     def __init__(self, status: int, code: str, message: str, *,
                  headers: Mapping[str, str] | None = None,
-                 details: list[JSON] | None = None) -> None:
+                 details: list[JSON] | None = None,
+                 on_sent: Callable[[], None] | None = None) -> None:
         super().__init__(message)
+        self.on_sent = on_sent
         self.status = status
         self.code = code
         self.message = message
@@ -198,7 +202,8 @@ class GraphService:
         self.clock = clock
         self.tokens = tokens
         self.tenants = dict(tenants)
-        self.throttler = Throttler(settings.throttle)
+        # within 50 ms (real) of a 429's delivery, other requests may already be on their way
+        self.throttler = Throttler(settings.throttle, grace=0.05 / settings.time_scale)
         self._latency_rng = random.Random(f"{settings.faults.seed}:latency")
         self._fault_rngs: dict[str, random.Random] = {}
         self.requests: defaultdict[str, Counter[int]] = defaultdict(Counter)
@@ -258,6 +263,8 @@ class GraphService:
                 },
                 err.headers,
             )
+            if err.on_sent is not None:
+                resp.on_sent.append(err.on_sent)
         resp.headers["request-id"] = request_id
         resp.headers["client-request-id"] = client_request_id
         resp.headers.setdefault("x-ms-ags-diagnostic",
@@ -295,11 +302,14 @@ class GraphService:
                 reports=route.route_class == "audit_logs",
             )
             verdict = self.throttler.check(app_id=claims.app_id, tenant_id=claims.tenant_id,
-                                           charge=charge, now=now)
+                                           charge=charge, now=now, conn=req.conn)
             if not verdict.allowed:
                 self.counters["throttled"] += 1
                 if verdict.early_retry:
                     self.counters["early_retries"] += 1
+                elif verdict.bucket is None:  # sent before the client could know
+                    self.counters["throttled_in_flight"] += 1
+                bucket = verdict.bucket
                 raise GraphError(
                     429, "TooManyRequests", "Too many requests. Please retry later.",
                     headers={
@@ -307,6 +317,8 @@ class GraphService:
                         "x-ms-throttle-scope": verdict.scope,
                         "x-ms-throttle-information": verdict.information,
                     },
+                    on_sent=((lambda: delivered(bucket, self.clock.now(), req.conn))
+                             if bucket else None),
                 )
             # faults
             faults = self.settings.faults
@@ -1040,6 +1052,7 @@ class GraphService:
                 version=req.version,
                 base_url=req.base_url,
                 in_batch=True,
+                conn=req.conn,
             )
             results[item_id] = await self.handle(sub)
 
@@ -1067,7 +1080,10 @@ class GraphService:
                 entry["body"] = r.body
             responses.append(entry)
         self.counters["batches"] += 1
-        return MockResponse(200, {"responses": responses}, {"request-id": request_id})
+        resp = MockResponse(200, {"responses": responses}, {"request-id": request_id})
+        for r in results.values():
+            resp.on_sent.extend(r.on_sent)
+        return resp
 
     # ------------------------------------------------------------------ stats
     def stats(self) -> JSON:
@@ -1082,6 +1098,7 @@ class GraphService:
             "byRoute": by_route,
             "throttled": self.counters["throttled"],
             "earlyRetries": self.counters["early_retries"],
+            "throttledInFlight": self.counters["throttled_in_flight"],
             "faults": {k: v for k, v in self.counters.items()
                        if k.startswith(("faults", "drops", "instantiate_"))},
             "tokensIssued": self.tokens.issued,

@@ -215,6 +215,7 @@ class MockGraph:
             body=body,
             version=version,
             base_url=self._base(request),
+            conn=id(request.protocol),
         )
 
     async def _h_graph(self, request: web.Request) -> web.StreamResponse:
@@ -230,8 +231,8 @@ class MockGraph:
 
     async def _send(self, request: web.Request, resp: MockResponse) -> web.StreamResponse:
         if resp.drop == "before":
-            _abort(request)
-            raise ConnectionResetError("dropped by the mock's fault injection")
+            _abort(request)  # the response below is never written: the client sees a reset
+            return web.Response(status=500)
         payload = b"" if resp.body is None else orjson.dumps(resp.body)
         headers = dict(resp.headers)
         if resp.body is not None:
@@ -242,6 +243,15 @@ class MockGraph:
             await stream.prepare(request)
             await stream.write(payload[: max(1, len(payload) // 2)])
             _abort(request)
+            return stream
+        if resp.on_sent:
+            stream = web.StreamResponse(status=resp.status, headers=headers)
+            stream.content_length = len(payload)
+            await stream.prepare(request)
+            await stream.write(payload)
+            await stream.write_eof()
+            for callback in resp.on_sent:
+                callback()
             return stream
         return web.Response(status=resp.status, body=payload or None, headers=headers)
 

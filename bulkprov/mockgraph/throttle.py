@@ -16,7 +16,7 @@ request that arrives in a closed scope is an *early retry*: throttled again and 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .settings import ThrottleSettings
 
@@ -30,6 +30,8 @@ class TokenBucket:
     level: float
     updated: float
     closed_until: float = 0.0  # Retry-After horizon of the last 429 in this scope
+    notified_at: float = math.inf  # when that 429 reached the client's socket
+    informed: set[int] = field(default_factory=set)  # connections that carried that 429
 
     def refill(self, now: float) -> None:
         if now > self.updated:
@@ -65,13 +67,15 @@ class Verdict:
     information: str = ""  # x-ms-throttle-information
     early_retry: bool = False
     limit_percentage: float = 0.0  # highest use of the request's buckets, in percent
+    bucket: TokenBucket | None = None  # the bucket that closed, for :meth:`Throttler.delivered`
 
 
 class Throttler:
     """All the token buckets of the mock, keyed by scope."""
 
-    def __init__(self, settings: ThrottleSettings) -> None:
+    def __init__(self, settings: ThrottleSettings, *, grace: float = 0.0) -> None:
         self.settings = settings
+        self.grace = grace  # Graph seconds after delivery within which a request may be in flight
         self._buckets: dict[tuple[str, ...], TokenBucket] = {}
 
     def _bucket(self, key: tuple[str, ...], limit: int, window: float, now: float) -> TokenBucket:
@@ -83,7 +87,8 @@ class Throttler:
         bucket.refill(now)
         return bucket
 
-    def check(self, *, app_id: str, tenant_id: str, charge: Charge, now: float) -> Verdict:
+    def check(self, *, app_id: str, tenant_id: str, charge: Charge, now: float,
+              conn: int = 0) -> Verdict:
         """Charge a request to its buckets, or throttle it. Nothing is charged on a 429."""
         s = self.settings
         if not s.enabled:
@@ -144,7 +149,11 @@ class Throttler:
                         "WriteLimitExceeded",
                     )
                 )
-        # A scope still inside the Retry-After of an earlier 429: an early retry.
+        # A scope still inside the Retry-After of an earlier 429 is throttled again. The request
+        # is an early retry when the client provably knew of that 429: it came on a connection
+        # that carried the 429 back (HTTP/1.1 sends nothing more on a connection before its
+        # answer is read), or well after the 429 was delivered. Requests already on their way
+        # when the 429 left are throttled too, but they are no retries.
         for bucket, _cost, scope, info in scopes:
             if now < bucket.closed_until:
                 return Verdict(
@@ -152,7 +161,8 @@ class Throttler:
                     retry_after=max(1, math.ceil(bucket.closed_until - now)),
                     scope=scope,
                     information=info,
-                    early_retry=True,
+                    early_retry=(conn in bucket.informed
+                                 or now >= bucket.notified_at + self.grace),
                     limit_percentage=100.0,
                 )
         for bucket, cost, scope, info in scopes:
@@ -160,18 +170,27 @@ class Throttler:
             if wait > 0:
                 retry_after = max(1, math.ceil(wait))
                 bucket.closed_until = now + retry_after
+                bucket.notified_at = math.inf
+                bucket.informed.clear()
                 return Verdict(
                     allowed=False,
                     retry_after=retry_after,
                     scope=scope,
                     information=info,
                     limit_percentage=100.0,
+                    bucket=bucket,
                 )
         used = 0.0
         for bucket, cost, _scope, _info in scopes:
             bucket.level -= cost
             used = max(used, bucket.percentage_used())
         return Verdict(allowed=True, limit_percentage=used)
+
+
+def delivered(bucket: TokenBucket, now: float, conn: int) -> None:
+    """The 429 that closed ``bucket`` has been written to the client on connection ``conn``."""
+    bucket.notified_at = min(bucket.notified_at, now)
+    bucket.informed.add(conn)
 
 
 def resource_units(method: str, *, base: int = 1, select: bool = False, expand: bool = False) -> int:
