@@ -116,6 +116,13 @@ class ScopeGate:
             await sleep(remaining)
 
 
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    """(scheme, host, port) with the scheme's default port made explicit."""
+    parts = urlsplit(url)
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    return parts.scheme, parts.hostname, port
+
+
 class GraphClient:
     """``async with GraphClient(conn, settings) as client: await client.get("/...")``."""
 
@@ -132,8 +139,7 @@ class GraphClient:
         self._clock = clock
         self._rng = random.Random(self.settings.seed)
         self.stats = ClientStats()
-        origin = urlsplit(conn.graph_url)
-        self._origin = (origin.scheme, origin.hostname, origin.port)
+        self._origin = _origin(conn.graph_url)
         self._limiters: dict[str, AdaptiveLimiter] | None = None
         self._gates: dict[str, ScopeGate] = {k: ScopeGate(clock) for k in ("ru", "write",
                                                                             "reports")}
@@ -174,7 +180,11 @@ class GraphClient:
         """The absolute URL for a Graph path, refusing any URL outside the configured Graph."""
         if path_or_url.startswith(("http://", "https://")):
             parts = urlsplit(path_or_url)
-            if (parts.scheme, parts.hostname, parts.port) != self._origin:
+            try:
+                origin = _origin(path_or_url)
+            except ValueError:
+                origin = None
+            if origin != self._origin:
                 raise UnsafeRequest(
                     f"refusing to send the Graph token to {parts.scheme}://{parts.netloc}: "
                     f"it is not the configured Graph {self.conn.graph_url}"
