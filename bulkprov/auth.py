@@ -24,8 +24,9 @@ from .settings import ConnectionSettings
 Sleep = Callable[[float], Awaitable[None]]
 
 
-_KEY_BLOCK = re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----",
-                        re.DOTALL)
+_KEY_BLOCK = re.compile(
+    r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----", re.DOTALL
+)
 
 
 def _cert_credential(pem: bytes) -> dict[str, str]:
@@ -39,7 +40,7 @@ def _cert_credential(pem: bytes) -> dict[str, str]:
         raise AuthError("the certificate file holds no PEM private key")
     return {
         "private_key": key.group(0),
-        "thumbprint": cert.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - x5t is SHA-1
+        "thumbprint": cert.fingerprint(hashes.SHA1()).hex(),
         "public_certificate": cert.public_bytes(serialization.Encoding.PEM).decode(),
     }
 
@@ -47,8 +48,14 @@ def _cert_credential(pem: bytes) -> dict[str, str]:
 class TokenProvider:
     """Gets, caches and refreshes the app's access token for Graph."""
 
-    def __init__(self, conn: ConnectionSettings, *, sleep: Sleep = anyio.sleep,
-                 clock: Callable[[], float] = time.time, attempts: int = 8) -> None:
+    def __init__(
+        self,
+        conn: ConnectionSettings,
+        *,
+        sleep: Sleep = anyio.sleep,
+        clock: Callable[[], float] = time.time,
+        attempts: int = 8,
+    ) -> None:
         self._conn = conn
         self._sleep = sleep
         self._clock = clock
@@ -134,8 +141,13 @@ class TokenProvider:
                 return
             error = str(result.get("error", "unknown_error"))
             last = f"{error}: {str(result.get('error_description', '')).splitlines()[0][:300]}"
-            if error in ("invalid_client", "unauthorized_client", "invalid_scope",
-                         "invalid_request", "invalid_tenant"):
+            if error in (
+                "invalid_client",
+                "unauthorized_client",
+                "invalid_scope",
+                "invalid_request",
+                "invalid_tenant",
+            ):
                 break  # a configuration problem: retrying will not help
             await self._sleep(min(30.0, 0.5 * 2 ** (attempt - 1)) * self._rng.uniform(0.5, 1))
         raise AuthError(

@@ -35,33 +35,69 @@ def _rate(text: str) -> float:
 def add_mock_options(p: argparse.ArgumentParser) -> None:
     """The options that shape a mock Graph (shared by ``mock-graph`` and ``run --mock``)."""
     g = p.add_argument_group("mock Graph behaviour (defaults: Graph's published figures)")
-    g.add_argument("--time-scale", type=_positive_float, default=None,
-                   help="real seconds per Graph second: 0.01 runs latency, quotas, Retry-After, "
-                        "replication and job cycles 100x faster (default 1.0)")
+    g.add_argument(
+        "--time-scale",
+        type=_positive_float,
+        default=None,
+        help="real seconds per Graph second: 0.01 runs latency, quotas, Retry-After, "
+        "replication and job cycles 100x faster (default 1.0)",
+    )
     g.add_argument("--seed", type=int, default=1406, help="seed of the injected faults")
     g.add_argument("--tenants", type=int, default=1, help="number of tenants served")
-    g.add_argument("--tenant-size", choices=("small", "medium", "large"), default="small",
-                   help="sizes the resource-unit quota: 3,500 / 5,000 / 8,000 RU per 10 s")
+    g.add_argument(
+        "--tenant-size",
+        choices=("small", "medium", "large"),
+        default="small",
+        help="sizes the resource-unit quota: 3,500 / 5,000 / 8,000 RU per 10 s",
+    )
     g.add_argument("--no-throttle", action="store_true", help="switch throttling off")
     g.add_argument("--no-latency", action="store_true", help="answer without service time")
-    g.add_argument("--no-replication", action="store_true",
-                   help="new objects read back at once (no replication delay)")
-    g.add_argument("--replication-max", type=float, default=None,
-                   help="longest replication delay of a new object, Graph seconds (default 12)")
-    g.add_argument("--fault-rate", type=_rate, default=0.0,
-                   help="probability that any request answers 500/502/503/504")
-    g.add_argument("--drop-rate", type=_rate, default=0.0,
-                   help="probability that any request's connection is dropped")
-    g.add_argument("--instantiate-404-rate", type=_rate, default=0.0,
-                   help="instantiate creates the objects but answers 404")
-    g.add_argument("--instantiate-timeout-rate", type=_rate, default=0.0,
-                   help="instantiate creates the objects but answers only after the timeout")
-    g.add_argument("--token-lifetime", type=_positive_float, default=3599.0,
-                   help="access token lifetime in real seconds")
+    g.add_argument(
+        "--no-replication",
+        action="store_true",
+        help="new objects read back at once (no replication delay)",
+    )
+    g.add_argument(
+        "--replication-max",
+        type=float,
+        default=None,
+        help="longest replication delay of a new object, Graph seconds (default 12)",
+    )
+    g.add_argument(
+        "--fault-rate",
+        type=_rate,
+        default=0.0,
+        help="probability that any request answers 500/502/503/504",
+    )
+    g.add_argument(
+        "--drop-rate",
+        type=_rate,
+        default=0.0,
+        help="probability that any request's connection is dropped",
+    )
+    g.add_argument(
+        "--instantiate-404-rate",
+        type=_rate,
+        default=0.0,
+        help="instantiate creates the objects but answers 404",
+    )
+    g.add_argument(
+        "--instantiate-timeout-rate",
+        type=_rate,
+        default=0.0,
+        help="instantiate creates the objects but answers only after the timeout",
+    )
+    g.add_argument(
+        "--token-lifetime",
+        type=_positive_float,
+        default=3599.0,
+        help="access token lifetime in real seconds",
+    )
 
 
-def mock_settings_from_args(args: argparse.Namespace, *, default_time_scale: float = 1.0
-                            ) -> MockSettings:
+def mock_settings_from_args(
+    args: argparse.Namespace, *, default_time_scale: float = 1.0
+) -> MockSettings:
     replication = ReplicationSettings(enabled=not args.no_replication)
     if args.replication_max is not None:
         replication = ReplicationSettings(
@@ -90,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bulkprov",
         description="Configure Microsoft Entra app provisioning for many gallery apps at once "
-                    "through Microsoft Graph.",
+        "through Microsoft Graph.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -98,49 +134,65 @@ def build_parser() -> argparse.ArgumentParser:
         "mock-graph",
         help="serve the embedded mock Microsoft Graph",
         description="Serve a mock Microsoft Graph (HTTPS, with its own CA) with Graph's quotas, "
-                    "429s, latency, replication delays and faults, and an OAuth2 token endpoint "
-                    "that MSAL accepts. Prints what a client needs to connect.",
+        "429s, latency, replication delays and faults, and an OAuth2 token endpoint "
+        "that MSAL accepts. Prints what a client needs to connect.",
     )
     mock.add_argument("--host", default="127.0.0.1", help="address to listen on")
     mock.add_argument("--port", type=int, default=8443, help="HTTPS port (0: any free port)")
-    mock.add_argument("--http-port", type=int, default=None,
-                      help="also serve plain HTTP on this port (for curl)")
-    mock.add_argument("--info-file", type=Path, default=None,
-                      help="write the connection details (JSON, mode 600) to this file")
-    mock.add_argument("--state-dir", type=Path, default=None,
-                      help="where the TLS CA and certificate are written (default: a temp dir)")
+    mock.add_argument(
+        "--http-port", type=int, default=None, help="also serve plain HTTP on this port (for curl)"
+    )
+    mock.add_argument(
+        "--info-file",
+        type=Path,
+        default=None,
+        help="write the connection details (JSON, mode 600) to this file",
+    )
+    mock.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where the TLS CA and certificate are written (default: a temp dir)",
+    )
     add_mock_options(mock)
     mock.set_defaults(func=cmd_mock_graph)
 
     from .connect import add_connection_options
 
     run = sub.add_parser(
-        "run", help="onboard every instance of a manifest",
+        "run",
+        help="onboard every instance of a manifest",
         description="Validate the manifest, then take every instance through the provisioning "
-                    "steps concurrently under Graph's quotas, recording each step in the "
-                    "ledger. Run it again with the same ledger to resume: finished instances "
-                    "are skipped and no application is created twice. Exit codes: 0 all done, "
-                    "1 some instance failed, 2 bad input, 3 some job quarantined, 130 "
-                    "interrupted.",
+        "steps concurrently under Graph's quotas, recording each step in the "
+        "ledger. Run it again with the same ledger to resume: finished instances "
+        "are skipped and no application is created twice. Exit codes: 0 all done, "
+        "1 some instance failed, 2 bad input, 3 some job quarantined, 130 "
+        "interrupted.",
     )
     run.add_argument("manifest", type=Path, help="CSV, JSON or JSONL manifest")
-    run.add_argument("--ledger", type=Path, default=None,
-                     help="JSONL ledger to write and resume from (required unless --mock)")
+    run.add_argument(
+        "--ledger",
+        type=Path,
+        default=None,
+        help="JSONL ledger to write and resume from (required unless --mock)",
+    )
     _run_options(run)
     add_connection_options(run)
     add_mock_options(run)
     run.set_defaults(func=cmd_run)
 
     plan = sub.add_parser(
-        "plan", help="validate a manifest and show what a run would do",
+        "plan",
+        help="validate a manifest and show what a run would do",
         description="Validate the whole manifest (every problem at once, with file, line and "
-                    "field), resolve its templates, and show per instance whether a run would "
-                    "create, adopt or skip it, or finds a conflict. Sends no write to Graph.",
+        "field), resolve its templates, and show per instance whether a run would "
+        "create, adopt or skip it, or finds a conflict. Sends no write to Graph.",
     )
     plan.add_argument("manifest", type=Path)
     plan.add_argument("--ledger", type=Path, default=None, help="a ledger to resume from")
-    plan.add_argument("--offline", action="store_true",
-                      help="only validate the manifest; no Graph call")
+    plan.add_argument(
+        "--offline", action="store_true", help="only validate the manifest; no Graph call"
+    )
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.add_argument("--allow-inline-secrets", action="store_true")
     plan.add_argument("--on-existing", choices=("adopt", "fail"), default="adopt")
@@ -159,45 +211,77 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--concurrency", type=int, default=128, help="instances set up at once")
-    g.add_argument("--on-existing", choices=("adopt", "fail"), default="adopt",
-                   help="an application of that name and template already exists and the "
-                        "ledger does not know it: adopt it (default) or fail the instance")
-    g.add_argument("--no-monitor", action="store_true",
-                   help="stop after starting each job; do not wait for its first cycle")
+    g.add_argument(
+        "--on-existing",
+        choices=("adopt", "fail"),
+        default="adopt",
+        help="an application of that name and template already exists and the "
+        "ledger does not know it: adopt it (default) or fail the instance",
+    )
+    g.add_argument(
+        "--no-monitor",
+        action="store_true",
+        help="stop after starting each job; do not wait for its first cycle",
+    )
     g.add_argument("--no-logs", action="store_true", help="do not read provisioning logs")
-    g.add_argument("--monitor-deadline", type=float, default=900.0,
-                   help="Graph seconds a started job may take to reach steady state")
-    g.add_argument("--allow-inline-secrets", action="store_true",
-                   help="accept secret values written in the manifest itself")
-    g.add_argument("--write-quota", default=None, metavar="N/SECONDS",
-                   help="client-side write quota (default Graph's 3000/150)")
-    g.add_argument("--ru-quota", default=None, metavar="N/SECONDS",
-                   help="client-side resource-unit quota (default Graph's smallest, 3500/10)")
-    g.add_argument("--fsync", action="store_true",
-                   help="fsync the ledger after every record (survives power loss too)")
+    g.add_argument(
+        "--monitor-deadline",
+        type=float,
+        default=900.0,
+        help="Graph seconds a started job may take to reach steady state",
+    )
+    g.add_argument(
+        "--allow-inline-secrets",
+        action="store_true",
+        help="accept secret values written in the manifest itself",
+    )
+    g.add_argument(
+        "--write-quota",
+        default=None,
+        metavar="N/SECONDS",
+        help="client-side write quota (default Graph's 3000/150)",
+    )
+    g.add_argument(
+        "--ru-quota",
+        default=None,
+        metavar="N/SECONDS",
+        help="client-side resource-unit quota (default Graph's smallest, 3500/10)",
+    )
+    g.add_argument(
+        "--fsync",
+        action="store_true",
+        help="fsync the ledger after every record (survives power loss too)",
+    )
     g.add_argument("--log-file", type=Path, default=None, help="JSON log file (mode 600)")
-    g.add_argument("-v", "--verbose", action="count", default=0,
-                   help="more console logging (-v info, -vv debug)")
-    g.add_argument("--summary-json", type=Path, default=None,
-                   help="write the final summary as JSON to this file")
+    g.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more console logging (-v info, -vv debug)",
+    )
+    g.add_argument(
+        "--summary-json",
+        type=Path,
+        default=None,
+        help="write the final summary as JSON to this file",
+    )
 
 
 def cmd_mock_graph(args: argparse.Namespace) -> int:
-    from .mockgraph.server import MockGraph
+    from .mockgraph.server import MockGraph, write_info
 
     settings = mock_settings_from_args(args)
 
     async def serve() -> None:
         state_dir = args.state_dir
-        async with MockGraph(settings, host=args.host, port=args.port,
-                             http_port=args.http_port, state_dir=state_dir) as mock:
+        async with MockGraph(
+            settings, host=args.host, port=args.port, http_port=args.http_port, state_dir=state_dir
+        ) as mock:
             info = mock.info
             assert info is not None
             if args.info_file is not None:
-                args.info_file.parent.mkdir(parents=True, exist_ok=True)
-                args.info_file.touch(mode=0o600)
-                args.info_file.chmod(0o600)
-                args.info_file.write_bytes(info.to_json())
+                write_info(args.info_file, info)
             print("bulkprov mock Graph is serving", flush=True)
             print(f"  Graph base URL   {info.graph_url}/v1.0  (and /beta)")
             if info.http_url:

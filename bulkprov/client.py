@@ -8,7 +8,6 @@ adapted down after a 429 and recovering while quiet), a token, the HTTP exchange
 
 from __future__ import annotations
 
-import asyncio
 import random
 import ssl
 import time
@@ -54,9 +53,13 @@ class ClientStats:
     by_status: Counter[int] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"requests": self.requests, "throttled": self.throttled, "retries": self.retries,
-                "transportErrors": self.transport_errors,
-                "byStatus": {str(k): v for k, v in sorted(self.by_status.items())}}
+        return {
+            "requests": self.requests,
+            "throttled": self.throttled,
+            "retries": self.retries,
+            "transportErrors": self.transport_errors,
+            "byStatus": {str(k): v for k, v in sorted(self.by_status.items())},
+        }
 
 
 class AdaptiveLimiter:
@@ -66,8 +69,15 @@ class AdaptiveLimiter:
     quota 20% slower; the factor creeps back to 1 while no 429 arrives.
     """
 
-    def __init__(self, quota: Quota, *, time_scale: float, backoff: float, recovery: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        quota: Quota,
+        *,
+        time_scale: float,
+        backoff: float,
+        recovery: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.quota = quota
         self._limiter = AsyncLimiter(quota.limit, quota.window * time_scale)
         self._time_scale = time_scale
@@ -126,10 +136,16 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
 class GraphClient:
     """``async with GraphClient(conn, settings) as client: await client.get("/...")``."""
 
-    def __init__(self, conn: ConnectionSettings, settings: ClientSettings | None = None, *,
-                 tokens: TokenProvider | None = None,
-                 session: aiohttp.ClientSession | None = None, sleep: Sleep = anyio.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        conn: ConnectionSettings,
+        settings: ClientSettings | None = None,
+        *,
+        tokens: TokenProvider | None = None,
+        session: aiohttp.ClientSession | None = None,
+        sleep: Sleep = anyio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.conn = conn
         self.settings = settings or ClientSettings()
         self.tokens = tokens or TokenProvider(conn)
@@ -141,8 +157,9 @@ class GraphClient:
         self.stats = ClientStats()
         self._origin = _origin(conn.graph_url)
         self._limiters: dict[str, AdaptiveLimiter] | None = None
-        self._gates: dict[str, ScopeGate] = {k: ScopeGate(clock) for k in ("ru", "write",
-                                                                            "reports")}
+        self._gates: dict[str, ScopeGate] = {
+            k: ScopeGate(clock) for k in ("ru", "write", "reports")
+        }
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -150,10 +167,18 @@ class GraphClient:
         s = self.settings
         # limiters are created inside the running loop (aiolimiter binds to it)
         self._limiters = {
-            name: AdaptiveLimiter(q, time_scale=s.time_scale, backoff=s.throttle_backoff,
-                                  recovery=s.throttle_recovery, clock=self._clock)
-            for name, q in (("ru", s.ru_quota), ("write", s.write_quota),
-                            ("reports", s.reports_quota))
+            name: AdaptiveLimiter(
+                q,
+                time_scale=s.time_scale,
+                backoff=s.throttle_backoff,
+                recovery=s.throttle_recovery,
+                clock=self._clock,
+            )
+            for name, q in (
+                ("ru", s.ru_quota),
+                ("write", s.write_quota),
+                ("reports", s.reports_quota),
+            )
         }
         if self._session is None:
             ctx: ssl.SSLContext | bool = True
@@ -161,7 +186,8 @@ class GraphClient:
                 ctx = ssl.create_default_context(cafile=str(self.conn.ca_file))
             connector = aiohttp.TCPConnector(limit=s.connections, ssl=ctx)
             self._session = aiohttp.ClientSession(
-                connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
+                connector=connector,
+                json_serialize=lambda o: orjson.dumps(o).decode(),
                 headers={"User-Agent": "bulkprov/0.1", "Accept": "application/json"},
             )
         return self
@@ -171,8 +197,12 @@ class GraphClient:
             await self._session.close()
         self._closed = True
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.aclose()
 
     # ------------------------------------------------------------------ URLs
@@ -212,9 +242,15 @@ class GraphClient:
         return max(1, cost)
 
     # ------------------------------------------------------------------ requests
-    async def request(self, method: str, path: str, *, json: Any = None,
-                      params: Mapping[str, str] | None = None,
-                      idempotent: bool | None = None) -> Response:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+    ) -> Response:
         """Send a request, retrying what is safe to retry; raise on any error answer."""
         assert self._session is not None and self._limiters is not None, "use `async with`"
         url = self.url(path)
@@ -233,8 +269,7 @@ class GraphClient:
             token = await self.tokens.token()
             await self._admit(kind, ru)
             client_request_id = str(uuid.uuid4())
-            headers = {"Authorization": f"Bearer {token}",
-                       "client-request-id": client_request_id}
+            headers = {"Authorization": f"Bearer {token}", "client-request-id": client_request_id}
             if body is not None:
                 headers["Content-Type"] = "application/json"
             status: int | None = None
@@ -243,24 +278,35 @@ class GraphClient:
             reason = ""
             self.stats.requests += 1
             try:
-                async with self._session.request(method, url, params=params, data=body,
-                                                 headers=headers, timeout=timeout) as resp:
+                async with self._session.request(
+                    method, url, params=params, data=body, headers=headers, timeout=timeout
+                ) as resp:
                     raw = await resp.read()
                     status = resp.status
                     resp_headers = resp.headers
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
                 self.stats.transport_errors += 1
             if status is not None:
                 self.stats.by_status[status] += 1
-            decision = decide(status=status, headers=resp_headers, attempt=attempt,
-                              idempotent=idempotent, reauthed=reauthed,
-                              policy=self.settings.retry, rng=self._rng)
+            decision = decide(
+                status=status,
+                headers=resp_headers,
+                attempt=attempt,
+                idempotent=idempotent,
+                reauthed=reauthed,
+                policy=self.settings.retry,
+                rng=self._rng,
+            )
             request_id = resp_headers.get("request-id")
             if decision.action is Action.OK:
-                return Response(status or 0, self._parse(raw, status or 0, method, display,
-                                                         request_id, client_request_id),
-                                resp_headers, request_id, client_request_id)
+                return Response(
+                    status or 0,
+                    self._parse(raw, status or 0, method, display, request_id, client_request_id),
+                    resp_headers,
+                    request_id,
+                    client_request_id,
+                )
             if decision.action is Action.REAUTH:
                 reauthed = True
                 await self.tokens.invalidate(token)
@@ -269,24 +315,39 @@ class GraphClient:
                 self.stats.retries += 1
                 if status == 429:
                     await self._on_throttled(kind, decision.scope, decision.delay)
-                    log.info("throttled", method=method, path=display, scope=decision.scope,
-                             retry_after=decision.delay, request_id=request_id)
+                    log.info(
+                        "throttled",
+                        method=method,
+                        path=display,
+                        scope=decision.scope,
+                        retry_after=decision.delay,
+                        request_id=request_id,
+                    )
                 else:
-                    log.info("retrying", method=method, path=display, status=status,
-                             reason=reason or None, attempt=attempt, delay=decision.delay,
-                             request_id=request_id)
+                    log.info(
+                        "retrying",
+                        method=method,
+                        path=display,
+                        status=status,
+                        reason=reason or None,
+                        attempt=attempt,
+                        delay=decision.delay,
+                        request_id=request_id,
+                    )
                     await self._sleep(decision.delay * scale)
                 continue
             if status is None:
-                raise TransportError(method, display, reason,
-                                     client_request_id=client_request_id)
-            raise self._error(status, raw, resp_headers, method, display, request_id,
-                              client_request_id)
+                raise TransportError(method, display, reason, client_request_id=client_request_id)
+            raise self._error(
+                status, raw, resp_headers, method, display, request_id, client_request_id
+            )
 
     async def _admit(self, kind: str, ru: int) -> None:
         """Wait for the scope's gates and limiters; a gate that closed while this request
         waited in a limiter is waited for again, so nothing is sent into a closed scope."""
         assert self._limiters is not None
+        gates: tuple[str, ...]
+        limits: tuple[tuple[str, float], ...]
         if kind == "reports":
             gates, limits = ("reports",), (("reports", 1.0),)
         elif kind == "write":
@@ -305,9 +366,9 @@ class GraphClient:
         """Close the throttle scope for every worker, and slow its limiter down."""
         assert self._limiters is not None
         self.stats.throttled += 1
-        if scope and "/Reports/" in scope or kind == "reports":
+        if (scope and "/Reports/" in scope) or kind == "reports":
             name = "reports"
-        elif scope and "/Write/" in scope or (scope is None and kind == "write"):
+        elif (scope and "/Write/" in scope) or (scope is None and kind == "write"):
             name = "write"
         else:
             name = "ru"
@@ -317,21 +378,39 @@ class GraphClient:
         await self._limiters[name].throttled()
 
     @staticmethod
-    def _parse(raw: bytes, status: int, method: str, path: str, request_id: str | None,
-               client_request_id: str) -> Any:
+    def _parse(
+        raw: bytes,
+        status: int,
+        method: str,
+        path: str,
+        request_id: str | None,
+        client_request_id: str,
+    ) -> Any:
         if not raw:
             return None
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise GraphError(status, "InvalidResponse",
-                             f"the answer is not JSON ({len(raw)} bytes)", method=method,
-                             path=path, request_id=request_id,
-                             client_request_id=client_request_id) from exc
+            raise GraphError(
+                status,
+                "InvalidResponse",
+                f"the answer is not JSON ({len(raw)} bytes)",
+                method=method,
+                path=path,
+                request_id=request_id,
+                client_request_id=client_request_id,
+            ) from exc
 
     @staticmethod
-    def _error(status: int, raw: bytes, headers: Mapping[str, str], method: str, path: str,
-               request_id: str | None, client_request_id: str) -> GraphError:
+    def _error(
+        status: int,
+        raw: bytes,
+        headers: Mapping[str, str],
+        method: str,
+        path: str,
+        request_id: str | None,
+        client_request_id: str,
+    ) -> GraphError:
         code, message, details = f"HTTP{status}", "", []
         try:
             body = orjson.loads(raw) if raw else None
@@ -343,29 +422,43 @@ class GraphClient:
             err = body["error"]
             code = str(err.get("code") or code)
             message = str(err.get("message") or "")[:500]
-            details = [str(d.get("code")) for d in err.get("details") or []
-                       if isinstance(d, dict) and d.get("code")]
-        kw: dict[str, Any] = {"method": method, "path": path, "request_id": request_id,
-                              "client_request_id": client_request_id}
+            details = [
+                str(d.get("code"))
+                for d in err.get("details") or []
+                if isinstance(d, dict) and d.get("code")
+            ]
+        kw: dict[str, Any] = {
+            "method": method,
+            "path": path,
+            "request_id": request_id,
+            "client_request_id": client_request_id,
+        }
         if status == 429:
             from .retry import parse_retry_after
 
             lower = {k.lower(): v for k, v in headers.items()}
-            return Throttled(parse_retry_after(lower.get("retry-after")),
-                             lower.get("x-ms-throttle-scope"), **kw)
+            return Throttled(
+                parse_retry_after(lower.get("retry-after")), lower.get("x-ms-throttle-scope"), **kw
+            )
         return GraphError(status, code, message, detail_codes=details, **kw)
 
     async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> Any:
         return (await self.request("GET", path, params=params)).body
 
-    async def pages(self, path: str, *, params: Mapping[str, str] | None = None
-                    ) -> AsyncIterator[list[Any]]:
+    async def pages(
+        self, path: str, *, params: Mapping[str, str] | None = None
+    ) -> AsyncIterator[list[Any]]:
         """Each page of a collection, following the whole ``@odata.nextLink`` until absent."""
         body = await self.get(path, params=params)
         while True:
             if not isinstance(body, dict) or not isinstance(body.get("value"), list):
-                raise GraphError(200, "InvalidResponse", "a collection answer without 'value'",
-                                 method="GET", path=path)
+                raise GraphError(
+                    200,
+                    "InvalidResponse",
+                    "a collection answer without 'value'",
+                    method="GET",
+                    path=path,
+                )
             yield body["value"]
             next_link = body.get("@odata.nextLink")
             if not next_link:

@@ -41,27 +41,42 @@ def cmd_run(args: argparse.Namespace) -> int:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         args.ledger = Path("runs") / f"{args.manifest.stem}-mock-{stamp}.jsonl"
     redactor = Redactor()
-    configure(console_level=("warning", "info", "debug")[min(args.verbose, 2)],
-              log_file=args.log_file, redactor=redactor)
+    configure(
+        console_level=("warning", "info", "debug")[min(args.verbose, 2)],
+        log_file=args.log_file,
+        redactor=redactor,
+    )
     console = _stderr()
     # validate before anything else: a bad manifest makes no Graph call at all
     summary = validate(args.manifest, allow_inline_secrets=args.allow_inline_secrets)
     if summary.problems:
         raise ManifestError(summary.problems)
-    settings = RunSettings(concurrency=args.concurrency, on_existing=args.on_existing,
-                           monitor=not args.no_monitor, collect_logs=not args.no_logs,
-                           monitor_deadline=args.monitor_deadline, fsync=args.fsync)
+    settings = RunSettings(
+        concurrency=args.concurrency,
+        on_existing=args.on_existing,
+        monitor=not args.no_monitor,
+        collect_logs=not args.no_logs,
+        monitor_deadline=args.monitor_deadline,
+        fsync=args.fsync,
+    )
 
     async def main() -> tuple[Any, Any, str]:
         async with target(args) as tgt:
-            console.print(f"bulkprov: {summary.count} instances from {args.manifest} -> "
-                          f"{tgt.label}; ledger {args.ledger}")
+            console.print(
+                f"bulkprov: {summary.count} instances from {args.manifest} -> "
+                f"{tgt.label}; ledger {args.ledger}"
+            )
             async with GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client:
                 progress = Progress(summary.count, console, client.stats)
-                runner = Runner(manifest=args.manifest, ledger_path=args.ledger, client=client,
-                                settings=settings,
-                                allow_inline_secrets=args.allow_inline_secrets,
-                                events=progress, redactor=redactor)
+                runner = Runner(
+                    manifest=args.manifest,
+                    ledger_path=args.ledger,
+                    client=client,
+                    settings=settings,
+                    allow_inline_secrets=args.allow_inline_secrets,
+                    events=progress,
+                    redactor=redactor,
+                )
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_signals, runner, tg.cancel_scope, console)
                     with progress:
@@ -72,11 +87,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     result, stats, label = anyio.run(main)
     _print_run_summary(console, result, stats, args.ledger)
     if args.summary_json is not None:
-        args.summary_json.write_bytes(orjson.dumps({
-            "total": result.total, "skipped": result.skipped,
-            "statuses": dict(result.statuses), "elapsed": result.elapsed,
-            "client": stats.as_dict(), "failures": result.failures, "target": label,
-        }, option=orjson.OPT_INDENT_2))
+        args.summary_json.write_bytes(
+            orjson.dumps(
+                {
+                    "total": result.total,
+                    "skipped": result.skipped,
+                    "statuses": dict(result.statuses),
+                    "elapsed": result.elapsed,
+                    "client": stats.as_dict(),
+                    "failures": result.failures,
+                    "target": label,
+                },
+                option=orjson.OPT_INDENT_2,
+            )
+        )
     if result.interrupted or result.statuses["interrupted"]:
         return EXIT_INTERRUPTED
     if result.failed:
@@ -92,8 +116,10 @@ async def _signals(runner: Runner, scope: anyio.CancelScope, console: Console) -
         async for signum in signals:
             count += 1
             if count == 1:
-                console.print(f"[yellow]{signal.Signals(signum).name}: draining - in-flight "
-                              "steps finish, nothing new starts; again to stop at once[/]")
+                console.print(
+                    f"[yellow]{signal.Signals(signum).name}: draining - in-flight "
+                    "steps finish, nothing new starts; again to stop at once[/]"
+                )
                 runner.request_stop()
             else:
                 scope.cancel()
@@ -107,16 +133,19 @@ def _print_run_summary(console: Console, result: Any, stats: Any, ledger: Path) 
     for status, n in sorted(result.statuses.items()):
         table.add_row(status, str(n))
     table.add_row("(already finished, skipped)", str(result.skipped))
-    table.caption = (f"{result.elapsed:.1f}s  requests {stats.requests}  429s {stats.throttled}"
-                     f"  retries {stats.retries}  ledger {ledger}")
+    table.caption = (
+        f"{result.elapsed:.1f}s  requests {stats.requests}  429s {stats.throttled}"
+        f"  retries {stats.retries}  ledger {ledger}"
+    )
     console.print(table)
     if result.failures:
         failures = Table(title="failures (first 20)")
         for col in ("instance", "where", "step", "code", "message"):
             failures.add_column(col, overflow="fold")
         for f in result.failures:
-            failures.add_row(f["key"], f["where"], f["step"], str(f.get("code")),
-                             str(f["message"])[:200])
+            failures.add_row(
+                f["key"], f["where"], f["step"], str(f.get("code")), str(f["message"])[:200]
+            )
         console.print(failures)
 
 
@@ -127,14 +156,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if summary.problems:
         raise ManifestError(summary.problems)
     if args.offline:
-        console.print(f"{args.manifest}: {summary.count} instances, "
-                      f"{len(summary.templates)} distinct templates; the manifest is valid")
+        console.print(
+            f"{args.manifest}: {summary.count} instances, "
+            f"{len(summary.templates)} distinct templates; the manifest is valid"
+        )
         return EXIT_OK
     replay = ledger_mod.read(args.ledger) if args.ledger and args.ledger.exists() else None
 
     async def main() -> list[dict[str, Any]]:
-        async with target(args) as tgt, GraphClient(
-                tgt.conn, client_settings(args, tgt.time_scale)) as client:
+        async with (
+            target(args) as tgt,
+            GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client,
+        ):
             graph = Graph(client)
             templates = await resolve_templates(graph, summary)
             rows: list[dict[str, Any]] = []
@@ -169,13 +202,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
                         row["note"] = f"{len(apps)} applications with this name and template"
 
             async with anyio.create_task_group() as tg:
-                for inst in iter_instances(args.manifest,
-                                           allow_inline_secrets=args.allow_inline_secrets):
-                    row = {"key": inst.key, "where": inst.where,
-                           "displayName": inst.display_name,
-                           "template": templates[inst.template].display_name,
-                           "templateId": templates[inst.template].id,
-                           "start": inst.start}
+                for inst in iter_instances(
+                    args.manifest, allow_inline_secrets=args.allow_inline_secrets
+                ):
+                    row = {
+                        "key": inst.key,
+                        "where": inst.where,
+                        "displayName": inst.display_name,
+                        "template": templates[inst.template].display_name,
+                        "templateId": templates[inst.template].id,
+                        "start": inst.start,
+                    }
                     rows.append(row)
                     tg.start_soon(one, inst, row)
             return rows
@@ -183,16 +220,26 @@ def cmd_plan(args: argparse.Namespace) -> int:
     rows = anyio.run(main)
     counts = Counter(r["action"] for r in rows)
     if args.json:
-        sys.stdout.write(orjson.dumps({"instances": rows, "counts": counts},
-                                      option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps({"instances": rows, "counts": counts}, option=orjson.OPT_INDENT_2).decode()
+            + "\n"
+        )
     else:
-        table = Table(title=f"plan for {args.manifest}: " + ", ".join(
-            f"{n} {a}" for a, n in sorted(counts.items())))
+        table = Table(
+            title=f"plan for {args.manifest}: "
+            + ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
+        )
         for col in ("instance", "line", "displayName", "template", "action", "note"):
             table.add_column(col, overflow="fold")
         for r in rows[:25]:
-            table.add_row(r["key"], r["where"].rsplit(":", 1)[-1], r["displayName"],
-                          r["template"], r["action"], r.get("note", ""))
+            table.add_row(
+                r["key"],
+                r["where"].rsplit(":", 1)[-1],
+                r["displayName"],
+                r["template"],
+                r["action"],
+                r.get("note", ""),
+            )
         if len(rows) > 25:
             table.caption = f"... {len(rows) - 25} more (--json lists all)"
         console.print(table)
@@ -208,19 +255,28 @@ def status_summary(replay: ledger_mod.Replay) -> dict[str, Any]:
         for step in st.done:
             steps_done[step] += 1
         final = st.final or {}
-        rows.append({
-            "key": key, "status": st.status or "in progress",
-            "applicationId": st.ids.get("applicationId"),
-            "servicePrincipalId": st.ids.get("servicePrincipalId"),
-            "jobId": st.ids.get("jobId"), "jobStatus": final.get("jobStatus"),
-            "error": final.get("error"), "quarantine": final.get("quarantine"),
-            "stepsDone": sorted(st.done),
-        })
-    return {"runs": replay.runs, "instances": len(replay.instances),
-            "statuses": dict(statuses), "stepsDone": dict(steps_done),
-            "tornLastLine": replay.torn, "header": {k: v for k, v in (replay.header or {}).items()
-                                                    if k != "salt"},
-            "rows": rows}
+        rows.append(
+            {
+                "key": key,
+                "status": st.status or "in progress",
+                "applicationId": st.ids.get("applicationId"),
+                "servicePrincipalId": st.ids.get("servicePrincipalId"),
+                "jobId": st.ids.get("jobId"),
+                "jobStatus": final.get("jobStatus"),
+                "error": final.get("error"),
+                "quarantine": final.get("quarantine"),
+                "stepsDone": sorted(st.done),
+            }
+        )
+    return {
+        "runs": replay.runs,
+        "instances": len(replay.instances),
+        "statuses": dict(statuses),
+        "stepsDone": dict(steps_done),
+        "tornLastLine": replay.torn,
+        "header": {k: v for k, v in (replay.header or {}).items() if k != "salt"},
+        "rows": rows,
+    }
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -231,9 +287,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     console = Console(highlight=False)
     header = summary["header"]
-    console.print(f"{args.ledger}: manifest {header.get('manifest')}, tenant "
-                  f"{header.get('tenant')}, {summary['runs']} run(s), "
-                  f"{summary['instances']} instances")
+    console.print(
+        f"{args.ledger}: manifest {header.get('manifest')}, tenant "
+        f"{header.get('tenant')}, {summary['runs']} run(s), "
+        f"{summary['instances']} instances"
+    )
     steps = Table(title="steps done")
     steps.add_column("step")
     steps.add_column("instances", justify="right")
@@ -256,8 +314,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         for r in shown[:200]:
             detail = ""
             if r["error"]:
-                detail = f"{r['error'].get('step')}: {r['error'].get('code')}: " \
-                         f"{r['error'].get('message')}"
+                detail = (
+                    f"{r['error'].get('step')}: {r['error'].get('code')}: "
+                    f"{r['error'].get('message')}"
+                )
             elif r["quarantine"]:
                 q = r["quarantine"]
                 detail = f"{q.get('reason')}: {q.get('code')}: {q.get('message')}"

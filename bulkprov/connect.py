@@ -9,6 +9,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
 from .settings import AUTHORITY_HOST, GRAPH_URL, ClientSettings, ConnectionSettings, Credential
@@ -29,35 +30,73 @@ SECRET_ENV = "BULKPROV_CLIENT_SECRET"
 
 def add_connection_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
-        "connection (each flag also reads the BULKPROV_* variable named in its help)")
-    g.add_argument("--mock", action="store_true",
-                   help="run against the embedded mock Graph (no tenant or credentials needed)")
-    g.add_argument("--mock-info", type=Path, default=None,
-                   help="connect to a running `bulkprov mock-graph` through its --info-file "
-                        "[BULKPROV_MOCK_INFO]")
-    g.add_argument("--graph-url", default=None,
-                   help=f"Graph base URL without version [BULKPROV_GRAPH_URL] (default {GRAPH_URL};"
-                        " e.g. https://graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn)")
+        "connection (each flag also reads the BULKPROV_* variable named in its help)"
+    )
+    g.add_argument(
+        "--mock",
+        action="store_true",
+        help="run against the embedded mock Graph (no tenant or credentials needed)",
+    )
+    g.add_argument(
+        "--mock-info",
+        type=Path,
+        default=None,
+        help="connect to a running `bulkprov mock-graph` through its --info-file "
+        "[BULKPROV_MOCK_INFO]",
+    )
+    g.add_argument(
+        "--graph-url",
+        default=None,
+        help=f"Graph base URL without version [BULKPROV_GRAPH_URL] (default {GRAPH_URL};"
+        " e.g. https://graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn)",
+    )
     g.add_argument("--api-version", choices=("v1.0", "beta"), default="v1.0")
-    g.add_argument("--authority-host", default=None,
-                   help=f"identity platform [BULKPROV_AUTHORITY_HOST] (default {AUTHORITY_HOST})")
+    g.add_argument(
+        "--authority-host",
+        default=None,
+        help=f"identity platform [BULKPROV_AUTHORITY_HOST] (default {AUTHORITY_HOST})",
+    )
     g.add_argument("--tenant-id", default=None, help="tenant id [BULKPROV_TENANT_ID]")
-    g.add_argument("--client-id", default=None,
-                   help="app registration (client) id [BULKPROV_CLIENT_ID]")
-    g.add_argument("--client-secret-env", default=SECRET_ENV, metavar="VAR",
-                   help=f"environment variable holding the client secret (default {SECRET_ENV}); "
-                        "secrets are never taken from the command line")
-    g.add_argument("--client-secret-file", type=Path, default=None,
-                   help="file holding the client secret [BULKPROV_CLIENT_SECRET_FILE]")
-    g.add_argument("--certificate-file", type=Path, default=None,
-                   help="PEM file with the private key and certificate of the app "
-                        "[BULKPROV_CERTIFICATE_FILE]")
-    g.add_argument("--ca-file", type=Path, default=None,
-                   help="CA bundle to trust for Graph and the authority [BULKPROV_CA_FILE]")
-    g.add_argument("--allow-http", action="store_true",
-                   help="allow a non-TLS Graph or authority that is not on loopback")
-    g.add_argument("--client-time-scale", dest="client_time_scale", type=float, default=None,
-                   help=argparse.SUPPRESS)
+    g.add_argument(
+        "--client-id", default=None, help="app registration (client) id [BULKPROV_CLIENT_ID]"
+    )
+    g.add_argument(
+        "--client-secret-env",
+        default=SECRET_ENV,
+        metavar="VAR",
+        help=f"environment variable holding the client secret (default {SECRET_ENV}); "
+        "secrets are never taken from the command line",
+    )
+    g.add_argument(
+        "--client-secret-file",
+        type=Path,
+        default=None,
+        help="file holding the client secret [BULKPROV_CLIENT_SECRET_FILE]",
+    )
+    g.add_argument(
+        "--certificate-file",
+        type=Path,
+        default=None,
+        help="PEM file with the private key and certificate of the app [BULKPROV_CERTIFICATE_FILE]",
+    )
+    g.add_argument(
+        "--ca-file",
+        type=Path,
+        default=None,
+        help="CA bundle to trust for Graph and the authority [BULKPROV_CA_FILE]",
+    )
+    g.add_argument(
+        "--allow-http",
+        action="store_true",
+        help="allow a non-TLS Graph or authority that is not on loopback",
+    )
+    g.add_argument(
+        "--client-time-scale",
+        dest="client_time_scale",
+        type=float,
+        default=None,
+        help=argparse.SUPPRESS,
+    )
 
 
 def _opt(args: argparse.Namespace, name: str) -> str | None:
@@ -76,8 +115,9 @@ class Target:
 
 def from_flags(args: argparse.Namespace) -> Target:
     info_path = _opt(args, "mock_info")
-    scale_text = _opt(args, "time_scale") if args.client_time_scale is None else str(
-        args.client_time_scale)
+    scale_text = (
+        _opt(args, "time_scale") if args.client_time_scale is None else str(args.client_time_scale)
+    )
     if info_path:
         from .mockgraph.server import MockInfo
 
@@ -86,22 +126,31 @@ def from_flags(args: argparse.Namespace) -> Target:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"cannot read mock info file {info_path}: {exc}") from None
         conn = ConnectionSettings(
-            graph_url=info.graph_url, api_version=args.api_version,
-            authority_host=info.authority_host, tenant_id=args.tenant_id or info.tenant_id,
-            client_id=info.client_id, credential=Credential(client_secret=info.client_secret),
+            graph_url=info.graph_url,
+            api_version=args.api_version,
+            authority_host=info.authority_host,
+            tenant_id=args.tenant_id or info.tenant_id,
+            client_id=info.client_id,
+            credential=Credential(client_secret=info.client_secret),
             ca_file=Path(info.ca_file),
         )
         scale = float(scale_text) if scale_text else info.time_scale
         return Target(conn, scale, f"mock Graph at {info.graph_url}")
     tenant, client = _opt(args, "tenant_id"), _opt(args, "client_id")
     if not tenant or not client:
-        raise ConfigError("no Graph to talk to: give --tenant-id and --client-id (or "
-                          "BULKPROV_TENANT_ID / BULKPROV_CLIENT_ID) with a credential, or --mock")
+        raise ConfigError(
+            "no Graph to talk to: give --tenant-id and --client-id (or "
+            "BULKPROV_TENANT_ID / BULKPROV_CLIENT_ID) with a credential, or --mock"
+        )
     conn = ConnectionSettings(
-        graph_url=_opt(args, "graph_url") or GRAPH_URL, api_version=args.api_version,
+        graph_url=_opt(args, "graph_url") or GRAPH_URL,
+        api_version=args.api_version,
         authority_host=_opt(args, "authority_host") or AUTHORITY_HOST,
-        tenant_id=tenant, client_id=client, credential=_credential(args),
-        ca_file=Path(p) if (p := _opt(args, "ca_file")) else None, allow_http=args.allow_http,
+        tenant_id=tenant,
+        client_id=client,
+        credential=_credential(args),
+        ca_file=Path(p) if (p := _opt(args, "ca_file")) else None,
+        allow_http=args.allow_http,
     )
     return Target(conn, float(scale_text) if scale_text else 1.0, conn.graph_url)
 
@@ -118,16 +167,19 @@ def _credential(args: argparse.Namespace) -> Credential:
         try:
             secret = Path(secret_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"cannot read client secret file {secret_file}: "
-                              f"{exc.strerror}") from None
+            raise ConfigError(
+                f"cannot read client secret file {secret_file}: {exc.strerror}"
+            ) from None
         if not secret:
             raise ConfigError(f"client secret file {secret_file} is empty")
         return Credential(client_secret=secret)
-    secret = os.environ.get(args.client_secret_env)
-    if secret:
-        return Credential(client_secret=secret)
-    raise ConfigError(f"no client credential: set {args.client_secret_env}, or give "
-                      "--client-secret-file or --certificate-file")
+    from_env = os.environ.get(args.client_secret_env)
+    if from_env:
+        return Credential(client_secret=from_env)
+    raise ConfigError(
+        f"no client credential: set {args.client_secret_env}, or give "
+        "--client-secret-file or --certificate-file"
+    )
 
 
 @contextlib.asynccontextmanager
@@ -144,19 +196,21 @@ async def target(args: argparse.Namespace) -> AsyncIterator[Target]:
         info = mock.info
         assert info is not None
         conn = ConnectionSettings(
-            graph_url=info.graph_url, api_version=args.api_version,
-            authority_host=info.authority_host, tenant_id=info.tenant_id,
-            client_id=info.client_id, credential=Credential(client_secret=info.client_secret),
+            graph_url=info.graph_url,
+            api_version=args.api_version,
+            authority_host=info.authority_host,
+            tenant_id=info.tenant_id,
+            client_id=info.client_id,
+            credential=Credential(client_secret=info.client_secret),
             ca_file=Path(info.ca_file),
         )
-        yield Target(conn, info.time_scale,
-                     f"embedded mock Graph (time scale {info.time_scale})")
+        yield Target(conn, info.time_scale, f"embedded mock Graph (time scale {info.time_scale})")
 
 
 def client_settings(args: argparse.Namespace, time_scale: float) -> ClientSettings:
     from .settings import Quota
 
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if getattr(args, "write_quota", None):
         kwargs["write_quota"] = Quota.parse(args.write_quota)
     if getattr(args, "ru_quota", None):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class BulkProvError(Exception):
@@ -71,22 +72,34 @@ class AuthError(BulkProvError):
 class TransportError(BulkProvError):
     """No usable HTTP answer: connection refused or dropped, or the request timed out."""
 
-    def __init__(self, method: str, path: str, reason: str, *,
-                 client_request_id: str | None = None) -> None:
+    def __init__(
+        self, method: str, path: str, reason: str, *, client_request_id: str | None = None
+    ) -> None:
         self.method = method
         self.path = path
         self.reason = reason
         self.client_request_id = client_request_id
-        super().__init__(f"{method} {path}: no answer from Graph ({reason}); "
-                         f"client-request-id {client_request_id}")
+        super().__init__(
+            f"{method} {path}: no answer from Graph ({reason}); "
+            f"client-request-id {client_request_id}"
+        )
 
 
 class GraphError(BulkProvError):
     """Graph answered with an error status."""
 
-    def __init__(self, status: int, code: str, message: str, *, method: str = "",
-                 path: str = "", request_id: str | None = None,
-                 client_request_id: str | None = None, detail_codes: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        request_id: str | None = None,
+        client_request_id: str | None = None,
+        detail_codes: Sequence[str] = (),
+    ) -> None:
         self.status = status
         self.code = code
         self.graph_message = message
@@ -104,12 +117,15 @@ class GraphError(BulkProvError):
 class Throttled(GraphError):
     """429 Too Many Requests."""
 
-    def __init__(self, retry_after: float | None, scope: str | None, **kw: object) -> None:
+    def __init__(self, retry_after: float | None, scope: str | None, **kw: Any) -> None:
         self.retry_after = retry_after
         self.scope = scope
-        super().__init__(429, "TooManyRequests",  # type: ignore[arg-type]
-                         f"throttled in scope {scope or 'unknown'}; Retry-After {retry_after}",
-                         **kw)  # type: ignore[arg-type]
+        super().__init__(
+            429,
+            "TooManyRequests",
+            f"throttled in scope {scope or 'unknown'}; Retry-After {retry_after}",
+            **kw,
+        )
 
 
 class NotYetReplicated(BulkProvError):
@@ -128,8 +144,15 @@ class UnsafeRequest(BulkProvError):
 class StepError(BulkProvError):
     """An instance's step failed: names the instance, the step and the cause."""
 
-    def __init__(self, key: str, step: str, message: str, *, code: str | None = None,
-                 request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        key: str,
+        step: str,
+        message: str,
+        *,
+        code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
         self.key = key
         self.step = step
         self.reason = message

@@ -26,8 +26,9 @@ def guid(value: str, what: str) -> str:
 def token(value: str, what: str) -> str:
     """``value`` if it is a plain identifier (job or template id), quoted for a URL segment."""
     if not isinstance(value, str) or _TOKEN.fullmatch(value) is None or ".." in value:
-        raise UnsafeRequest(f"{what} {value!r} is not a plain identifier; refusing to put it "
-                            "in a URL")
+        raise UnsafeRequest(
+            f"{what} {value!r} is not a plain identifier; refusing to put it in a URL"
+        )
     return quote(value, safe="")
 
 
@@ -39,9 +40,13 @@ def odata_string(value: str) -> str:
 def _entity(resp: Response, *required: str) -> JSON:
     body = resp.body
     if not isinstance(body, dict) or any(not isinstance(body.get(k), str) for k in required):
-        raise GraphError(resp.status, "InvalidResponse",
-                         f"the answer lacks {', '.join(required)}",
-                         request_id=resp.request_id, client_request_id=resp.client_request_id)
+        raise GraphError(
+            resp.status,
+            "InvalidResponse",
+            f"the answer lacks {', '.join(required)}",
+            request_id=resp.request_id,
+            client_request_id=resp.client_request_id,
+        )
     return body
 
 
@@ -68,52 +73,70 @@ class Graph:
 
     async def instantiate(self, template_id: str, display_name: str) -> tuple[JSON, JSON]:
         resp = await self.client.request(
-            "POST", f"/applicationTemplates/{guid(template_id, 'template id')}/instantiate",
-            json={"displayName": display_name}, idempotent=False,
+            "POST",
+            f"/applicationTemplates/{guid(template_id, 'template id')}/instantiate",
+            json={"displayName": display_name},
+            idempotent=False,
         )
         body = resp.body if isinstance(resp.body, dict) else {}
         app, sp = body.get("application"), body.get("servicePrincipal")
-        if not isinstance(app, dict) or not isinstance(sp, dict) or not all(
-            isinstance(o.get(k), str) for o in (app, sp) for k in ("id", "appId")
+        if (
+            not isinstance(app, dict)
+            or not isinstance(sp, dict)
+            or not all(isinstance(o.get(k), str) for o in (app, sp) for k in ("id", "appId"))
         ):
-            raise GraphError(resp.status, "InvalidResponse",
-                             "instantiate answered without application and service principal ids",
-                             request_id=resp.request_id,
-                             client_request_id=resp.client_request_id)
+            raise GraphError(
+                resp.status,
+                "InvalidResponse",
+                "instantiate answered without application and service principal ids",
+                request_id=resp.request_id,
+                client_request_id=resp.client_request_id,
+            )
         return app, sp
 
     # directory
     async def find_applications(self, template_id: str, display_name: str) -> list[JSON]:
-        flt = (f"applicationTemplateId eq {odata_string(template_id)} and "
-               f"displayName eq {odata_string(display_name)}")
+        flt = (
+            f"applicationTemplateId eq {odata_string(template_id)} and "
+            f"displayName eq {odata_string(display_name)}"
+        )
         found: list[JSON] = []
-        params = {"$filter": flt, "$select": "id,appId,displayName,applicationTemplateId,"
-                                             "createdDateTime,tags"}
+        params = {
+            "$filter": flt,
+            "$select": "id,appId,displayName,applicationTemplateId,createdDateTime,tags",
+        }
         async for page in self.client.pages("/applications", params=params):
             found.extend(page)
         return found
 
     async def service_principal_by_app_id(self, app_id: str) -> JSON:
         resp = await self.client.request(
-            "GET", f"/servicePrincipals(appId='{guid(app_id, 'appId')}')",
-            params={"$select": "id,appId,displayName"})
+            "GET",
+            f"/servicePrincipals(appId='{guid(app_id, 'appId')}')",
+            params={"$select": "id,appId,displayName"},
+        )
         return _entity(resp, "id", "appId")
 
     async def service_principal(self, sp_id: str) -> JSON:
         resp = await self.client.request(
-            "GET", f"/servicePrincipals/{guid(sp_id, 'service principal id')}",
-            params={"$select": "id,appId,displayName"})
+            "GET",
+            f"/servicePrincipals/{guid(sp_id, 'service principal id')}",
+            params={"$select": "id,appId,displayName"},
+        )
         return _entity(resp, "id")
 
     async def application(self, app_object_id: str) -> JSON:
         resp = await self.client.request(
-            "GET", f"/applications/{guid(app_object_id, 'application id')}",
-            params={"$select": "id,appId,displayName"})
+            "GET",
+            f"/applications/{guid(app_object_id, 'application id')}",
+            params={"$select": "id,appId,displayName"},
+        )
         return _entity(resp, "id", "appId")
 
     async def delete_application(self, app_object_id: str) -> None:
-        await self.client.request("DELETE",
-                                  f"/applications/{guid(app_object_id, 'application id')}")
+        await self.client.request(
+            "DELETE", f"/applications/{guid(app_object_id, 'application id')}"
+        )
 
     # synchronization
     def _sync(self, sp_id: str) -> str:
@@ -132,31 +155,36 @@ class Graph:
         return out
 
     async def create_job(self, sp_id: str, template_id: str) -> JSON:
-        resp = await self.client.request("POST", f"{self._sync(sp_id)}/jobs",
-                                         json={"templateId": template_id}, idempotent=False)
+        resp = await self.client.request(
+            "POST", f"{self._sync(sp_id)}/jobs", json={"templateId": template_id}, idempotent=False
+        )
         return _entity(resp, "id")
 
     async def job(self, sp_id: str, job_id: str) -> JSON:
         resp = await self.client.request(
-            "GET", f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}")
+            "GET", f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}"
+        )
         return _entity(resp, "id")
 
-    async def validate_credentials(self, sp_id: str, job_id: str,
-                                   credentials: list[JSON]) -> None:
+    async def validate_credentials(self, sp_id: str, job_id: str, credentials: list[JSON]) -> None:
         await self.client.request(
-            "POST", f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}/validateCredentials",
-            json={"credentials": credentials}, idempotent=True)
+            "POST",
+            f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}/validateCredentials",
+            json={"credentials": credentials},
+            idempotent=True,
+        )
 
     async def put_secrets(self, sp_id: str, credentials: list[JSON]) -> None:
-        await self.client.request("PUT", f"{self._sync(sp_id)}/secrets",
-                                  json={"value": credentials})
+        await self.client.request(
+            "PUT", f"{self._sync(sp_id)}/secrets", json={"value": credentials}
+        )
 
     async def start_job(self, sp_id: str, job_id: str) -> None:
         await self.client.request(
-            "POST", f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}/start", idempotent=True)
+            "POST", f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}/start", idempotent=True
+        )
 
-    async def provisioning_logs(self, *, since: str | None, top: int = 999
-                                ) -> list[JSON]:
+    async def provisioning_logs(self, *, since: str | None, top: int = 999) -> list[JSON]:
         params = {"$top": str(top)}
         if since:
             params["$filter"] = f"activityDateTime ge {since}"

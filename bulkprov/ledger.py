@@ -97,8 +97,11 @@ class Replay:
 
     def claimed(self, id_name: str, except_key: str | None = None) -> dict[str, str]:
         """id value -> key, for the ids of ``id_name`` that instances hold."""
-        return {s.ids[id_name]: k for k, s in self.instances.items()
-                if id_name in s.ids and k != except_key}
+        return {
+            s.ids[id_name]: k
+            for k, s in self.instances.items()
+            if id_name in s.ids and k != except_key
+        }
 
 
 def replay_lines(lines: Iterable[bytes]) -> Replay:
@@ -110,8 +113,10 @@ def replay_lines(lines: Iterable[bytes]) -> Replay:
     pending_bad: int | None = None
     for n, raw in enumerate(lines, start=1):
         if pending_bad is not None:
-            raise LedgerError(f"ledger line {pending_bad} is corrupt (not JSON) and is not the "
-                              "last line; refusing to guess what happened")
+            raise LedgerError(
+                f"ledger line {pending_bad} is corrupt (not JSON) and is not the "
+                "last line; refusing to guess what happened"
+            )
         if not raw.strip():
             continue
         try:
@@ -160,7 +165,9 @@ def replay_lines(lines: Iterable[bytes]) -> Replay:
 class Ledger:
     """Appends records to a ledger file; see the module docstring for the format."""
 
-    def __init__(self, path: Path, *, redactor: Redactor | None = None, fsync: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, redactor: Redactor | None = None, fsync: bool = False
+    ) -> None:
         self.path = path
         self.redactor = redactor or Redactor()
         self.fsync = fsync
@@ -187,8 +194,10 @@ class Ledger:
             if header is None:
                 raise LedgerError(f"{self.path} is not a bulkprov ledger (no header line)")
             if header.get("version") != VERSION:
-                raise LedgerError(f"{self.path} is a version {header.get('version')} ledger; "
-                                  f"this bulkprov writes version {VERSION}")
+                raise LedgerError(
+                    f"{self.path} is a version {header.get('version')} ledger; "
+                    f"this bulkprov writes version {VERSION}"
+                )
             for name, mine in (("graph", graph), ("tenant", tenant)):
                 if header.get(name) != mine:
                     raise LedgerError(
@@ -208,9 +217,17 @@ class Ledger:
         os.chmod(self.path, 0o600)
         if not existing:
             self.salt = secrets.token_bytes(16)
-            self.append({"type": "header", "version": VERSION, "created": now_iso(),
-                         "manifest": manifest, "graph": graph, "tenant": tenant,
-                         "salt": self.salt.hex()})
+            self.append(
+                {
+                    "type": "header",
+                    "version": VERSION,
+                    "created": now_iso(),
+                    "manifest": manifest,
+                    "graph": graph,
+                    "tenant": tenant,
+                    "salt": self.salt.hex(),
+                }
+            )
         self.append({"type": "run", "at": now_iso(), "pid": os.getpid(), "manifest": manifest})
         return self.replay
 
@@ -248,8 +265,13 @@ class Ledger:
             ) from None
 
     def step(self, key: str, step: str, event: str, **data: Any) -> None:
-        rec: dict[str, Any] = {"type": "step", "t": round(time.time(), 3), "key": key,
-                               "step": step, "event": event}
+        rec: dict[str, Any] = {
+            "type": "step",
+            "t": round(time.time(), 3),
+            "key": key,
+            "step": step,
+            "event": event,
+        }
         rec.update({k: v for k, v in data.items() if v is not None})
         self.append(rec)
 

@@ -10,20 +10,30 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO, cast
 
 import orjson
 import structlog
 
 from .ledger import Redactor
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-          "error": logging.ERROR}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
-def configure(*, console_level: str = "warning", log_file: Path | None = None,
-              redactor: Redactor | None = None, stream: IO[str] | None = None) -> None:
+def configure(
+    *,
+    console_level: str = "warning",
+    log_file: Path | None = None,
+    redactor: Redactor | None = None,
+    stream: IO[str] | None = None,
+) -> None:
     redactor = redactor or Redactor()
     threshold = LEVELS[console_level]
     sink: IO[bytes] | None = None
@@ -33,10 +43,12 @@ def configure(*, console_level: str = "warning", log_file: Path | None = None,
         os.chmod(log_file, 0o600)
         sink = os.fdopen(fd, "ab", buffering=0)
 
-    def redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
-        return redactor.value(event)  # type: ignore[no-any-return]
+    def redact(
+        _logger: Any, _name: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        return cast(MutableMapping[str, Any], redactor.value(dict(event)))
 
-    def tee(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    def tee(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         if sink is not None:
             sink.write(orjson.dumps(event, default=str) + b"\n")
         if LEVELS.get(str(event.get("level")), logging.INFO) < threshold:
@@ -52,6 +64,6 @@ def configure(*, console_level: str = "warning", log_file: Path | None = None,
             tee,
             structlog.dev.ConsoleRenderer(colors=(stream or sys.stderr).isatty()),
         ],
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, stream or sys.stderr)),
         cache_logger_on_first_use=False,
     )

@@ -39,28 +39,86 @@ from .errors import ManifestError, Problem
 MAX_FIELD = 4096
 KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,127}$")
 SYNC_TEMPLATE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,255}$")
-GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+GUID_RE = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (Unicode Cc)
 
 #: Members of Graph's synchronizationSecret enumeration (v1.0).
 SECRET_KEYS = frozenset(
-    "UserName Password SecretToken AppKey BaseAddress ClientIdentifier ClientSecret "
-    "SingleSignOnType Sandbox Url Domain ConsumerKey ConsumerSecret TokenKey TokenExpiration "
-    "Oauth2AccessToken Oauth2AccessTokenCreationTime Oauth2RefreshToken SyncAll InstanceName "
-    "Oauth2ClientId Oauth2ClientSecret CompanyId UpdateKeyOnSoftDelete SynchronizationSchedule "
-    "SystemOfRecord SandboxName EnforceDomain SyncNotificationSettings SkipOutOfScopeDeletions "
-    "Oauth2AuthorizationCode Oauth2RedirectUri ApplicationTemplateIdentifier "
-    "Oauth2TokenExchangeUri Oauth2AuthorizationUri AuthenticationType Server "
-    "PerformInboundEntitlementGrants HardDeletesEnabled SyncAgentCompatibilityKey "
-    "SyncAgentADContainer ValidateDomain TestReferences ConnectionString".split()
+    [
+        "UserName",
+        "Password",
+        "SecretToken",
+        "AppKey",
+        "BaseAddress",
+        "ClientIdentifier",
+        "ClientSecret",
+        "SingleSignOnType",
+        "Sandbox",
+        "Url",
+        "Domain",
+        "ConsumerKey",
+        "ConsumerSecret",
+        "TokenKey",
+        "TokenExpiration",
+        "Oauth2AccessToken",
+        "Oauth2AccessTokenCreationTime",
+        "Oauth2RefreshToken",
+        "SyncAll",
+        "InstanceName",
+        "Oauth2ClientId",
+        "Oauth2ClientSecret",
+        "CompanyId",
+        "UpdateKeyOnSoftDelete",
+        "SynchronizationSchedule",
+        "SystemOfRecord",
+        "SandboxName",
+        "EnforceDomain",
+        "SyncNotificationSettings",
+        "SkipOutOfScopeDeletions",
+        "Oauth2AuthorizationCode",
+        "Oauth2RedirectUri",
+        "ApplicationTemplateIdentifier",
+        "Oauth2TokenExchangeUri",
+        "Oauth2AuthorizationUri",
+        "AuthenticationType",
+        "Server",
+        "PerformInboundEntitlementGrants",
+        "HardDeletesEnabled",
+        "SyncAgentCompatibilityKey",
+        "SyncAgentADContainer",
+        "ValidateDomain",
+        "TestReferences",
+        "ConnectionString",
+    ]
 )
 #: Keys whose values are settings rather than secrets: a plain value is fine for them.
 PLAIN_KEYS = frozenset(
-    "BaseAddress Url Domain InstanceName Server CompanyId Sandbox SandboxName SyncAll "
-    "SkipOutOfScopeDeletions HardDeletesEnabled EnforceDomain ValidateDomain SystemOfRecord "
-    "SingleSignOnType AuthenticationType UpdateKeyOnSoftDelete SyncNotificationSettings "
-    "ApplicationTemplateIdentifier Oauth2ClientId UserName".split()
+    [
+        "BaseAddress",
+        "Url",
+        "Domain",
+        "InstanceName",
+        "Server",
+        "CompanyId",
+        "Sandbox",
+        "SandboxName",
+        "SyncAll",
+        "SkipOutOfScopeDeletions",
+        "HardDeletesEnabled",
+        "EnforceDomain",
+        "ValidateDomain",
+        "SystemOfRecord",
+        "SingleSignOnType",
+        "AuthenticationType",
+        "UpdateKeyOnSoftDelete",
+        "SyncNotificationSettings",
+        "ApplicationTemplateIdentifier",
+        "Oauth2ClientId",
+        "UserName",
+    ]
 )
 FIELDS = ("key", "displayName", "template", "syncTemplate", "start", "validate", "profile")
 REQUIRED = ("key", "displayName", "template")
@@ -159,8 +217,9 @@ def detect_format(path: Path) -> str:
         return "jsonl"
     if suffix == ".json":
         return "json"
-    raise ManifestError([Problem(str(path), None, None,
-                                 "unknown manifest format: use .csv, .json or .jsonl")])
+    raise ManifestError(
+        [Problem(str(path), None, None, "unknown manifest format: use .csv, .json or .jsonl")]
+    )
 
 
 def _decode(path: Path, data: bytes) -> str:
@@ -168,10 +227,17 @@ def _decode(path: Path, data: bytes) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise ManifestError([Problem(
-            str(path), line, None,
-            f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); save the "
-            "manifest as UTF-8")]) from None
+        raise ManifestError(
+            [
+                Problem(
+                    str(path),
+                    line,
+                    None,
+                    f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                    "save the manifest as UTF-8",
+                )
+            ]
+        ) from None
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
@@ -209,8 +275,9 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
         yield from _json_records(name, text)
 
 
-def _csv_records(name: str, text: str, delimiter: str) -> Iterator[tuple[int, dict[str, Any] |
-                                                                         Problem]]:
+def _csv_records(
+    name: str, text: str, delimiter: str
+) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = next(reader)
@@ -223,13 +290,24 @@ def _csv_records(name: str, text: str, delimiter: str) -> Iterator[tuple[int, di
             continue
         if column.startswith("cred."):
             hint = _hint(column[5:], SECRET_KEYS)
-            problems.append(Problem(name, 1, column or f"column {i + 1}",
-                                    f"unknown credential key {column[5:]!r}{hint}"))
+            problems.append(
+                Problem(
+                    name,
+                    1,
+                    column or f"column {i + 1}",
+                    f"unknown credential key {column[5:]!r}{hint}",
+                )
+            )
         else:
             hint = _hint(column, FIELDS)
-            problems.append(Problem(name, 1, column or f"column {i + 1}",
-                                    f"unknown column{hint}; columns are {', '.join(FIELDS)} "
-                                    "and cred.<Key>"))
+            problems.append(
+                Problem(
+                    name,
+                    1,
+                    column or f"column {i + 1}",
+                    f"unknown column{hint}; columns are {', '.join(FIELDS)} and cred.<Key>",
+                )
+            )
     dupes = {c for c in header if header.count(c) > 1}
     problems.extend(Problem(name, 1, c, "column appears more than once") for c in sorted(dupes))
     missing = [c for c in REQUIRED if c not in header]
@@ -249,8 +327,10 @@ def _csv_records(name: str, text: str, delimiter: str) -> Iterator[tuple[int, di
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) != len(header):
-            yield start, Problem(name, start, None,
-                                 f"has {len(row)} fields, the header has {len(header)}")
+            yield (
+                start,
+                Problem(name, start, None, f"has {len(row)} fields, the header has {len(header)}"),
+            )
             continue
         record: dict[str, Any] = {}
         creds: dict[str, str] = {}
@@ -269,23 +349,31 @@ def _json_records(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | 
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ManifestError([Problem(name, exc.lineno, None,
-                                     f"not valid JSON: {exc.msg} (column {exc.colno})")]) from None
+        raise ManifestError(
+            [Problem(name, exc.lineno, None, f"not valid JSON: {exc.msg} (column {exc.colno})")]
+        ) from None
     except (ValueError, RecursionError) as exc:  # huge integers, deep nesting
-        raise ManifestError([Problem(name, 1, None,
-                                     f"not usable JSON: {_json_limit(exc)}")]) from None
+        raise ManifestError(
+            [Problem(name, 1, None, f"not usable JSON: {_json_limit(exc)}")]
+        ) from None
     if isinstance(doc, dict):
         unknown = set(doc) - {"instances", "version", "description"}
         if unknown:
-            raise ManifestError([Problem(name, 1, k, "unknown top-level field") for k in
-                                 sorted(unknown)])
+            raise ManifestError(
+                [Problem(name, 1, k, "unknown top-level field") for k in sorted(unknown)]
+            )
         doc = doc.get("instances")
         start = _member_offset(text, "instances") if isinstance(doc, list) else 0
     else:
         start = text.index("[") if isinstance(doc, list) else 0
     if not isinstance(doc, list):
-        raise ManifestError([Problem(name, 1, "instances",
-                                     "expected a list of instances (or {\"instances\": [...]})")])
+        raise ManifestError(
+            [
+                Problem(
+                    name, 1, "instances", 'expected a list of instances (or {"instances": [...]})'
+                )
+            ]
+        )
     lines = _element_lines(text, start, len(doc))
     for item, line in zip(doc, lines, strict=True):
         if not isinstance(item, dict):
@@ -352,9 +440,15 @@ def _bool(value: Any) -> bool | None:
     return None
 
 
-def build_instance(name: str, base_dir: Path, line: int, record: dict[str, Any], *,
-                   allow_inline_secrets: bool, check_refs: bool = True
-                   ) -> tuple[Instance | None, list[Problem]]:
+def build_instance(
+    name: str,
+    base_dir: Path,
+    line: int,
+    record: dict[str, Any],
+    *,
+    allow_inline_secrets: bool,
+    check_refs: bool = True,
+) -> tuple[Instance | None, list[Problem]]:
     """An :class:`Instance` from a raw record, or the problems that prevent it."""
     problems: list[Problem] = []
     key_value = record.get("key")
@@ -388,8 +482,11 @@ def build_instance(name: str, base_dir: Path, line: int, record: dict[str, Any],
             continue
         strings[f] = v.strip()
     if strings["key"] is not None and not KEY_RE.match(strings["key"]):
-        bad("key", "must be 1-128 characters of letters, digits and . _ : @ - (starting with a "
-                   "letter or digit)")
+        bad(
+            "key",
+            "must be 1-128 characters of letters, digits and . _ : @ - (starting with a "
+            "letter or digit)",
+        )
         strings["key"] = None
     if strings["displayName"] is not None and len(strings["displayName"]) > 256:
         bad("displayName", "is longer than Graph's 256 characters")
@@ -418,8 +515,11 @@ def build_instance(name: str, base_dir: Path, line: int, record: dict[str, Any],
             continue
         ref = _parse_ref(ckey, cval.strip(), base_dir)
         if ref.scheme == "literal" and ckey not in PLAIN_KEYS and not allow_inline_secrets:
-            bad(fname, "is an inline secret value; use env:VAR or file:PATH, or pass "
-                       "--allow-inline-secrets")
+            bad(
+                fname,
+                "is an inline secret value; use env:VAR or file:PATH, or pass "
+                "--allow-inline-secrets",
+            )
             continue
         if ref.scheme == "env" and not ENV_RE.match(ref.target):
             bad(fname, f"env:{ref.target} is not a valid environment variable name")
@@ -432,15 +532,25 @@ def build_instance(name: str, base_dir: Path, line: int, record: dict[str, Any],
                 continue
         refs.append(ref)
     if (flags["start"] or flags["validate"]) and not raw_creds:
-        bad("credentials", "are required to validate or start the job (set start and validate "
-                           "to false to only create the app and job)")
+        bad(
+            "credentials",
+            "are required to validate or start the job (set start and validate "
+            "to false to only create the app and job)",
+        )
     if problems:
         return None, problems
     assert strings["key"] and strings["displayName"] and strings["template"]
     return Instance(
-        key=strings["key"], display_name=strings["displayName"], template=strings["template"],
-        sync_template=strings["syncTemplate"], credentials=tuple(refs), start=flags["start"],
-        validate=flags["validate"], profile=strings["profile"], file=name, line=line,
+        key=strings["key"],
+        display_name=strings["displayName"],
+        template=strings["template"],
+        sync_template=strings["syncTemplate"],
+        credentials=tuple(refs),
+        start=flags["start"],
+        validate=flags["validate"],
+        profile=strings["profile"],
+        file=name,
+        line=line,
     ), []
 
 
@@ -464,15 +574,22 @@ def validate(path: Path, *, allow_inline_secrets: bool = False) -> ManifestSumma
         if isinstance(record, Problem):
             summary.problems.append(record)
             continue
-        inst, problems = build_instance(str(path), base_dir, line, record,
-                                        allow_inline_secrets=allow_inline_secrets)
+        inst, problems = build_instance(
+            str(path), base_dir, line, record, allow_inline_secrets=allow_inline_secrets
+        )
         summary.problems.extend(problems)
         if inst is None:
             continue
         if inst.key in seen:
-            summary.problems.append(Problem(str(path), line, "key",
-                                            f"duplicate key; first used on line {seen[inst.key]}",
-                                            inst.key))
+            summary.problems.append(
+                Problem(
+                    str(path),
+                    line,
+                    "key",
+                    f"duplicate key; first used on line {seen[inst.key]}",
+                    inst.key,
+                )
+            )
             continue
         seen[inst.key] = line
         summary.count += 1
@@ -490,9 +607,14 @@ def iter_instances(path: Path, *, allow_inline_secrets: bool = False) -> Iterato
     for line, record in _records(path):
         if isinstance(record, Problem):
             raise ManifestError([record])
-        inst, problems = build_instance(str(path), base_dir, line, record,
-                                        allow_inline_secrets=allow_inline_secrets,
-                                        check_refs=False)
+        inst, problems = build_instance(
+            str(path),
+            base_dir,
+            line,
+            record,
+            allow_inline_secrets=allow_inline_secrets,
+            check_refs=False,
+        )
         if problems:
             raise ManifestError(problems)
         assert inst is not None

@@ -70,10 +70,19 @@ class Events:
 
 
 class Pipeline:
-    def __init__(self, graph: Graph, ledger: Ledger, replay: Replay, settings: RunSettings, *,
-                 templates: dict[str, ResolvedTemplate], time_scale: float,
-                 redactor: Redactor, events: Events | None = None,
-                 stop: anyio.Event | None = None) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        ledger: Ledger,
+        replay: Replay,
+        settings: RunSettings,
+        *,
+        templates: dict[str, ResolvedTemplate],
+        time_scale: float,
+        redactor: Redactor,
+        events: Events | None = None,
+        stop: anyio.Event | None = None,
+    ) -> None:
         self.graph = graph
         self.ledger = ledger
         self.replay = replay
@@ -93,8 +102,9 @@ class Pipeline:
         """Graph seconds since a time.monotonic() reading."""
         return (time.monotonic() - since) / self.scale
 
-    async def _step(self, out: Outcome, name: str, fn: Callable[[], Awaitable[JSON | None]]
-                    ) -> JSON | None:
+    async def _step(
+        self, out: Outcome, name: str, fn: Callable[[], Awaitable[JSON | None]]
+    ) -> JSON | None:
         key = out.inst.key
         self.ledger.step(key, name, "start")
         self.events.step_started(name)
@@ -103,16 +113,34 @@ class Pipeline:
             with anyio.fail_after(self.settings.step_deadline * self.scale):
                 data = await fn()
         except TimeoutError:
-            self._fail(out, name, t0, f"did not finish within the step deadline of "
-                                      f"{self.settings.step_deadline:.0f} Graph seconds", None)
+            self._fail(
+                out,
+                name,
+                t0,
+                f"did not finish within the step deadline of "
+                f"{self.settings.step_deadline:.0f} Graph seconds",
+                None,
+            )
         except StepError as err:
             self._fail(out, name, t0, err.reason, err.request_id, err.code)
         except GraphError as err:
-            self._fail(out, name, t0, f"Graph answered {err.status} {err.code}: "
-                                      f"{err.graph_message}", err.request_id, err.code)
+            self._fail(
+                out,
+                name,
+                t0,
+                f"Graph answered {err.status} {err.code}: {err.graph_message}",
+                err.request_id,
+                err.code,
+            )
         except TransportError as err:
-            self._fail(out, name, t0, f"no answer from Graph for {err.method} {err.path} "
-                                      f"({err.reason})", None, "Transport")
+            self._fail(
+                out,
+                name,
+                t0,
+                f"no answer from Graph for {err.method} {err.path} ({err.reason})",
+                None,
+                "Transport",
+            )
         except (NotYetReplicated, UnsafeRequest) as err:
             self._fail(out, name, t0, str(err), None, type(err).__name__)
         ms = int((time.monotonic() - t0) * 1000)
@@ -125,15 +153,29 @@ class Pipeline:
         self.events.step_ended(name, True)
         return data
 
-    def _fail(self, out: Outcome, name: str, t0: float, message: str, request_id: str | None,
-              code: str | None = None) -> None:
+    def _fail(
+        self,
+        out: Outcome,
+        name: str,
+        t0: float,
+        message: str,
+        request_id: str | None,
+        code: str | None = None,
+    ) -> None:
         message = self.redactor.text(message)
         ms = int((time.monotonic() - t0) * 1000)
-        self.ledger.step(out.inst.key, name, "error", ms=ms, code=code, message=message,
-                         requestId=request_id)
+        self.ledger.step(
+            out.inst.key, name, "error", ms=ms, code=code, message=message, requestId=request_id
+        )
         self.events.step_ended(name, False)
-        log.warning("step_failed", instance=out.inst.key, step=name, code=code,
-                    error=message, request_id=request_id)
+        log.warning(
+            "step_failed",
+            instance=out.inst.key,
+            step=name,
+            code=code,
+            error=message,
+            request_id=request_id,
+        )
         raise StepError(out.inst.key, name, message, code=code, request_id=request_id)
 
     async def _replicated(self, what: str, call: Callable[[], Awaitable[T]], since: float) -> T:
@@ -193,36 +235,57 @@ class Pipeline:
                 if self._elapsed(since) < self.settings.replication_deadline:
                     await self.sleep(self.settings.poll_interval)
                     continue
-                self.ledger.step(inst.key, "instantiate", "error", settled=True,
-                                 message="no application appeared after the earlier attempt")
+                self.ledger.step(
+                    inst.key,
+                    "instantiate",
+                    "error",
+                    settled=True,
+                    message="no application appeared after the earlier attempt",
+                )
                 state.instantiate_pending = False
             if state.instantiate_attempts >= self.settings.instantiate_attempts:
-                raise StepError(inst.key, "instantiate",
-                                f"gave up after {state.instantiate_attempts} attempts")
+                raise StepError(
+                    inst.key, "instantiate", f"gave up after {state.instantiate_attempts} attempts"
+                )
             state.instantiate_attempts += 1
             state.instantiate_pending = True
-            self.ledger.step(inst.key, "instantiate", "attempt",
-                             attempt=state.instantiate_attempts, displayName=inst.display_name,
-                             templateId=template.id)
+            self.ledger.step(
+                inst.key,
+                "instantiate",
+                "attempt",
+                attempt=state.instantiate_attempts,
+                displayName=inst.display_name,
+                templateId=template.id,
+            )
             try:
                 app, sp = await self.graph.instantiate(template.id, inst.display_name)
             except (GraphError, TransportError) as err:
                 status = getattr(err, "status", None)
                 if status is not None and 400 <= status < 500 and status not in (404, 408, 429):
                     state.instantiate_pending = False
-                    self.ledger.step(inst.key, "instantiate", "error", settled=True,
-                                     code=getattr(err, "code", None))
+                    self.ledger.step(
+                        inst.key,
+                        "instantiate",
+                        "error",
+                        settled=True,
+                        code=getattr(err, "code", None),
+                    )
                     raise
                 log.info("instantiate_unsure", instance=inst.key, error=str(err)[:200])
                 since = time.monotonic()
                 continue  # look for what the lost POST may have created
             state.instantiate_pending = False
             self._claimed_apps[app["id"]] = inst.key
-            return {"applicationId": app["id"], "appId": app["appId"],
-                    "servicePrincipalId": sp["id"], "created": True}
+            return {
+                "applicationId": app["id"],
+                "appId": app["appId"],
+                "servicePrincipalId": sp["id"],
+                "created": True,
+            }
 
-    async def _find_mine(self, inst: Instance, template_id: str, state: InstanceState
-                         ) -> JSON | None:
+    async def _find_mine(
+        self, inst: Instance, template_id: str, state: InstanceState
+    ) -> JSON | None:
         """The application of this instance, if one exists (adopting or de-duplicating)."""
         apps = await self.graph.find_applications(template_id, inst.display_name)
         mine = [a for a in apps if self._claimed_apps.get(a["id"], inst.key) == inst.key]
@@ -230,11 +293,14 @@ class Pipeline:
             return None
         if len(mine) > 1:
             if state.instantiate_attempts == 0:
-                raise StepError(inst.key, "instantiate",
-                                f"{len(mine)} applications named {inst.display_name!r} from this "
-                                "template already exist; bulkprov cannot tell which belongs to "
-                                "this instance (rename them or remove the extras)",
-                                code="Conflict")
+                raise StepError(
+                    inst.key,
+                    "instantiate",
+                    f"{len(mine)} applications named {inst.display_name!r} from this "
+                    "template already exist; bulkprov cannot tell which belongs to "
+                    "this instance (rename them or remove the extras)",
+                    code="Conflict",
+                )
             mine.sort(key=lambda a: (str(a.get("createdDateTime") or ""), a["id"]))
             for extra in mine[1:]:
                 log.warning("deleting_duplicate", instance=inst.key, application=extra["id"])
@@ -246,18 +312,28 @@ class Pipeline:
                 self.ledger.step(inst.key, "instantiate", "dedupe", removed=extra["id"])
         app = mine[0]
         if state.instantiate_attempts == 0 and self.settings.on_existing == "fail":
-            raise StepError(inst.key, "instantiate",
-                            f"an application named {inst.display_name!r} from this template "
-                            f"already exists ({app['id']}); pass --on-existing adopt to take it "
-                            "over", code="Exists")
+            raise StepError(
+                inst.key,
+                "instantiate",
+                f"an application named {inst.display_name!r} from this template "
+                f"already exists ({app['id']}); pass --on-existing adopt to take it "
+                "over",
+                code="Exists",
+            )
         sp = await self._replicated(
             "the service principal of an existing application",
-            lambda: self.graph.service_principal_by_app_id(app["appId"]), time.monotonic())
+            lambda: self.graph.service_principal_by_app_id(app["appId"]),
+            time.monotonic(),
+        )
         self._claimed_apps[app["id"]] = inst.key
         how = "recovered" if state.instantiate_attempts else "adopted"
         state.instantiate_pending = False
-        return {"applicationId": app["id"], "appId": app["appId"],
-                "servicePrincipalId": sp["id"], how: True}
+        return {
+            "applicationId": app["id"],
+            "appId": app["appId"],
+            "servicePrincipalId": sp["id"],
+            how: True,
+        }
 
     async def replicate(self, out: Outcome) -> JSON:
         """Read the new service principal back until ``confirm_reads`` reads in a row work."""
@@ -276,38 +352,50 @@ class Pipeline:
                     raise
                 streak = 0
                 if self._elapsed(since) >= self.settings.replication_deadline:
-                    raise NotYetReplicated(f"service principal {sp_id}",
-                                           self._elapsed(since)) from err
+                    raise NotYetReplicated(
+                        f"service principal {sp_id}", self._elapsed(since)
+                    ) from err
                 await self.sleep(self.settings.poll_interval)
         return {"reads": reads, "waited": round(self._elapsed(since), 1)}
 
     async def sync_template(self, out: Outcome) -> JSON:
         inst, sp_id = out.inst, out.state.ids["servicePrincipalId"]
         templates = await self._replicated(
-            "synchronization templates", lambda: self.graph.sync_templates(sp_id),
-            time.monotonic())
+            "synchronization templates", lambda: self.graph.sync_templates(sp_id), time.monotonic()
+        )
         if not templates:
-            raise StepError(inst.key, "sync_template",
-                            "the application has no synchronization template: its gallery app "
-                            "does not support provisioning", code="NoSyncTemplate")
+            raise StepError(
+                inst.key,
+                "sync_template",
+                "the application has no synchronization template: its gallery app "
+                "does not support provisioning",
+                code="NoSyncTemplate",
+            )
         if inst.sync_template:
             chosen = next((t for t in templates if t.get("id") == inst.sync_template), None)
             if chosen is None:
                 ids = ", ".join(str(t.get("id")) for t in templates)
-                raise StepError(inst.key, "sync_template",
-                                f"synchronization template {inst.sync_template!r} not offered; "
-                                f"the application has {ids}", code="UnknownSyncTemplate")
+                raise StepError(
+                    inst.key,
+                    "sync_template",
+                    f"synchronization template {inst.sync_template!r} not offered; "
+                    f"the application has {ids}",
+                    code="UnknownSyncTemplate",
+                )
         else:
             chosen = next((t for t in templates if t.get("default")), templates[0])
         fields = _configuration_fields(chosen)
         given = {c.key.lower() for c in inst.credentials}
         missing = [f for f in fields if f.lower() not in given]
         if missing and (inst.validate or inst.start):
-            raise StepError(inst.key, "sync_template",
-                            f"template {chosen.get('id')!r} needs credentials "
-                            f"{', '.join(fields)}; the manifest gives "
-                            f"{', '.join(sorted(c.key for c in inst.credentials)) or 'none'}",
-                            code="MissingCredentials")
+            raise StepError(
+                inst.key,
+                "sync_template",
+                f"template {chosen.get('id')!r} needs credentials "
+                f"{', '.join(fields)}; the manifest gives "
+                f"{', '.join(sorted(c.key for c in inst.credentials)) or 'none'}",
+                code="MissingCredentials",
+            )
         return {"templateId": str(chosen["id"]), "fields": fields}
 
     async def job(self, out: Outcome) -> JSON:
@@ -315,15 +403,18 @@ class Pipeline:
         template_id = out.state.ids.get("templateId") or self._template_from_ledger(out)
         since = time.monotonic()
         for _ in range(3):
-            jobs = await self._replicated("synchronization jobs",
-                                          lambda: self.graph.jobs(sp_id), since)
+            jobs = await self._replicated(
+                "synchronization jobs", lambda: self.graph.jobs(sp_id), since
+            )
             existing = next((j for j in jobs if j.get("templateId") == template_id), None)
             if existing is not None:
                 return {"jobId": existing["id"], "adopted": True}
             try:
                 job = await self._replicated(
                     "the new service principal (create job)",
-                    lambda: self.graph.create_job(sp_id, template_id), since)
+                    lambda: self.graph.create_job(sp_id, template_id),
+                    since,
+                )
             except (TransportError, GraphError) as err:
                 if isinstance(err, GraphError) and err.status < 500:
                     raise
@@ -344,8 +435,9 @@ class Pipeline:
             try:
                 value = ref.resolve().reveal()
             except LookupError as exc:
-                raise StepError(out.inst.key, "secrets", f"credential {ref.key}: {exc}",
-                                code="MissingSecret") from None
+                raise StepError(
+                    out.inst.key, "secrets", f"credential {ref.key}: {exc}", code="MissingSecret"
+                ) from None
             if ref.scheme != "literal" or ref.key not in ("BaseAddress", "Url", "Domain"):
                 self.redactor.add(value)
             creds.append({"key": ref.key, "value": value})
@@ -355,31 +447,44 @@ class Pipeline:
         sp_id, job_id = out.state.ids["servicePrincipalId"], out.state.ids["jobId"]
         creds = self._credentials(out)
         try:
-            await self._replicated("the job (validateCredentials)",
-                                   lambda: self.graph.validate_credentials(sp_id, job_id, creds),
-                                   time.monotonic())
+            await self._replicated(
+                "the job (validateCredentials)",
+                lambda: self.graph.validate_credentials(sp_id, job_id, creds),
+                time.monotonic(),
+            )
         except GraphError as err:
             if err.status == 400:
                 code = err.detail_codes[0] if err.detail_codes else err.code
-                raise StepError(out.inst.key, "validate",
-                                f"the target rejected the credentials: {err.graph_message}",
-                                code=code, request_id=err.request_id) from None
+                raise StepError(
+                    out.inst.key,
+                    "validate",
+                    f"the target rejected the credentials: {err.graph_message}",
+                    code=code,
+                    request_id=err.request_id,
+                ) from None
             raise
         return {"keys": [c["key"] for c in creds]}
 
     async def secrets(self, out: Outcome) -> JSON:
         sp_id = out.state.ids["servicePrincipalId"]
         creds = self._credentials(out)
-        await self._replicated("the service principal (secrets)",
-                               lambda: self.graph.put_secrets(sp_id, creds), time.monotonic())
-        return {"keys": [c["key"] for c in creds],
-                "fingerprints": {c["key"]: self.ledger.fingerprint(c["key"], c["value"])
-                                 for c in creds}}
+        await self._replicated(
+            "the service principal (secrets)",
+            lambda: self.graph.put_secrets(sp_id, creds),
+            time.monotonic(),
+        )
+        return {
+            "keys": [c["key"] for c in creds],
+            "fingerprints": {
+                c["key"]: self.ledger.fingerprint(c["key"], c["value"]) for c in creds
+            },
+        }
 
     async def start(self, out: Outcome) -> JSON:
         sp_id, job_id = out.state.ids["servicePrincipalId"], out.state.ids["jobId"]
-        await self._replicated("the job (start)",
-                               lambda: self.graph.start_job(sp_id, job_id), time.monotonic())
+        await self._replicated(
+            "the job (start)", lambda: self.graph.start_job(sp_id, job_id), time.monotonic()
+        )
         return {}
 
     # ------------------------------------------------------------------ monitor
@@ -390,8 +495,9 @@ class Pipeline:
         polls = 0
         while True:
             polls += 1
-            job = await self._replicated("the job (monitor)",
-                                         lambda: self.graph.job(sp_id, job_id), since)
+            job = await self._replicated(
+                "the job (monitor)", lambda: self.graph.job(sp_id, job_id), since
+            )
             status = job.get("status") or {}
             out.job_status = status
             code = status.get("code")
@@ -399,20 +505,34 @@ class Pipeline:
             if code == "Quarantine":
                 q = status.get("quarantine") or {}
                 err = q.get("error") or last.get("error") or {}
-                return {"jobStatus": code, "quarantine": {
-                    "reason": q.get("reason"), "code": err.get("code"),
-                    "message": err.get("message"), "nextAttempt": q.get("nextAttempt"),
-                    "seriesCount": q.get("seriesCount")}, "polls": polls}
+                return {
+                    "jobStatus": code,
+                    "quarantine": {
+                        "reason": q.get("reason"),
+                        "code": err.get("code"),
+                        "message": err.get("message"),
+                        "nextAttempt": q.get("nextAttempt"),
+                        "seriesCount": q.get("seriesCount"),
+                    },
+                    "polls": polls,
+                }
             if code == "Active" and last.get("state") in ("Succeeded", "EntryLevelErrors"):
-                return {"jobStatus": code, "lastExecution": last.get("state"),
-                        "timeEnded": last.get("timeEnded"), "timeBegan": last.get("timeBegan"),
-                        "polls": polls}
+                return {
+                    "jobStatus": code,
+                    "lastExecution": last.get("state"),
+                    "timeEnded": last.get("timeEnded"),
+                    "timeBegan": last.get("timeBegan"),
+                    "polls": polls,
+                }
             if code in ("Paused", "NotConfigured") and polls > 3:
                 return {"jobStatus": code, "polls": polls}
             if self._elapsed(since) >= self.settings.monitor_deadline:
-                raise StepError(out.inst.key, "monitor",
-                                f"job still {code} after {self.settings.monitor_deadline:.0f} "
-                                "Graph seconds", code="MonitorDeadline")
+                raise StepError(
+                    out.inst.key,
+                    "monitor",
+                    f"job still {code} after {self.settings.monitor_deadline:.0f} Graph seconds",
+                    code="MonitorDeadline",
+                )
             if self.stop.is_set():
                 raise _Interrupted
             await self.sleep(self.settings.monitor_interval)

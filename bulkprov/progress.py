@@ -43,26 +43,36 @@ class Progress(Events):
         rate = (finished - self.instances["skipped"]) / elapsed if elapsed > 0 else 0.0
         left = self.total - finished
         eta = f"{left / rate:.0f}s" if rate > 0 else "-"
-        table = Table(title=f"bulkprov: {finished}/{self.total} instances  "
-                            f"{rate:.1f}/s  ETA {eta}", expand=False)
+        table = Table(
+            title=f"bulkprov: {finished}/{self.total} instances  {rate:.1f}/s  ETA {eta}",
+            expand=False,
+        )
         table.add_column("step")
         table.add_column("in flight", justify="right")
         table.add_column("done", justify="right")
         table.add_column("failed", justify="right")
         for step in ALL_STEPS:
-            table.add_row(step, str(self.in_flight[step]), str(self.done[step]),
-                          str(self.failed[step]))
+            table.add_row(
+                step, str(self.in_flight[step]), str(self.done[step]), str(self.failed[step])
+            )
         stats = self.client_stats
         if stats is not None:
-            table.caption = (f"requests {stats.requests}  429s {stats.throttled}  "
-                             f"retries {stats.retries}  "
-                             + "  ".join(f"{k} {v}" for k, v in sorted(self.instances.items())))
+            table.caption = (
+                f"requests {stats.requests}  429s {stats.throttled}  "
+                f"retries {stats.retries}  "
+                + "  ".join(f"{k} {v}" for k, v in sorted(self.instances.items()))
+            )
         return table
 
     def __enter__(self) -> Progress:
         if self.console.is_terminal:
-            self._live = Live(self.render(), console=self.console, refresh_per_second=4,
-                              get_renderable=self.render, transient=False)
+            self._live = Live(
+                self.render(),
+                console=self.console,
+                refresh_per_second=4,
+                get_renderable=self.render,
+                transient=False,
+            )
             self._live.__enter__()
         return self
 

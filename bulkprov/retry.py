@@ -65,8 +65,16 @@ def backoff(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
     return rng.uniform(ceiling / 2, ceiling)
 
 
-def decide(*, status: int | None, headers: Mapping[str, str], attempt: int, idempotent: bool,
-           reauthed: bool, policy: RetryPolicy, rng: random.Random) -> Decision:
+def decide(
+    *,
+    status: int | None,
+    headers: Mapping[str, str],
+    attempt: int,
+    idempotent: bool,
+    reauthed: bool,
+    policy: RetryPolicy,
+    rng: random.Random,
+) -> Decision:
     """What to do after attempt number ``attempt`` (1-based) of a request.
 
     ``status`` is None when there was no answer (connection dropped, timed out). A request that

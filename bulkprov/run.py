@@ -69,11 +69,17 @@ async def resolve_templates(graph: Graph, summary: ManifestSummary) -> dict[str,
         else:
             ids = ", ".join(str(t.get("id")) for t in found[:5])
             message = f"{len(found)} gallery templates are named {name!r} ({ids}); use the id"
-        for line in lines[:20]:
-            problems.append(Problem(str(summary.path), line, "template", message))
+        where = str(summary.path)
+        problems.extend(Problem(where, line, "template", message) for line in lines[:20])
         if len(lines) > 20:
-            problems.append(Problem(str(summary.path), None, "template",
-                                    f"... and {len(lines) - 20} more lines use {name!r}"))
+            problems.append(
+                Problem(
+                    str(summary.path),
+                    None,
+                    "template",
+                    f"... and {len(lines) - 20} more lines use {name!r}",
+                )
+            )
     if problems:
         raise ManifestError(problems)
     return resolved
@@ -136,9 +142,11 @@ class LogCollector:
                 summary["byStatus"][status] = summary["byStatus"].get(status, 0) + 1
                 if status == "failure" and "lastFailure" not in summary:
                     info = (e.get("provisioningStatusInfo") or {}).get("errorInformation") or {}
-                    summary["lastFailure"] = {"errorCode": info.get("errorCode"),
-                                              "reason": str(info.get("reason") or "")[:300],
-                                              "at": e.get("activityDateTime")}
+                    summary["lastFailure"] = {
+                        "errorCode": info.get("errorCode"),
+                        "reason": str(info.get("reason") or "")[:300],
+                        "at": e.get("activityDateTime"),
+                    }
             for job_id, (_s, event, box) in batch.items():
                 box.append(counts[job_id])
                 event.set()
@@ -147,10 +155,18 @@ class LogCollector:
 class Runner:
     """Runs one manifest against one Graph, writing one ledger."""
 
-    def __init__(self, *, manifest: Path, ledger_path: Path, client: GraphClient,
-                 settings: RunSettings, allow_inline_secrets: bool = False,
-                 events: Events | None = None, redactor: Redactor | None = None,
-                 on_result: Callable[[JSON], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        manifest: Path,
+        ledger_path: Path,
+        client: GraphClient,
+        settings: RunSettings,
+        allow_inline_secrets: bool = False,
+        events: Events | None = None,
+        redactor: Redactor | None = None,
+        on_result: Callable[[JSON], None] | None = None,
+    ) -> None:
         self.manifest = manifest
         self.ledger_path = ledger_path
         self.client = client
@@ -173,18 +189,31 @@ class Runner:
         if summary.problems:
             raise ManifestError(summary.problems)
         ledger = Ledger(self.ledger_path, redactor=self.redactor, fsync=self.settings.fsync)
-        replay = ledger.open(manifest=self.manifest.name, graph=self.client.conn.base_url,
-                             tenant=self.client.conn.tenant_id)
+        replay = ledger.open(
+            manifest=self.manifest.name,
+            graph=self.client.conn.base_url,
+            tenant=self.client.conn.tenant_id,
+        )
         try:
-            keys = {i.key for i in iter_instances(self.manifest,
-                                                  allow_inline_secrets=self.allow_inline)}
+            keys = {
+                i.key for i in iter_instances(self.manifest, allow_inline_secrets=self.allow_inline)
+            }
             ledger.check_manifest(keys)
             templates = await resolve_templates(self.graph, summary)
-            pipeline = Pipeline(self.graph, ledger, replay, self.settings, templates=templates,
-                                time_scale=self.client.settings.time_scale,
-                                redactor=self.redactor, events=self.events, stop=self.stop)
-            collector = LogCollector(self.graph, interval=5.0,
-                                     time_scale=self.client.settings.time_scale)
+            pipeline = Pipeline(
+                self.graph,
+                ledger,
+                replay,
+                self.settings,
+                templates=templates,
+                time_scale=self.client.settings.time_scale,
+                redactor=self.redactor,
+                events=self.events,
+                stop=self.stop,
+            )
+            collector = LogCollector(
+                self.graph, interval=5.0, time_scale=self.client.settings.time_scale
+            )
             await self._pool(pipeline, ledger, collector, summary.count)
         finally:
             ledger.close()
@@ -192,8 +221,9 @@ class Runner:
         self.result.interrupted = self.stop.is_set()
         return self.result
 
-    async def _pool(self, pipeline: Pipeline, ledger: Ledger, collector: LogCollector,
-                    total: int) -> None:
+    async def _pool(
+        self, pipeline: Pipeline, ledger: Ledger, collector: LogCollector, total: int
+    ) -> None:
         s = self.settings
         setup_send, setup_recv = anyio.create_memory_object_stream[Instance](s.concurrency)
         mon_send, mon_recv = anyio.create_memory_object_stream[Outcome](s.monitor_concurrency)
@@ -213,8 +243,9 @@ class Runner:
                         continue
                     await setup_send.send(inst)
 
-        async def setup_worker(recv: MemoryObjectReceiveStream[Instance],
-                               send: MemoryObjectSendStream[Outcome]) -> None:
+        async def setup_worker(
+            recv: MemoryObjectReceiveStream[Instance], send: MemoryObjectSendStream[Outcome]
+        ) -> None:
             async with recv, send:
                 async for inst in recv:
                     state = replay.instances.get(inst.key)
@@ -253,8 +284,9 @@ class Runner:
                         workers.start_soon(monitor_worker, mon_recv.clone())
             collector.close()
 
-    async def _monitor(self, pipeline: Pipeline, ledger: Ledger, collector: LogCollector,
-                       out: Outcome) -> None:
+    async def _monitor(
+        self, pipeline: Pipeline, ledger: Ledger, collector: LogCollector, out: Outcome
+    ) -> None:
         inst, state = out.inst, out.state
         try:
             data = await pipeline._step(out, "monitor", lambda: pipeline.monitor(out))
@@ -270,19 +302,35 @@ class Runner:
         if self.settings.collect_logs and data.get("timeBegan"):
             try:
                 logs = await pipeline._step(
-                    out, "logs",
-                    lambda: collector.summary(state.ids["jobId"], str(data["timeBegan"])))
+                    out,
+                    "logs",
+                    lambda: collector.summary(state.ids["jobId"], str(data["timeBegan"])),
+                )
             except StepError:
                 logs = None
         status = "quarantined" if data.get("jobStatus") == "Quarantine" else "done"
         self._final(ledger, inst, state, status, out=out, monitor=data, logs=logs)
 
-    def _final(self, ledger: Ledger, inst: Instance, state: Any, status: str, *,
-               error: StepError | None = None, out: Outcome | None = None,
-               monitor: JSON | None = None, logs: JSON | None = None) -> None:
-        record: JSON = {"type": "instance", "key": inst.key, "status": status,
-                        "displayName": inst.display_name, "template": inst.template,
-                        "ids": dict(state.ids)}
+    def _final(
+        self,
+        ledger: Ledger,
+        inst: Instance,
+        state: Any,
+        status: str,
+        *,
+        error: StepError | None = None,
+        out: Outcome | None = None,
+        monitor: JSON | None = None,
+        logs: JSON | None = None,
+    ) -> None:
+        record: JSON = {
+            "type": "instance",
+            "key": inst.key,
+            "status": status,
+            "displayName": inst.display_name,
+            "template": inst.template,
+            "ids": dict(state.ids),
+        }
         if state.ids.get("templateId"):
             record["templateId"] = state.ids["templateId"]
         if monitor:
@@ -294,11 +342,16 @@ class Runner:
         if logs:
             record["logs"] = logs
         if error is not None:
-            record["error"] = {"step": error.step, "code": error.code, "message": error.reason,
-                               "requestId": error.request_id}
+            record["error"] = {
+                "step": error.step,
+                "code": error.code,
+                "message": error.reason,
+                "requestId": error.request_id,
+            }
             if len(self.result.failures) < 20:
-                self.result.failures.append({"key": inst.key, "where": inst.where,
-                                             **record["error"]})
+                self.result.failures.append(
+                    {"key": inst.key, "where": inst.where, **record["error"]}
+                )
         if out is not None:
             record["timings"] = dict(out.timings)
             record["seconds"] = round(time.monotonic() - out.started_at, 3)
@@ -310,9 +363,13 @@ class Runner:
         if self.on_result is not None:
             self.on_result(record)
         if status not in ("done", "quarantined", "interrupted"):
-            log.warning("instance_failed", instance=inst.key, status=status,
-                        step=error.step if error else None,
-                        error=error.reason if error else None)
+            log.warning(
+                "instance_failed",
+                instance=inst.key,
+                status=status,
+                step=error.step if error else None,
+                error=error.reason if error else None,
+            )
 
 
 def graph_error_summary(err: GraphError) -> str:

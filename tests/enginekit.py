@@ -8,7 +8,7 @@ from typing import Any
 
 from bulkprov.client import GraphClient
 from bulkprov.mockgraph import MockGraph
-from bulkprov.run import RunResult, Runner
+from bulkprov.run import Runner, RunResult
 from bulkprov.settings import ClientSettings, ConnectionSettings, Credential, RunSettings
 
 AWS = "AWS Single-Account Access"

@@ -86,7 +86,8 @@ class PlainGraph:
 
     async def request(self, method: str, path: str, *, json: Any = None, data: bytes | None = None,
                       params: dict[str, str] | None = None, headers: dict[str, str] | None = None,
-                      auth: bool = True, timeout: float | None = None) -> Reply:
+                      auth: bool = True, timeout: float | None = None,  # noqa: ASYNC109 - per-request
+                      ) -> Reply:
         assert self.session is not None
         h = dict(headers or {})
         if auth:

@@ -50,7 +50,7 @@ def mock_process(tmp_path: Path) -> Iterator[MockInfo]:
 
 def mock_stats(info: MockInfo) -> dict[str, Any]:
     ctx = ssl.create_default_context(cafile=info.ca_file)
-    with urllib.request.urlopen(f"{info.graph_url}/_mock/stats", context=ctx) as resp:  # noqa: S310
+    with urllib.request.urlopen(f"{info.graph_url}/_mock/stats", context=ctx) as resp:
         return dict(orjson.loads(resp.read()))
 
 

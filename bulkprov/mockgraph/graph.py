@@ -32,15 +32,53 @@ from .throttle import Charge, Throttler, delivered, resource_units
 JSON = dict[str, Any]
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 SECRET_KEYS = frozenset(
-    "None UserName Password SecretToken AppKey BaseAddress ClientIdentifier ClientSecret "
-    "SingleSignOnType Sandbox Url Domain ConsumerKey ConsumerSecret TokenKey TokenExpiration "
-    "Oauth2AccessToken Oauth2AccessTokenCreationTime Oauth2RefreshToken SyncAll InstanceName "
-    "Oauth2ClientId Oauth2ClientSecret CompanyId UpdateKeyOnSoftDelete SynchronizationSchedule "
-    "SystemOfRecord SandboxName EnforceDomain SyncNotificationSettings SkipOutOfScopeDeletions "
-    "Oauth2AuthorizationCode Oauth2RedirectUri ApplicationTemplateIdentifier "
-    "Oauth2TokenExchangeUri Oauth2AuthorizationUri AuthenticationType Server "
-    "PerformInboundEntitlementGrants HardDeletesEnabled SyncAgentCompatibilityKey "
-    "SyncAgentADContainer ValidateDomain TestReferences ConnectionString".split()
+    [
+        "None",
+        "UserName",
+        "Password",
+        "SecretToken",
+        "AppKey",
+        "BaseAddress",
+        "ClientIdentifier",
+        "ClientSecret",
+        "SingleSignOnType",
+        "Sandbox",
+        "Url",
+        "Domain",
+        "ConsumerKey",
+        "ConsumerSecret",
+        "TokenKey",
+        "TokenExpiration",
+        "Oauth2AccessToken",
+        "Oauth2AccessTokenCreationTime",
+        "Oauth2RefreshToken",
+        "SyncAll",
+        "InstanceName",
+        "Oauth2ClientId",
+        "Oauth2ClientSecret",
+        "CompanyId",
+        "UpdateKeyOnSoftDelete",
+        "SynchronizationSchedule",
+        "SystemOfRecord",
+        "SandboxName",
+        "EnforceDomain",
+        "SyncNotificationSettings",
+        "SkipOutOfScopeDeletions",
+        "Oauth2AuthorizationCode",
+        "Oauth2RedirectUri",
+        "ApplicationTemplateIdentifier",
+        "Oauth2TokenExchangeUri",
+        "Oauth2AuthorizationUri",
+        "AuthenticationType",
+        "Server",
+        "PerformInboundEntitlementGrants",
+        "HardDeletesEnabled",
+        "SyncAgentCompatibilityKey",
+        "SyncAgentADContainer",
+        "ValidateDomain",
+        "TestReferences",
+        "ConnectionString",
+    ]
 )
 MASK = "*****"
 
@@ -70,10 +108,16 @@ class MockResponse:
 class GraphError(Exception):
     """A Graph error answer: status, code and message, in Graph's error body."""
 
-    def __init__(self, status: int, code: str, message: str, *,
-                 headers: Mapping[str, str] | None = None,
-                 details: list[JSON] | None = None,
-                 on_sent: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        details: list[JSON] | None = None,
+        on_sent: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(message)
         self.on_sent = on_sent
         self.status = status
@@ -85,7 +129,8 @@ class GraphError(Exception):
 
 def not_found(object_id: str) -> GraphError:
     return GraphError(
-        404, "Request_ResourceNotFound",
+        404,
+        "Request_ResourceNotFound",
         f"Resource '{object_id}' does not exist or one of its queried reference-property "
         "objects are not present.",
     )
@@ -115,8 +160,7 @@ class Route:
 def _route(method: str, template: str, route_class: str, handler: str, ru: int = 1) -> Route:
     regex = re.escape(template)
     regex = re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?P<{m.group(1)}>[^/()]+)", regex)
-    return Route(method, re.compile(f"^{regex}$"), f"{method} {template}", route_class, handler,
-                 ru)
+    return Route(method, re.compile(f"^{regex}$"), f"{method} {template}", route_class, handler, ru)
 
 
 SP = "/servicePrincipals/{id}/synchronization"
@@ -136,8 +180,9 @@ ROUTES: tuple[Route, ...] = (
     _route("DELETE", "/servicePrincipals/{id}", "directory_write", "delete_service_principal"),
     _route("GET", "/directory/deletedItems/{id}", "directory_read", "get_deleted_item"),
     _route("DELETE", "/directory/deletedItems/{id}", "directory_write", "purge_deleted_item"),
-    _route("POST", "/directory/deletedItems/{id}/restore", "directory_write",
-           "restore_deleted_item"),
+    _route(
+        "POST", "/directory/deletedItems/{id}/restore", "directory_write", "restore_deleted_item"
+    ),
     _route("GET", SP + "/templates", "sync_templates", "list_sync_templates"),
     _route("GET", SP + "/templates/{templateId}", "sync_templates", "get_sync_template"),
     _route("GET", SP + "/secrets", "sync_read", "get_secrets"),
@@ -151,8 +196,9 @@ ROUTES: tuple[Route, ...] = (
     _route("POST", SP + "/jobs/{jobId}/start", "job_control", "start_job"),
     _route("POST", SP + "/jobs/{jobId}/pause", "job_control", "pause_job"),
     _route("POST", SP + "/jobs/{jobId}/restart", "job_control", "restart_job"),
-    _route("POST", SP + "/jobs/{jobId}/provisionOnDemand", "provision_on_demand",
-           "provision_on_demand"),
+    _route(
+        "POST", SP + "/jobs/{jobId}/provisionOnDemand", "provision_on_demand", "provision_on_demand"
+    ),
     _route("GET", SP + "/jobs/{jobId}/schema", "schema", "get_schema"),
     _route("PUT", SP + "/jobs/{jobId}/schema", "schema", "put_schema"),
     _route("GET", "/auditLogs/provisioning", "audit_logs", "list_provisioning"),
@@ -189,15 +235,21 @@ PROVISIONING_FILTER = FilterSpec(
     },
 )
 PATCHABLE_APPLICATION = frozenset({"displayName", "tags", "notes"})
-PATCHABLE_SP = frozenset({"displayName", "tags", "notes", "appRoleAssignmentRequired",
-                          "accountEnabled"})
+PATCHABLE_SP = frozenset(
+    {"displayName", "tags", "notes", "appRoleAssignmentRequired", "accountEnabled"}
+)
 
 
 class GraphService:
     """The Graph API of the mock, for all of its tenants."""
 
-    def __init__(self, settings: MockSettings, clock: ScaledClock, tokens: TokenService,
-                 tenants: Mapping[str, Tenant]) -> None:
+    def __init__(
+        self,
+        settings: MockSettings,
+        clock: ScaledClock,
+        tokens: TokenService,
+        tenants: Mapping[str, Tenant],
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self.tokens = tokens
@@ -267,9 +319,11 @@ class GraphService:
                 resp.on_sent.append(err.on_sent)
         resp.headers["request-id"] = request_id
         resp.headers["client-request-id"] = client_request_id
-        resp.headers.setdefault("x-ms-ags-diagnostic",
-                                '{"ServerInfo":{"DataCenter":"Loopback","Slice":"E",'
-                                '"Ring":"0","ScaleUnit":"000","RoleInstance":"mock"}}')
+        resp.headers.setdefault(
+            "x-ms-ags-diagnostic",
+            '{"ServerInfo":{"DataCenter":"Loopback","Slice":"E",'
+            '"Ring":"0","ScaleUnit":"000","RoleInstance":"mock"}}',
+        )
         return resp
 
     def _match(self, req: MockRequest) -> tuple[Route, dict[str, str]]:
@@ -284,8 +338,11 @@ class GraphService:
                 continue
             return route, {k: unquote(v) for k, v in m.groupdict().items()}
         if allowed:
-            raise GraphError(405, "Request_BadRequest",
-                             "Specified HTTP method is not allowed for the request target.")
+            raise GraphError(
+                405,
+                "Request_BadRequest",
+                "Specified HTTP method is not allowed for the request target.",
+            )
         segment = unquote(path.strip("/").split("/")[0] if path.strip("/") else "")
         raise GraphError(400, "BadRequest", f"Resource not found for the segment '{segment}'.")
 
@@ -296,13 +353,22 @@ class GraphService:
             now = self.clock.now()
             # throttling, at the gateway
             charge = Charge(
-                ru=resource_units(req.method, base=route.ru, select="$select" in req.query,
-                                  expand="$expand" in req.query),
+                ru=resource_units(
+                    req.method,
+                    base=route.ru,
+                    select="$select" in req.query,
+                    expand="$expand" in req.query,
+                ),
                 write=req.method in ("POST", "PATCH", "PUT", "DELETE"),
                 reports=route.route_class == "audit_logs",
             )
-            verdict = self.throttler.check(app_id=claims.app_id, tenant_id=claims.tenant_id,
-                                           charge=charge, now=now, conn=req.conn)
+            verdict = self.throttler.check(
+                app_id=claims.app_id,
+                tenant_id=claims.tenant_id,
+                charge=charge,
+                now=now,
+                conn=req.conn,
+            )
             if not verdict.allowed:
                 self.counters["throttled"] += 1
                 if verdict.early_retry:
@@ -311,14 +377,17 @@ class GraphService:
                     self.counters["throttled_in_flight"] += 1
                 bucket = verdict.bucket
                 raise GraphError(
-                    429, "TooManyRequests", "Too many requests. Please retry later.",
+                    429,
+                    "TooManyRequests",
+                    "Too many requests. Please retry later.",
                     headers={
                         "Retry-After": str(verdict.retry_after),
                         "x-ms-throttle-scope": verdict.scope,
                         "x-ms-throttle-information": verdict.information,
                     },
-                    on_sent=((lambda: delivered(bucket, self.clock.now(), req.conn))
-                             if bucket else None),
+                    on_sent=(
+                        (lambda: delivered(bucket, self.clock.now(), req.conn)) if bucket else None
+                    ),
                 )
             # faults
             faults = self.settings.faults
@@ -329,8 +398,7 @@ class GraphService:
                 status = rng.choice((500, 502, 503, 504))
                 raise GraphError(status, _FAULT_CODES[status], _FAULT_MESSAGES[status])
             drop: str | None = None
-            if not req.in_batch and rng.random() < faults.rate(faults.drop_rate,
-                                                               route.route_class):
+            if not req.in_batch and rng.random() < faults.rate(faults.drop_rate, route.route_class):
                 drop = rng.choice(("before", "after"))
                 self.counters[f"drops_{drop}"] += 1
                 if drop == "before":
@@ -352,14 +420,23 @@ class GraphService:
     def _authenticate(self, req: MockRequest) -> TokenClaims:
         auth = req.headers.get("authorization", "")
         if not auth:
-            raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.",
-                             headers={"WWW-Authenticate": 'Bearer realm="", '
-                                      'authorization_uri="https://login.microsoftonline.com/'
-                                      'common/oauth2/authorize"'})
+            raise GraphError(
+                401,
+                "InvalidAuthenticationToken",
+                "Access token is empty.",
+                headers={
+                    "WWW-Authenticate": 'Bearer realm="", '
+                    'authorization_uri="https://login.microsoftonline.com/'
+                    'common/oauth2/authorize"'
+                },
+            )
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise GraphError(401, "InvalidAuthenticationToken",
-                             "Access token validation failure. Invalid audience.")
+            raise GraphError(
+                401,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. Invalid audience.",
+            )
         result = self.tokens.verify(token.strip())
         if isinstance(result, str):
             raise GraphError(401, "InvalidAuthenticationToken", result)
@@ -375,7 +452,8 @@ class GraphService:
             body = orjson.loads(ctx.req.body)
         except orjson.JSONDecodeError as exc:
             raise GraphError(
-                400, "BadRequest",
+                400,
+                "BadRequest",
                 "Unable to read JSON request payload. Please ensure Content-Type header is set "
                 "and payload is of valid JSON format.",
             ) from exc
@@ -386,8 +464,16 @@ class GraphService:
     def _context(self, ctx: Ctx, fragment: str) -> str:
         return f"{ctx.req.base_url}/{ctx.req.version}/$metadata#{fragment}"
 
-    def _page(self, ctx: Ctx, items: list[JSON], fragment: str, *, default_top: int | None = None,
-              already_offset: int = 0, next_offset: int | None = None) -> MockResponse:
+    def _page(
+        self,
+        ctx: Ctx,
+        items: list[JSON],
+        fragment: str,
+        *,
+        default_top: int | None = None,
+        already_offset: int = 0,
+        next_offset: int | None = None,
+    ) -> MockResponse:
         """A page of ``items`` (already filtered) with ``$top``, ``$select`` and a nextLink."""
         q = ctx.req.query
         top = self._top(q, default_top)
@@ -397,7 +483,7 @@ class GraphService:
                 offset += int(q["$skip"])
             except ValueError as exc:
                 raise GraphError(400, "BadRequest", "Invalid value for $skip.") from exc
-        page = items[offset:offset + top]
+        page = items[offset : offset + top]
         body: JSON = {"@odata.context": self._context(ctx, fragment)}
         if "$count" in q and q["$count"].lower() == "true":
             body["@odata.count"] = len(items)
@@ -416,11 +502,13 @@ class GraphService:
             try:
                 top = int(q["$top"])
             except ValueError as exc:
-                raise GraphError(400, "BadRequest",
-                                 f"Invalid value '{q['$top']}' for $top query option.") from exc
+                raise GraphError(
+                    400, "BadRequest", f"Invalid value '{q['$top']}' for $top query option."
+                ) from exc
             if not 1 <= top <= self.settings.max_page_size:
                 raise GraphError(
-                    400, "Request_BadRequest",
+                    400,
+                    "Request_BadRequest",
                     f"Invalid page size specified: '{top}'. Must be between 1 and "
                     f"{self.settings.max_page_size} inclusive.",
                 )
@@ -434,8 +522,9 @@ class GraphService:
         try:
             return _decode_token(token)
         except ValueError as exc:
-            raise GraphError(400, "Request_BadRequest",
-                             "Invalid $skiptoken: the token is malformed or expired.") from exc
+            raise GraphError(
+                400, "Request_BadRequest", "Invalid $skiptoken: the token is malformed or expired."
+            ) from exc
 
     @staticmethod
     def _select(ctx: Ctx, item: JSON) -> JSON:
@@ -480,8 +569,11 @@ class GraphService:
             "tokenEncryptionKeyId": None,
             "defaultRedirectUri": None,
             "optionalClaims": None,
-            "verifiedPublisher": {"displayName": None, "verifiedPublisherId": None,
-                                  "addedDateTime": None},
+            "verifiedPublisher": {
+                "displayName": None,
+                "verifiedPublisherId": None,
+                "addedDateTime": None,
+            },
             "addIns": [],
             "api": {
                 "acceptMappedClaims": None,
@@ -491,16 +583,22 @@ class GraphService:
                 "preAuthorizedApplications": [],
             },
             "appRoles": [dict(r) for r in tpl.app_roles],
-            "info": {"logoUrl": None, "marketingUrl": None, "privacyStatementUrl": None,
-                     "supportUrl": None, "termsOfServiceUrl": None},
+            "info": {
+                "logoUrl": None,
+                "marketingUrl": None,
+                "privacyStatementUrl": None,
+                "supportUrl": None,
+                "termsOfServiceUrl": None,
+            },
             "keyCredentials": [],
-            "parentalControlSettings": {"countriesBlockedForMinors": [],
-                                        "legalAgeGroupRule": "Allow"},
+            "parentalControlSettings": {
+                "countriesBlockedForMinors": [],
+                "legalAgeGroupRule": "Allow",
+            },
             "passwordCredentials": [],
             "publicClient": {"redirectUris": []},
             "requiredResourceAccess": [],
-            "web": {"homePageUrl": tpl.home_page_url, "redirectUris": [],
-                    "logoutUrl": None},
+            "web": {"homePageUrl": tpl.home_page_url, "redirectUris": [], "logoutUrl": None},
         }
 
     def render_service_principal(self, ctx: Ctx, sp: ServicePrincipal) -> JSON:
@@ -529,12 +627,20 @@ class GraphService:
             "tags": list(sp.tags),
             "tokenEncryptionKeyId": None,
             "samlSingleSignOnSettings": None,
-            "verifiedPublisher": {"displayName": None, "verifiedPublisherId": None,
-                                  "addedDateTime": None},
+            "verifiedPublisher": {
+                "displayName": None,
+                "verifiedPublisherId": None,
+                "addedDateTime": None,
+            },
             "addIns": [],
             "appRoles": [dict(r) for r in tpl.app_roles],
-            "info": {"logoUrl": None, "marketingUrl": None, "privacyStatementUrl": None,
-                     "supportUrl": None, "termsOfServiceUrl": None},
+            "info": {
+                "logoUrl": None,
+                "marketingUrl": None,
+                "privacyStatementUrl": None,
+                "supportUrl": None,
+                "termsOfServiceUrl": None,
+            },
             "keyCredentials": [],
             "oauth2PermissionScopes": [_scope(sp.display_name)],
             "passwordCredentials": [],
@@ -573,8 +679,7 @@ class GraphService:
         return {
             "id": job.id,
             "templateId": job.template.id,
-            "schedule": {"expiration": None, "interval": job.interval,
-                         "state": job.schedule_state},
+            "schedule": {"expiration": None, "interval": job.interval, "state": job.schedule_state},
             "status": status,
             "synchronizationJobSettings": [{"name": n, "value": v} for n, v in job.settings],
         }
@@ -583,8 +688,9 @@ class GraphService:
     def _template(self, template_id: str) -> GalleryApp:
         app = catalog.find_app(template_id)
         if app is None:
-            raise GraphError(404, "Request_ResourceNotFound",
-                             f"Resource '{template_id}' does not exist.")
+            raise GraphError(
+                404, "Request_ResourceNotFound", f"Resource '{template_id}' does not exist."
+            )
         return app
 
     def _check_guid(self, object_id: str) -> None:
@@ -609,9 +715,11 @@ class GraphService:
         sp = self._sp(ctx, sp_id)
         job = sp.jobs.get(job_id)
         if job is None:
-            raise GraphError(404, "NotFound",
-                             f"The synchronization job '{job_id}' was not found on service "
-                             f"principal '{sp_id}'.")
+            raise GraphError(
+                404,
+                "NotFound",
+                f"The synchronization job '{job_id}' was not found on service principal '{sp_id}'.",
+            )
         return sp, job
 
     # ------------------------------------------------------------------ application templates
@@ -624,31 +732,41 @@ class GraphService:
             field_, _, direction = orderby.partition(" ")
             if field_ not in ("displayName", "publisher"):
                 raise GraphError(400, "BadRequest", f"OrderBy not supported for '{field_}'.")
-            items.sort(key=lambda t: str(t.get(field_) or "").lower(),
-                       reverse=direction.strip().lower() == "desc")
+            items.sort(
+                key=lambda t: str(t.get(field_) or "").lower(),
+                reverse=direction.strip().lower() == "desc",
+            )
         return self._page(ctx, items, "applicationTemplates")
 
-    async def h_get_template(self, ctx: Ctx, id: str) -> MockResponse:  # noqa: A002
+    async def h_get_template(self, ctx: Ctx, id: str) -> MockResponse:
         body = {"@odata.context": self._context(ctx, "applicationTemplates/$entity")}
         body.update(self._select(ctx, self.render_template(self._template(id))))
         return MockResponse(200, body)
 
-    async def h_instantiate(self, ctx: Ctx, id: str) -> MockResponse:  # noqa: A002
+    async def h_instantiate(self, ctx: Ctx, id: str) -> MockResponse:
         app = self._template(id)
         body = self._json_body(ctx)
         name = body.get("displayName")
         if not isinstance(name, str) or not name.strip():
-            raise GraphError(400, "Request_BadRequest",
-                             "Property 'displayName' is required and must be a non-empty string.")
+            raise GraphError(
+                400,
+                "Request_BadRequest",
+                "Property 'displayName' is required and must be a non-empty string.",
+            )
         if len(name) > 256:
-            raise GraphError(400, "Request_BadRequest",
-                             "Invalid value specified for property 'displayName' of resource "
-                             "'Application'.")
+            raise GraphError(
+                400,
+                "Request_BadRequest",
+                "Invalid value specified for property 'displayName' of resource 'Application'.",
+            )
         unknown = set(body) - {"displayName", "serviceManagementReference"}
         if unknown:
-            raise GraphError(400, "BadRequest",
-                             f"Property '{sorted(unknown)[0]}' does not exist on type "
-                             "'microsoft.graph.applicationTemplate.instantiate'.")
+            raise GraphError(
+                400,
+                "BadRequest",
+                f"Property '{sorted(unknown)[0]}' does not exist on type "
+                "'microsoft.graph.applicationTemplate.instantiate'.",
+            )
         application, sp = ctx.tenant.instantiate(app, name, ctx.now)
         faults = self.settings.faults
         rng = self.fault_rng("instantiate")
@@ -675,23 +793,24 @@ class GraphService:
 
     async def h_list_applications(self, ctx: Ctx) -> MockResponse:
         pred = self._filter(ctx, APPLICATION_FILTER, directory=True)
-        items = [self.render_application(ctx, a)
-                 for a in self._visible_list(ctx, ctx.tenant.app_order)]
+        items = [
+            self.render_application(ctx, a) for a in self._visible_list(ctx, ctx.tenant.app_order)
+        ]
         return self._page(ctx, [i for i in items if pred(i)], "applications")
 
-    async def h_get_application(self, ctx: Ctx, id: str) -> MockResponse:  # noqa: A002
+    async def h_get_application(self, ctx: Ctx, id: str) -> MockResponse:
         a = self._application(ctx, id)
         body = {"@odata.context": self._context(ctx, "applications/$entity")}
         body.update(self._select(ctx, self.render_application(ctx, a)))
         return MockResponse(200, body)
 
-    async def h_get_application_by_app_id(self, ctx: Ctx, appId: str) -> MockResponse:  # noqa: N803
+    async def h_get_application_by_app_id(self, ctx: Ctx, appId: str) -> MockResponse:
         for a in ctx.tenant.app_order:
             if a.app_id == appId and a.deleted is None and ctx.tenant.visible(a.vis, ctx.now):
                 return await self.h_get_application(ctx, a.id)
         raise not_found(appId)
 
-    async def h_patch_application(self, ctx: Ctx, id: str) -> MockResponse:  # noqa: A002
+    async def h_patch_application(self, ctx: Ctx, id: str) -> MockResponse:
         a = self._application(ctx, id)
         body = self._patch_body(ctx, PATCHABLE_APPLICATION, "application")
         if "displayName" in body:
@@ -706,20 +825,26 @@ class GraphService:
         body = self._json_body(ctx)
         for key, value in body.items():
             if key not in allowed:
-                raise GraphError(400, "Request_BadRequest",
-                                 f"Property '{key}' is read-only or does not exist on type "
-                                 f"'microsoft.graph.{type_name}'.")
+                raise GraphError(
+                    400,
+                    "Request_BadRequest",
+                    f"Property '{key}' is read-only or does not exist on type "
+                    f"'microsoft.graph.{type_name}'.",
+                )
             if key == "displayName" and (not isinstance(value, str) or not value.strip()):
-                raise GraphError(400, "Request_BadRequest",
-                                 "Invalid value specified for property 'displayName'.")
-            if key == "tags" and (not isinstance(value, list)
-                                  or not all(isinstance(t, str) and len(t) <= 256
-                                             for t in value)):
-                raise GraphError(400, "Request_BadRequest",
-                                 "Invalid value specified for property 'tags'.")
+                raise GraphError(
+                    400, "Request_BadRequest", "Invalid value specified for property 'displayName'."
+                )
+            if key == "tags" and (
+                not isinstance(value, list)
+                or not all(isinstance(t, str) and len(t) <= 256 for t in value)
+            ):
+                raise GraphError(
+                    400, "Request_BadRequest", "Invalid value specified for property 'tags'."
+                )
         return body
 
-    async def h_delete_application(self, ctx: Ctx, id: str) -> MockResponse:  # noqa: A002
+    async def h_delete_application(self, ctx: Ctx, id: str) -> MockResponse:
         a = self._application(ctx, id)
         ctx.tenant.delete_application(a, ctx.now)
         return MockResponse(204)
@@ -727,23 +852,25 @@ class GraphService:
     # ------------------------------------------------------------------ service principals
     async def h_list_service_principals(self, ctx: Ctx) -> MockResponse:
         pred = self._filter(ctx, SP_FILTER, directory=True)
-        items = [self.render_service_principal(ctx, s)
-                 for s in self._visible_list(ctx, ctx.tenant.sp_order)]
+        items = [
+            self.render_service_principal(ctx, s)
+            for s in self._visible_list(ctx, ctx.tenant.sp_order)
+        ]
         return self._page(ctx, [i for i in items if pred(i)], "servicePrincipals")
 
-    async def h_get_service_principal(self, ctx: Ctx, id: str) -> MockResponse:  # noqa: A002
+    async def h_get_service_principal(self, ctx: Ctx, id: str) -> MockResponse:
         sp = self._sp(ctx, id)
         body = {"@odata.context": self._context(ctx, "servicePrincipals/$entity")}
         body.update(self._select(ctx, self.render_service_principal(ctx, sp)))
         return MockResponse(200, body)
 
-    async def h_get_sp_by_app_id(self, ctx: Ctx, appId: str) -> MockResponse:  # noqa: N803
+    async def h_get_sp_by_app_id(self, ctx: Ctx, appId: str) -> MockResponse:
         sp = ctx.tenant.sp_by_app_id.get(appId)
         if sp is None or sp.deleted is not None or not ctx.tenant.visible(sp.vis, ctx.now):
             raise not_found(appId)
         return await self.h_get_service_principal(ctx, sp.id)
 
-    async def h_patch_service_principal(self, ctx: Ctx, id: str) -> MockResponse:  # noqa: A002
+    async def h_patch_service_principal(self, ctx: Ctx, id: str) -> MockResponse:
         sp = self._sp(ctx, id)
         body = self._patch_body(ctx, PATCHABLE_SP, "servicePrincipal")
         if "displayName" in body:
@@ -754,7 +881,7 @@ class GraphService:
             sp.notes = body["notes"]
         return MockResponse(204)
 
-    async def h_delete_service_principal(self, ctx: Ctx, id: str) -> MockResponse:  # noqa: A002
+    async def h_delete_service_principal(self, ctx: Ctx, id: str) -> MockResponse:
         sp = self._sp(ctx, id)
         ctx.tenant.delete_service_principal(sp, ctx.now)
         return MockResponse(204)
@@ -769,7 +896,7 @@ class GraphService:
             raise not_found(object_id)
         return obj
 
-    async def h_get_deleted_item(self, ctx: Ctx, id: str) -> MockResponse:  # noqa: A002
+    async def h_get_deleted_item(self, ctx: Ctx, id: str) -> MockResponse:
         obj = self._deleted(ctx, id)
         if isinstance(obj, Application):
             body = self.render_application(ctx, obj)
@@ -779,12 +906,12 @@ class GraphService:
             body["@odata.type"] = "#microsoft.graph.servicePrincipal"
         return MockResponse(200, body)
 
-    async def h_purge_deleted_item(self, ctx: Ctx, id: str) -> MockResponse:  # noqa: A002
+    async def h_purge_deleted_item(self, ctx: Ctx, id: str) -> MockResponse:
         self._deleted(ctx, id)
         ctx.tenant.purge(id)
         return MockResponse(204)
 
-    async def h_restore_deleted_item(self, ctx: Ctx, id: str) -> MockResponse:  # noqa: A002
+    async def h_restore_deleted_item(self, ctx: Ctx, id: str) -> MockResponse:
         obj = self._deleted(ctx, id)
         obj.deleted = None
         if isinstance(obj, Application):
@@ -796,46 +923,54 @@ class GraphService:
         return MockResponse(200, body)
 
     # ------------------------------------------------------------------ synchronization
-    async def h_list_sync_templates(self, ctx: Ctx, id: str) -> MockResponse:  # noqa: A002
+    async def h_list_sync_templates(self, ctx: Ctx, id: str) -> MockResponse:
         sp = self._sp(ctx, id)
         items = [self.render_sync_template(sp, t) for t in sp.template.sync_templates]
         return self._page(ctx, items, f"servicePrincipals('{sp.id}')/synchronization/templates")
 
-    async def h_get_sync_template(self, ctx: Ctx, id: str, templateId: str) -> MockResponse:  # noqa: A002, N803
+    async def h_get_sync_template(self, ctx: Ctx, id: str, templateId: str) -> MockResponse:
         sp = self._sp(ctx, id)
         t = catalog.find_sync_template(sp.template, templateId)
         if t is None:
             raise GraphError(404, "NotFound", f"The template '{templateId}' was not found.")
         return MockResponse(200, self.render_sync_template(sp, t))
 
-    async def h_get_secrets(self, ctx: Ctx, id: str) -> MockResponse:  # noqa: A002
+    async def h_get_secrets(self, ctx: Ctx, id: str) -> MockResponse:
         sp = self._sp(ctx, id)
-        return MockResponse(200, {
-            "@odata.context": self._context(
-                ctx, f"servicePrincipals('{sp.id}')/synchronization/secrets"),
-            "value": [{"key": k, "value": MASK} for k in sp.secrets],
-        })
+        return MockResponse(
+            200,
+            {
+                "@odata.context": self._context(
+                    ctx, f"servicePrincipals('{sp.id}')/synchronization/secrets"
+                ),
+                "value": [{"key": k, "value": MASK} for k in sp.secrets],
+            },
+        )
 
     def _credentials(self, items: Any, field_name: str) -> dict[str, str]:
         if not isinstance(items, list):
-            raise GraphError(400, "BadRequest", f"'{field_name}' must be an array of key/value "
-                             "pairs.")
+            raise GraphError(
+                400, "BadRequest", f"'{field_name}' must be an array of key/value pairs."
+            )
         out: dict[str, str] = {}
         for item in items:
             if not isinstance(item, dict) or not isinstance(item.get("key"), str):
                 raise GraphError(400, "BadRequest", f"Every item of '{field_name}' needs a key.")
             key = item["key"]
             if key not in SECRET_KEYS:
-                raise GraphError(400, "BadRequest",
-                                 f"The requested value '{key}' is not a member of the "
-                                 "synchronizationSecret enumeration.")
+                raise GraphError(
+                    400,
+                    "BadRequest",
+                    f"The requested value '{key}' is not a member of the "
+                    "synchronizationSecret enumeration.",
+                )
             value = item.get("value")
             if value is not None and not isinstance(value, str):
                 raise GraphError(400, "BadRequest", f"The value of '{key}' must be a string.")
             out[key] = value or ""
         return out
 
-    async def h_put_secrets(self, ctx: Ctx, id: str) -> MockResponse:  # noqa: A002
+    async def h_put_secrets(self, ctx: Ctx, id: str) -> MockResponse:
         sp = self._sp(ctx, id)
         body = self._json_body(ctx)
         sp.secrets = self._credentials(body.get("value"), "value")
@@ -844,12 +979,12 @@ class GraphService:
                 job.code = "Paused"
         return MockResponse(204)
 
-    async def h_list_jobs(self, ctx: Ctx, id: str) -> MockResponse:  # noqa: A002
+    async def h_list_jobs(self, ctx: Ctx, id: str) -> MockResponse:
         sp = self._sp(ctx, id)
         items = [self.render_job(ctx, j) for j in sp.jobs.values()]
         return self._page(ctx, items, f"servicePrincipals('{sp.id}')/synchronization/jobs")
 
-    async def h_create_job(self, ctx: Ctx, id: str) -> MockResponse:  # noqa: A002
+    async def h_create_job(self, ctx: Ctx, id: str) -> MockResponse:
         sp = self._sp(ctx, id)
         body = self._json_body(ctx)
         template_id = body.get("templateId")
@@ -857,23 +992,31 @@ class GraphService:
             raise GraphError(400, "BadRequest", "The property 'templateId' is required.")
         t = catalog.find_sync_template(sp.template, template_id)
         if t is None:
-            raise GraphError(400, "BadRequest",
-                             f"The template id '{template_id}' is not valid for this "
-                             "application.")
+            raise GraphError(
+                400,
+                "BadRequest",
+                f"The template id '{template_id}' is not valid for this application.",
+            )
         job = ctx.tenant.create_job(sp, t, ctx.now)
-        body = {"@odata.context": self._context(
-            ctx, f"servicePrincipals('{sp.id}')/synchronization/jobs/$entity")}
+        body = {
+            "@odata.context": self._context(
+                ctx, f"servicePrincipals('{sp.id}')/synchronization/jobs/$entity"
+            )
+        }
         body.update(self.render_job(ctx, job))
         return MockResponse(201, body)
 
-    async def h_get_job(self, ctx: Ctx, id: str, jobId: str) -> MockResponse:  # noqa: A002, N803
+    async def h_get_job(self, ctx: Ctx, id: str, jobId: str) -> MockResponse:
         sp, job = self._job(ctx, id, jobId)
-        body = {"@odata.context": self._context(
-            ctx, f"servicePrincipals('{sp.id}')/synchronization/jobs/$entity")}
+        body = {
+            "@odata.context": self._context(
+                ctx, f"servicePrincipals('{sp.id}')/synchronization/jobs/$entity"
+            )
+        }
         body.update(self._select(ctx, self.render_job(ctx, job)))
         return MockResponse(200, body)
 
-    async def h_delete_job(self, ctx: Ctx, id: str, jobId: str) -> MockResponse:  # noqa: A002, N803
+    async def h_delete_job(self, ctx: Ctx, id: str, jobId: str) -> MockResponse:
         sp, job = self._job(ctx, id, jobId)
         job.generation += 1
         del sp.jobs[job.id]
@@ -886,43 +1029,47 @@ class GraphService:
             creds = {**sp.secrets, **creds}
         error = template.connector.judge(creds)
         if error is None and sp.target_broken:
-            error = catalog.CredentialError(code=template.connector.invalid_code,
-                                            message=template.connector.invalid_message)
+            error = catalog.CredentialError(
+                code=template.connector.invalid_code, message=template.connector.invalid_message
+            )
         if error is not None:
             raise GraphError(
-                400, "BadRequest",
+                400,
+                "BadRequest",
                 f"Test connection failed: {error.message}",
-                details=[{"code": error.code, "message": error.message,
-                          "target": "credentials"}],
+                details=[{"code": error.code, "message": error.message, "target": "credentials"}],
             )
 
-    async def h_validate_job(self, ctx: Ctx, id: str, jobId: str) -> MockResponse:  # noqa: A002, N803
+    async def h_validate_job(self, ctx: Ctx, id: str, jobId: str) -> MockResponse:
         sp, job = self._job(ctx, id, jobId)
         self._validate(ctx, sp, job.template)
         return MockResponse(204)
 
-    async def h_validate_collection(self, ctx: Ctx, id: str) -> MockResponse:  # noqa: A002
+    async def h_validate_collection(self, ctx: Ctx, id: str) -> MockResponse:
         sp = self._sp(ctx, id)
         body = self._json_body(ctx)
         template_id = body.get("templateId")
         t = catalog.find_sync_template(sp.template, str(template_id)) if template_id else None
         if t is None:
-            raise GraphError(400, "BadRequest",
-                             f"The template id '{template_id}' is not valid for this application.")
+            raise GraphError(
+                400,
+                "BadRequest",
+                f"The template id '{template_id}' is not valid for this application.",
+            )
         self._validate(ctx, sp, t)
         return MockResponse(204)
 
-    async def h_start_job(self, ctx: Ctx, id: str, jobId: str) -> MockResponse:  # noqa: A002, N803
+    async def h_start_job(self, ctx: Ctx, id: str, jobId: str) -> MockResponse:
         _sp, job = self._job(ctx, id, jobId)
         ctx.tenant.start_job(job, ctx.now)
         return MockResponse(204)
 
-    async def h_pause_job(self, ctx: Ctx, id: str, jobId: str) -> MockResponse:  # noqa: A002, N803
+    async def h_pause_job(self, ctx: Ctx, id: str, jobId: str) -> MockResponse:
         _sp, job = self._job(ctx, id, jobId)
         ctx.tenant.pause_job(job)
         return MockResponse(204)
 
-    async def h_restart_job(self, ctx: Ctx, id: str, jobId: str) -> MockResponse:  # noqa: A002, N803
+    async def h_restart_job(self, ctx: Ctx, id: str, jobId: str) -> MockResponse:
         _sp, job = self._job(ctx, id, jobId)
         scope = ""
         if ctx.req.body.strip():
@@ -931,7 +1078,7 @@ class GraphService:
         ctx.tenant.restart_job(job, ctx.now, scope)
         return MockResponse(204)
 
-    async def h_provision_on_demand(self, ctx: Ctx, id: str, jobId: str) -> MockResponse:  # noqa: A002, N803
+    async def h_provision_on_demand(self, ctx: Ctx, id: str, jobId: str) -> MockResponse:
         sp, job = self._job(ctx, id, jobId)
         body = self._json_body(ctx)
         params = body.get("parameters")
@@ -941,26 +1088,38 @@ class GraphService:
         status = "Failure" if error else "Success"
         details = {
             "provisioningSteps": [
-                {"name": "EntryExportAdd", "type": "Export", "status": status,
-                 "description": error.message if error else "Entry was provisioned."}
+                {
+                    "name": "EntryExportAdd",
+                    "type": "Export",
+                    "status": status,
+                    "description": error.message if error else "Entry was provisioned.",
+                }
             ],
-            "statusInfo": {"status": status,
-                           "errorInformation": ({"errorCode": error.code} if error else None)},
+            "statusInfo": {
+                "status": status,
+                "errorInformation": ({"errorCode": error.code} if error else None),
+            },
         }
-        return MockResponse(200, {
-            "@odata.context": self._context(ctx, "microsoft.graph.stringKeyStringValuePair"),
-            "key": "Microsoft.Identity.Health.CPP.Common.DataContracts.SyncFabric.StatusInfo",
-            "value": orjson.dumps([details]).decode(),
-        })
+        return MockResponse(
+            200,
+            {
+                "@odata.context": self._context(ctx, "microsoft.graph.stringKeyStringValuePair"),
+                "key": "Microsoft.Identity.Health.CPP.Common.DataContracts.SyncFabric.StatusInfo",
+                "value": orjson.dumps([details]).decode(),
+            },
+        )
 
-    async def h_get_schema(self, ctx: Ctx, id: str, jobId: str) -> MockResponse:  # noqa: A002, N803
+    async def h_get_schema(self, ctx: Ctx, id: str, jobId: str) -> MockResponse:
         sp, job = self._job(ctx, id, jobId)
-        body = {"@odata.context": self._context(
-            ctx, f"servicePrincipals('{sp.id}')/synchronization/jobs('{job.id}')/schema/$entity")}
+        body = {
+            "@odata.context": self._context(
+                ctx, f"servicePrincipals('{sp.id}')/synchronization/jobs('{job.id}')/schema/$entity"
+            )
+        }
         body.update(job.schema)
         return MockResponse(200, body)
 
-    async def h_put_schema(self, ctx: Ctx, id: str, jobId: str) -> MockResponse:  # noqa: A002, N803
+    async def h_put_schema(self, ctx: Ctx, id: str, jobId: str) -> MockResponse:
         _sp, job = self._job(ctx, id, jobId)
         body = self._json_body(ctx)
         for key in ("synchronizationRules", "directories"):
@@ -969,9 +1128,12 @@ class GraphService:
         unknown = set(body) - {"id", "version", "synchronizationRules", "directories"}
         unknown = {k for k in unknown if "@odata." not in k}
         if unknown:
-            raise GraphError(400, "BadRequest",
-                             f"Property '{sorted(unknown)[0]}' does not exist on type "
-                             "'microsoft.graph.synchronizationSchema'.")
+            raise GraphError(
+                400,
+                "BadRequest",
+                f"Property '{sorted(unknown)[0]}' does not exist on type "
+                "'microsoft.graph.synchronizationSchema'.",
+            )
         schema = {k: v for k, v in body.items() if "@odata." not in k}
         schema["id"] = job.id
         job.schema = schema
@@ -991,8 +1153,10 @@ class GraphService:
             if pred(logs[i]):
                 page.append(logs[i])
             i -= 1
-        body: JSON = {"@odata.context": self._context(ctx, "auditLogs/provisioning"),
-                      "value": [self._select(ctx, e) for e in page]}
+        body: JSON = {
+            "@odata.context": self._context(ctx, "auditLogs/provisioning"),
+            "value": [self._select(ctx, e) for e in page],
+        }
         if i >= 0 and any(pred(logs[j]) for j in range(i, -1, -1)):
             query = {k: v for k, v in q.items() if k != "$skiptoken"}
             query["$skiptoken"] = _encode_token(i + 1)
@@ -1020,14 +1184,16 @@ class GraphService:
             return _error_response(400, "BadRequest", "Invalid batch payload format.", request_id)
         if len(items) > self.settings.batch_limit:
             return _error_response(
-                400, "BadRequest",
+                400,
+                "BadRequest",
                 f"Number of requests in a batch exceeds the limit of {self.settings.batch_limit}.",
                 request_id,
             )
         ids = [str(it.get("id")) if isinstance(it, dict) else "" for it in items]
         if len(set(ids)) != len(ids) or any(not i for i in ids):
-            return _error_response(400, "BadRequest",
-                                   "Batch request ids must be unique and present.", request_id)
+            return _error_response(
+                400, "BadRequest", "Batch request ids must be unique and present.", request_id
+            )
         await self.latency("batch")
         results: dict[str, MockResponse] = {}
         pending = {i: it for i, it in zip(ids, items, strict=True)}
@@ -1035,8 +1201,15 @@ class GraphService:
         async def run(item_id: str, item: JSON) -> None:
             deps = item.get("dependsOn") or []
             if any(results[d].status >= 400 for d in deps if d in results):
-                results[item_id] = MockResponse(424, {"error": {
-                    "code": "FailedDependency", "message": "A dependent request failed."}})
+                results[item_id] = MockResponse(
+                    424,
+                    {
+                        "error": {
+                            "code": "FailedDependency",
+                            "message": "A dependent request failed.",
+                        }
+                    },
+                )
                 return
             url = str(item.get("url", ""))
             path, _, query = url.partition("?")
@@ -1046,8 +1219,10 @@ class GraphService:
                 method=str(item.get("method", "GET")).upper(),
                 path=path,
                 query=_parse_query(query),
-                headers={**{k.lower(): str(v) for k, v in (item.get("headers") or {}).items()},
-                         "authorization": req.headers.get("authorization", "")},
+                headers={
+                    **{k.lower(): str(v) for k, v in (item.get("headers") or {}).items()},
+                    "authorization": req.headers.get("authorization", ""),
+                },
                 body=orjson.dumps(item["body"]) if "body" in item else b"",
                 version=req.version,
                 base_url=req.base_url,
@@ -1057,12 +1232,22 @@ class GraphService:
             results[item_id] = await self.handle(sub)
 
         while pending:
-            ready = {i: it for i, it in pending.items()
-                     if all(d in results for d in (it.get("dependsOn") or []))}
+            ready = {
+                i: it
+                for i, it in pending.items()
+                if all(d in results for d in (it.get("dependsOn") or []))
+            }
             if not ready:
                 for i in pending:
-                    results[i] = MockResponse(400, {"error": {
-                        "code": "BadRequest", "message": "dependsOn refers to an unknown id."}})
+                    results[i] = MockResponse(
+                        400,
+                        {
+                            "error": {
+                                "code": "BadRequest",
+                                "message": "dependsOn refers to an unknown id.",
+                            }
+                        },
+                    )
                 break
             for i in ready:
                 del pending[i]
@@ -1070,11 +1255,21 @@ class GraphService:
         responses = []
         for i in ids:
             r = results[i]
-            entry: JSON = {"id": i, "status": r.status,
-                           "headers": {k: v for k, v in r.headers.items()
-                                       if k.lower() in ("retry-after", "location",
-                                                        "x-ms-throttle-scope",
-                                                        "x-ms-throttle-information")}}
+            entry: JSON = {
+                "id": i,
+                "status": r.status,
+                "headers": {
+                    k: v
+                    for k, v in r.headers.items()
+                    if k.lower()
+                    in (
+                        "retry-after",
+                        "location",
+                        "x-ms-throttle-scope",
+                        "x-ms-throttle-information",
+                    )
+                },
+            }
             entry["headers"]["Content-Type"] = "application/json"
             if r.body is not None:
                 entry["body"] = r.body
@@ -1087,8 +1282,10 @@ class GraphService:
 
     # ------------------------------------------------------------------ stats
     def stats(self) -> JSON:
-        by_route = {name: {str(k): v for k, v in sorted(c.items())}
-                    for name, c in sorted(self.requests.items())}
+        by_route = {
+            name: {str(k): v for k, v in sorted(c.items())}
+            for name, c in sorted(self.requests.items())
+        }
         total = sum(sum(c.values()) for c in self.requests.values())
         tenants = {tid: t.stats() for tid, t in self.tenants.items()}
         return {
@@ -1099,19 +1296,25 @@ class GraphService:
             "throttled": self.counters["throttled"],
             "earlyRetries": self.counters["early_retries"],
             "throttledInFlight": self.counters["throttled_in_flight"],
-            "faults": {k: v for k, v in self.counters.items()
-                       if k.startswith(("faults", "drops", "instantiate_"))},
+            "faults": {
+                k: v
+                for k, v in self.counters.items()
+                if k.startswith(("faults", "drops", "instantiate_"))
+            },
             "tokensIssued": self.tokens.issued,
             "tenants": tenants,
             "duplicates": sum(t["duplicates"] for t in tenants.values()),
             "orphanApplications": sum(t["orphanApplications"] for t in tenants.values()),
-            "orphanServicePrincipals": sum(t["orphanServicePrincipals"]
-                                           for t in tenants.values()),
+            "orphanServicePrincipals": sum(t["orphanServicePrincipals"] for t in tenants.values()),
         }
 
 
-_FAULT_CODES = {500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable",
-                504: "GatewayTimeout"}
+_FAULT_CODES = {
+    500: "InternalServerError",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
+    504: "GatewayTimeout",
+}
 _FAULT_MESSAGES = {
     500: "An internal server error occurred.",
     502: "The server received an invalid response from an upstream server.",
@@ -1123,7 +1326,7 @@ _FAULT_MESSAGES = {
 def _scope(name: str) -> JSON:
     return {
         "adminConsentDescription": f"Allow the application to access {name} on behalf of the "
-                                   "signed-in user.",
+        "signed-in user.",
         "adminConsentDisplayName": f"Access {name}",
         "id": str(uuid.uuid5(uuid.NAMESPACE_URL, name)),
         "isEnabled": True,
@@ -1154,6 +1357,8 @@ def _parse_query(query: str) -> dict[str, str]:
 
 
 def _error_response(status: int, code: str, message: str, request_id: str) -> MockResponse:
-    return MockResponse(status, {"error": {"code": code, "message": message,
-                                           "innerError": {"request-id": request_id}}},
-                        {"request-id": request_id})
+    return MockResponse(
+        status,
+        {"error": {"code": code, "message": message, "innerError": {"request-id": request_id}}},
+        {"request-id": request_id},
+    )

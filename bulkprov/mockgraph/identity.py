@@ -52,7 +52,9 @@ class TlsFiles:
     key_file: Path
 
 
-def make_tls(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")) -> TlsFiles:
+def make_tls(
+    directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
+) -> TlsFiles:
     """Create a CA and a server certificate for ``hosts`` under ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
@@ -69,9 +71,15 @@ def make_tls(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True,
-                content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -136,7 +144,7 @@ def make_client_certificate(common_name: str) -> tuple[bytes, bytes, str]:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    thumbprint = cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - x5t is SHA-1
+    thumbprint = cert.fingerprint(hashes.SHA1()).hex().upper()
     return key_pem, cert_pem, thumbprint
 
 
@@ -163,9 +171,9 @@ class ClientRegistration:
 
     def add_certificate(self, cert_pem: bytes) -> str:
         cert = x509.load_pem_x509_certificate(cert_pem)
-        self.certificates[cert.fingerprint(hashes.SHA1())] = cert  # noqa: S303
+        self.certificates[cert.fingerprint(hashes.SHA1())] = cert
         self.certificates_s256[cert.fingerprint(hashes.SHA256())] = cert
-        return cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303
+        return cert.fingerprint(hashes.SHA1()).hex().upper()
 
 
 class OAuthError(Exception):
@@ -237,7 +245,9 @@ class TokenService:
         """Answer a client-credentials grant, or raise :class:`OAuthError`."""
         if form.get("grant_type") != "client_credentials":
             raise OAuthError(
-                400, "unsupported_grant_type", "AADSTS70003",
+                400,
+                "unsupported_grant_type",
+                "AADSTS70003",
                 "The app requested an unsupported grant type "
                 f"'{form.get('grant_type', '')}'; the mock supports client_credentials.",
             )
@@ -245,27 +255,35 @@ class TokenService:
         scope = form.get("scope", "")
         if not any(s.endswith("/.default") for s in scope.split()):
             raise OAuthError(
-                400, "invalid_scope", "AADSTS1002012",
+                400,
+                "invalid_scope",
+                "AADSTS1002012",
                 f"The provided value for scope {scope} is not valid. Client credential flows "
                 "must have a scope value with /.default suffixed to the resource identifier.",
             )
         if not any(tid == tenant_id for tid, _ in self._registrations):
             raise OAuthError(
-                400, "invalid_request", "AADSTS90002",
+                400,
+                "invalid_request",
+                "AADSTS90002",
                 f"Tenant '{tenant_id}' not found. Check to make sure you have the correct "
                 "tenant ID and are signing into the correct cloud.",
             )
         reg = self._registrations.get((tenant_id, client_id))
         if reg is None:
             raise OAuthError(
-                400, "unauthorized_client", "AADSTS700016",
+                400,
+                "unauthorized_client",
+                "AADSTS700016",
                 f"Application with identifier '{client_id}' was not found in the directory "
                 f"'{tenant_id}'.",
             )
         if "client_secret" in form:
             if not reg.check_secret(form["client_secret"]):
                 raise OAuthError(
-                    401, "invalid_client", "AADSTS7000215",
+                    401,
+                    "invalid_client",
+                    "AADSTS7000215",
                     "Invalid client secret provided. Ensure the secret being sent in the "
                     f"request is the client secret value, not the client secret ID, for a "
                     f"secret added to app '{client_id}'.",
@@ -274,7 +292,9 @@ class TokenService:
             self._check_assertion(reg, form.get("client_assertion", ""), token_endpoint)
         else:
             raise OAuthError(
-                401, "invalid_client", "AADSTS7000218",
+                401,
+                "invalid_client",
+                "AADSTS7000218",
                 "The request body must contain the following parameter: 'client_assertion' "
                 "or 'client_secret'.",
             )
@@ -289,8 +309,12 @@ class TokenService:
             "app_displayname": reg.display_name,
             "idtyp": "app",
             "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant_id}/{client_id}")),
-            "roles": ["Application.ReadWrite.OwnedBy", "Directory.ReadWrite.All",
-                      "Synchronization.ReadWrite.All", "AuditLog.Read.All"],
+            "roles": [
+                "Application.ReadWrite.OwnedBy",
+                "Directory.ReadWrite.All",
+                "Synchronization.ReadWrite.All",
+                "AuditLog.Read.All",
+            ],
             "tid": tenant_id,
             "uti": b64url(secrets.token_bytes(16)),
             "ver": "1.0",
@@ -307,7 +331,9 @@ class TokenService:
     def _check_assertion(self, reg: ClientRegistration, assertion: str, endpoint: str) -> None:
         def bad(why: str) -> OAuthError:
             return OAuthError(
-                401, "invalid_client", "AADSTS700027",
+                401,
+                "invalid_client",
+                "AADSTS700027",
                 f"The certificate with identifier used to sign the client assertion is not "
                 f"registered on application, or the assertion is invalid: {why}.",
             )
@@ -336,7 +362,8 @@ class TokenService:
                 public_key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
             elif alg == "PS256":
                 public_key.verify(
-                    signature, signed,
+                    signature,
+                    signed,
                     padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
                     hashes.SHA256(),
                 )
@@ -365,8 +392,10 @@ class TokenService:
             try:
                 head_b64, body_b64, sig_b64 = token.split(".")
                 self._key.public_key().verify(
-                    b64url_decode(sig_b64), f"{head_b64}.{body_b64}".encode(),
-                    padding.PKCS1v15(), hashes.SHA256(),
+                    b64url_decode(sig_b64),
+                    f"{head_b64}.{body_b64}".encode(),
+                    padding.PKCS1v15(),
+                    hashes.SHA256(),
                 )
                 body = orjson.loads(b64url_decode(body_b64))
             except (ValueError, InvalidSignature, orjson.JSONDecodeError):

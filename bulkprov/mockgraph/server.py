@@ -81,16 +81,25 @@ class MockInfo:
         return cls(**raw)
 
     def __repr__(self) -> str:  # the client secret stays out of reprs and logs
-        return (f"MockInfo(graph_url={self.graph_url!r}, authority={self.authority!r}, "
-                f"tenant_id={self.tenant_id!r}, client_id={self.client_id!r})")
+        return (
+            f"MockInfo(graph_url={self.graph_url!r}, authority={self.authority!r}, "
+            f"tenant_id={self.tenant_id!r}, client_id={self.client_id!r})"
+        )
 
 
 class MockGraph:
     """The whole mock: identity platform, Graph, tenants and their state, and the servers."""
 
-    def __init__(self, settings: MockSettings | None = None, *, host: str = "127.0.0.1",
-                 port: int = 0, http_port: int | None = None,
-                 state_dir: Path | None = None, client_secret: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: MockSettings | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        http_port: int | None = None,
+        state_dir: Path | None = None,
+        client_secret: str | None = None,
+    ) -> None:
         self.settings = settings or MockSettings()
         self.host = host
         self.port = port
@@ -108,8 +117,7 @@ class MockGraph:
         for n in range(1, self.settings.tenants + 1):
             tid = tenant_id(n)
             tenants[tid] = Tenant(tid, self.settings, self.clock, rng)
-            reg = ClientRegistration(client_id=CLIENT_ID, tenant_id=tid,
-                                     display_name="bulkprov")
+            reg = ClientRegistration(client_id=CLIENT_ID, tenant_id=tid, display_name="bulkprov")
             reg.add_secret(self.client_secret)
             self.tokens.register(reg)
         self.service = GraphService(self.settings, self.clock, self.tokens, tenants)
@@ -162,8 +170,12 @@ class MockGraph:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.aclose()
 
     def stats(self) -> dict[str, Any]:
@@ -171,9 +183,13 @@ class MockGraph:
 
     def update_settings(self, changes: dict[str, Any]) -> MockSettings:
         """Apply a JSON patch of settings live, e.g. ``{"faults": {"error_rate": {"*": 0.1}}}``."""
-        nested = {"faults": FaultSettings, "latency": LatencySettings,
-                  "replication": ReplicationSettings, "throttle": ThrottleSettings,
-                  "jobs": JobSettings}
+        nested = {
+            "faults": FaultSettings,
+            "latency": LatencySettings,
+            "replication": ReplicationSettings,
+            "throttle": ThrottleSettings,
+            "jobs": JobSettings,
+        }
         kwargs: dict[str, Any] = {}
         for key, value in changes.items():
             if key in nested:
@@ -206,7 +222,7 @@ class MockGraph:
     def _mock_request(self, request: web.Request, body: bytes) -> MockRequest:
         version = request.match_info["version"]
         raw = request.raw_path.split("?", 1)[0]
-        path = raw[len(version) + 1:]
+        path = raw[len(version) + 1 :]
         return MockRequest(
             method=request.method,
             path=path,
@@ -261,8 +277,11 @@ class MockGraph:
         base = self._base(request)
         doc = {
             "token_endpoint": f"{base}/{tenant}/oauth2/v2.0/token",
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt",
-                                                      "client_secret_basic"],
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "private_key_jwt",
+                "client_secret_basic",
+            ],
             "jwks_uri": f"{base}/{tenant}/discovery/v2.0/keys",
             "response_modes_supported": ["query", "fragment", "form_post"],
             "subject_types_supported": ["pairwise"],
@@ -283,9 +302,12 @@ class MockGraph:
         }
         if tenant not in self.service.tenants:
             return web.json_response(
-                {"error": "invalid_tenant",
-                 "error_description": f"AADSTS90002: Tenant '{tenant}' not found."},
-                status=400)
+                {
+                    "error": "invalid_tenant",
+                    "error_description": f"AADSTS90002: Tenant '{tenant}' not found.",
+                },
+                status=400,
+            )
         return web.Response(body=orjson.dumps(doc), content_type=JSON_CONTENT_TYPE)
 
     async def _h_keys(self, request: web.Request) -> web.Response:
@@ -295,12 +317,18 @@ class MockGraph:
         tenant = request.match_info["tenant"]
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
         await self.service.latency("token")
-        trace_id, correlation_id = str(uuid.uuid4()), request.headers.get(
-            "client-request-id", str(uuid.uuid4()))
+        trace_id, correlation_id = (
+            str(uuid.uuid4()),
+            request.headers.get("client-request-id", str(uuid.uuid4())),
+        )
         status: int
         if self._token_rng.random() < self.settings.faults.token_error_rate:
-            err = OAuthError(503, "temporarily_unavailable", "AADSTS50196",
-                             "The server is temporarily unavailable. Retry later.")
+            err = OAuthError(
+                503,
+                "temporarily_unavailable",
+                "AADSTS50196",
+                "The server is temporarily unavailable. Retry later.",
+            )
             body: dict[str, Any] = err.body(trace_id, correlation_id)
             status = err.status
         else:
@@ -311,9 +339,12 @@ class MockGraph:
             except OAuthError as err:
                 body, status = err.body(trace_id, correlation_id), err.status
         self.service.requests["POST /{tenant}/oauth2/v2.0/token"][status] += 1
-        return web.Response(status=status, body=orjson.dumps(body),
-                            content_type=JSON_CONTENT_TYPE,
-                            headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+        return web.Response(
+            status=status,
+            body=orjson.dumps(body),
+            content_type=JSON_CONTENT_TYPE,
+            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+        )
 
     # the mock's own endpoints
     async def _h_info(self, request: web.Request) -> web.Response:
@@ -356,36 +387,49 @@ def _abort(request: web.Request) -> None:
 
 def _hosts(host: str) -> tuple[str, ...]:
     hosts = ["127.0.0.1", "localhost", "::1"]
-    if host not in hosts and host not in ("0.0.0.0", "::"):  # noqa: S104
+    if host not in hosts and host not in ("0.0.0.0", "::"):
         hosts.insert(0, host)
     return tuple(hosts)
 
 
 def _url_host(host: str) -> str:
-    if host in ("0.0.0.0", "::"):  # noqa: S104
+    if host in ("0.0.0.0", "::"):
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host
 
 
 def _bound_port(site: web.TCPSite) -> int:
-    server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
+    server = site._server
     assert server is not None
     sockets = getattr(server, "sockets", None) or []
     return int(sockets[0].getsockname()[1])
 
 
-async def run_mock(settings: MockSettings, *, host: str = "127.0.0.1", port: int = 8443,
-                   http_port: int | None = None, info_file: Path | None = None,
-                   state_dir: Path | None = None, ready: asyncio.Event | None = None) -> None:
+def write_info(path: Path, info: MockInfo) -> None:
+    """Write the connection details (they hold the client secret) readable by the owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)  # touch keeps the mode of an existing file
+    path.write_bytes(info.to_json())
+
+
+async def run_mock(
+    settings: MockSettings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8443,
+    http_port: int | None = None,
+    info_file: Path | None = None,
+    state_dir: Path | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
     """Run the mock until cancelled, writing its :class:`MockInfo` to ``info_file``."""
-    async with MockGraph(settings, host=host, port=port, http_port=http_port,
-                         state_dir=state_dir) as mock:
+    async with MockGraph(
+        settings, host=host, port=port, http_port=http_port, state_dir=state_dir
+    ) as mock:
         assert mock.info is not None
         if info_file is not None:
-            info_file.parent.mkdir(parents=True, exist_ok=True)
-            info_file.touch(mode=0o600)
-            info_file.chmod(0o600)  # touch keeps the mode of an existing file
-            info_file.write_bytes(mock.info.to_json())
+            write_info(info_file, mock.info)
         if ready is not None:
             ready.set()
         with contextlib.suppress(asyncio.CancelledError):

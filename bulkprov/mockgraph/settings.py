@@ -68,8 +68,13 @@ class ThrottleSettings:
     def __post_init__(self) -> None:
         if self.tenant_size not in RU_PER_10S_BY_TENANT_SIZE:
             raise ValueError(f"tenant_size must be one of {sorted(RU_PER_10S_BY_TENANT_SIZE)}")
-        for name in ("write_limit", "app_ru_limit", "app_write_limit", "tenant_write_limit",
-                     "reports_limit"):
+        for name in (
+            "write_limit",
+            "app_ru_limit",
+            "app_write_limit",
+            "tenant_write_limit",
+            "reports_limit",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
 

@@ -107,8 +107,9 @@ class ServicePrincipal:
 class Tenant:
     """One directory: its objects, its running jobs and its provisioning log."""
 
-    def __init__(self, tenant_id: str, settings: MockSettings, clock: ScaledClock,
-                 rng: random.Random) -> None:
+    def __init__(
+        self, tenant_id: str, settings: MockSettings, clock: ScaledClock, rng: random.Random
+    ) -> None:
         self.id = tenant_id
         self.settings = settings
         self.clock = clock
@@ -139,16 +140,26 @@ class Tenant:
         return True
 
     # ------------------------------------------------------------------ objects
-    def instantiate(self, app: GalleryApp, display_name: str, now: float) -> tuple[Application,
-                                                                                    ServicePrincipal]:
+    def instantiate(
+        self, app: GalleryApp, display_name: str, now: float
+    ) -> tuple[Application, ServicePrincipal]:
         app_id = new_id(self.rng)
         application = Application(
-            id=new_id(self.rng), app_id=app_id, display_name=display_name, template=app,
-            created=now, vis=self.new_visibility(now),
+            id=new_id(self.rng),
+            app_id=app_id,
+            display_name=display_name,
+            template=app,
+            created=now,
+            vis=self.new_visibility(now),
         )
         sp = ServicePrincipal(
-            id=new_id(self.rng), app_id=app_id, display_name=display_name, template=app,
-            created=now, vis=self.new_visibility(now), app_object_id=application.id,
+            id=new_id(self.rng),
+            app_id=app_id,
+            display_name=display_name,
+            template=app,
+            created=now,
+            vis=self.new_visibility(now),
+            app_object_id=application.id,
         )
         application.sp_id = sp.id
         self.applications[application.id] = application
@@ -199,9 +210,14 @@ class Tenant:
         schema = dict(template.schema)
         schema["id"] = job_id
         job = Job(
-            id=job_id, sp_id=sp.id, template=template, created=now,
-            code=template.initial_status, interval=template.interval,
-            settings=list(template.job_settings), schema=schema,
+            id=job_id,
+            sp_id=sp.id,
+            template=template,
+            created=now,
+            code=template.initial_status,
+            interval=template.interval,
+            settings=list(template.job_settings),
+            schema=schema,
         )
         if sp.secrets and job.code == "NotConfigured":
             job.code = "Paused"
@@ -216,7 +232,9 @@ class Tenant:
         job.quarantine = None
         job.failures_in_a_row = 0
         js = self.settings.jobs
-        duration = js.initial_cycle_duration if job.successes == 0 else js.incremental_cycle_duration
+        duration = (
+            js.initial_cycle_duration if job.successes == 0 else js.incremental_cycle_duration
+        )
         self._schedule(job, now + js.first_cycle_delay + duration)
 
     def pause_job(self, job: Job) -> None:
@@ -282,7 +300,9 @@ class Tenant:
         if error is not None:
             execution["state"] = "Failed"
             execution["error"] = {
-                "code": error.code, "message": error.message, "tenantActionable": True,
+                "code": error.code,
+                "message": error.message,
+                "tenantActionable": True,
             }
             job.failures_in_a_row += 1
             q = job.quarantine
@@ -325,24 +345,47 @@ class Tenant:
         self._schedule(job, end + self._interval(job) + js.incremental_cycle_duration)
 
     # ------------------------------------------------------------------ provisioning logs
-    def _log_entry(self, sp: ServicePrincipal, job: Job, cycle: str, at: float, *,
-                   action: str, identity_type: str, name: str, status: str,
-                   error: tuple[str, str] | None = None) -> JSON:
+    def _log_entry(
+        self,
+        sp: ServicePrincipal,
+        job: Job,
+        cycle: str,
+        at: float,
+        *,
+        action: str,
+        identity_type: str,
+        name: str,
+        status: str,
+        error: tuple[str, str] | None = None,
+    ) -> JSON:
         source_id = new_id(self.rng)
         steps = [
-            {"name": "EntryImportAdd", "provisioningStepType": "import", "status": "success",
-             "description": f"Received {identity_type} '{name}' change of type (Add) from "
-                            "Azure Active Directory", "details": {}},
-            {"name": "EntrySynchronizationAdd", "provisioningStepType": "matching",
-             "status": "success",
-             "description": f"{identity_type} '{name}' will be created in {sp.display_name}",
-             "details": {}},
-            {"name": "EntryExportAdd", "provisioningStepType": "export", "status": status,
-             "description": (f"{identity_type} '{name}' was created in {sp.display_name}"
-                             if status == "success"
-                             else f"Failed to create {identity_type} '{name}' in "
-                                  f"{sp.display_name}"),
-             "details": {}},
+            {
+                "name": "EntryImportAdd",
+                "provisioningStepType": "import",
+                "status": "success",
+                "description": f"Received {identity_type} '{name}' change of type (Add) from "
+                "Azure Active Directory",
+                "details": {},
+            },
+            {
+                "name": "EntrySynchronizationAdd",
+                "provisioningStepType": "matching",
+                "status": "success",
+                "description": f"{identity_type} '{name}' will be created in {sp.display_name}",
+                "details": {},
+            },
+            {
+                "name": "EntryExportAdd",
+                "provisioningStepType": "export",
+                "status": status,
+                "description": (
+                    f"{identity_type} '{name}' was created in {sp.display_name}"
+                    if status == "success"
+                    else f"Failed to create {identity_type} '{name}' in {sp.display_name}"
+                ),
+                "details": {},
+            },
         ]
         status_info: JSON = {"status": status, "errorInformation": None}
         if error is not None:
@@ -362,19 +405,38 @@ class Tenant:
             "changeId": new_id(self.rng),
             "provisioningAction": action,
             "durationInMilliseconds": int(self.rng.uniform(300, 3000)),
-            "initiatedBy": {"id": "", "displayName": "Azure AD Provisioning Service",
-                            "initiatorType": "system"},
+            "initiatedBy": {
+                "id": "",
+                "displayName": "Azure AD Provisioning Service",
+                "initiatorType": "system",
+            },
             "servicePrincipal": {"id": sp.id, "displayName": sp.display_name},
-            "sourceSystem": {"id": "0404601d-a9c0-4ec7-bbcd-02660120d8c9",
-                             "displayName": "Azure Active Directory", "details": {}},
-            "targetSystem": {"id": sp.id, "displayName": sp.display_name,
-                             "details": {"ApplicationId": sp.app_object_id,
-                                         "ServicePrincipalId": sp.id,
-                                         "ServicePrincipalDisplayName": sp.display_name}},
-            "sourceIdentity": {"id": source_id, "displayName": name,
-                               "identityType": identity_type, "details": {}},
-            "targetIdentity": {"id": "", "displayName": name if status == "success" else "",
-                               "identityType": identity_type, "details": {}},
+            "sourceSystem": {
+                "id": "0404601d-a9c0-4ec7-bbcd-02660120d8c9",
+                "displayName": "Azure Active Directory",
+                "details": {},
+            },
+            "targetSystem": {
+                "id": sp.id,
+                "displayName": sp.display_name,
+                "details": {
+                    "ApplicationId": sp.app_object_id,
+                    "ServicePrincipalId": sp.id,
+                    "ServicePrincipalDisplayName": sp.display_name,
+                },
+            },
+            "sourceIdentity": {
+                "id": source_id,
+                "displayName": name,
+                "identityType": identity_type,
+                "details": {},
+            },
+            "targetIdentity": {
+                "id": "",
+                "displayName": name if status == "success" else "",
+                "identityType": identity_type,
+                "details": {},
+            },
             "provisioningStatusInfo": status_info,
             "provisioningSteps": steps,
             "modifiedProperties": [
@@ -383,8 +445,9 @@ class Tenant:
             ],
         }
 
-    def _log_initial_cycle(self, sp: ServicePrincipal, job: Job, cycle: str, began: float,
-                           end: float) -> None:
+    def _log_initial_cycle(
+        self, sp: ServicePrincipal, job: Job, cycle: str, began: float, end: float
+    ) -> None:
         users, groups = job.template.entitled_users, job.template.entitled_groups
         total = users + groups
         # one entitled user in ten thousand-ish collides in the target: a realistic failure
@@ -396,20 +459,38 @@ class Tenant:
             failed = conflict and i == 0
             self.logs.append(
                 self._log_entry(
-                    sp, job, cycle, at, action="create", identity_type=kind, name=name,
+                    sp,
+                    job,
+                    cycle,
+                    at,
+                    action="create",
+                    identity_type=kind,
+                    name=name,
                     status="failure" if failed else "success",
-                    error=("EntryConflict",
-                           f"{sp.display_name} returned 409: a {kind.lower()} with the same "
-                           "name already exists.") if failed else None,
+                    error=(
+                        "EntryConflict",
+                        f"{sp.display_name} returned 409: a {kind.lower()} with the same "
+                        "name already exists.",
+                    )
+                    if failed
+                    else None,
                 )
             )
 
-    def _log_cycle_failure(self, sp: ServicePrincipal, job: Job, cycle: str, at: float,
-                           code: str, message: str) -> None:
+    def _log_cycle_failure(
+        self, sp: ServicePrincipal, job: Job, cycle: str, at: float, code: str, message: str
+    ) -> None:
         self.logs.append(
             self._log_entry(
-                sp, job, cycle, at, action="other", identity_type="Other",
-                name="Test connection", status="failure", error=(code, message),
+                sp,
+                job,
+                cycle,
+                at,
+                action="other",
+                identity_type="Other",
+                name="Test connection",
+                status="failure",
+                error=(code, message),
             )
         )
 
@@ -420,8 +501,10 @@ class Tenant:
         names = Counter((a.template.id, a.display_name) for a in live_apps)
         duplicates = sum(n - 1 for n in names.values() if n > 1)
         orphan_apps = [
-            a.id for a in live_apps
-            if a.sp_id is None or a.sp_id not in self.service_principals
+            a.id
+            for a in live_apps
+            if a.sp_id is None
+            or a.sp_id not in self.service_principals
             or self.service_principals[a.sp_id].deleted is not None
         ]
         orphan_sps = [s.id for s in live_sps if not s.jobs]
@@ -433,12 +516,9 @@ class Tenant:
             "deletedApplications": len(self.applications) - len(live_apps),
             "created": dict(self.created),
             "duplicates": duplicates,
-            "duplicateNames": sorted(
-                f"{name}" for (_t, name), n in names.items() if n > 1
-            )[:50],
+            "duplicateNames": sorted(f"{name}" for (_t, name), n in names.items() if n > 1)[:50],
             "orphanApplications": len(orphan_apps),
             "orphanServicePrincipals": len(orphan_sps),
             "jobStatus": dict(codes),
             "provisioningLogEntries": len(self.logs),
         }
-

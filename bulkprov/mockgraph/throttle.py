@@ -35,7 +35,9 @@ class TokenBucket:
 
     def refill(self, now: float) -> None:
         if now > self.updated:
-            self.level = min(self.limit, self.level + (now - self.updated) * self.limit / self.window)
+            self.level = min(
+                self.limit, self.level + (now - self.updated) * self.limit / self.window
+            )
             self.updated = now
 
     def shortfall_wait(self, cost: float) -> float:
@@ -87,8 +89,9 @@ class Throttler:
         bucket.refill(now)
         return bucket
 
-    def check(self, *, app_id: str, tenant_id: str, charge: Charge, now: float,
-              conn: int = 0) -> Verdict:
+    def check(
+        self, *, app_id: str, tenant_id: str, charge: Charge, now: float, conn: int = 0
+    ) -> Verdict:
         """Charge a request to its buckets, or throttle it. Nothing is charged on a 429."""
         s = self.settings
         if not s.enabled:
@@ -97,8 +100,9 @@ class Throttler:
         if charge.reports:
             scopes.append(
                 (
-                    self._bucket(("reports", app_id, tenant_id), s.reports_limit,
-                                 s.reports_window, now),
+                    self._bucket(
+                        ("reports", app_id, tenant_id), s.reports_limit, s.reports_window, now
+                    ),
                     1.0,
                     f"Tenant_Application/Reports/{app_id}/{tenant_id}",
                     "ResourceUnitLimitExceeded",
@@ -124,8 +128,9 @@ class Throttler:
             if charge.write:
                 scopes.append(
                     (
-                        self._bucket(("write", app_id, tenant_id), s.write_limit,
-                                     s.write_window, now),
+                        self._bucket(
+                            ("write", app_id, tenant_id), s.write_limit, s.write_window, now
+                        ),
                         1.0,
                         f"Tenant_Application/Write/{app_id}/{tenant_id}",
                         "WriteLimitExceeded",
@@ -133,8 +138,9 @@ class Throttler:
                 )
                 scopes.append(
                     (
-                        self._bucket(("app_write", app_id), s.app_write_limit,
-                                     s.app_write_window, now),
+                        self._bucket(
+                            ("app_write", app_id), s.app_write_limit, s.app_write_window, now
+                        ),
                         1.0,
                         f"Application/Write/{app_id}",
                         "WriteLimitExceeded",
@@ -142,8 +148,12 @@ class Throttler:
                 )
                 scopes.append(
                     (
-                        self._bucket(("tenant_write", tenant_id), s.tenant_write_limit,
-                                     s.tenant_write_window, now),
+                        self._bucket(
+                            ("tenant_write", tenant_id),
+                            s.tenant_write_limit,
+                            s.tenant_write_window,
+                            now,
+                        ),
                         1.0,
                         f"Tenant/Write/{tenant_id}",
                         "WriteLimitExceeded",
@@ -161,8 +171,7 @@ class Throttler:
                     retry_after=max(1, math.ceil(bucket.closed_until - now)),
                     scope=scope,
                     information=info,
-                    early_retry=(conn in bucket.informed
-                                 or now >= bucket.notified_at + self.grace),
+                    early_retry=(conn in bucket.informed or now >= bucket.notified_at + self.grace),
                     limit_percentage=100.0,
                 )
         for bucket, cost, scope, info in scopes:
@@ -193,7 +202,9 @@ def delivered(bucket: TokenBucket, now: float, conn: int) -> None:
     bucket.informed.add(conn)
 
 
-def resource_units(method: str, *, base: int = 1, select: bool = False, expand: bool = False) -> int:
+def resource_units(
+    method: str, *, base: int = 1, select: bool = False, expand: bool = False
+) -> int:
     """Graph's RU cost of a request: 1 (or ``base``), ``$select`` -1, ``$expand`` +1, min 1."""
     cost = base if method == "GET" else 1
     if select:
