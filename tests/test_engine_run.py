@@ -186,3 +186,34 @@ class TestOutcomes:
         assert tenant_stats(mock)["created"]["applications"] == 5
         # only the template lookup (and a token) went to Graph
         assert mock.stats()["requests"] - requests_before <= 3
+
+
+class TestCertificateCredential:
+    async def test_run_with_a_certificate_credential(self, mock: MockGraph,
+                                                     tmp_path: Path) -> None:
+        """A run authenticated with a certificate (one PEM with key and certificate) works:
+        MSAL signs a client assertion that the mock's token endpoint verifies."""
+        from bulkprov.client import GraphClient
+        from bulkprov.mockgraph.identity import make_client_certificate
+        from bulkprov.run import Runner
+        from bulkprov.settings import ClientSettings, Credential, RunSettings
+
+        from .enginekit import connection
+
+        key_pem, cert_pem, _thumb = make_client_certificate("bulkprov-test")
+        info = mock.info
+        assert info is not None
+        reg = mock.tokens.registration(info.tenant_id, info.client_id)
+        assert reg is not None
+        reg.add_certificate(cert_pem)
+        conn = connection(mock)
+        from dataclasses import replace
+
+        conn = replace(conn, credential=Credential(certificate_pem=key_pem + cert_pem))
+        manifest = aws_manifest(tmp_path / "m.csv", 2, start=False)
+        async with GraphClient(conn, ClientSettings(time_scale=mock.settings.time_scale)) as c:
+            result = await Runner(manifest=manifest, ledger_path=tmp_path / "l.jsonl", client=c,
+                                  settings=RunSettings(monitor=False)).run()
+            assert c.tokens.acquired == 1
+        assert result.statuses["done"] == 2
+        assert mock.stats()["tokensIssued"] == 1
