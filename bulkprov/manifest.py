@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ManifestError, Problem
+from .graphenums import SYNCHRONIZATION_SECRETS
 
 MAX_FIELD = 4096
 KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,127}$")
@@ -45,55 +46,8 @@ GUID_RE = re.compile(
 ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (Unicode Cc)
 
-#: Members of Graph's synchronizationSecret enumeration (v1.0).
-SECRET_KEYS = frozenset(
-    [
-        "UserName",
-        "Password",
-        "SecretToken",
-        "AppKey",
-        "BaseAddress",
-        "ClientIdentifier",
-        "ClientSecret",
-        "SingleSignOnType",
-        "Sandbox",
-        "Url",
-        "Domain",
-        "ConsumerKey",
-        "ConsumerSecret",
-        "TokenKey",
-        "TokenExpiration",
-        "Oauth2AccessToken",
-        "Oauth2AccessTokenCreationTime",
-        "Oauth2RefreshToken",
-        "SyncAll",
-        "InstanceName",
-        "Oauth2ClientId",
-        "Oauth2ClientSecret",
-        "CompanyId",
-        "UpdateKeyOnSoftDelete",
-        "SynchronizationSchedule",
-        "SystemOfRecord",
-        "SandboxName",
-        "EnforceDomain",
-        "SyncNotificationSettings",
-        "SkipOutOfScopeDeletions",
-        "Oauth2AuthorizationCode",
-        "Oauth2RedirectUri",
-        "ApplicationTemplateIdentifier",
-        "Oauth2TokenExchangeUri",
-        "Oauth2AuthorizationUri",
-        "AuthenticationType",
-        "Server",
-        "PerformInboundEntitlementGrants",
-        "HardDeletesEnabled",
-        "SyncAgentCompatibilityKey",
-        "SyncAgentADContainer",
-        "ValidateDomain",
-        "TestReferences",
-        "ConnectionString",
-    ]
-)
+#: Keys a manifest may give: Graph's synchronizationSecret members (but ``None``).
+SECRET_KEYS = frozenset(SYNCHRONIZATION_SECRETS) - {"None"}
 #: Keys whose values are settings rather than secrets: a plain value is fine for them.
 PLAIN_KEYS = frozenset(
     [

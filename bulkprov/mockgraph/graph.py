@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlencode
 
 import orjson
 
+from ..graphenums import SYNCHRONIZATION_SECRETS
 from . import catalog
 from .catalog import GalleryApp
 from .clock import ScaledClock
@@ -31,55 +32,7 @@ from .throttle import Charge, Throttler, delivered, resource_units
 
 JSON = dict[str, Any]
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-SECRET_KEYS = frozenset(
-    [
-        "None",
-        "UserName",
-        "Password",
-        "SecretToken",
-        "AppKey",
-        "BaseAddress",
-        "ClientIdentifier",
-        "ClientSecret",
-        "SingleSignOnType",
-        "Sandbox",
-        "Url",
-        "Domain",
-        "ConsumerKey",
-        "ConsumerSecret",
-        "TokenKey",
-        "TokenExpiration",
-        "Oauth2AccessToken",
-        "Oauth2AccessTokenCreationTime",
-        "Oauth2RefreshToken",
-        "SyncAll",
-        "InstanceName",
-        "Oauth2ClientId",
-        "Oauth2ClientSecret",
-        "CompanyId",
-        "UpdateKeyOnSoftDelete",
-        "SynchronizationSchedule",
-        "SystemOfRecord",
-        "SandboxName",
-        "EnforceDomain",
-        "SyncNotificationSettings",
-        "SkipOutOfScopeDeletions",
-        "Oauth2AuthorizationCode",
-        "Oauth2RedirectUri",
-        "ApplicationTemplateIdentifier",
-        "Oauth2TokenExchangeUri",
-        "Oauth2AuthorizationUri",
-        "AuthenticationType",
-        "Server",
-        "PerformInboundEntitlementGrants",
-        "HardDeletesEnabled",
-        "SyncAgentCompatibilityKey",
-        "SyncAgentADContainer",
-        "ValidateDomain",
-        "TestReferences",
-        "ConnectionString",
-    ]
-)
+SECRET_KEYS = frozenset(SYNCHRONIZATION_SECRETS)
 MASK = "*****"
 
 
