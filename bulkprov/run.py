@@ -25,7 +25,7 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .client import GraphClient
-from .errors import BulkProvError, GraphError, ManifestError, Problem, StepError
+from .errors import BulkProvError, ManifestError, Problem, StepError
 from .graph import Graph
 from .ledger import Ledger, Redactor
 from .manifest import Instance, ManifestSummary, iter_instances, validate
@@ -371,6 +371,3 @@ class Runner:
                 error=error.reason if error else None,
             )
 
-
-def graph_error_summary(err: GraphError) -> str:
-    return f"{err.status} {err.code}: {err.graph_message}"

@@ -849,15 +849,19 @@ class GraphService:
             raise not_found(object_id)
         return obj
 
-    async def h_get_deleted_item(self, ctx: Ctx, id: str) -> MockResponse:
-        obj = self._deleted(ctx, id)
+    def _render_deleted(self, ctx: Ctx, obj: Application | ServicePrincipal) -> JSON:
+        """A directory object as deletedItems returns it: typed with ``@odata.type``."""
         if isinstance(obj, Application):
             body = self.render_application(ctx, obj)
             body["@odata.type"] = "#microsoft.graph.application"
         else:
             body = self.render_service_principal(ctx, obj)
             body["@odata.type"] = "#microsoft.graph.servicePrincipal"
-        return MockResponse(200, body)
+        return body
+
+    async def h_get_deleted_item(self, ctx: Ctx, id: str) -> MockResponse:
+        obj = self._deleted(ctx, id)
+        return MockResponse(200, self._render_deleted(ctx, obj))
 
     async def h_purge_deleted_item(self, ctx: Ctx, id: str) -> MockResponse:
         self._deleted(ctx, id)
@@ -867,13 +871,7 @@ class GraphService:
     async def h_restore_deleted_item(self, ctx: Ctx, id: str) -> MockResponse:
         obj = self._deleted(ctx, id)
         obj.deleted = None
-        if isinstance(obj, Application):
-            body = self.render_application(ctx, obj)
-            body["@odata.type"] = "#microsoft.graph.application"
-        else:
-            body = self.render_service_principal(ctx, obj)
-            body["@odata.type"] = "#microsoft.graph.servicePrincipal"
-        return MockResponse(200, body)
+        return MockResponse(200, self._render_deleted(ctx, obj))
 
     # ------------------------------------------------------------------ synchronization
     async def h_list_sync_templates(self, ctx: Ctx, id: str) -> MockResponse:
