@@ -10,7 +10,7 @@ Records::
     {"type": "header", "version": 1, "manifest": ..., "graph": ..., "tenant": ..., "salt": ...}
     {"type": "run", "at": ..., "pid": ...}                       each time a run starts
     {"type": "step", "key": ..., "step": ..., "event": "start" | "done" | "error", ...}
-    {"type": "instance", "key": ..., "status": "done" | "failed" | "quarantined" | ...}
+    {"type": "instance", "t": ..., "key": ..., "status": "done" | "failed" | "quarantined" | ...}
 
 No secret value is ever written: credentials appear as their keys and a salted fingerprint.
 """

@@ -325,6 +325,7 @@ class Runner:
     ) -> None:
         record: JSON = {
             "type": "instance",
+            "t": round(time.time(), 3),
             "key": inst.key,
             "status": status,
             "displayName": inst.display_name,

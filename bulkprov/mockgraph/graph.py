@@ -12,7 +12,7 @@ import math
 import random
 import re
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -213,6 +213,8 @@ class GraphService:
         self._fault_rngs: dict[str, random.Random] = {}
         self.requests: defaultdict[str, Counter[int]] = defaultdict(Counter)
         self.counters: Counter[str] = Counter()
+        # when (Graph seconds) each 429 was answered: benchmarks plot them
+        self.throttle_log: deque[float] = deque(maxlen=100_000)
 
     # ------------------------------------------------------------------ settings at run time
     def apply_settings(self, settings: MockSettings) -> None:
@@ -324,6 +326,7 @@ class GraphService:
             )
             if not verdict.allowed:
                 self.counters["throttled"] += 1
+                self.throttle_log.append(round(now, 3))
                 if verdict.early_retry:
                     self.counters["early_retries"] += 1
                 elif verdict.bucket is None:  # sent before the client could know
@@ -1247,6 +1250,7 @@ class GraphService:
             "throttled": self.counters["throttled"],
             "earlyRetries": self.counters["early_retries"],
             "throttledInFlight": self.counters["throttled_in_flight"],
+            "throttledAt": list(self.throttle_log),
             "faults": {
                 k: v
                 for k, v in self.counters.items()

@@ -372,6 +372,7 @@ class MockGraph:
             elif action == "reset_stats":
                 self.service.requests.clear()
                 self.service.counters.clear()
+                self.service.throttle_log.clear()
             else:
                 raise ValueError(f"unknown action {action!r}")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:

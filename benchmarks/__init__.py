@@ -1,0 +1,1 @@
+"""bulkprov's benchmarks: the onboarding race, overhead, scale and soak (see README.md)."""

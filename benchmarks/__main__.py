@@ -1,0 +1,70 @@
+"""``python -m benchmarks {race,overhead,scale,soak,all}``: see benchmarks/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from . import report
+
+OUT = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    p.add_argument("which", choices=("race", "overhead", "scale", "soak", "all"))
+    p.add_argument("--n", type=int, default=None, help="instances (race, soak, overhead)")
+    p.add_argument("--time-scale", type=float, default=None,
+                   help="real seconds per Graph second for the race and soak (default 0.2)")
+    p.add_argument("--contenders", default=None, help="comma-separated subset")
+    p.add_argument("--sequential-budget", type=float, default=300.0,
+                   help="real seconds the sequential contender may run before it is stopped "
+                        "and its makespan projected from its pace")
+    p.add_argument("--sizes", default="1000,10000,100000", help="scale: manifest sizes")
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--work", type=Path, default=None, help="scratch directory")
+    args = p.parse_args(argv)
+    work = args.work or Path(tempfile.mkdtemp(prefix="bulkprov-bench-"))
+    which = ("race", "overhead", "scale", "soak") if args.which == "all" else (args.which,)
+    for w in which:
+        if w == "race":
+            from .race import CONTENDERS, race
+
+            res = race(
+                n=args.n or 1000,
+                time_scale=args.time_scale or 0.2,
+                work=work / "race",
+                contenders=tuple(args.contenders.split(",")) if args.contenders else CONTENDERS,
+                sequential_budget=args.sequential_budget,
+            )
+            md = report.race_md(res)
+            report.save(res, args.out, "race", md)
+            report.race_plot(res, args.out / "race.png")
+        elif w == "overhead":
+            from .overhead import overhead
+
+            res = overhead(n=args.n or 1000, work=work / "overhead")
+            md = report.overhead_md(res)
+            report.save(res, args.out, "overhead", md)
+        elif w == "scale":
+            from .scale import scale
+
+            res = scale(sizes=[int(s) for s in args.sizes.split(",")], work=work / "scale")
+            md = report.scale_md(res)
+            report.save(res, args.out, "scale", md)
+        elif w == "soak":
+            from .soak import soak
+
+            res = soak(n=args.n or 1000, time_scale=args.time_scale or 0.2, work=work / "soak")
+            md = report.soak_md(res)
+            report.save(res, args.out, "soak", md)
+        print(md)
+        print()
+    print(f"results in {args.out} (scratch: {work})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

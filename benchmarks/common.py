@@ -1,0 +1,295 @@
+"""What every benchmark needs: a mock Graph in its own process, client processes measured with
+``wait4`` (CPU seconds, peak RSS), manifests, and the lower bound from the mock's settings."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bulkprov.mockgraph.settings import (
+    DEFAULT_LATENCY,
+    MockSettings,
+    ReplicationSettings,
+    ThrottleSettings,
+)
+
+ROOT = Path(__file__).resolve().parent
+AWS = "AWS Single-Account Access"
+# AWS's documented example key pair: the mock validates the format of AWS credentials
+SECRET_ENV = {
+    "BENCH_AWS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
+    "BENCH_AWS_SECRET": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+}
+
+
+# ---------------------------------------------------------------------------------- mock
+@dataclass
+class Mock:
+    """A ``bulkprov mock-graph`` process, its info file and its HTTP control surface."""
+
+    proc: subprocess.Popen[bytes]
+    info_file: Path
+    info: dict[str, Any]
+    ctx: ssl.SSLContext
+
+    def _call(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            self.info["graph_url"] + path,
+            data=data,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, context=self.ctx, timeout=60) as resp:
+            return json.loads(resp.read())
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._call("/_mock/stats"))
+
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            parts = f.read().rsplit(")", 1)[1].split()
+        return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def mock_args(
+    *,
+    time_scale: float,
+    seed: int = 1406,
+    throttle: bool = True,
+    latency: bool = True,
+    replication: bool = True,
+    fault_rate: float = 0.0,
+    drop_rate: float = 0.0,
+    instantiate_404_rate: float = 0.0,
+    instantiate_timeout_rate: float = 0.0,
+) -> list[str]:
+    args = ["--time-scale", str(time_scale), "--seed", str(seed)]
+    if not throttle:
+        args.append("--no-throttle")
+    if not latency:
+        args.append("--no-latency")
+    if not replication:
+        args.append("--no-replication")
+    for flag, value in (
+        ("--fault-rate", fault_rate),
+        ("--drop-rate", drop_rate),
+        ("--instantiate-404-rate", instantiate_404_rate),
+        ("--instantiate-timeout-rate", instantiate_timeout_rate),
+    ):
+        if value:
+            args += [flag, str(value)]
+    return args
+
+
+@contextlib.contextmanager
+def mock_process(workdir: Path, args: Sequence[str]) -> Iterator[Mock]:
+    """Start ``bulkprov mock-graph`` with ``args`` on a free port; stop it on exit."""
+    info_file = workdir / "mock-info.json"
+    info_file.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bulkprov.cli", "mock-graph", "--port", "0",
+         "--info-file", str(info_file), "--state-dir", str(workdir / "mock-state"), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not info_file.exists() or not info_file.stat().st_size:
+            if proc.poll() is not None:
+                raise RuntimeError(f"mock exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("mock did not start within 60 s")
+            time.sleep(0.05)
+        time.sleep(0.05)
+        info = json.loads(info_file.read_text())
+        ctx = ssl.create_default_context(cafile=info["ca_file"])
+        yield Mock(proc, info_file, info, ctx)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def mock_settings(time_scale: float, **kw: Any) -> MockSettings:
+    """The MockSettings that :func:`mock_args` gives the mock process (for the lower bound)."""
+    return MockSettings(
+        time_scale=time_scale,
+        throttle=ThrottleSettings(enabled=kw.get("throttle", True)),
+        replication=ReplicationSettings(enabled=kw.get("replication", True)),
+    )
+
+
+# ------------------------------------------------------------------------ client processes
+@dataclass
+class Measured:
+    """One client process: what ``wait4`` says of it, and how long it ran."""
+
+    returncode: int
+    wall: float
+    cpu: float  # user + system seconds of the process and its children
+    max_rss_mb: float
+    timed_out: bool = False
+    stderr_tail: str = ""
+
+
+def run_measured(
+    cmd: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+    stdout: Path | None = None,
+) -> Measured:
+    """Run ``cmd``, return its wall time, CPU seconds and peak RSS (from ``wait4``).
+
+    On ``timeout`` the process gets SIGINT (a clean stop: contenders write what they finished
+    as they go), then SIGKILL 30 s later.
+    """
+    full_env = {**os.environ, **(env or {})}
+    with tempfile.TemporaryFile() as err, open(stdout or os.devnull, "wb") as out:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, env=full_env, cwd=cwd, stdout=out, stderr=err)
+        timed_out = False
+        status = rusage = None
+        while True:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if timeout is not None and time.monotonic() - t0 > timeout and not timed_out:
+                timed_out = True
+                proc.send_signal(signal.SIGINT)
+                kill_at = time.monotonic() + 30
+            if timed_out and time.monotonic() > kill_at:
+                proc.kill()
+            time.sleep(0.02)
+        wall = time.monotonic() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        tail = err.read().decode(errors="replace")[-2000:]
+    return Measured(
+        returncode=proc.returncode,
+        wall=wall,
+        cpu=rusage.ru_utime + rusage.ru_stime,
+        max_rss_mb=rusage.ru_maxrss / 1024,
+        timed_out=timed_out,
+        stderr_tail=tail,
+    )
+
+
+# ------------------------------------------------------------------------------ manifests
+def write_manifest(path: Path, n: int, *, prefix: str = "bench") -> Path:
+    """``n`` AWS Single-Account Access instances, credentials from the environment."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["key", "displayName", "template", "cred.ClientSecret", "cred.SecretToken"])
+        for i in range(n):
+            acct = f"{100000000000 + i * 7919:012d}"
+            w.writerow([f"{prefix}-{acct}", f"AWS {acct}", AWS,
+                        "env:BENCH_AWS_KEY_ID", "env:BENCH_AWS_SECRET"])
+    return path
+
+
+def read_manifest_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ---------------------------------------------------------------------------- lower bound
+#: The seed's setup sequence, one instance: (route class, writes) of each sequential call.
+SETUP_CALLS = (
+    ("instantiate", 1),
+    ("directory_read", 0),  # the first read-back that succeeds after replication
+    ("sync_templates", 0),
+    ("job_create", 1),
+    ("validate", 1),
+    ("secrets", 1),
+    ("job_control", 1),
+)
+
+
+@dataclass
+class LowerBound:
+    """The shortest makespan Graph allows, in Graph seconds, and what it is made of."""
+
+    n: int
+    critical_path: float
+    write_bound: float
+    ru_bound: float
+    value: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.value = max(self.critical_path, self.write_bound, self.ru_bound)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def lower_bound(n: int, settings: MockSettings) -> LowerBound:
+    """The larger of latency's floor and the quotas' floor for ``n`` instances.
+
+    Critical path: the sequential calls of one instance, each at its shortest service time
+    (latency x (1 - jitter)), plus the shortest replication delay. Quotas: token buckets that
+    start full (a burst of ``limit``) and refill at ``limit / window``; the last instance's
+    last write cannot be sent before the bucket holds its token, and it still takes the
+    shortest service time of a ``start`` call. Same for resource units (one per call).
+    """
+    lat = settings.latency
+    per = lat.per_route if lat.enabled else {}
+    floor = 1 - lat.jitter if lat.enabled else 0.0
+
+    def t(route: str) -> float:
+        return per.get(route, DEFAULT_LATENCY[route] if lat.enabled else 0.0) * floor
+
+    repl = settings.replication.min_delay if settings.replication.enabled else 0.0
+    cp = sum(t(r) for r, _ in SETUP_CALLS) + repl
+    thr = settings.throttle
+    tail = t("job_control")
+    writes = n * sum(w for _, w in SETUP_CALLS)
+    calls = n * len(SETUP_CALLS)
+    if thr.enabled:
+        burst_w = thr.write_limit if thr.start_full else 0
+        wb = max(0.0, (writes - burst_w) * thr.write_window / thr.write_limit) + tail
+        burst_r = thr.effective_ru_limit if thr.start_full else 0
+        rb = max(0.0, (calls - burst_r) * thr.ru_window / thr.effective_ru_limit) + tail
+    else:
+        wb = rb = 0.0
+    return LowerBound(n=n, critical_path=cp, write_bound=wb, ru_bound=rb)
+
+
+def bench_env() -> dict[str, str]:
+    """Environment for client processes: the secrets the manifest references."""
+    return dict(SECRET_ENV)
+
+
+def ledger_timeline(ledger: Path) -> tuple[list[tuple[float, str, str]], float | None]:
+    """(wall time, key, status) of every instance record, and the run's start time."""
+    events: list[tuple[float, str, str]] = []
+    start = None
+    with ledger.open("rb") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("type") == "run" and start is None:
+                start = rec.get("t")
+            if rec.get("type") == "instance":
+                events.append((rec["t"], rec["key"], rec["status"]))
+    return events, start

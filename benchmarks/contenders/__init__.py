@@ -1,0 +1,1 @@
+"""The programs a benchmark runs as client processes: bulkprov itself is run by its CLI."""
