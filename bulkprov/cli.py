@@ -200,6 +200,47 @@ def build_parser() -> argparse.ArgumentParser:
     add_mock_options(plan)
     plan.set_defaults(func=cmd_plan)
 
+    export = sub.add_parser(
+        "export",
+        help="write a tenant's provisioning set-up as a manifest another tenant can run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Read the source tenant (no writes) and write, for every service principal "
+        "that has a synchronization job:\n\n"
+        "  OUT/manifest.json       one instance per app (its first job): gallery template,\n"
+        "                          display name,"
+        " synchronization template, schedule, job settings,\n"
+        "                          whether it runs,"
+        " and credentials as env:VAR references\n"
+        "  OUT/schemas/<key>.json  the job's synchronization schema (mappings, scoping\n"
+        "                          filters, directories), PUT onto the new job by `run`\n"
+        "  OUT/secrets.env         the variables the credentials refer to, to fill in:\n"
+        "                          Graph never returns secret values\n\n"
+        "Then, against the target tenant: `bulkprov plan OUT/manifest.json` (refuses until "
+        "every secret variable is set) and `bulkprov run OUT/manifest.json --ledger ...`.",
+    )
+    export.add_argument("--out", type=Path, required=True, help="directory to write (created)")
+    export.add_argument(
+        "--template", default=None, help="only apps of this gallery template (display name or id)"
+    )
+    export.add_argument(
+        "--name",
+        default=None,
+        help="only apps whose display name contains this text (case-insensitive), or matches "
+        "it as a glob when it has * ? or [",
+    )
+    export.add_argument(
+        "--ids-file",
+        type=Path,
+        default=None,
+        help="only the service principals listed in this file (object ids or appIds, one a line)",
+    )
+    export.add_argument(
+        "--force", action="store_true", help="write into an --out directory that has a manifest"
+    )
+    add_connection_options(export)
+    add_mock_options(export)
+    export.set_defaults(func=cmd_export)
+
     status = sub.add_parser("status", help="summarise a ledger, per step and per instance")
     status.add_argument("ledger", type=Path)
     status.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -315,6 +356,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .commands import cmd_plan as plan
 
     return plan(args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .commands import cmd_export as export
+
+    return export(args)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

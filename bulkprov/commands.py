@@ -1,4 +1,4 @@
-"""The ``run``, ``plan`` and ``status`` commands."""
+"""The ``run``, ``plan``, ``export`` and ``status`` commands."""
 
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 async with limiter:
                     st = replay.instances.get(inst.key) if replay else None
                     if st is not None and st.finished:
-                        row["action"] = f"already {st.status}"
+                        row["action"] = str(st.status)  # done | quarantined (in the ledger)
                         return
                     if st is not None and st.ids.get("applicationId"):
                         row["action"] = "resume"
@@ -194,6 +194,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
                     apps = [a for a in apps if a["id"] not in claimed]
                     if not apps:
                         row["action"] = "create"
+                        other = await _other_template(graph, inst.display_name, tpl.id)
+                        if other:
+                            row["action"] = "conflict"
+                            row["note"] = other
                     elif len(apps) == 1:
                         row["action"] = "adopt" if args.on_existing == "adopt" else "conflict"
                         row["applicationId"] = apps[0]["id"]
@@ -212,6 +216,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                         "template": templates[inst.template].display_name,
                         "templateId": templates[inst.template].id,
                         "start": inst.start,
+                        "schema": inst.schema_file.name if inst.schema_file else None,
                     }
                     rows.append(row)
                     tg.start_soon(one, inst, row)
@@ -229,7 +234,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             title=f"plan for {args.manifest}: "
             + ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
         )
-        for col in ("instance", "line", "displayName", "template", "action", "note"):
+        for col in ("instance", "line", "displayName", "template", "schema", "action", "note"):
             table.add_column(col, overflow="fold")
         for r in rows[:25]:
             table.add_row(
@@ -237,6 +242,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 r["where"].rsplit(":", 1)[-1],
                 r["displayName"],
                 r["template"],
+                "yes" if r["schema"] else "",
                 r["action"],
                 r.get("note", ""),
             )
@@ -244,6 +250,59 @@ def cmd_plan(args: argparse.Namespace) -> int:
             table.caption = f"... {len(rows) - 25} more (--json lists all)"
         console.print(table)
     return EXIT_FAILED if counts.get("conflict") else EXIT_OK
+
+
+async def _other_template(graph: Graph, display_name: str, template_id: str) -> str | None:
+    """Why an application of this name blocks the instance (it comes from another template)."""
+    others = [
+        a
+        for a in await graph.applications_named(display_name)
+        if a.get("applicationTemplateId") != template_id
+    ]
+    if not others:
+        return None
+    tpl = others[0].get("applicationTemplateId") or "no gallery template"
+    return (
+        f"an application named {display_name!r} exists from another template ({tpl}, "
+        f"application {others[0].get('id')})"
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import ExportFilter, export, read_ids_file
+
+    configure(console_level="warning")
+    console = _stderr()
+    out: Path = args.out
+    if (out / "manifest.json").exists() and not args.force:
+        raise ConfigError(f"{out / 'manifest.json'} exists; pass --force to overwrite it")
+    flt = ExportFilter(
+        template=args.template,
+        name=args.name,
+        ids=read_ids_file(args.ids_file) if args.ids_file else None,
+    )
+
+    async def main() -> Any:
+        async with (
+            target(args) as tgt,
+            GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client,
+        ):
+            source = f"tenant {tgt.conn.tenant_id} ({tgt.label})"
+            return await export(Graph(client), out, flt, source=source)
+
+    result = anyio.run(main)
+    console.print(
+        f"bulkprov: exported {len(result.instances)} instances "
+        f"({result.scanned} gallery service principals matched) to {result.manifest}"
+    )
+    for name, why in result.skipped:
+        console.print(f"  note: {name}: {why}")
+    if result.variables:
+        console.print(
+            f"  {len(result.variables)} secret references to fill in: see {out / 'secrets.env'} "
+            "(plan and run refuse the manifest until every variable is set)"
+        )
+    return EXIT_OK
 
 
 def status_summary(replay: ledger_mod.Replay) -> dict[str, Any]:

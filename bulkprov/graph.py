@@ -109,6 +109,27 @@ class Graph:
             found.extend(page)
         return found
 
+    async def applications_named(self, display_name: str) -> list[JSON]:
+        """Every application with this display name, whatever its template."""
+        found: list[JSON] = []
+        params = {
+            "$filter": f"displayName eq {odata_string(display_name)}",
+            "$select": "id,appId,displayName,applicationTemplateId",
+        }
+        async for page in self.client.pages("/applications", params=params):
+            found.extend(page)
+        return found
+
+    async def service_principals(self, template_id: str | None = None) -> list[JSON]:
+        """The service principals of the tenant (of one gallery template, if given)."""
+        params = {"$select": "id,appId,displayName,applicationTemplateId"}
+        if template_id is not None:
+            params["$filter"] = f"applicationTemplateId eq {odata_string(template_id)}"
+        found: list[JSON] = []
+        async for page in self.client.pages("/servicePrincipals", params=params):
+            found.extend(page)
+        return found
+
     async def service_principal_by_app_id(self, app_id: str) -> JSON:
         resp = await self.client.request(
             "GET",
@@ -154,11 +175,35 @@ class Graph:
             out.extend(page)
         return out
 
-    async def create_job(self, sp_id: str, template_id: str) -> JSON:
+    async def create_job(
+        self, sp_id: str, template_id: str, settings: list[JSON] | None = None
+    ) -> JSON:
+        body: JSON = {"templateId": template_id}
+        if settings:
+            body["synchronizationJobSettings"] = settings
         resp = await self.client.request(
-            "POST", f"{self._sync(sp_id)}/jobs", json={"templateId": template_id}, idempotent=False
+            "POST", f"{self._sync(sp_id)}/jobs", json=body, idempotent=False
         )
         return _entity(resp, "id")
+
+    async def job_schema(self, sp_id: str, job_id: str) -> JSON:
+        resp = await self.client.request(
+            "GET", f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}/schema"
+        )
+        return _entity(resp)
+
+    async def put_job_schema(self, sp_id: str, job_id: str, schema: JSON) -> None:
+        await self.client.request(
+            "PUT", f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}/schema", json=schema
+        )
+
+    async def secret_keys(self, sp_id: str) -> list[str]:
+        """The keys of the saved secrets (Graph never returns their values)."""
+        resp = await self.client.request("GET", f"{self._sync(sp_id)}/secrets")
+        body = resp.body if isinstance(resp.body, dict) else {}
+        return [
+            str(i["key"]) for i in body.get("value") or [] if isinstance(i, dict) and i.get("key")
+        ]
 
     async def job(self, sp_id: str, job_id: str) -> JSON:
         resp = await self.client.request(

@@ -10,6 +10,12 @@ One instance is::
     validate      validate the credentials before saving them (default true)
     profile       connection profile (optional)
     credentials   synchronizationSecret key -> reference: env:VAR, file:PATH, literal:VALUE
+    schema        a synchronizationSchema JSON file (relative to the manifest) PUT onto the job
+    schedule      the job's schedule in the source tenant: {"interval": "PT40M", "state": ...}
+    jobSettings   synchronizationJobSettings for the new job: [{"name": ..., "value": ...}]
+
+``schema``, ``schedule`` and ``jobSettings`` come from ``bulkprov export``; ``schedule`` and
+``jobSettings`` are JSON/JSONL only, ``schema`` may also be a CSV column.
 
 In CSV, credentials are columns ``cred.<Key>`` (``cred.ClientSecret``, ``cred.BaseAddress``);
 in JSON and JSONL an object ``"credentials": {"ClientSecret": "env:AWS_KEY_ID_1"}``. Secret
@@ -29,7 +35,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,7 +80,23 @@ PLAIN_KEYS = frozenset(
         "UserName",
     ]
 )
-FIELDS = ("key", "displayName", "template", "syncTemplate", "start", "validate", "profile")
+FIELDS = (
+    "key",
+    "displayName",
+    "template",
+    "syncTemplate",
+    "start",
+    "validate",
+    "profile",
+    "schema",
+    "schedule",
+    "jobSettings",
+)
+JSON_ONLY = frozenset({"schedule", "jobSettings"})
+SCHEDULE_STATES = frozenset({"Active", "Disabled", "Paused"})  # synchronizationScheduleState
+DURATION_RE = re.compile(
+    r"^-?P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$"
+)
 REQUIRED = ("key", "displayName", "template")
 TRUE = frozenset({"true", "yes", "1", "y"})
 FALSE = frozenset({"false", "no", "0", "n"})
@@ -146,6 +168,9 @@ class Instance:
     profile: str | None
     file: str
     line: int
+    schema_file: Path | None = None  # the schema to PUT onto the job (resolved path)
+    schedule: tuple[tuple[str, str], ...] = ()  # (name, value) of synchronizationSchedule
+    job_settings: tuple[tuple[str, str], ...] = ()  # synchronizationJobSettings
 
     @property
     def where(self) -> str:
@@ -240,6 +265,9 @@ def _csv_records(
     header = [h.strip() for h in header]
     problems = []
     for i, column in enumerate(header):
+        if column in JSON_ONLY:
+            problems.append(Problem(name, 1, column, "is only allowed in JSON and JSONL manifests"))
+            continue
         if column in FIELDS or (column.startswith("cred.") and column[5:] in SECRET_KEYS):
             continue
         if column.startswith("cred."):
@@ -491,6 +519,7 @@ def build_instance(
             "are required to validate or start the job (set start and validate "
             "to false to only create the app and job)",
         )
+    schema_file, schedule, job_settings = _migration_fields(record, base_dir, bad, check_refs)
     if problems:
         return None, problems
     assert strings["key"] and strings["displayName"] and strings["template"]
@@ -505,7 +534,78 @@ def build_instance(
         profile=strings["profile"],
         file=name,
         line=line,
+        schema_file=schema_file,
+        schedule=schedule,
+        job_settings=job_settings,
     ), []
+
+
+def _migration_fields(
+    record: dict[str, Any],
+    base_dir: Path,
+    bad: Callable[[str | None, str], None],
+    check_files: bool,
+) -> tuple[Path | None, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """``schema``, ``schedule`` and ``jobSettings`` of a record (written by ``export``)."""
+    from . import schema as schema_mod
+
+    schema_file: Path | None = None
+    raw = record.get("schema")
+    if isinstance(raw, str) and raw.strip():
+        schema_file = Path(raw.strip())
+        if not schema_file.is_absolute():
+            schema_file = base_dir / schema_file
+        if check_files:
+            try:
+                schema_mod.load(schema_file)
+            except ValueError as exc:
+                bad("schema", str(exc))
+    elif raw is not None and raw != "":
+        bad("schema", f"must be the path of a schema file, got {type(raw).__name__}")
+    schedule: list[tuple[str, str]] = []
+    raw = record.get("schedule")
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            if k == "interval":
+                if not isinstance(v, str) or not DURATION_RE.match(v):
+                    bad(
+                        "schedule.interval",
+                        f"must be an ISO 8601 duration such as PT40M, got {v!r}",
+                    )
+                    continue
+            elif k == "state":
+                if v not in SCHEDULE_STATES:
+                    bad("schedule.state", f"must be one of {', '.join(sorted(SCHEDULE_STATES))}")
+                    continue
+            elif k == "expiration":
+                if v is not None and not isinstance(v, str):
+                    bad("schedule.expiration", "must be a date-time string or null")
+                    continue
+                if v is None:
+                    continue
+            else:
+                bad(f"schedule.{k}", "is not a property of synchronizationSchedule")
+                continue
+            schedule.append((k, str(v)))
+    elif raw is not None:
+        bad("schedule", 'must be an object such as {"interval": "PT40M", "state": "Active"}')
+    settings: list[tuple[str, str]] = []
+    raw = record.get("jobSettings")
+    if isinstance(raw, list):
+        for i, item in enumerate(raw):
+            if (
+                not isinstance(item, dict)
+                or set(item) != {"name", "value"}
+                or not isinstance(item["name"], str)
+                or not item["name"]
+                or not isinstance(item["value"], str)
+            ):
+                bad(f"jobSettings[{i}]", 'must be {"name": string, "value": string}')
+                continue
+            settings.append((item["name"], item["value"]))
+    elif raw is not None:
+        bad("jobSettings", 'must be a list of {"name": ..., "value": ...}')
+    return schema_file, tuple(schedule), tuple(settings)
 
 
 def _parse_ref(key: str, value: str, base_dir: Path) -> CredentialRef:

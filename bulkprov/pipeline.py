@@ -1,7 +1,13 @@
 """One instance through the seed's steps, each idempotent and resumable from the ledger.
 
-    instantiate -> replicate -> sync_template -> job -> validate -> secrets -> start
-        -> monitor -> logs
+    instantiate -> replicate -> sync_template -> job -> schema -> validate -> secrets
+        -> start -> monitor -> logs
+
+*schema* (only for an instance with a ``schema`` file, as ``bulkprov export`` writes them)
+replaces the new job's synchronization schema before the job is validated or started, then
+reads it back and fails the instance, naming the first differing path, unless Graph holds
+exactly what the file says (ids Graph assigns aside). A PUT replaces the whole schema, so the
+step is simply repeated on a resumed run.
 
 *instantiate* never re-POSTs blindly. Graph may answer 404 or time out although it created the
 application (terraform-azuread #1406), so before every POST, and after every POST whose answer
@@ -23,6 +29,7 @@ import anyio
 import orjson
 import structlog
 
+from . import schema as schema_mod
 from .errors import (
     BulkProvError,
     GraphError,
@@ -40,7 +47,16 @@ log = structlog.get_logger("bulkprov.pipeline")
 T = TypeVar("T")
 JSON = dict[str, Any]
 
-SETUP_STEPS = ("instantiate", "replicate", "sync_template", "job", "validate", "secrets", "start")
+SETUP_STEPS = (
+    "instantiate",
+    "replicate",
+    "sync_template",
+    "job",
+    "schema",
+    "validate",
+    "secrets",
+    "start",
+)
 ALL_STEPS = (*SETUP_STEPS, "monitor", "logs")
 
 
@@ -206,6 +222,8 @@ class Pipeline:
             ("sync_template", lambda: self.sync_template(out)),
             ("job", lambda: self.job(out)),
         ]
+        if inst.schema_file is not None:
+            steps.append(("schema", lambda: self.schema(out)))
         if inst.validate:
             steps.append(("validate", lambda: self.validate(out)))
         if inst.credentials:
@@ -401,6 +419,7 @@ class Pipeline:
     async def job(self, out: Outcome) -> JSON:
         sp_id = out.state.ids["servicePrincipalId"]
         template_id = out.state.ids.get("templateId") or self._template_from_ledger(out)
+        settings = [{"name": n, "value": v} for n, v in out.inst.job_settings] or None
         since = time.monotonic()
         for _ in range(3):
             jobs = await self._replicated(
@@ -412,7 +431,7 @@ class Pipeline:
             try:
                 job = await self._replicated(
                     "the new service principal (create job)",
-                    lambda: self.graph.create_job(sp_id, template_id),
+                    lambda: self.graph.create_job(sp_id, template_id, settings),
                     since,
                 )
             except (TransportError, GraphError) as err:
@@ -421,6 +440,38 @@ class Pipeline:
                 continue  # the answer was lost: list again before creating again
             return {"jobId": job["id"], "status": (job.get("status") or {}).get("code")}
         raise StepError(out.inst.key, "job", "could not create the synchronization job")
+
+    async def schema(self, out: Outcome) -> JSON:
+        """PUT the instance's schema file onto its job, then prove Graph holds the same."""
+        inst = out.inst
+        sp_id, job_id = out.state.ids["servicePrincipalId"], out.state.ids["jobId"]
+        assert inst.schema_file is not None
+        try:
+            wanted = schema_mod.load(inst.schema_file)
+        except ValueError as exc:
+            raise StepError(inst.key, "schema", str(exc), code="BadSchemaFile") from None
+        since = time.monotonic()
+        current = await self._replicated(
+            "the job (schema)", lambda: self.graph.job_schema(sp_id, job_id), since
+        )
+        body = schema_mod.for_put(wanted, current)
+        await self._replicated(
+            "the job (put schema)",
+            lambda: self.graph.put_job_schema(sp_id, job_id, body),
+            since,
+        )
+        got = await self.graph.job_schema(sp_id, job_id)
+        diff = schema_mod.first_difference(schema_mod.normalise(wanted), schema_mod.normalise(got))
+        if diff is not None:
+            path, exported, actual = diff
+            raise StepError(
+                inst.key,
+                "schema",
+                f"the schema read back differs from {inst.schema_file.name} at {path}: "
+                f"the file has {_short(exported)}, Graph has {_short(actual)}",
+                code="SchemaMismatch",
+            )
+        return schema_mod.summary(wanted)
 
     def _template_from_ledger(self, out: Outcome) -> str:
         final = out.state.final or {}
@@ -536,6 +587,11 @@ class Pipeline:
             if self.stop.is_set():
                 raise _Interrupted
             await self.sleep(self.settings.monitor_interval)
+
+
+def _short(value: Any) -> str:
+    text = orjson.dumps(value).decode() if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 class _Interrupted(BulkProvError):

@@ -26,6 +26,7 @@ from .catalog import GalleryApp
 from .clock import ScaledClock
 from .identity import TokenClaims, TokenService
 from .odata import FilterError, FilterSpec, parse_filter
+from .schemacheck import SchemaBodyError, check_schema
 from .settings import MockSettings
 from .state import Application, Job, ServicePrincipal, Tenant
 from .throttle import Charge, Throttler, delivered, resource_units
@@ -951,7 +952,24 @@ class GraphService:
                 "BadRequest",
                 f"The template id '{template_id}' is not valid for this application.",
             )
+        settings = body.get("synchronizationJobSettings")
+        if settings is not None and (
+            not isinstance(settings, list)
+            or not all(
+                isinstance(i, dict) and isinstance(i.get("name"), str) and "value" in i
+                for i in settings
+            )
+        ):
+            raise GraphError(
+                400,
+                "BadRequest",
+                "The property 'synchronizationJobSettings' must be an array of name/value pairs.",
+            )
         job = ctx.tenant.create_job(sp, t, ctx.now)
+        for item in settings or []:
+            value = "" if item["value"] is None else str(item["value"])
+            job.settings = [(n, v) for n, v in job.settings if n != item["name"]]
+            job.settings.append((item["name"], value))
         body = {
             "@odata.context": self._context(
                 ctx, f"servicePrincipals('{sp.id}')/synchronization/jobs/$entity"
@@ -1076,18 +1094,10 @@ class GraphService:
     async def h_put_schema(self, ctx: Ctx, id: str, jobId: str) -> MockResponse:
         _sp, job = self._job(ctx, id, jobId)
         body = self._json_body(ctx)
-        for key in ("synchronizationRules", "directories"):
-            if key in body and not isinstance(body[key], list):
-                raise GraphError(400, "BadRequest", f"The property '{key}' must be an array.")
-        unknown = set(body) - {"id", "version", "synchronizationRules", "directories"}
-        unknown = {k for k in unknown if "@odata." not in k}
-        if unknown:
-            raise GraphError(
-                400,
-                "BadRequest",
-                f"Property '{sorted(unknown)[0]}' does not exist on type "
-                "'microsoft.graph.synchronizationSchema'.",
-            )
+        try:
+            check_schema(body)
+        except SchemaBodyError as exc:
+            raise GraphError(400, "BadRequest", str(exc)) from None
         schema = {k: v for k, v in body.items() if "@odata." not in k}
         schema["id"] = job.id
         job.schema = schema
