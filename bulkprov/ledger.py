@@ -195,9 +195,12 @@ def replay_lines(lines: Iterable[bytes]) -> Replay:
                 # its objects are deleted: what the ledger knew of them no longer holds
                 fresh = InstanceState(key, status=st.status, final=rec, removed=st.removed)
                 states[key] = fresh
-        elif kind == "cleanup":
-            if rec.get("event") in ("done", "gone") and isinstance(rec.get("id"), str):
-                st.removed.add((str(rec.get("object")), rec["id"]))
+        elif (
+            kind == "cleanup"
+            and rec.get("event") in ("done", "gone")
+            and isinstance(rec.get("id"), str)
+        ):
+            st.removed.add((str(rec.get("object")), rec["id"]))
     return Replay(header, states, runs, torn, commands)
 
 
