@@ -96,11 +96,13 @@ def _print_plan(console: Console, p: cleanup_mod.CleanupPlan, *, full: bool) -> 
 
 
 def _confirm(console: Console) -> bool:
-    console.print("Delete them? [y/N] ", end="")
+    console.print("Delete them? [y/N] ", end="", markup=False)
     try:
         answer = sys.stdin.readline()
     except (OSError, ValueError):
-        return False
+        answer = ""
+    if not sys.stdin.isatty():
+        console.print(answer.strip(), markup=False)  # what a pipe answered, for the record
     return answer.strip().lower() in ("y", "yes")
 
 
