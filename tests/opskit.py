@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -132,5 +133,5 @@ async def cli(mock: MockGraph, tmp: Path, *args: str,
         write_info(info_file, mock.info)
     proc = await anyio.run_process(
         [sys.executable, "-m", "bulkprov.cli", *args, "--mock-info", str(info_file)],
-        input=stdin, check=False)
+        input=stdin, check=False, env={**os.environ, "COLUMNS": "240"})
     return proc.returncode, proc.stdout.decode(), proc.stderr.decode()

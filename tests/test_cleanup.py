@@ -186,7 +186,7 @@ class TestCommand:
                          monitor=False)
         during = await snapshot(graph)
         size = ledger.stat().st_size
-        code, out, err = await cli(mock, tmp_path, "cleanup", str(ledger), stdin=b"n\n")
+        code, _out, err = await cli(mock, tmp_path, "cleanup", str(ledger), stdin=b"n\n")
         assert code == 1, err
         assert "7 jobs, 7 service principals, 7 applications" in err
         assert "AWS acct 00000" in err and "and 2 more instances" in err
@@ -195,7 +195,7 @@ class TestCommand:
         assert await snapshot(graph) == during
         assert ledger.stat().st_size == size
 
-        code, out, err = await cli(mock, tmp_path, "cleanup", str(ledger), "--dry-run")
+        code, _out, err = await cli(mock, tmp_path, "cleanup", str(ledger), "--dry-run")
         assert code == 0 and "AWS acct 00006" in err and "dry run" in err
         assert deletes(mock) == {}
 
