@@ -229,3 +229,21 @@ class TestCommand:
         assert "records a run against tenant '00000000-0000-0000-0000-000000000001'" in err
         assert deletes(mock) == {}
         assert tenant_stats(mock)["applications"] == 1
+
+
+async def test_run_after_cleanup_sets_the_instances_up_anew(
+        mock: MockGraph, graph: PlainGraph, tmp_path: Path) -> None:
+    """A removed instance is not finished: running the manifest again with the same ledger
+    creates its objects anew instead of reusing the deleted ids."""
+    ledger, manifest = tmp_path / "l.jsonl", aws_manifest(tmp_path / "m.csv", 2, start=False)
+    await run_engine(mock, manifest, ledger, monitor=False)
+    old = {k: s.ids["applicationId"] for k, s in ledger_mod.read(ledger).instances.items()}
+    await cleanup(mock, ledger)
+    result = await run_engine(mock, manifest, ledger, monitor=False)
+    assert result.statuses["done"] == 2 and result.skipped == 0
+    new = {k: s.ids["applicationId"] for k, s in ledger_mod.read(ledger).instances.items()}
+    assert set(new) == set(old) and not set(new.values()) & set(old.values())
+    assert sorted(new.values()) == (await snapshot(graph))["applications"]
+    # and a cleanup after that deletes the new ones
+    _plan, done = await cleanup(mock, ledger)
+    assert done.deleted["application"] == 2 and (await snapshot(graph))["applications"] == []
