@@ -246,7 +246,122 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the summary as JSON")
     status.add_argument("--all", action="store_true", help="list every instance")
     status.set_defaults(func=cmd_status)
+
+    cleanup = sub.add_parser(
+        "cleanup",
+        help="delete what a run created",
+        description="Delete the synchronization jobs, service principals and applications "
+        "that the run(s) recorded in LEDGER created, in reverse order (job, service "
+        "principal, application). Applications the run adopted are kept (only the jobs the "
+        "run created on them are deleted) unless --include-adopted. Lists what it will "
+        "delete (counts and the first names) and asks for confirmation unless --yes. Every "
+        "deletion is recorded in the same ledger: a second cleanup does nothing, and one "
+        "that was interrupted finishes the rest; a 404 counts as already deleted. Deleted "
+        "applications stay restorable in /directory/deletedItems for 30 days unless "
+        "--purge. Connects like `run`; the ledger's tenant and Graph must match. Exit "
+        "codes: 0 done (or nothing to do, or --dry-run), 1 some deletion failed or not "
+        "confirmed, 2 bad input, 130 interrupted.",
+    )
+    cleanup.add_argument("ledger", type=Path, help="the JSONL ledger a run wrote")
+    cleanup.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    cleanup.add_argument(
+        "--dry-run", action="store_true", help="list every object it would delete; delete nothing"
+    )
+    cleanup.add_argument(
+        "--include-adopted",
+        action="store_true",
+        help="also delete the applications (and service principals) the run adopted",
+    )
+    cleanup.add_argument(
+        "--purge",
+        action="store_true",
+        help="also delete them permanently from /directory/deletedItems (not restorable); "
+        "a later cleanup with --purge purges what an earlier one deleted",
+    )
+    cleanup.add_argument(
+        "--concurrency", type=int, default=16, help="instances cleaned up at once (default 16)"
+    )
+    cleanup.add_argument(
+        "--fsync", action="store_true", help="fsync the ledger after every record"
+    )
+    cleanup.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    add_connection_options(cleanup)
+    cleanup.set_defaults(func=cmd_cleanup)
+
+    monitor = sub.add_parser(
+        "monitor",
+        help="show the state of every job a run set up",
+        description="Read every synchronization job recorded in LEDGER: status code, "
+        "quarantine reason and error code, the errors of the last and last successful "
+        "executions, and the latest provisioning-log failures per service principal (read "
+        "for all of them at once: the reports quota is 5 requests per 10 s). --restart "
+        "restarts the quarantined jobs (after their credentials were fixed) and reads them "
+        "again. Connects like `run`; the ledger's tenant and Graph must match. Exit codes: "
+        "0 no job quarantined, 1 some job could not be read, 2 bad input, 3 some job "
+        "quarantined.",
+    )
+    monitor.add_argument("ledger", type=Path, help="the JSONL ledger a run wrote")
+    monitor.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON Lines on stdout: one object per instance with a job",
+    )
+    monitor.add_argument("--all", action="store_true", help="list every job, not only those "
+                         "needing attention")
+    monitor.add_argument(
+        "--restart",
+        action="store_true",
+        help="restart quarantined jobs (POST .../restart); recorded in the ledger",
+    )
+    monitor.add_argument(
+        "--reset-scope",
+        type=_reset_scope,
+        default="Watermark, Escrows, QuarantineState",
+        help="criteria.resetScope of a restart (default 'Watermark, Escrows, QuarantineState')",
+    )
+    monitor.add_argument(
+        "--no-logs", action="store_true", help="do not read the provisioning logs"
+    )
+    monitor.add_argument(
+        "--since",
+        type=_iso_datetime,
+        default=None,
+        metavar="DATETIME",
+        help="provisioning failures at or after this UTC time, e.g. 2025-01-31T00:00:00Z "
+        "(default: when the ledger was created)",
+    )
+    monitor.add_argument(
+        "--failures",
+        type=int,
+        default=3,
+        help="latest provisioning failures shown per instance (default 3)",
+    )
+    monitor.add_argument(
+        "--concurrency", type=int, default=32, help="jobs read at once (default 32)"
+    )
+    monitor.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    add_connection_options(monitor)
+    monitor.set_defaults(func=cmd_monitor)
     return parser
+
+
+def _reset_scope(text: str) -> str:
+    from .monitor import parse_reset_scope
+
+    try:
+        return parse_reset_scope(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _iso_datetime(text: str) -> str:
+    import re
+
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?Z", text):
+        raise argparse.ArgumentTypeError(
+            f"expected a UTC date and time such as 2025-01-31T00:00:00Z, got {text!r}"
+        )
+    return text
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
@@ -368,6 +483,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .commands import cmd_status as status
 
     return status(args)
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from .day2 import cmd_cleanup as cleanup
+
+    return cleanup(args)
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from .day2 import cmd_monitor as monitor
+
+    return monitor(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -325,10 +325,12 @@ def status_summary(replay: ledger_mod.Replay) -> dict[str, Any]:
                 "error": final.get("error"),
                 "quarantine": final.get("quarantine"),
                 "stepsDone": sorted(st.done),
+                "removed": sorted(kind for kind, _id in st.removed),
             }
         )
     return {
         "runs": replay.runs,
+        "commands": dict(replay.commands),
         "instances": len(replay.instances),
         "statuses": dict(statuses),
         "stepsDone": dict(steps_done),

@@ -159,6 +159,17 @@ class Graph:
             "DELETE", f"/applications/{guid(app_object_id, 'application id')}"
         )
 
+    async def delete_service_principal(self, sp_id: str) -> None:
+        await self.client.request(
+            "DELETE", f"/servicePrincipals/{guid(sp_id, 'service principal id')}"
+        )
+
+    async def purge_deleted_item(self, object_id: str) -> None:
+        """Permanently delete a soft-deleted application or service principal."""
+        await self.client.request(
+            "DELETE", f"/directory/deletedItems/{guid(object_id, 'deleted item id')}"
+        )
+
     # synchronization
     def _sync(self, sp_id: str) -> str:
         return f"/servicePrincipals/{guid(sp_id, 'service principal id')}/synchronization"
@@ -228,6 +239,42 @@ class Graph:
         await self.client.request(
             "POST", f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}/start", idempotent=True
         )
+
+    async def delete_job(self, sp_id: str, job_id: str) -> None:
+        await self.client.request("DELETE", f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}")
+
+    async def restart_job(self, sp_id: str, job_id: str, reset_scope: str) -> None:
+        """Restart a job; ``reset_scope`` as Graph's synchronizationJobRestartScope flags,
+        e.g. ``"Watermark, Escrows, QuarantineState"``."""
+        await self.client.request(
+            "POST",
+            f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}/restart",
+            json={"criteria": {"resetScope": reset_scope}},
+            idempotent=True,
+        )
+
+    async def provisioning_failures(
+        self, *, sp_ids: list[str] | None, since: str | None, limit: int, top: int = 999
+    ) -> tuple[list[JSON], bool]:
+        """Failed provisioning-log entries: of the given service principals (one filter for
+        all of them), or of every service principal when ``sp_ids`` is None; at most
+        ``limit`` of them, and whether more were left unread."""
+        clauses = ["provisioningStatusInfo/status eq 'failure'"]
+        if sp_ids:
+            ors = " or ".join(
+                f"servicePrincipal/id eq {odata_string(guid(i, 'service principal id'))}"
+                for i in sp_ids
+            )
+            clauses.append(f"({ors})" if len(sp_ids) > 1 else ors)
+        if since:
+            clauses.append(f"activityDateTime ge {since}")
+        params = {"$top": str(top), "$filter": " and ".join(clauses)}
+        out: list[JSON] = []
+        async for page in self.client.pages("/auditLogs/provisioning", params=params):
+            out.extend(page)
+            if len(out) >= limit:
+                return out[:limit], True
+        return out, False
 
     async def provisioning_logs(self, *, since: str | None, top: int = 999) -> list[JSON]:
         params = {"$top": str(top)}

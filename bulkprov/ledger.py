@@ -9,8 +9,16 @@ Records::
 
     {"type": "header", "version": 1, "manifest": ..., "graph": ..., "tenant": ..., "salt": ...}
     {"type": "run", "at": ..., "pid": ...}                       each time a run starts
+    {"type": "run", "command": "cleanup" | "monitor", ...}       another command wrote to it
     {"type": "step", "key": ..., "step": ..., "event": "start" | "done" | "error", ...}
     {"type": "instance", "t": ..., "key": ..., "status": "done" | "failed" | "quarantined" | ...}
+    {"type": "cleanup", "key": ..., "object": ..., "id": ..., "event": "done" | "gone" | "error"}
+
+``cleanup`` records are written by ``bulkprov cleanup`` as it deletes what a run created
+(``object``: job, servicePrincipal, application, or deletedItem for a purge); ``gone`` means
+Graph answered 404 (already deleted). Once every object of an instance is removed, an
+``instance`` record with status ``removed`` closes it: replaying it forgets the instance's ids
+and steps, so a later run would set the instance up anew rather than reuse deleted objects.
 
 No secret value is ever written: credentials appear as their keys and a salted fingerprint.
 """
@@ -35,6 +43,7 @@ from .errors import LedgerError
 
 VERSION = 1
 FINAL_OK = frozenset({"done", "quarantined"})  # finished: a re-run leaves them alone
+REMOVED = "removed"  # the status cleanup gives an instance whose objects it deleted
 
 
 class Redactor:
@@ -82,6 +91,12 @@ class InstanceState:
     status: str | None = None  # final status, if any
     final: dict[str, Any] | None = None
     errors: int = 0
+    # how the instance got its application: "created", "recovered" (a POST whose answer was
+    # lost) or "adopted" (it existed before the run); None while unknown
+    origin: str | None = None
+    job_adopted: bool = False  # the job existed before the job step ran
+    attempt: dict[str, str] = field(default_factory=dict)  # displayName, templateId of a POST
+    removed: set[tuple[str, str]] = field(default_factory=set)  # cleanup: (kind, id) deleted
 
     @property
     def finished(self) -> bool:
@@ -94,6 +109,7 @@ class Replay:
     instances: dict[str, InstanceState]
     runs: int
     torn: bool  # a torn last line was found (and cut off when opened for writing)
+    commands: dict[str, int] = field(default_factory=dict)  # other commands that wrote to it
 
     def claimed(self, id_name: str, except_key: str | None = None) -> dict[str, str]:
         """id value -> key, for the ids of ``id_name`` that instances hold."""
@@ -109,6 +125,7 @@ def replay_lines(lines: Iterable[bytes]) -> Replay:
     header: dict[str, Any] | None = None
     states: dict[str, InstanceState] = {}
     runs = 0
+    commands: dict[str, int] = {}
     torn = False
     pending_bad: int | None = None
     for n, raw in enumerate(lines, start=1):
@@ -132,7 +149,11 @@ def replay_lines(lines: Iterable[bytes]) -> Replay:
             header = rec
             continue
         if kind == "run":
-            runs += 1
+            command = str(rec.get("command") or "run")
+            if command == "run":
+                runs += 1
+            else:
+                commands[command] = commands.get(command, 0) + 1
             continue
         key = rec.get("key")
         if not isinstance(key, str):
@@ -148,10 +169,21 @@ def replay_lines(lines: Iterable[bytes]) -> Replay:
             if step == "instantiate" and event == "attempt":
                 st.instantiate_attempts += 1
                 st.instantiate_pending = True
+                st.attempt = {
+                    k: str(rec[k]) for k in ("displayName", "templateId") if rec.get(k)
+                }
             elif event == "done":
                 st.done.add(str(step))
+                data = rec.get("data")
+                if not isinstance(data, dict):
+                    data = {}
                 if step == "instantiate":
                     st.instantiate_pending = False
+                    for how in ("created", "recovered", "adopted"):
+                        if data.get(how):
+                            st.origin = how
+                elif step == "job":
+                    st.job_adopted = bool(data.get("adopted"))
             elif event == "error":
                 st.errors += 1
                 if step == "instantiate" and rec.get("settled"):
@@ -159,7 +191,27 @@ def replay_lines(lines: Iterable[bytes]) -> Replay:
         elif kind == "instance":
             st.status = str(rec.get("status"))
             st.final = rec
-    return Replay(header, states, runs, torn)
+            if st.status == REMOVED:
+                # its objects are deleted: what the ledger knew of them no longer holds
+                fresh = InstanceState(key, status=st.status, final=rec, removed=st.removed)
+                states[key] = fresh
+        elif (
+            kind == "cleanup"
+            and rec.get("event") in ("done", "gone")
+            and isinstance(rec.get("id"), str)
+        ):
+            st.removed.add((str(rec.get("object")), rec["id"]))
+    return Replay(header, states, runs, torn, commands)
+
+
+def check_target(path: Path, header: dict[str, Any], *, graph: str, tenant: str) -> None:
+    """Refuse a ledger written against another Graph or tenant than the one connected to."""
+    for name, mine in (("graph", graph), ("tenant", tenant)):
+        if header.get(name) != mine:
+            raise LedgerError(
+                f"{path} records a run against {name} {header.get(name)!r}, not "
+                f"{mine!r}: use another ledger for another {name}"
+            )
 
 
 class Ledger:
@@ -175,9 +227,22 @@ class Ledger:
         self.salt = b""
         self.replay = Replay(None, {}, 0, False)
 
-    def open(self, *, manifest: str, graph: str, tenant: str) -> Replay:
+    def open(
+        self,
+        *,
+        manifest: str | None,
+        graph: str,
+        tenant: str,
+        command: str = "run",
+        create: bool = True,
+    ) -> Replay:
         """Open (creating if needed), cut a torn last line, replay, and check it belongs to
-        this run's Graph and tenant."""
+        this run's Graph and tenant.
+
+        Commands other than ``run`` (``cleanup``, ``monitor``) pass ``create=False``: they
+        work on a ledger a run wrote, and refuse a missing one."""
+        if not create and not self.path.is_file():
+            raise LedgerError(f"no ledger at {self.path}: give the ledger a run wrote")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = self.path.read_bytes() if self.path.exists() else b""
         cut = len(data)
@@ -187,6 +252,8 @@ class Ledger:
         # other file without a whole line is not a ledger, and is refused below, not cut
         head = b'{"type":"header"'
         existing = cut > 0 or not (head.startswith(data) or data.startswith(head))
+        if not create and not existing:
+            raise LedgerError(f"{self.path} is not a bulkprov ledger (no header line)")
         if existing:
             self.replay = replay_lines(data[:cut].splitlines())
             self.replay.torn = self.replay.torn or cut != len(data)
@@ -198,12 +265,7 @@ class Ledger:
                     f"{self.path} is a version {header.get('version')} ledger; "
                     f"this bulkprov writes version {VERSION}"
                 )
-            for name, mine in (("graph", graph), ("tenant", tenant)):
-                if header.get(name) != mine:
-                    raise LedgerError(
-                        f"{self.path} records a run against {name} {header.get(name)!r}, not "
-                        f"{mine!r}: use another ledger for another {name}"
-                    )
+            check_target(self.path, header, graph=graph, tenant=tenant)
             self.salt = bytes.fromhex(str(header.get("salt", "")))
         if cut != len(data):
             # only now that the file is known to be this run's ledger: never cut another file
@@ -228,7 +290,12 @@ class Ledger:
                     "salt": self.salt.hex(),
                 }
             )
-        self.append({"type": "run", "at": now_iso(), "pid": os.getpid(), "manifest": manifest})
+        run: dict[str, Any] = {"type": "run", "at": now_iso(), "pid": os.getpid()}
+        if command == "run":
+            run["manifest"] = manifest
+        else:
+            run["command"] = command
+        self.append(run)
         return self.replay
 
     def check_manifest(self, keys: set[str]) -> None:

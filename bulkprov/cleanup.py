@@ -1,0 +1,298 @@
+"""Undo a run: delete the jobs, service principals and applications its ledger says it created.
+
+What a run created is read from its ledger: an application the run instantiated (``created``,
+or ``recovered`` after a lost answer) is deleted with its service principal and job; one it
+adopted is kept, and only the job the run created on it is deleted, unless
+``include_adopted``. An instance whose instantiate was sent but never answered has no ids in
+the ledger: its application is looked up (same template and name, not claimed by another
+instance) like a resumed run would.
+
+Objects go in reverse order of creation (job, service principal, application; deleting the
+application would take the other two with it, but each is deleted on its own so the ledger
+shows each). A 404 means the object is already gone. Every deletion is recorded in the same
+ledger (``cleanup`` records), and an instance whose objects are all deleted gets a
+``removed`` instance record, so a second cleanup does nothing and an interrupted one finishes
+the rest. Deleted applications and service principals stay restorable for 30 days in
+``/directory/deletedItems``; ``purge`` deletes them from there too.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from .errors import BulkProvError, GraphError, TransportError, UnsafeRequest
+from .graph import Graph
+from .ledger import REMOVED, InstanceState, Ledger, Replay, now_iso
+
+log = structlog.get_logger("bulkprov.cleanup")
+JSON = dict[str, Any]
+
+JOB, SP, APP, DELETED = "job", "servicePrincipal", "application", "deletedItem"
+ORDER = (JOB, SP, APP)
+
+
+@dataclass(slots=True)
+class Target:
+    """One instance's objects to delete."""
+
+    key: str
+    name: str
+    service_principal_id: str | None  # the job's parent, for the job's URL
+    objects: list[tuple[str, str]] = field(default_factory=list)  # (kind, id) in order
+    purge: list[str] = field(default_factory=list)  # ids to delete from deletedItems
+    closes: bool = False  # the application goes: a ``removed`` record ends the instance
+    removed_ids: dict[str, str] = field(default_factory=dict)  # kind -> id, for that record
+    lookup: tuple[str, str] | None = None  # (template id, display name) of a lost instantiate
+    found: bool = False  # objects came from the lookup, not from the ledger's ids
+
+    def counts(self) -> Counter[str]:
+        c = Counter(kind for kind, _id in self.objects)
+        if self.purge:
+            c[DELETED] += len(self.purge)
+        return c
+
+
+@dataclass(slots=True)
+class Kept:
+    key: str
+    name: str
+    application_id: str
+    why: str
+
+
+@dataclass(slots=True)
+class CleanupPlan:
+    targets: list[Target]
+    kept: list[Kept]
+
+    def counts(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for t in self.targets:
+            total.update(t.counts())
+        return total
+
+    @property
+    def lookups(self) -> int:
+        return sum(1 for t in self.targets if t.lookup is not None)
+
+
+@dataclass(slots=True)
+class CleanupResult:
+    deleted: Counter[str] = field(default_factory=Counter)  # kind -> deleted now
+    gone: Counter[str] = field(default_factory=Counter)  # kind -> already gone (404)
+    removed: int = 0  # instances closed with a ``removed`` record
+    errors: list[JSON] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and not self.interrupted
+
+
+def _name(st: InstanceState) -> str:
+    final = st.final or {}
+    return str(final.get("displayName") or st.attempt.get("displayName") or st.key)
+
+
+def plan(replay: Replay, *, include_adopted: bool = False, purge: bool = False) -> CleanupPlan:
+    """What a cleanup of this ledger deletes, from the ledger alone."""
+    targets: list[Target] = []
+    kept: list[Kept] = []
+    for key, st in replay.instances.items():
+        if st.status == REMOVED:
+            final = st.final or {}
+            ids = final.get("removedIds") or {}
+            if purge and not final.get("purged") and any(ids.get(k) for k in (SP, APP)):
+                t = Target(key, _name(st), None, closes=True, removed_ids=dict(ids))
+                t.purge = [
+                    ids[k] for k in (SP, APP) if ids.get(k) and (DELETED, ids[k]) not in st.removed
+                ]
+                targets.append(t)
+            continue
+        ids = st.ids
+        app_id, sp_id, job_id = (
+            ids.get("applicationId"),
+            ids.get("servicePrincipalId"),
+            ids.get("jobId"),
+        )
+        if app_id is None:
+            if st.instantiate_attempts and st.attempt.get("templateId"):
+                # a POST was sent and its answer never recorded: its app may exist
+                t = Target(key, _name(st), None, closes=True)
+                t.lookup = (st.attempt["templateId"], st.attempt.get("displayName", ""))
+                targets.append(t)
+            continue
+        ours = st.origin in ("created", "recovered")
+        delete_app = ours or (include_adopted and st.origin == "adopted")
+        if not delete_app:
+            why = "adopted" if st.origin == "adopted" else "origin not recorded"
+            kept.append(Kept(key, _name(st), app_id, why))
+        t = Target(key, _name(st), sp_id, closes=delete_app)
+        if job_id and sp_id and (delete_app or not st.job_adopted):
+            t.objects.append((JOB, job_id))
+            t.removed_ids[JOB] = job_id
+        if delete_app:
+            if sp_id:
+                t.objects.append((SP, sp_id))
+                t.removed_ids[SP] = sp_id
+            t.objects.append((APP, app_id))
+            t.removed_ids[APP] = app_id
+            if purge:
+                t.purge = [i for i in (sp_id, app_id) if i]
+        t.objects = [o for o in t.objects if o not in st.removed]
+        t.purge = [i for i in t.purge if (DELETED, i) not in st.removed]
+        if t.objects or t.purge or t.closes:
+            targets.append(t)
+    return CleanupPlan(targets, kept)
+
+
+async def resolve_lookups(
+    graph: Graph, cleanup: CleanupPlan, replay: Replay, *, purge: bool = False
+) -> None:
+    """Find the applications of instantiates whose answer was lost (read-only)."""
+    claimed = replay.claimed("applicationId")
+    for t in list(cleanup.targets):
+        if t.lookup is None:
+            continue
+        template_id, name = t.lookup
+        apps = [
+            a for a in await graph.find_applications(template_id, name) if a["id"] not in claimed
+        ]
+        if not apps:
+            t.objects = []
+        for app in apps:
+            try:
+                sp: JSON | None = await graph.service_principal_by_app_id(app["appId"])
+            except GraphError as err:
+                if err.status != 404:
+                    raise
+                sp = None
+            if sp is not None:
+                t.objects.append((SP, sp["id"]))
+                t.removed_ids[SP] = sp["id"]
+            t.objects.append((APP, app["id"]))
+            t.removed_ids[APP] = app["id"]
+            t.found = True
+            claimed[app["id"]] = t.key
+            if purge:
+                t.purge.extend(i for kind, i in t.objects if kind in (SP, APP))
+
+
+class Cleaner:
+    """Deletes a plan's objects, ``concurrency`` instances at a time, recording each."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        ledger: Ledger,
+        *,
+        concurrency: int = 16,
+        on_deleted: Callable[[str, str, str], None] | None = None,
+    ) -> None:
+        self.graph = graph
+        self.ledger = ledger
+        self.concurrency = max(1, concurrency)
+        self.on_deleted = on_deleted  # (key, kind, "done" | "gone")
+        self.stop = anyio.Event()
+        self.result = CleanupResult()
+
+    def request_stop(self) -> None:
+        """Drain: no new deletion starts; the ledger records what was done."""
+        self.stop.set()
+
+    async def run(self, cleanup: CleanupPlan) -> CleanupResult:
+        send, recv = anyio.create_memory_object_stream[Target](self.concurrency)
+
+        async def worker(stream: MemoryObjectReceiveStream[Target]) -> None:
+            async with stream:
+                async for target in stream:
+                    await self._one(target)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(self.concurrency, max(1, len(cleanup.targets)))):
+                tg.start_soon(worker, recv.clone())
+            recv.close()
+            async with send:
+                for target in cleanup.targets:
+                    if self.stop.is_set():
+                        break
+                    await send.send(target)
+        self.result.interrupted = self.stop.is_set()
+        return self.result
+
+    async def _one(self, t: Target) -> None:
+        for kind, object_id in t.objects:
+            if self.stop.is_set() or not await self._delete(t, kind, object_id):
+                return
+        for object_id in t.purge:
+            if self.stop.is_set() or not await self._delete(t, DELETED, object_id):
+                return
+        if t.closes:
+            self.ledger.append(
+                {
+                    "type": "instance",
+                    "key": t.key,
+                    "status": REMOVED,
+                    "at": now_iso(),
+                    "displayName": t.name,
+                    "removedIds": t.removed_ids,
+                    "purged": bool(t.purge) or not t.removed_ids,
+                }
+            )
+            self.result.removed += 1
+
+    async def _delete(self, t: Target, kind: str, object_id: str) -> bool:
+        try:
+            if kind == JOB:
+                assert t.service_principal_id is not None
+                await self.graph.delete_job(t.service_principal_id, object_id)
+            elif kind == SP:
+                await self.graph.delete_service_principal(object_id)
+            elif kind == APP:
+                await self.graph.delete_application(object_id)
+            else:
+                await self.graph.purge_deleted_item(object_id)
+            event = "done"
+        except GraphError as err:
+            if err.status != 404:
+                return self._error(t, kind, object_id, err.code, err.graph_message, err.request_id)
+            event = "gone"
+        except (TransportError, UnsafeRequest, BulkProvError) as err:
+            return self._error(t, kind, object_id, type(err).__name__, str(err), None)
+        record: JSON = {"type": "cleanup", "key": t.key, "object": kind, "id": object_id}
+        record["event"] = event
+        if t.found:
+            record["found"] = True
+        self.ledger.append(record)
+        (self.result.deleted if event == "done" else self.result.gone)[kind] += 1
+        if self.on_deleted is not None:
+            self.on_deleted(t.key, kind, event)
+        return True
+
+    def _error(
+        self, t: Target, kind: str, object_id: str, code: str, message: str, rid: str | None
+    ) -> bool:
+        self.ledger.append(
+            {
+                "type": "cleanup",
+                "key": t.key,
+                "object": kind,
+                "id": object_id,
+                "event": "error",
+                "code": code,
+                "message": message[:500],
+                "requestId": rid,
+            }
+        )
+        self.result.errors.append(
+            {"key": t.key, "object": kind, "id": object_id, "code": code, "message": message}
+        )
+        log.warning("delete_failed", instance=t.key, object=kind, id=object_id, code=code)
+        return False

@@ -1,0 +1,286 @@
+"""The ``cleanup`` and ``monitor`` commands: what a finished run leaves to look after."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import cleanup as cleanup_mod
+from . import ledger as ledger_mod
+from .client import GraphClient
+from .commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_QUARANTINE
+from .connect import client_settings, target
+from .errors import ConfigError
+from .graph import Graph
+from .log import configure
+from .monitor import Monitor, MonitorSettings, exit_status
+
+KIND_LABELS = {
+    cleanup_mod.JOB: "jobs",
+    cleanup_mod.SP: "service principals",
+    cleanup_mod.APP: "applications",
+    cleanup_mod.DELETED: "purged from deletedItems",
+}
+SHOWN = 5  # names listed in the confirmation prompt
+
+
+def _read_ledger(path: Path) -> ledger_mod.Replay:
+    replay = ledger_mod.read(path)
+    if replay.header is None:
+        raise ConfigError(f"{path} is not a bulkprov ledger (no header line)")
+    return replay
+
+
+def _refuse_mock(args: argparse.Namespace, command: str) -> None:
+    if getattr(args, "mock", False):
+        raise ConfigError(
+            f"{command} works on the Graph the run used; an embedded mock starts empty. "
+            "Use --mock-info with the info file of a running `bulkprov mock-graph`"
+        )
+
+
+async def _signals(stop: Callable[[], None], scope: anyio.CancelScope, console: Console) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        count = 0
+        async for signum in signals:
+            count += 1
+            if count == 1:
+                console.print(
+                    f"[yellow]{signal.Signals(signum).name}: stopping - deletions in flight "
+                    "finish and are recorded; run cleanup again to finish; again to stop "
+                    "at once[/]"
+                )
+                stop()
+            else:
+                scope.cancel()
+                return
+
+
+# ---------------------------------------------------------------------- cleanup
+def _describe(p: cleanup_mod.CleanupPlan) -> str:
+    counts = p.counts()
+    parts = [f"{counts[k]} {label}" for k, label in KIND_LABELS.items() if counts[k]]
+    return ", ".join(parts) or "nothing"
+
+
+def _print_plan(console: Console, p: cleanup_mod.CleanupPlan, *, full: bool) -> None:
+    shown = p.targets if full else p.targets[:SHOWN]
+    for t in shown:
+        what = ", ".join(f"{kind} {i}" for kind, i in t.objects) or "nothing left"
+        if t.purge:
+            what += f"; purge {len(t.purge)}"
+        note = " (found by name: its instantiate answer was lost)" if t.found else ""
+        console.print(f"  {escape(t.key)}  {escape(t.name)}: {what}{note}")
+    if len(p.targets) > len(shown):
+        console.print(
+            f"  ... and {len(p.targets) - len(shown)} more instances (--dry-run lists all)"
+        )
+    if p.kept:
+        names = ", ".join(escape(k.name) for k in p.kept[:SHOWN])
+        more = f" and {len(p.kept) - SHOWN} more" if len(p.kept) > SHOWN else ""
+        console.print(
+            f"keeping {len(p.kept)} application(s) the run did not create ({names}{more}); "
+            "their jobs created by the run are deleted; --include-adopted deletes the "
+            "applications too"
+        )
+
+
+def _confirm(console: Console) -> bool:
+    console.print("Delete them? [y/N] ", end="", markup=False)
+    try:
+        answer = sys.stdin.readline()
+    except (OSError, ValueError):
+        answer = ""
+    if not sys.stdin.isatty():
+        console.print(answer.strip(), markup=False)  # what a pipe answered, for the record
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    _refuse_mock(args, "cleanup")
+    configure(console_level=("warning", "info", "debug")[min(args.verbose, 2)])
+    console = Console(stderr=True, highlight=False)
+    replay = _read_ledger(args.ledger)
+    header = replay.header or {}
+
+    async def main() -> int:
+        async with (
+            target(args) as tgt,
+            GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client,
+        ):
+            ledger_mod.check_target(
+                args.ledger, header, graph=client.conn.base_url, tenant=client.conn.tenant_id
+            )
+            graph = Graph(client)
+            p = cleanup_mod.plan(replay, include_adopted=args.include_adopted, purge=args.purge)
+            await cleanup_mod.resolve_lookups(graph, p, replay, purge=args.purge)
+            console.print(
+                f"bulkprov cleanup of {args.ledger} (tenant {header.get('tenant')}, "
+                f"{tgt.label}): {len(p.targets)} instance(s), {_describe(p)}"
+            )
+            if not p.targets:
+                console.print("nothing to delete")
+                return EXIT_OK
+            _print_plan(console, p, full=args.dry_run)
+            if args.dry_run:
+                console.print("dry run: nothing deleted")
+                return EXIT_OK
+            if not args.yes and not await anyio.to_thread.run_sync(_confirm, console):
+                console.print("not confirmed: nothing deleted")
+                return EXIT_FAILED
+            ledger = ledger_mod.Ledger(args.ledger, fsync=args.fsync)
+            ledger.open(
+                manifest=None,
+                graph=client.conn.base_url,
+                tenant=client.conn.tenant_id,
+                command="cleanup",
+                create=False,
+            )
+            try:
+                cleaner = cleanup_mod.Cleaner(graph, ledger, concurrency=args.concurrency)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_signals, cleaner.request_stop, tg.cancel_scope, console)
+                    result = await cleaner.run(p)
+                    tg.cancel_scope.cancel()
+            finally:
+                ledger.close()
+            _print_cleanup(console, result, client.stats)
+            if result.interrupted:
+                return EXIT_INTERRUPTED
+            return EXIT_FAILED if result.errors else EXIT_OK
+
+    return anyio.run(main)
+
+
+def _print_cleanup(console: Console, result: cleanup_mod.CleanupResult, stats: Any) -> None:
+    table = Table(title="bulkprov cleanup")
+    table.add_column("object")
+    table.add_column("deleted", justify="right")
+    table.add_column("already gone", justify="right")
+    for kind, label in KIND_LABELS.items():
+        if result.deleted[kind] or result.gone[kind]:
+            table.add_row(label, str(result.deleted[kind]), str(result.gone[kind]))
+    table.caption = (
+        f"{result.removed} instance(s) removed; requests {stats.requests}, "
+        f"429s {stats.throttled}, retries {stats.retries}"
+    )
+    console.print(table)
+    if result.errors:
+        t = Table(title=f"{len(result.errors)} deletion(s) failed (first 20)")
+        for col in ("instance", "object", "id", "code", "message"):
+            t.add_column(col, overflow="fold")
+        for e in result.errors[:20]:
+            t.add_row(e["key"], e["object"], e["id"], str(e["code"]), str(e["message"])[:200])
+        console.print(t)
+    if result.interrupted:
+        console.print("[yellow]interrupted: run cleanup again to finish[/]")
+
+
+# ---------------------------------------------------------------------- monitor
+def cmd_monitor(args: argparse.Namespace) -> int:
+    _refuse_mock(args, "monitor")
+    configure(console_level=("warning", "info", "debug")[min(args.verbose, 2)])
+    replay = _read_ledger(args.ledger)
+    header = replay.header or {}
+    settings = MonitorSettings(
+        concurrency=args.concurrency,
+        logs=not args.no_logs,
+        since=args.since,
+        failures_per_sp=args.failures,
+        restart=args.restart,
+        reset_scope=args.reset_scope,
+    )
+
+    async def main() -> tuple[list[dict[str, Any]], Monitor]:
+        async with (
+            target(args) as tgt,
+            GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client,
+        ):
+            base, tenant = client.conn.base_url, client.conn.tenant_id
+            ledger_mod.check_target(args.ledger, header, graph=base, tenant=tenant)
+            ledger = None
+            if args.restart:
+                ledger = ledger_mod.Ledger(args.ledger)
+                ledger.open(
+                    manifest=None, graph=base, tenant=tenant, command="monitor", create=False
+                )
+            try:
+                monitor = Monitor(Graph(client), replay, settings, ledger=ledger)
+                return await monitor.run(), monitor
+            finally:
+                if ledger is not None:
+                    ledger.close()
+
+    rows, monitor = anyio.run(main)
+    if args.json:
+        out = sys.stdout
+        for row in rows:
+            out.write(orjson.dumps(row).decode() + "\n")
+    else:
+        _print_monitor(args, rows, monitor)
+    verdict = exit_status(rows)
+    return {"failed": EXIT_FAILED, "quarantined": EXIT_QUARANTINE}.get(verdict, EXIT_OK)
+
+
+def _print_monitor(args: argparse.Namespace, rows: list[dict[str, Any]], monitor: Monitor) -> None:
+    console = Console(highlight=False)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[str(r.get("status"))] = counts.get(str(r.get("status")), 0) + 1
+    restarted = sum(1 for r in rows if r.get("restarted"))
+    failing = sum(1 for r in rows if (r.get("logs") or {}).get("failures"))
+    console.print(
+        f"{args.ledger}: {len(rows)} job(s): "
+        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        + (f"; {restarted} restarted" if restarted else "")
+        + (f"; {failing} with provisioning failures" if failing else "")
+    )
+
+    def attention(r: dict[str, Any]) -> bool:
+        return bool(
+            r.get("status") != "Active"
+            or r.get("errorCodes")
+            or (r.get("logs") or {}).get("failures")
+            or r.get("restarted")
+        )
+
+    shown = [r for r in rows if args.all or attention(r)]
+    if not shown:
+        return
+    t = Table(title="jobs" if args.all else "jobs needing attention")
+    for col in ("instance", "status", "quarantine / error", "last execution", "failures"):
+        t.add_column(col, overflow="fold")
+    for r in shown[:200]:
+        status = str(r.get("status"))
+        if r.get("restarted"):
+            status += f" (restarted from {r.get('statusBeforeRestart')})"
+        if r.get("restartError"):
+            status += f" (restart failed: {r['restartError'][:80]})"
+        q = r.get("quarantine")
+        detail = r.get("error") or ""
+        if q:
+            detail = f"{q.get('reason')}: {q.get('code')}: {q.get('message')}"
+        last = r.get("lastExecution") or {}
+        last_text = str(last.get("state") or "")
+        if last.get("error"):
+            last_text += f" {last['error'].get('code')}"
+        logs = r.get("logs") or {}
+        fail_text = str(logs.get("error") or logs.get("failures") or "")
+        for f in logs.get("latest") or []:
+            fail_text += f"\n{f.get('at')} {f.get('errorCode')} {f.get('identity') or ''}"
+        t.add_row(r["key"], status, detail[:240], last_text, fail_text)
+    if len(shown) > 200:
+        t.caption = f"... {len(shown) - 200} more (--json lists all)"
+    if monitor.logs_truncated:
+        t.caption = (t.caption or "") + " provisioning failures truncated (--since narrows)"
+    console.print(t)

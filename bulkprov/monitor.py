@@ -1,0 +1,272 @@
+"""Day-2 monitoring: the state of every job a ledger recorded, and its latest failures.
+
+Each job is read (``GET .../jobs/{id}``, ``concurrency`` at a time): its status code, its
+quarantine (reason, error code and message, next attempt) and the errors of its last and last
+successful executions. The provisioning logs fall under the reports quota (5 requests per
+10 s), so, like the run's log collector, the failures are read for all instances at once:
+one ``$filter`` naming every service principal when they are few, else one sweep of the
+failures since the ledger began, bucketed per service principal. A quarantined job can be
+restarted (``POST .../restart`` with ``criteria.resetScope``) once its credentials are fixed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import structlog
+
+from .errors import BulkProvError, GraphError
+from .graph import Graph
+from .ledger import REMOVED, Ledger, Replay
+
+log = structlog.get_logger("bulkprov.monitor")
+JSON = dict[str, Any]
+
+DEFAULT_RESET_SCOPE = "Watermark, Escrows, QuarantineState"
+RESET_SCOPES = frozenset(
+    {
+        "None",
+        "ConnectorDataStore",
+        "Escrows",
+        "Watermark",
+        "QuarantineState",
+        "Full",
+        "ForceDeletes",
+    }
+)
+QUARANTINE = "Quarantine"
+UNREADABLE = ("missing", "error")  # a row whose job could not be read
+
+
+def parse_reset_scope(text: str) -> str:
+    """Graph's synchronizationJobRestartScope flags, checked: ``"Watermark, QuarantineState"``."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in parts if p not in RESET_SCOPES]
+    if not parts or bad:
+        raise ValueError(
+            f"unknown reset scope {', '.join(bad) or repr(text)}; use a comma-separated list "
+            f"of {', '.join(sorted(RESET_SCOPES))}"
+        )
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorSettings:
+    concurrency: int = 32  # jobs read at once
+    logs: bool = True  # read the provisioning-log failures
+    since: str | None = None  # failures at or after this date (default: the ledger's creation)
+    failures_per_sp: int = 3  # latest failures shown per service principal
+    logs_limit: int = 20_000  # failure entries read at most
+    filter_ids: int = 15  # up to this many service principals: one $filter naming them all
+    restart: bool = False  # restart quarantined jobs
+    reset_scope: str = DEFAULT_RESET_SCOPE
+
+
+def _error(e: Any) -> JSON | None:
+    if not isinstance(e, dict) or not (e.get("code") or e.get("message")):
+        return None
+    return {"code": e.get("code"), "message": e.get("message")}
+
+
+def _execution(e: Any) -> JSON | None:
+    if not isinstance(e, dict):
+        return None
+    return {
+        "state": e.get("state"),
+        "timeBegan": e.get("timeBegan"),
+        "timeEnded": e.get("timeEnded"),
+        "error": _error(e.get("error")),
+    }
+
+
+def job_row(job: JSON) -> JSON:
+    """The monitor's view of a synchronizationJob's status."""
+    status = job.get("status")
+    if not isinstance(status, dict):
+        status = {}
+    q = status.get("quarantine")
+    quarantine = None
+    if isinstance(q, dict):
+        err = _error(q.get("error")) or {}
+        quarantine = {
+            "reason": q.get("reason"),
+            "code": err.get("code"),
+            "message": err.get("message"),
+            "currentBegan": q.get("currentBegan"),
+            "nextAttempt": q.get("nextAttempt"),
+            "seriesCount": q.get("seriesCount"),
+        }
+    last, last_ok = (
+        _execution(status.get("lastExecution")),
+        _execution(status.get("lastSuccessfulExecution")),
+    )
+    codes = {
+        c
+        for c in (
+            quarantine and quarantine.get("code"),
+            last and (last["error"] or {}).get("code"),
+            last_ok and (last_ok["error"] or {}).get("code"),
+        )
+        if c
+    }
+    return {
+        "status": status.get("code"),
+        "quarantine": quarantine,
+        "lastExecution": last,
+        "lastSuccessfulExecution": last_ok,
+        "steadyStateLastAchievedTime": status.get("steadyStateLastAchievedTime"),
+        "errorCodes": sorted(str(c) for c in codes),
+    }
+
+
+class Monitor:
+    """Reads every job of a ledger; restarts the quarantined ones when asked."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        replay: Replay,
+        settings: MonitorSettings,
+        *,
+        ledger: Ledger | None = None,
+    ) -> None:
+        if settings.restart and ledger is None:
+            raise ValueError("restarting jobs needs the ledger open for writing")
+        self.graph = graph
+        self.replay = replay
+        self.settings = settings
+        self.ledger = ledger
+        self.log_queries = 0
+        self.logs_truncated = False
+
+    def instances(self) -> list[JSON]:
+        """One row per instance that has a job, in ledger order."""
+        rows = []
+        for key, st in self.replay.instances.items():
+            if st.status == REMOVED or not st.ids.get("jobId"):
+                continue
+            if not st.ids.get("servicePrincipalId"):
+                continue
+            final = st.final or {}
+            rows.append(
+                {
+                    "key": key,
+                    "displayName": final.get("displayName") or st.attempt.get("displayName"),
+                    "servicePrincipalId": st.ids["servicePrincipalId"],
+                    "jobId": st.ids["jobId"],
+                    "ledgerStatus": st.status or "in progress",
+                }
+            )
+        return rows
+
+    async def run(self) -> list[JSON]:
+        rows = self.instances()
+        limiter = anyio.CapacityLimiter(max(1, self.settings.concurrency))
+
+        async def one(row: JSON) -> None:
+            async with limiter:
+                await self._read(row)
+                if self.settings.restart and row.get("status") == QUARANTINE:
+                    await self._restart(row)
+
+        async with anyio.create_task_group() as tg:
+            for row in rows:
+                tg.start_soon(one, row)
+        if self.settings.logs and rows:
+            await self._failures(rows)
+        return rows
+
+    async def _read(self, row: JSON) -> None:
+        try:
+            job = await self.graph.job(row["servicePrincipalId"], row["jobId"])
+        except GraphError as err:
+            gone = err.status == 404
+            row.update(
+                status="missing" if gone else "error",
+                error=f"{err.status} {err.code}: {err.graph_message}"[:300],
+                errorCodes=[err.code],
+            )
+            return
+        except BulkProvError as err:
+            row.update(status="error", error=str(err)[:300], errorCodes=[type(err).__name__])
+            return
+        row.update(job_row(job))
+
+    async def _restart(self, row: JSON) -> None:
+        assert self.ledger is not None
+        key, sp_id, job_id = row["key"], row["servicePrincipalId"], row["jobId"]
+        scope = self.settings.reset_scope
+        t0 = time.monotonic()
+        self.ledger.step(key, "restart", "start", resetScope=scope)
+        try:
+            await self.graph.restart_job(sp_id, job_id, scope)
+        except BulkProvError as err:
+            code = getattr(err, "code", type(err).__name__)
+            self.ledger.step(key, "restart", "error", code=code, message=str(err)[:300])
+            row["restartError"] = str(err)[:300]
+            log.warning("restart_failed", instance=key, error=str(err)[:200])
+            return
+        ms = int((time.monotonic() - t0) * 1000)
+        self.ledger.step(key, "restart", "done", ms=ms, data={"resetScope": scope})
+        row["restarted"] = True
+        row["statusBeforeRestart"] = row.get("status")
+        await self._read(row)
+
+    async def _failures(self, rows: list[JSON]) -> None:
+        """The latest provisioning failures of every row's service principal."""
+        s = self.settings
+        sp_ids = sorted({r["servicePrincipalId"] for r in rows})
+        since = s.since or (self.replay.header or {}).get("created")
+        try:
+            entries, self.logs_truncated = await self.graph.provisioning_failures(
+                sp_ids=sp_ids if len(sp_ids) <= s.filter_ids else None,
+                since=str(since) if since else None,
+                limit=s.logs_limit,
+            )
+            self.log_queries += 1
+        except BulkProvError as err:
+            for r in rows:
+                r["logs"] = {"error": str(err)[:300]}
+            return
+        wanted = set(sp_ids)
+        buckets: dict[str, list[JSON]] = {i: [] for i in sp_ids}
+        for e in entries:
+            sp_id = str((e.get("servicePrincipal") or {}).get("id"))
+            if sp_id in wanted:
+                buckets[sp_id].append(e)
+        for r in rows:
+            mine = sorted(
+                buckets[r["servicePrincipalId"]],
+                key=lambda e: str(e.get("activityDateTime") or ""),
+                reverse=True,
+            )
+            r["logs"] = {
+                "failures": len(mine),
+                "since": since,
+                "latest": [_failure(e) for e in mine[: s.failures_per_sp]],
+            }
+
+
+def _failure(e: JSON) -> JSON:
+    info = (e.get("provisioningStatusInfo") or {}).get("errorInformation") or {}
+    identity = e.get("sourceIdentity") or {}
+    return {
+        "at": e.get("activityDateTime"),
+        "action": e.get("provisioningAction"),
+        "identity": identity.get("displayName"),
+        "errorCode": info.get("errorCode"),
+        "reason": str(info.get("reason") or "")[:300],
+        "jobId": e.get("jobId"),
+    }
+
+
+def exit_status(rows: list[JSON]) -> str:
+    """``failed`` if a job could not be read, ``quarantined`` if one is in quarantine."""
+    if any(r.get("status") in UNREADABLE for r in rows):
+        return "failed"
+    if any(r.get("status") == QUARANTINE for r in rows):
+        return "quarantined"
+    return "ok"
