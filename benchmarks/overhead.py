@@ -3,7 +3,8 @@ throttling and no replication delay, side by side in one run with a bare aiohttp
 as many requests (the machine's physical limit) and with the msgraph-sdk peer.
 
 Each contender runs ``repeats`` times, alternating, each time against a fresh mock process;
-the figures are medians. CPU seconds are the client process's own, from the moment its work
+the figures are medians. The bare loop sends the same calls as the seed sequence for each
+instance, then reads until it has sent as many requests as bulkprov did. CPU seconds are the client process's own, from the moment its work
 starts (imports excluded) to its end.
 """
 
@@ -18,7 +19,8 @@ from typing import Any
 from .common import bench_env, mock_args, mock_process, run_measured, write_manifest
 from .race import HERE, contender_cmd, read_timeline
 
-QUIET = mock_args(time_scale=1.0, throttle=False, latency=False, replication=False)
+# time scale only shortens the engine's waits between replication reads (no latency here)
+QUIET = mock_args(time_scale=0.01, throttle=False, latency=False, replication=False)
 
 
 def _one(name: str, manifest: Path, work: Path, requests: int | None) -> dict[str, Any]:
@@ -27,7 +29,8 @@ def _one(name: str, manifest: Path, work: Path, requests: int | None) -> dict[st
         if name == "bare":
             assert requests is not None
             cpu_file = work / "cpu.json"
-            cmd = [sys.executable, str(HERE / "contenders" / "bare.py"), "--mock-info",
+            cmd = [sys.executable, str(HERE / "contenders" / "bare.py"), str(manifest),
+                   "--mock-info",
                    str(mock.info_file), "--requests", str(requests), "--cpu-file", str(cpu_file)]
             m = run_measured(cmd, env=bench_env(), cwd=work)
             cpu = json.loads(cpu_file.read_text())["work_cpu"]
