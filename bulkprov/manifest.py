@@ -9,6 +9,8 @@ One instance is::
     start         start the provisioning job (default true)
     validate      validate the credentials before saving them (default true)
     profile       connection profile (optional)
+    agentGroup    on-premises apps: the provisioning agent group (id or display name) the
+                  application is assigned to; needs a delegated (device-code) connection
     credentials   synchronizationSecret key -> reference: env:VAR, file:PATH, literal:VALUE
 
 In CSV, credentials are columns ``cred.<Key>`` (``cred.ClientSecret``, ``cred.BaseAddress``);
@@ -74,7 +76,16 @@ PLAIN_KEYS = frozenset(
         "UserName",
     ]
 )
-FIELDS = ("key", "displayName", "template", "syncTemplate", "start", "validate", "profile")
+FIELDS = (
+    "key",
+    "displayName",
+    "template",
+    "syncTemplate",
+    "start",
+    "validate",
+    "profile",
+    "agentGroup",
+)
 REQUIRED = ("key", "displayName", "template")
 TRUE = frozenset({"true", "yes", "1", "y"})
 FALSE = frozenset({"false", "no", "0", "n"})
@@ -146,6 +157,7 @@ class Instance:
     profile: str | None
     file: str
     line: int
+    agent_group: str | None = None  # on-premises provisioning agent group: id or display name
 
     @property
     def where(self) -> str:
@@ -159,6 +171,7 @@ class ManifestSummary:
     path: Path
     count: int = 0
     templates: dict[str, list[int]] = field(default_factory=dict)  # template -> lines
+    agent_groups: dict[str, list[int]] = field(default_factory=dict)  # agent group -> lines
     keys_digest: str = ""
     problems: list[Problem] = field(default_factory=list)
 
@@ -415,7 +428,7 @@ def build_instance(
         if k not in FIELDS and k != "credentials":
             bad(k, f"unknown field{_hint(k, (*FIELDS, 'credentials'))}")
     strings: dict[str, str | None] = {}
-    for f in ("key", "displayName", "template", "syncTemplate", "profile"):
+    for f in ("key", "displayName", "template", "syncTemplate", "profile", "agentGroup"):
         v = record.get(f)
         if v is None or (isinstance(v, str) and not v.strip()):
             if f in REQUIRED:
@@ -446,6 +459,9 @@ def build_instance(
         bad("displayName", "is longer than Graph's 256 characters")
     if strings["syncTemplate"] is not None and not SYNC_TEMPLATE_RE.match(strings["syncTemplate"]):
         bad("syncTemplate", "is not a synchronization template id")
+    if strings["agentGroup"] is not None and len(strings["agentGroup"]) > 256:
+        bad("agentGroup", "is longer than 256 characters (an agent group id or display name)")
+        strings["agentGroup"] = None
     flags: dict[str, bool] = {}
     for f in ("start", "validate"):
         v = record.get(f, True)
@@ -505,6 +521,7 @@ def build_instance(
         profile=strings["profile"],
         file=name,
         line=line,
+        agent_group=strings["agentGroup"],
     ), []
 
 
@@ -548,6 +565,8 @@ def validate(path: Path, *, allow_inline_secrets: bool = False) -> ManifestSumma
         seen[inst.key] = line
         summary.count += 1
         summary.templates.setdefault(inst.template, []).append(line)
+        if inst.agent_group is not None:
+            summary.agent_groups.setdefault(inst.agent_group, []).append(line)
         digest.update(f"{inst.key}\x00{inst.template}\x00{inst.display_name}\n".encode())
     if summary.count == 0 and not summary.problems:
         summary.problems.append(Problem(str(path), None, None, "the manifest has no instances"))
