@@ -289,7 +289,6 @@ class OnPremisesRoutes:
         svc._application(ctx, id)
         group = svc._agent_group(state, match.group("id"))
         state.assignments[id] = group.id
-        svc.counters["agent_group_assignments"] += 1
         return MockResponse(204)
 
     async def h_delete_connector_group_ref(self, ctx: Ctx, id: str) -> MockResponse:
