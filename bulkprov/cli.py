@@ -192,8 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
         "plan",
         help="validate a manifest and show what a run would do",
         description="Validate the whole manifest (every problem at once, with file, line and "
-        "field), resolve its templates, and show per instance whether a run would "
-        "create, adopt or skip it, or finds a conflict. Sends no write to Graph.",
+        "field), resolve its templates (and agent groups), and show per instance whether a "
+        "run would create, adopt or skip it, finds a conflict, or would refuse it (an "
+        "agentGroup under an app-only credential). Sends no write to Graph. Exit code 1 for "
+        "a conflict or a refusal.",
     )
     plan.add_argument("manifest", type=Path)
     plan.add_argument("--ledger", type=Path, default=None, help="a ledger to resume from")

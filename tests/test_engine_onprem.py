@@ -133,7 +133,8 @@ async def test_cli_profiles_from_mock(tmp_path: Path) -> None:
     `plan` with the app-only one says the agentGroup instance would be refused, and `run`
     with the device-code one assigns it (the sign-in message goes to stderr)."""
     info_file, prof = tmp_path / "mock.json", tmp_path / "profiles.toml"
-    proc = subprocess.Popen(
+    proc = await asyncio.to_thread(
+        subprocess.Popen,
         [sys.executable, "-m", "bulkprov.cli", "mock-graph", "--port", "0", "--tenants", "2",
          "--info-file", str(info_file), "--profiles-file", str(prof), "--time-scale", "0.01",
          "--no-latency", "--no-replication", "--state-dir", str(tmp_path / "state")],
@@ -175,4 +176,4 @@ async def test_cli_profiles_from_mock(tmp_path: Path) -> None:
         assert info.client_secret not in done.stdout + done.stderr
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        await asyncio.to_thread(proc.wait, 10)

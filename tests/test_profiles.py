@@ -155,7 +155,7 @@ class TestParse:
         with pytest.raises(ConfigError, match=f"profiles file {bad}: not valid TOML"):
             profiles.load(bad)
         path = write(tmp_path)
-        with pytest.raises(ConfigError, match="profile 'contosso': no such profile .*'contoso'"):
+        with pytest.raises(ConfigError, match=r"profile 'contosso': no such profile .*'contoso'"):
             profiles.select(path, "contosso")
         with pytest.raises(ConfigError, match="cannot read"):
             profiles.load(tmp_path / "absent.toml")
