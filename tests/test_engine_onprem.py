@@ -177,3 +177,21 @@ async def test_cli_profiles_from_mock(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         await asyncio.to_thread(proc.wait, 10)
+
+
+async def test_refused_instance_resumes_under_device_code(
+    mock: MockGraph, tmp_path: Path
+) -> None:
+    """An instance refused under an app-only credential is set up, once, when the same ledger
+    is run again signed in with a device code."""
+    path = manifest(tmp_path / "m.csv", [("onprem", "HR on-premises"), ("cloud", None)])
+    ledger = tmp_path / "l.jsonl"
+    first = await run(mock, path, ledger, device=False)
+    assert first.result.statuses == {"done": 1, "failed": 1}
+    second = await run(mock, path, ledger, device=True)
+    assert second.result.statuses == {"done": 2} and second.result.skipped == 1
+    replay = ledger_mod.read(ledger)
+    assert replay.instances["onprem"].status == "done"
+    assert "agent_group" in replay.instances["onprem"].done
+    t = tenant_stats(mock)
+    assert t["applications"] == 2 and t["duplicates"] == 0
