@@ -109,7 +109,8 @@ def mock_process(workdir: Path, args: Sequence[str]) -> Iterator[Mock]:
         deadline = time.monotonic() + 60
         while not info_file.exists() or not info_file.stat().st_size:
             if proc.poll() is not None:
-                raise RuntimeError(f"mock exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"mock exited: {err}")
             if time.monotonic() > deadline:
                 raise RuntimeError("mock did not start within 60 s")
             time.sleep(0.05)

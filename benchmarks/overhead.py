@@ -4,8 +4,8 @@ as many requests (the machine's physical limit) and with the msgraph-sdk peer.
 
 Each contender runs ``repeats`` times, alternating, each time against a fresh mock process;
 the figures are medians. The bare loop sends the same calls as the seed sequence for each
-instance, then reads until it has sent as many requests as bulkprov did. CPU seconds are the client process's own, from the moment its work
-starts (imports excluded) to its end.
+instance, then reads until it has sent as many requests as bulkprov did. CPU seconds are the
+client process's own, from the moment its work starts (imports excluded) to its end.
 """
 
 from __future__ import annotations

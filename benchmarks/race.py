@@ -51,7 +51,9 @@ def contender_cmd(name: str, manifest: Path, info: Path, work: Path) -> tuple[li
     ], events
 
 
-def read_timeline(name: str, path: Path, work: Path) -> tuple[list[tuple[float, str]], float | None]:
+def read_timeline(
+    name: str, path: Path, work: Path
+) -> tuple[list[tuple[float, str]], float | None]:
     """(wall time, status) of every finished instance, and the run's work CPU seconds."""
     if not path.exists():
         return [], None

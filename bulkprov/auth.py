@@ -2,12 +2,19 @@
 
 MSAL for Python is synchronous, so its calls run in a worker thread. The token is cached here
 and refreshed before it expires, by one task at a time; a 401 invalidates it.
+
+By credential kind: a client secret or certificate uses a ``ConfidentialClientApplication``
+(client credentials grant); a managed identity a ``ManagedIdentityClient``; device code a
+``PublicClientApplication``: the first token needs a user to enter the code shown on stderr,
+later ones are refreshed silently with MSAL's refresh token.
 """
 
 from __future__ import annotations
 
 import random
 import re
+import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,6 +29,26 @@ from .errors import AuthError
 from .settings import ConnectionSettings
 
 Sleep = Callable[[float], Awaitable[None]]
+Prompt = Callable[[str], None]
+#: Token-endpoint errors that retrying cannot fix.
+FATAL_ERRORS = frozenset(
+    {
+        "invalid_client",
+        "unauthorized_client",
+        "invalid_scope",
+        "invalid_request",
+        "invalid_tenant",
+        "invalid_grant",
+        "authorization_declined",
+        "expired_token",
+        "bad_verification_code",
+        "device_flow_failed",
+    }
+)
+
+
+def _stderr_prompt(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 _KEY_BLOCK = re.compile(
@@ -46,7 +73,7 @@ def _cert_credential(pem: bytes) -> dict[str, str]:
 
 
 class TokenProvider:
-    """Gets, caches and refreshes the app's access token for Graph."""
+    """Gets, caches and refreshes the access token for Graph."""
 
     def __init__(
         self,
@@ -55,53 +82,117 @@ class TokenProvider:
         sleep: Sleep = anyio.sleep,
         clock: Callable[[], float] = time.time,
         attempts: int = 8,
+        prompt: Prompt = _stderr_prompt,
     ) -> None:
         self._conn = conn
         self._sleep = sleep
         self._clock = clock
         self._attempts = attempts
-        self._app: msal.ConfidentialClientApplication | None = None
+        self._prompt = prompt
+        self._app: Any = None
         self._token: str | None = None
         self._expires = 0.0
         self._refresh_at = 0.0
         self._lock = anyio.Lock()
         self._rng = random.Random()
+        self._abandon = threading.Event()  # set when a waiting device flow is cancelled
         self.acquired = 0
 
-    def _build(self) -> msal.ConfidentialClientApplication:
+    @property
+    def delegated(self) -> bool:
+        """Tokens act for a signed-in user (device code): delegated permissions."""
+        return self._conn.credential.delegated
+
+    def _http_client(self) -> requests.Session | None:
+        if self._conn.ca_file is None:
+            return None
+        # requests lets REQUESTS_CA_BUNDLE override `verify`: a session of our own that does
+        # not trust the environment keeps the configured CA in force.
+        session = requests.Session()
+        session.verify = str(self._conn.ca_file)
+        session.trust_env = False
+        return session
+
+    def _build(self) -> Any:
+        """The MSAL application for the credential kind."""
         conn = self._conn
-        credential: Any
-        if conn.credential.client_secret is not None:
-            credential = conn.credential.client_secret
-        else:
-            assert conn.credential.certificate_pem is not None
-            credential = _cert_credential(conn.credential.certificate_pem)
+        cred = conn.credential
         kwargs: dict[str, Any] = {}
-        if conn.ca_file is not None:
-            # requests lets REQUESTS_CA_BUNDLE override `verify`: a session of our own that does
-            # not trust the environment keeps the configured CA in force.
-            session = requests.Session()
-            session.verify = str(conn.ca_file)
-            session.trust_env = False
+        if (session := self._http_client()) is not None:
             kwargs["http_client"] = session
+        if cred.managed_identity is not None:
+            mi = cred.managed_identity
+            identity: Any
+            if mi.id_type is None:
+                identity = msal.SystemAssignedManagedIdentity()
+            else:
+                identity = msal.UserAssignedManagedIdentity(**{mi.id_type: mi.id})
+            return msal.ManagedIdentityClient(
+                identity,
+                http_client=kwargs.get("http_client") or requests.Session(),
+                token_cache=msal.TokenCache(),
+            )
         custom = not conn.authority_host.startswith("https://login.microsoftonline.")
-        return msal.ConfidentialClientApplication(
-            conn.client_id,
-            client_credential=credential,
-            authority=conn.authority,
-            instance_discovery=not custom,
-            validate_authority=not custom,
-            token_cache=msal.TokenCache(),
+        common: dict[str, Any] = {
+            "authority": conn.authority,
+            "instance_discovery": not custom,
+            "validate_authority": not custom,
+            "token_cache": msal.TokenCache(),
             **kwargs,
+        }
+        if cred.device_code:
+            return msal.PublicClientApplication(conn.client_id, **common)
+        credential: Any
+        if cred.client_secret is not None:
+            credential = cred.client_secret
+        else:
+            assert cred.certificate_pem is not None
+            credential = _cert_credential(cred.certificate_pem)
+        return msal.ConfidentialClientApplication(
+            conn.client_id, client_credential=credential, **common
         )
 
     def _acquire_blocking(self) -> dict[str, Any]:
         if self._app is None:
             self._app = self._build()
-        cache = self._app.token_cache
+        app = self._app
+        if isinstance(app, msal.ManagedIdentityClient):
+            # managed identities take a resource, not a scope
+            resource = self._conn.scope.removesuffix("/.default")
+            result: dict[str, Any] = app.acquire_token_for_client(resource=resource)
+            return result
+        cache = app.token_cache
         for at in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
             cache.remove_at(at)  # we decide when to refresh; MSAL must not hand back the old one
-        result: dict[str, Any] = self._app.acquire_token_for_client(scopes=[self._conn.scope])
+        scopes = [self._conn.scope]
+        if isinstance(app, msal.PublicClientApplication):
+            accounts = app.get_accounts()
+            if accounts:
+                silent = app.acquire_token_silent_with_error(scopes, account=accounts[0])
+                if silent and "access_token" in silent:
+                    return dict(silent)
+            return self._device_flow(app, scopes)
+        result = app.acquire_token_for_client(scopes=scopes)
+        return result
+
+    def _device_flow(self, app: Any, scopes: list[str]) -> dict[str, Any]:
+        flow = app.initiate_device_flow(scopes=scopes)
+        if "user_code" not in flow:
+            return {
+                "error": str(flow.get("error", "device_flow_failed")),
+                "error_description": str(flow.get("error_description", "no user code")),
+            }
+        self._prompt(str(flow.get("message") or flow["user_code"]))
+        result: dict[str, Any] = app.acquire_token_by_device_flow(
+            flow,
+            exit_condition=lambda f: self._abandon.is_set() or f.get("expires_at", 0) < time.time(),
+        )
+        if result.get("error") in ("authorization_pending", "slow_down"):
+            return {
+                "error": "expired_token",
+                "error_description": "no sign-in before the code "
+                "expired (or the wait was cancelled)",
+            }
         return result
 
     async def token(self) -> str:
@@ -127,7 +218,13 @@ class TokenProvider:
         last = "no answer"
         for attempt in range(1, self._attempts + 1):
             try:
-                result = await anyio.to_thread.run_sync(self._acquire_blocking)
+                self._abandon.clear()
+                result = await anyio.to_thread.run_sync(
+                    self._acquire_blocking, abandon_on_cancel=True
+                )
+            except anyio.get_cancelled_exc_class():
+                self._abandon.set()  # a device flow waiting for its user stops polling
+                raise
             except (requests.RequestException, ValueError, OSError) as exc:
                 result = {"error": type(exc).__name__, "error_description": str(exc)}
             if "access_token" in result:
@@ -140,15 +237,10 @@ class TokenProvider:
                 self.acquired += 1
                 return
             error = str(result.get("error", "unknown_error"))
-            last = f"{error}: {str(result.get('error_description', '')).splitlines()[0][:300]}"
-            if error in (
-                "invalid_client",
-                "unauthorized_client",
-                "invalid_scope",
-                "invalid_request",
-                "invalid_tenant",
-            ):
-                break  # a configuration problem: retrying will not help
+            description = str(result.get("error_description") or "").splitlines() or [""]
+            last = f"{error}: {description[0][:300]}"
+            if error in FATAL_ERRORS:
+                break  # a configuration problem, or the user did not sign in: do not retry
             await self._sleep(min(30.0, 0.5 * 2 ** (attempt - 1)) * self._rng.uniform(0.5, 1))
         raise AuthError(
             f"no token for client {self._conn.client_id} from {self._conn.authority}: {last}"

@@ -149,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the connection details (JSON, mode 600) to this file",
     )
     mock.add_argument(
+        "--profiles-file",
+        type=Path,
+        default=None,
+        help="write a profiles file (TOML, mode 600) with two profiles per tenant: tenantN "
+        "(app-only, client secret in FILE.secret) and tenantN-device (device code, delegated)",
+    )
+    mock.add_argument(
         "--state-dir",
         type=Path,
         default=None,
@@ -185,8 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
         "plan",
         help="validate a manifest and show what a run would do",
         description="Validate the whole manifest (every problem at once, with file, line and "
-        "field), resolve its templates, and show per instance whether a run would "
-        "create, adopt or skip it, or finds a conflict. Sends no write to Graph.",
+        "field), resolve its templates (and agent groups), and show per instance whether a "
+        "run would create, adopt or skip it, finds a conflict, or would refuse it (an "
+        "agentGroup under an app-only credential). Sends no write to Graph. Exit code 1 for "
+        "a conflict or a refusal.",
     )
     plan.add_argument("manifest", type=Path)
     plan.add_argument("--ledger", type=Path, default=None, help="a ledger to resume from")
@@ -425,7 +434,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_mock_graph(args: argparse.Namespace) -> int:
-    from .mockgraph.server import MockGraph, write_info
+    from .mockgraph.server import MockGraph, write_info, write_profiles
 
     settings = mock_settings_from_args(args)
 
@@ -438,6 +447,8 @@ def cmd_mock_graph(args: argparse.Namespace) -> int:
             assert info is not None
             if args.info_file is not None:
                 write_info(args.info_file, info)
+            if args.profiles_file is not None:
+                write_profiles(args.profiles_file, info)
             print("bulkprov mock Graph is serving", flush=True)
             print(f"  Graph base URL   {info.graph_url}/v1.0  (and /beta)")
             if info.http_url:
@@ -447,9 +458,17 @@ def cmd_mock_graph(args: argparse.Namespace) -> int:
             print(f"  tenant id        {info.tenant_id}")
             if len(info.tenant_ids) > 1:
                 print(f"  other tenants    {', '.join(info.tenant_ids[1:])}")
-            print(f"  client id        {info.client_id}")
-            if args.info_file is not None:
-                print(f"  client secret    in {args.info_file} (client_secret)")
+            print(f"  client id        {info.client_id}  (also a public client: device code)")
+            if info.users:
+                print(f"  signs in         {info.users[0]}  (device code, approved by the mock)")
+            if args.profiles_file is not None:
+                names = ", ".join(
+                    f"tenant{n}, tenant{n}-device" for n in range(1, len(info.tenant_ids) + 1)
+                )
+                print(f"  profiles         {args.profiles_file} ({names})")
+            if args.info_file is not None or args.profiles_file is not None:
+                where = args.info_file or f"{args.profiles_file}.secret"
+                print(f"  client secret    in {where}")
             else:
                 print(f"  client secret    {info.client_secret}")
             print(f"  time scale       {info.time_scale} real s per Graph s")

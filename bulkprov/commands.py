@@ -24,7 +24,7 @@ from .ledger import Redactor
 from .log import configure
 from .manifest import iter_instances, validate
 from .progress import Progress
-from .run import Runner, resolve_templates
+from .run import Runner, resolve_agent_groups, resolve_templates
 from .settings import RunSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_QUARANTINE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -170,6 +170,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         ):
             graph = Graph(client)
             templates = await resolve_templates(graph, summary)
+            delegated = tgt.conn.credential.delegated
+            groups: dict[str, str] = {}
+            if summary.agent_groups and delegated:
+                groups = await resolve_agent_groups(graph, summary)
             rows: list[dict[str, Any]] = []
             limiter = anyio.CapacityLimiter(32)
 
@@ -219,6 +223,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
                         "schema": inst.schema_file.name if inst.schema_file else None,
                     }
                     rows.append(row)
+                    if inst.agent_group is not None:
+                        row["agentGroup"] = inst.agent_group
+                        if not delegated:
+                            row["action"] = "refuse"
+                            row["note"] = (
+                                "agentGroup needs delegated permissions: use a device-code "
+                                f"profile (this connection is app-only, {tgt.conn.credential.kind})"
+                            )
+                            continue
+                        row["agentGroupId"] = groups[inst.agent_group]
+                        row["note"] = f"assign agent group {inst.agent_group}"
                     tg.start_soon(one, inst, row)
             return rows
 
@@ -249,7 +264,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if len(rows) > 25:
             table.caption = f"... {len(rows) - 25} more (--json lists all)"
         console.print(table)
-    return EXIT_FAILED if counts.get("conflict") else EXIT_OK
+    return EXIT_FAILED if counts.get("conflict") or counts.get("refuse") else EXIT_OK
 
 
 async def _other_template(graph: Graph, display_name: str, template_id: str) -> str | None:

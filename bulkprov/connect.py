@@ -1,5 +1,10 @@
-"""Where a command's Graph comes from: flags and BULKPROV_* variables, a mock's info file, or
-the embedded mock (``--mock``)."""
+"""Where a command's Graph comes from: a connection profile, flags and BULKPROV_* variables, a
+mock's info file, or the embedded mock (``--mock``).
+
+Precedence, per setting: an explicit flag, then the chosen profile (``--profile`` or
+``BULKPROV_PROFILE``), then the BULKPROV_* variable, then the default. A credential flag
+(``--client-secret-env``, ``--client-secret-file``, ``--certificate-file``) replaces the
+profile's credential as a whole."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import profiles as profiles_mod
 from .errors import ConfigError
 from .settings import AUTHORITY_HOST, GRAPH_URL, ClientSettings, ConnectionSettings, Credential
 
@@ -38,6 +44,21 @@ def add_connection_options(p: argparse.ArgumentParser) -> None:
         help="run against the embedded mock Graph (no tenant or credentials needed)",
     )
     g.add_argument(
+        "--profile",
+        default=None,
+        metavar="NAME",
+        help="connection profile from the profiles file [BULKPROV_PROFILE]; flags given "
+        "as well override its values",
+    )
+    g.add_argument(
+        "--profiles",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="profiles file (TOML) [BULKPROV_PROFILES] (default "
+        "$XDG_CONFIG_HOME/bulkprov/profiles.toml, i.e. ~/.config/bulkprov/profiles.toml)",
+    )
+    g.add_argument(
         "--mock-info",
         type=Path,
         default=None,
@@ -50,7 +71,13 @@ def add_connection_options(p: argparse.ArgumentParser) -> None:
         help=f"Graph base URL without version [BULKPROV_GRAPH_URL] (default {GRAPH_URL};"
         " e.g. https://graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn)",
     )
-    g.add_argument("--api-version", choices=("v1.0", "beta"), default="v1.0")
+    g.add_argument(
+        "--api-version",
+        choices=("v1.0", "beta"),
+        default=None,
+        help="Graph API version of the provisioning calls (default v1.0; on-premises agent "
+        "group assignment always uses beta)",
+    )
     g.add_argument(
         "--authority-host",
         default=None,
@@ -62,7 +89,7 @@ def add_connection_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--client-secret-env",
-        default=SECRET_ENV,
+        default=None,
         metavar="VAR",
         help=f"environment variable holding the client secret (default {SECRET_ENV}); "
         "secrets are never taken from the command line",
@@ -114,10 +141,13 @@ class Target:
 
 
 def from_flags(args: argparse.Namespace) -> Target:
+    profile_name = getattr(args, "profile", None) or os.environ.get(profiles_mod.ENV_NAME)
+    if profile_name:
+        if getattr(args, "mock_info", None):
+            raise ConfigError("give --profile or --mock-info, not both")
+        return from_profile(args, profile_name)
     info_path = _opt(args, "mock_info")
-    scale_text = (
-        _opt(args, "time_scale") if args.client_time_scale is None else str(args.client_time_scale)
-    )
+    scale_text = _scale_text(args)
     if info_path:
         from .mockgraph.server import MockInfo
 
@@ -127,7 +157,7 @@ def from_flags(args: argparse.Namespace) -> Target:
             raise ConfigError(f"cannot read mock info file {info_path}: {exc}") from None
         conn = ConnectionSettings(
             graph_url=info.graph_url,
-            api_version=args.api_version,
+            api_version=args.api_version or "v1.0",
             authority_host=info.authority_host,
             tenant_id=args.tenant_id or info.tenant_id,
             client_id=info.client_id,
@@ -139,25 +169,88 @@ def from_flags(args: argparse.Namespace) -> Target:
     tenant, client = _opt(args, "tenant_id"), _opt(args, "client_id")
     if not tenant or not client:
         raise ConfigError(
-            "no Graph to talk to: give --tenant-id and --client-id (or "
+            "no Graph to talk to: give --profile, or --tenant-id and --client-id (or "
             "BULKPROV_TENANT_ID / BULKPROV_CLIENT_ID) with a credential, or --mock"
+        )
+    credential = _credential(args)
+    if credential is None:
+        raise ConfigError(
+            f"no client credential: set {args.client_secret_env or SECRET_ENV}, or give "
+            "--client-secret-file or --certificate-file (or use --profile)"
         )
     conn = ConnectionSettings(
         graph_url=_opt(args, "graph_url") or GRAPH_URL,
-        api_version=args.api_version,
+        api_version=args.api_version or "v1.0",
         authority_host=_opt(args, "authority_host") or AUTHORITY_HOST,
         tenant_id=tenant,
         client_id=client,
-        credential=_credential(args),
+        credential=credential,
         ca_file=Path(p) if (p := _opt(args, "ca_file")) else None,
         allow_http=args.allow_http,
     )
     return Target(conn, float(scale_text) if scale_text else 1.0, conn.graph_url)
 
 
-def _credential(args: argparse.Namespace) -> Credential:
-    cert = _opt(args, "certificate_file")
-    secret_file = _opt(args, "client_secret_file")
+def _scale_text(args: argparse.Namespace) -> str | None:
+    if getattr(args, "client_time_scale", None) is not None:
+        return str(args.client_time_scale)
+    return _opt(args, "time_scale")
+
+
+def from_profile(args: argparse.Namespace, name: str) -> Target:
+    """A profile's connection, with explicit flags overriding its values."""
+    path = profiles_mod.profiles_path(getattr(args, "profiles", None))
+    prof = profiles_mod.select(path, name)
+
+    def pick(flag: str, value: str | None, env: bool = True) -> str | None:
+        explicit = getattr(args, flag, None)
+        if explicit is not None:
+            return str(explicit)
+        if value is not None:
+            return value
+        return (os.environ.get(ENV[flag]) or None) if env else None
+
+    credential = _credential(args, explicit_only=True) or prof.credential()
+    tenant = pick("tenant_id", prof.tenant_id)
+    client = pick("client_id", prof.client_id)
+    if credential.managed_identity is not None and not client:
+        mi = credential.managed_identity
+        client = mi.id if mi.id_type == "client_id" and mi.id else "managed-identity"
+    if not tenant:
+        raise prof.error("tenant_id", "is required")
+    if not client:
+        raise prof.error("client_id", "is required")
+    ca = pick("ca_file", str(prof.ca_file) if prof.ca_file else None)
+    scale_text = _scale_text(args)
+    try:
+        conn = ConnectionSettings(
+            graph_url=pick("graph_url", prof.graph_url) or GRAPH_URL,
+            api_version=args.api_version or prof.api_version or "v1.0",
+            authority_host=pick("authority_host", prof.authority_host) or AUTHORITY_HOST,
+            tenant_id=tenant,
+            client_id=client,
+            credential=credential,
+            ca_file=Path(ca) if ca else None,
+            allow_http=bool(args.allow_http or prof.allow_http),
+            **({"scope": prof.scope} if prof.scope else {}),
+        )
+    except ConfigError as exc:
+        raise prof.error(None, str(exc)) from None
+    return Target(
+        conn,
+        float(scale_text) if scale_text else 1.0,
+        f"{conn.graph_url} (profile {name}, {credential.kind})",
+    )
+
+
+def _credential(args: argparse.Namespace, *, explicit_only: bool = False) -> Credential | None:
+    """The credential the flags (and, unless ``explicit_only``, the variables) give, if any."""
+    if explicit_only:
+        cert = getattr(args, "certificate_file", None)
+        secret_file = getattr(args, "client_secret_file", None)
+    else:
+        cert = _opt(args, "certificate_file")
+        secret_file = _opt(args, "client_secret_file")
     if cert:
         try:
             return Credential(certificate_pem=Path(cert).read_bytes())
@@ -173,13 +266,15 @@ def _credential(args: argparse.Namespace) -> Credential:
         if not secret:
             raise ConfigError(f"client secret file {secret_file} is empty")
         return Credential(client_secret=secret)
-    from_env = os.environ.get(args.client_secret_env)
+    var = getattr(args, "client_secret_env", None)
+    if explicit_only and var is None:
+        return None
+    from_env = os.environ.get(var or SECRET_ENV)
     if from_env:
         return Credential(client_secret=from_env)
-    raise ConfigError(
-        f"no client credential: set {args.client_secret_env}, or give "
-        "--client-secret-file or --certificate-file"
-    )
+    if explicit_only:
+        raise ConfigError(f"--client-secret-env {var}: the variable is not set or empty")
+    return None
 
 
 @contextlib.asynccontextmanager
@@ -197,7 +292,7 @@ async def target(args: argparse.Namespace) -> AsyncIterator[Target]:
         assert info is not None
         conn = ConnectionSettings(
             graph_url=info.graph_url,
-            api_version=args.api_version,
+            api_version=args.api_version or "v1.0",
             authority_host=info.authority_host,
             tenant_id=info.tenant_id,
             client_id=info.client_id,

@@ -284,3 +284,46 @@ class Graph:
         async for page in self.client.pages("/auditLogs/provisioning", params=params):
             out.extend(page)
         return out
+
+    # on-premises provisioning agents (Graph beta; delegated permissions only)
+    def _beta(self, path: str) -> str:
+        return f"{self.client.conn.graph_url.rstrip('/')}/beta{path}"
+
+    async def find_agent_groups(self, name_or_id: str) -> list[JSON]:
+        """The provisioning agent groups with this id or display name."""
+        base = "/onPremisesPublishingProfiles/provisioning/agentGroups"
+        if _GUID.fullmatch(name_or_id):
+            try:
+                return [await self.client.get(self._beta(f"{base}/{name_or_id}"))]
+            except GraphError as err:
+                if err.status == 404:
+                    return []
+                raise
+        found: list[JSON] = []
+        params = {"$filter": f"displayName eq {odata_string(name_or_id)}"}
+        async for page in self.client.pages(self._beta(base), params=params):
+            found.extend(page)
+        return found
+
+    async def assign_agent_group(self, app_object_id: str, group_id: str) -> None:
+        """Assign the application to a provisioning agent group (PUT connectorGroup/$ref)."""
+        app = guid(app_object_id, "application id")
+        ref = self._beta(
+            f"/onPremisesPublishingProfiles/provisioning/agentGroups/{guid(group_id, 'group id')}"
+        )
+        await self.client.request(
+            "PUT", self._beta(f"/applications/{app}/connectorGroup/$ref"), json={"@odata.id": ref}
+        )
+
+    async def agent_group_of(self, app_object_id: str) -> JSON | None:
+        """The agent (connector) group the application is assigned to, if any."""
+        app = guid(app_object_id, "application id")
+        try:
+            resp = await self.client.request(
+                "GET", self._beta(f"/applications/{app}/connectorGroup")
+            )
+        except GraphError as err:
+            if err.status == 404:
+                return None
+            raise
+        return _entity(resp, "id")

@@ -9,6 +9,8 @@ One instance is::
     start         start the provisioning job (default true)
     validate      validate the credentials before saving them (default true)
     profile       connection profile (optional)
+    agentGroup    on-premises apps: the provisioning agent group (id or display name) the
+                  application is assigned to; needs a delegated (device-code) connection
     credentials   synchronizationSecret key -> reference: env:VAR, file:PATH, literal:VALUE
     schema        a synchronizationSchema JSON file (relative to the manifest) PUT onto the job
     schedule      the job's schedule in the source tenant: {"interval": "PT40M", "state": ...}
@@ -88,6 +90,7 @@ FIELDS = (
     "start",
     "validate",
     "profile",
+    "agentGroup",
     "schema",
     "schedule",
     "jobSettings",
@@ -171,6 +174,7 @@ class Instance:
     schema_file: Path | None = None  # the schema to PUT onto the job (resolved path)
     schedule: tuple[tuple[str, str], ...] = ()  # (name, value) of synchronizationSchedule
     job_settings: tuple[tuple[str, str], ...] = ()  # synchronizationJobSettings
+    agent_group: str | None = None  # on-premises provisioning agent group: id or display name
 
     @property
     def where(self) -> str:
@@ -184,6 +188,7 @@ class ManifestSummary:
     path: Path
     count: int = 0
     templates: dict[str, list[int]] = field(default_factory=dict)  # template -> lines
+    agent_groups: dict[str, list[int]] = field(default_factory=dict)  # agent group -> lines
     keys_digest: str = ""
     problems: list[Problem] = field(default_factory=list)
 
@@ -443,7 +448,7 @@ def build_instance(
         if k not in FIELDS and k != "credentials":
             bad(k, f"unknown field{_hint(k, (*FIELDS, 'credentials'))}")
     strings: dict[str, str | None] = {}
-    for f in ("key", "displayName", "template", "syncTemplate", "profile"):
+    for f in ("key", "displayName", "template", "syncTemplate", "profile", "agentGroup"):
         v = record.get(f)
         if v is None or (isinstance(v, str) and not v.strip()):
             if f in REQUIRED:
@@ -474,6 +479,9 @@ def build_instance(
         bad("displayName", "is longer than Graph's 256 characters")
     if strings["syncTemplate"] is not None and not SYNC_TEMPLATE_RE.match(strings["syncTemplate"]):
         bad("syncTemplate", "is not a synchronization template id")
+    if strings["agentGroup"] is not None and len(strings["agentGroup"]) > 256:
+        bad("agentGroup", "is longer than 256 characters (an agent group id or display name)")
+        strings["agentGroup"] = None
     flags: dict[str, bool] = {}
     for f in ("start", "validate"):
         v = record.get(f, True)
@@ -537,6 +545,7 @@ def build_instance(
         schema_file=schema_file,
         schedule=schedule,
         job_settings=job_settings,
+        agent_group=strings["agentGroup"],
     ), []
 
 
@@ -648,6 +657,8 @@ def validate(path: Path, *, allow_inline_secrets: bool = False) -> ManifestSumma
         seen[inst.key] = line
         summary.count += 1
         summary.templates.setdefault(inst.template, []).append(line)
+        if inst.agent_group is not None:
+            summary.agent_groups.setdefault(inst.agent_group, []).append(line)
         digest.update(f"{inst.key}\x00{inst.template}\x00{inst.display_name}\n".encode())
     if summary.count == 0 and not summary.problems:
         summary.problems.append(Problem(str(path), None, None, "the manifest has no instances"))

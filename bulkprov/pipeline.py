@@ -1,7 +1,12 @@
 """One instance through the seed's steps, each idempotent and resumable from the ledger.
 
-    instantiate -> replicate -> sync_template -> job -> schema -> validate -> secrets
-        -> start -> monitor -> logs
+    instantiate -> replicate -> [agent_group] -> sync_template -> job -> [schema] -> validate
+        -> secrets -> start -> monitor -> logs
+
+*agent_group* (on-premises apps: the manifest names an ``agentGroup``) assigns the application
+to a provisioning agent group through Graph beta. Graph allows that with delegated permissions
+only, so an instance with an agent group is refused before anything is created for it unless
+the connection signs a user in (a device-code profile).
 
 *schema* (only for an instance with a ``schema`` file, as ``bulkprov export`` writes them)
 replaces the new job's synchronization schema before the job is validated or started, then
@@ -50,6 +55,7 @@ JSON = dict[str, Any]
 SETUP_STEPS = (
     "instantiate",
     "replicate",
+    "agent_group",
     "sync_template",
     "job",
     "schema",
@@ -109,6 +115,7 @@ class Pipeline:
         self.events = events or Events()
         self.stop = stop or anyio.Event()
         self._claimed_apps = replay.claimed("applicationId")
+        self.agent_groups: dict[str, str] = {}  # manifest agentGroup -> id (Runner resolves)
 
     # ------------------------------------------------------------------ helpers
     async def sleep(self, graph_seconds: float) -> None:
@@ -216,9 +223,16 @@ class Pipeline:
     async def setup(self, inst: Instance, state: InstanceState) -> Outcome:
         """Run the setup steps not yet done; raise StepError on the first that fails."""
         out = Outcome(inst=inst, state=state, started_at=time.monotonic())
+        if inst.agent_group and not self.graph.client.conn.credential.delegated:
+            # refused before anything is created: Graph would answer 403 after instantiate
+            await self._step(out, "agent_group", lambda: self.refuse_agent_group(out))
         steps: list[tuple[str, Callable[[], Awaitable[JSON | None]]]] = [
             ("instantiate", lambda: self.instantiate(out)),
             ("replicate", lambda: self.replicate(out)),
+        ]
+        if inst.agent_group:
+            steps.append(("agent_group", lambda: self.agent_group(out)))
+        steps += [
             ("sync_template", lambda: self.sync_template(out)),
             ("job", lambda: self.job(out)),
         ]
@@ -375,6 +389,40 @@ class Pipeline:
                     ) from err
                 await self.sleep(self.settings.poll_interval)
         return {"reads": reads, "waited": round(self._elapsed(since), 1)}
+
+    async def refuse_agent_group(self, out: Outcome) -> JSON:
+        kind = self.graph.client.conn.credential.kind
+        raise StepError(
+            out.inst.key,
+            "agent_group",
+            f"agentGroup {out.inst.agent_group!r} needs delegated permissions: Graph assigns "
+            f"agent groups only for a signed-in user, and this run uses an app-only {kind} "
+            "credential; run it with a device-code profile (--profile NAME with "
+            'auth = "device_code")',
+            code="DelegatedOnly",
+        )
+
+    async def agent_group(self, out: Outcome) -> JSON:
+        """Assign the application to its provisioning agent group (idempotent PUT $ref)."""
+        inst, app_id = out.inst, out.state.ids["applicationId"]
+        assert inst.agent_group is not None
+        group_id = self.agent_groups.get(inst.agent_group)
+        if group_id is None:
+            found = await self.graph.find_agent_groups(inst.agent_group)
+            if len(found) != 1:
+                raise StepError(
+                    inst.key,
+                    "agent_group",
+                    f"{len(found)} provisioning agent groups match {inst.agent_group!r}",
+                    code="UnknownAgentGroup",
+                )
+            group_id = self.agent_groups[inst.agent_group] = str(found[0]["id"])
+        await self._replicated(
+            "the application (agent group)",
+            lambda: self.graph.assign_agent_group(app_id, group_id),
+            time.monotonic(),
+        )
+        return {"agentGroupId": group_id}
 
     async def sync_template(self, out: Outcome) -> JSON:
         inst, sp_id = out.inst, out.state.ids["servicePrincipalId"]

@@ -85,6 +85,27 @@ async def resolve_templates(graph: Graph, summary: ManifestSummary) -> dict[str,
     return resolved
 
 
+async def resolve_agent_groups(graph: Graph, summary: ManifestSummary) -> dict[str, str]:
+    """Each distinct ``agentGroup`` of the manifest -> its id (a delegated connection only);
+    unknown or ambiguous ones are manifest problems naming the lines that use them."""
+    resolved: dict[str, str] = {}
+    problems: list[Problem] = []
+    for name, lines in summary.agent_groups.items():
+        found = await graph.find_agent_groups(name)
+        if len(found) == 1:
+            resolved[name] = str(found[0]["id"])
+            continue
+        if not found:
+            message = f"no provisioning agent group {name!r} in the tenant"
+        else:
+            ids = ", ".join(str(g.get("id")) for g in found[:5])
+            message = f"{len(found)} agent groups are named {name!r} ({ids}); use the id"
+        problems.extend(Problem(str(summary.path), line, "agentGroup", message) for line in lines)
+    if problems:
+        raise ManifestError(problems)
+    return resolved
+
+
 class LogCollector:
     """Reads the provisioning logs for every job of the run with as few requests as it can.
 
@@ -211,6 +232,8 @@ class Runner:
                 events=self.events,
                 stop=self.stop,
             )
+            if summary.agent_groups and self.client.conn.credential.delegated:
+                pipeline.agent_groups = await resolve_agent_groups(self.graph, summary)
             collector = LogCollector(
                 self.graph, interval=5.0, time_scale=self.client.settings.time_scale
             )

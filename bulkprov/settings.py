@@ -48,20 +48,69 @@ class Quota:
         return f"{self.limit}/{self.window:g}s"
 
 
+#: Credential kinds. All but ``device_code`` are app-only (application permissions);
+#: ``device_code`` signs a user in and acts with delegated permissions.
+CREDENTIAL_KINDS = ("secret", "certificate", "device_code", "managed_identity")
+#: How a user-assigned managed identity is named (system-assigned: none of them).
+MANAGED_IDENTITY_IDS = ("client_id", "resource_id", "object_id")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ManagedIdentity:
+    """An Azure managed identity: system-assigned, or user-assigned by one of its ids."""
+
+    id_type: str | None = None  # None: system-assigned; else one of MANAGED_IDENTITY_IDS
+    id: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.id_type is None) != (self.id is None):
+            raise ConfigError("a user-assigned managed identity needs an id type and an id")
+        if self.id_type is not None and self.id_type not in MANAGED_IDENTITY_IDS:
+            raise ConfigError(
+                f"managed identity id type must be one of {', '.join(MANAGED_IDENTITY_IDS)}"
+            )
+
+    @property
+    def system_assigned(self) -> bool:
+        return self.id_type is None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Credential:
-    """How the client app proves itself: a secret, or a certificate (PEM key + cert)."""
+    """How bulkprov proves itself: a client secret or a certificate (PEM key + cert) of an app
+    registration, a managed identity (all three app-only), or a user signing in with a device
+    code (delegated)."""
 
     client_secret: str | None = field(default=None, repr=False)
     certificate_pem: bytes | None = field(default=None, repr=False)
+    device_code: bool = False
+    managed_identity: ManagedIdentity | None = None
 
     def __post_init__(self) -> None:
-        if (self.client_secret is None) == (self.certificate_pem is None):
-            raise ConfigError("give exactly one client credential: a secret or a certificate")
+        given = (
+            (self.client_secret is not None)
+            + (self.certificate_pem is not None)
+            + self.device_code
+            + (self.managed_identity is not None)
+        )
+        if given != 1:
+            raise ConfigError(
+                "give exactly one credential: a client secret, a certificate, device code "
+                "sign-in or a managed identity"
+            )
 
     @property
     def kind(self) -> str:
-        return "secret" if self.client_secret is not None else "certificate"
+        if self.client_secret is not None:
+            return "secret"
+        if self.certificate_pem is not None:
+            return "certificate"
+        return "device_code" if self.device_code else "managed_identity"
+
+    @property
+    def delegated(self) -> bool:
+        """True when tokens act for a signed-in user (delegated permissions)."""
+        return self.device_code
 
     def __repr__(self) -> str:
         return f"Credential(kind={self.kind!r})"

@@ -20,7 +20,7 @@ import aiohttp
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import peerlib  # noqa: E402
+import peerlib
 
 AWS_TEMPLATE = "8b1025e4-1dd2-430b-a150-2ef79cd700f5"
 

@@ -1,3 +1,4 @@
+# ruff: noqa: E501 (the SDK's module paths are longer than a line)
 """The peer a Python user would pick: the official msgraph-sdk, instances run concurrently with
 ``asyncio.gather`` under a semaphore, with the SDK's default retry handling (Kiota's
 RetryHandler: 429/503/504 retried 3 times, honouring Retry-After) and azure-identity's
@@ -24,7 +25,7 @@ from kiota_authentication_azure.azure_identity_authentication_provider import (
 )
 from kiota_http.middleware import retry_handler
 from msgraph import GraphRequestAdapter, GraphServiceClient
-from msgraph.generated.application_templates.item.instantiate.instantiate_post_request_body import (  # noqa: E501
+from msgraph.generated.application_templates.item.instantiate.instantiate_post_request_body import (
     InstantiatePostRequestBody,
 )
 from msgraph.generated.models.synchronization_job import SynchronizationJob
@@ -32,16 +33,18 @@ from msgraph.generated.models.synchronization_secret import SynchronizationSecre
 from msgraph.generated.models.synchronization_secret_key_string_value_pair import (
     SynchronizationSecretKeyStringValuePair,
 )
-from msgraph.generated.service_principals.item.synchronization.jobs.item.validate_credentials.validate_credentials_post_request_body import (  # noqa: E501
+from msgraph.generated.service_principals.item.synchronization.jobs.item.validate_credentials.validate_credentials_post_request_body import (
     ValidateCredentialsPostRequestBody,
 )
-from msgraph.generated.service_principals.item.synchronization.secrets.secrets_put_request_body import (  # noqa: E501
+from msgraph.generated.service_principals.item.synchronization.secrets.secrets_put_request_body import (
     SecretsPutRequestBody,
 )
 from msgraph_core import GraphClientFactory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import peerlib  # noqa: E402
+import contextlib
+
+import peerlib
 
 SCALE = 1.0
 
@@ -76,7 +79,9 @@ async def flap(call: Any) -> Any:
 
 def secrets(row: dict[str, str]) -> list[SynchronizationSecretKeyStringValuePair]:
     return [
-        SynchronizationSecretKeyStringValuePair(key=SynchronizationSecret(c["key"]), value=c["value"])
+        SynchronizationSecretKeyStringValuePair(
+            key=SynchronizationSecret(c["key"]), value=c["value"]
+        )
         for c in peerlib.credentials(row)
     ]
 
@@ -141,7 +146,7 @@ async def main() -> None:
         async with sem:
             try:
                 await onboard(g, template_id, row)
-            except Exception as exc:  # noqa: BLE001 - a peer script reports and goes on
+            except Exception as exc:
                 timeline(row["key"], "failed", repr(exc))
             else:
                 timeline(row["key"], "done")
@@ -154,7 +159,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
-    except KeyboardInterrupt:
-        pass

@@ -16,7 +16,9 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import peerlib  # noqa: E402
+import contextlib
+
+import peerlib
 
 
 class Failed(Exception):
@@ -48,7 +50,7 @@ class Graph:
                     if r.status >= 500:
                         raise aiohttp.ServerConnectionError(f"HTTP {r.status}")
                     return r.status, data
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
                 errors += 1
                 if errors > 3:
                     raise Failed(f"{method} {path}: {exc!r}") from None
@@ -114,7 +116,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
-    except KeyboardInterrupt:
-        pass

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlencode
 import orjson
 
 from ..graphenums import SYNCHRONIZATION_SECRETS
-from . import catalog
+from . import catalog, onprem
 from .catalog import GalleryApp
 from .clock import ScaledClock
 from .identity import TokenClaims, TokenService
@@ -156,6 +156,7 @@ ROUTES: tuple[Route, ...] = (
     _route("GET", SP + "/jobs/{jobId}/schema", "schema", "get_schema"),
     _route("PUT", SP + "/jobs/{jobId}/schema", "schema", "put_schema"),
     _route("GET", "/auditLogs/provisioning", "audit_logs", "list_provisioning"),
+    *(_route(*spec) for spec in onprem.ROUTES),  # beta only, delegated only
 )
 
 TEMPLATE_FILTER = FilterSpec(
@@ -194,7 +195,7 @@ PATCHABLE_SP = frozenset(
 )
 
 
-class GraphService:
+class GraphService(onprem.OnPremisesRoutes):
     """The Graph API of the mock, for all of its tenants."""
 
     def __init__(

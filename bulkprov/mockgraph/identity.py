@@ -3,7 +3,15 @@
 MSAL's ``ConfidentialClientApplication`` accepts the mock as an authority: it reads the OIDC
 discovery document, then posts a client-credentials grant with a client secret or a client
 assertion (a JWT signed with the app's certificate, ``x5t`` or ``x5t#S256`` in its header). The
-mock answers with an RS256 access token whose ``tid``/``appid`` claims the Graph side reads.
+mock answers with an RS256 access token whose ``tid``/``appid`` claims the Graph side reads:
+app-only, with ``roles``.
+
+MSAL's ``PublicClientApplication`` device flow works too: ``/{tenant}/oauth2/v2.0/devicecode``
+hands out a device code and a user code; the token endpoint answers the device-code grant
+``authorization_pending`` until the mock's user approves (automatically after
+``auto_approve_polls`` polls, or through ``/_mock/control``), then a delegated access token
+(``scp``, ``idtyp: user``) with an ID token, client info and a refresh token that the
+refresh-token grant accepts.
 """
 
 from __future__ import annotations
@@ -30,6 +38,21 @@ from cryptography.x509.oid import NameOID
 
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+#: What the mock's signed-in administrator has consented to (delegated permissions).
+DELEGATED_SCOPES = (
+    "Application.ReadWrite.All",
+    "Directory.ReadWrite.All",
+    "Synchronization.ReadWrite.All",
+    "AuditLog.Read.All",
+    "OnPremisesPublishingProfiles.ReadWrite.All",
+)
+APP_ROLES = (
+    "Application.ReadWrite.OwnedBy",
+    "Directory.ReadWrite.All",
+    "Synchronization.ReadWrite.All",
+    "AuditLog.Read.All",
+)
 
 
 def b64url(data: bytes) -> str:
@@ -206,6 +229,46 @@ class TokenClaims:
     tenant_id: str
     app_id: str
     expires: float  # time.time()
+    scopes: tuple[str, ...] = ()  # delegated permissions (scp); empty for app-only tokens
+    user_id: str | None = None  # the signed-in user's object id (oid) of a delegated token
+
+    @property
+    def delegated(self) -> bool:
+        return self.user_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class MockUser:
+    """The administrator who signs in to a mock tenant with a device code."""
+
+    tenant_id: str
+    object_id: str
+    user_principal_name: str
+    display_name: str
+
+    @classmethod
+    def for_tenant(cls, tenant_id: str, n: int) -> MockUser:
+        return cls(
+            tenant_id=tenant_id,
+            object_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant_id}/admin")),
+            user_principal_name=f"admin@tenant{n}.bulkprov.mock",
+            display_name=f"Mock Administrator (tenant {n})",
+        )
+
+
+@dataclass(slots=True)
+class DeviceCode:
+    """One device authorization: pending until the user approves (or it expires)."""
+
+    device_code: str
+    user_code: str
+    tenant_id: str
+    client_id: str
+    scope: str
+    expires: float  # time.time()
+    polls: int = 0
+    approved: bool = False
+    declined: bool = False
 
 
 class TokenService:
@@ -218,6 +281,11 @@ class TokenService:
         self._registrations: dict[tuple[str, str], ClientRegistration] = {}
         self._verified: dict[str, TokenClaims] = {}
         self.issued = 0
+        self.users: dict[str, MockUser] = {}  # tenant id -> its administrator
+        self.device_codes: dict[str, DeviceCode] = {}  # device code -> authorization
+        self._refresh_tokens: dict[str, tuple[str, str, str]] = {}  # -> tenant, client, scope
+        self.auto_approve_polls: int | None = 2  # None: only /_mock/control approves
+        self.device_code_lifetime = 900.0
 
     # registrations
     def register(self, reg: ClientRegistration) -> None:
@@ -240,16 +308,22 @@ class TokenService:
             ]
         }
 
-    # the grant
+    # the grants
     def grant(self, tenant_id: str, form: Mapping[str, str], token_endpoint: str) -> dict[str, Any]:
-        """Answer a client-credentials grant, or raise :class:`OAuthError`."""
-        if form.get("grant_type") != "client_credentials":
+        """Answer a token request, or raise :class:`OAuthError`."""
+        grant_type = form.get("grant_type")
+        if grant_type == DEVICE_CODE_GRANT:
+            return self._device_code_grant(tenant_id, form)
+        if grant_type == "refresh_token":
+            return self._refresh_grant(tenant_id, form)
+        if grant_type != "client_credentials":
             raise OAuthError(
                 400,
                 "unsupported_grant_type",
                 "AADSTS70003",
                 "The app requested an unsupported grant type "
-                f"'{form.get('grant_type', '')}'; the mock supports client_credentials.",
+                f"'{form.get('grant_type', '')}'; the mock supports client_credentials, "
+                "device_code and refresh_token.",
             )
         client_id = form.get("client_id", "")
         scope = form.get("scope", "")
@@ -309,12 +383,7 @@ class TokenService:
             "app_displayname": reg.display_name,
             "idtyp": "app",
             "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant_id}/{client_id}")),
-            "roles": [
-                "Application.ReadWrite.OwnedBy",
-                "Directory.ReadWrite.All",
-                "Synchronization.ReadWrite.All",
-                "AuditLog.Read.All",
-            ],
+            "roles": list(APP_ROLES),
             "tid": tenant_id,
             "uti": b64url(secrets.token_bytes(16)),
             "ver": "1.0",
@@ -326,6 +395,181 @@ class TokenService:
             "expires_in": lifetime,
             "ext_expires_in": lifetime,
             "access_token": self._sign(claims),
+        }
+
+    # device code (delegated)
+    def _tenant_and_client(self, tenant_id: str, client_id: str) -> ClientRegistration:
+        if tenant_id not in self.users:
+            raise OAuthError(
+                400,
+                "invalid_request",
+                "AADSTS90002",
+                f"Tenant '{tenant_id}' not found. Check to make sure you have the correct "
+                "tenant ID and are signing into the correct cloud.",
+            )
+        reg = self._registrations.get((tenant_id, client_id))
+        if reg is None:
+            raise OAuthError(
+                400,
+                "unauthorized_client",
+                "AADSTS700016",
+                f"Application with identifier '{client_id}' was not found in the directory "
+                f"'{tenant_id}'.",
+            )
+        return reg
+
+    def device_authorization(
+        self, tenant_id: str, form: Mapping[str, str], verification_uri: str
+    ) -> dict[str, Any]:
+        """Start a device flow: the answer of ``/{tenant}/oauth2/v2.0/devicecode``."""
+        client_id = form.get("client_id", "")
+        self._tenant_and_client(tenant_id, client_id)
+        scope = form.get("scope", "")
+        if not scope.strip():
+            raise OAuthError(
+                400,
+                "invalid_request",
+                "AADSTS900144",
+                "The request body must contain the following parameter: 'scope'.",
+            )
+        alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+        user_code = "".join(secrets.choice(alphabet) for _ in range(9))
+        code = DeviceCode(
+            device_code=b64url(secrets.token_bytes(48)),
+            user_code=user_code,
+            tenant_id=tenant_id,
+            client_id=client_id,
+            scope=scope,
+            expires=time.time() + self.device_code_lifetime,
+        )
+        self.device_codes[code.device_code] = code
+        lifetime = int(self.device_code_lifetime)
+        return {
+            "user_code": user_code,
+            "device_code": code.device_code,
+            "verification_uri": verification_uri,
+            "expires_in": lifetime,
+            "interval": 1,
+            "message": f"To sign in, use a web browser to open the page {verification_uri} "
+            f"and enter the code {user_code} to authenticate.",
+        }
+
+    def decide_device_code(self, user_code: str, *, approve: bool = True) -> DeviceCode:
+        """The mock user approves (or declines) the sign-in with ``user_code``."""
+        for code in self.device_codes.values():
+            if code.user_code == user_code:
+                code.approved, code.declined = approve, not approve
+                return code
+        raise KeyError(user_code)
+
+    def _device_code_grant(self, tenant_id: str, form: Mapping[str, str]) -> dict[str, Any]:
+        code = self.device_codes.get(form.get("device_code", ""))
+        if code is None or code.tenant_id != tenant_id:
+            raise OAuthError(
+                400,
+                "invalid_grant",
+                "AADSTS70000",
+                "The provided value for the 'device_code' parameter is not valid.",
+            )
+        if code.client_id != form.get("client_id"):
+            raise OAuthError(
+                400, "invalid_grant", "AADSTS70000", "The device code was issued to another client."
+            )
+        if time.time() > code.expires:
+            del self.device_codes[code.device_code]
+            raise OAuthError(
+                400,
+                "expired_token",
+                "AADSTS70020",
+                "The provided value for the input "
+                "parameter 'device_code' is not valid. This device code has expired.",
+            )
+        code.polls += 1
+        if (
+            not code.approved
+            and not code.declined
+            and self.auto_approve_polls is not None
+            and code.polls > self.auto_approve_polls
+        ):
+            code.approved = True
+        if code.declined:
+            del self.device_codes[code.device_code]
+            raise OAuthError(
+                400, "authorization_declined", "AADSTS70016", "The user declined the sign-in."
+            )
+        if not code.approved:
+            raise OAuthError(
+                400,
+                "authorization_pending",
+                "AADSTS70016",
+                "OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
+            )
+        del self.device_codes[code.device_code]  # a device code is redeemed once
+        return self._delegated_tokens(tenant_id, code.client_id, code.scope)
+
+    def _refresh_grant(self, tenant_id: str, form: Mapping[str, str]) -> dict[str, Any]:
+        held = self._refresh_tokens.get(form.get("refresh_token", ""))
+        if held is None or held[0] != tenant_id or held[1] != form.get("client_id"):
+            raise OAuthError(
+                400,
+                "invalid_grant",
+                "AADSTS9002313",
+                "Invalid request. The refresh token "
+                "is malformed, expired or was issued to another client.",
+            )
+        return self._delegated_tokens(tenant_id, held[1], form.get("scope") or held[2])
+
+    def _delegated_tokens(self, tenant_id: str, client_id: str, scope: str) -> dict[str, Any]:
+        reg = self._tenant_and_client(tenant_id, client_id)
+        user = self.users[tenant_id]
+        now = time.time()
+        lifetime = max(1, int(self.token_lifetime))
+        claims = {
+            "aud": GRAPH_AUDIENCE,
+            "iss": f"https://sts.windows.net/{tenant_id}/",
+            "iat": int(now),
+            "nbf": int(now),
+            "exp": int(now + self.token_lifetime),
+            "appid": client_id,
+            "app_displayname": reg.display_name,
+            "idtyp": "user",
+            "oid": user.object_id,
+            "upn": user.user_principal_name,
+            "name": user.display_name,
+            "scp": " ".join(DELEGATED_SCOPES),
+            "tid": tenant_id,
+            "uti": b64url(secrets.token_bytes(16)),
+            "ver": "1.0",
+        }
+        id_token = {
+            "aud": client_id,
+            "iss": f"{GRAPH_AUDIENCE.replace('graph', 'login')}/{tenant_id}/v2.0",
+            "iat": int(now),
+            "nbf": int(now),
+            "exp": int(now + 3600),
+            "oid": user.object_id,
+            "sub": user.object_id,
+            "tid": tenant_id,
+            "preferred_username": user.user_principal_name,
+            "name": user.display_name,
+            "ver": "2.0",
+        }
+        refresh = b64url(secrets.token_bytes(48))
+        self._refresh_tokens[refresh] = (tenant_id, client_id, scope)
+        self.issued += 1
+        granted = (
+            " ".join(f"{GRAPH_AUDIENCE}/{s}" for s in DELEGATED_SCOPES)
+            + " openid profile offline_access"
+        )
+        return {
+            "token_type": "Bearer",
+            "scope": granted,
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
+            "access_token": self._sign(claims),
+            "refresh_token": refresh,
+            "id_token": self._sign(id_token),
+            "client_info": b64url(orjson.dumps({"uid": user.object_id, "utid": tenant_id})),
         }
 
     def _check_assertion(self, reg: ClientRegistration, assertion: str, endpoint: str) -> None:
@@ -402,7 +646,18 @@ class TokenService:
                 return "Invalid JWT signature or format."
             if body.get("aud") != GRAPH_AUDIENCE:
                 return "Invalid audience."
-            claims = TokenClaims(tenant_id=body["tid"], app_id=body["appid"], expires=body["exp"])
+            if body.get("idtyp") == "user":
+                claims = TokenClaims(
+                    tenant_id=body["tid"],
+                    app_id=body["appid"],
+                    expires=body["exp"],
+                    scopes=tuple(str(body.get("scp", "")).split()),
+                    user_id=body["oid"],
+                )
+            else:
+                claims = TokenClaims(
+                    tenant_id=body["tid"], app_id=body["appid"], expires=body["exp"]
+                )
             if len(self._verified) > 10_000:
                 self._verified.clear()
             self._verified[token] = claims

@@ -3,7 +3,8 @@
 Routes:
 
 - ``/{tenant}/v2.0/.well-known/openid-configuration``, ``/{tenant}/discovery/v2.0/keys``,
-  ``/{tenant}/oauth2/v2.0/token``: the identity platform MSAL talks to;
+  ``/{tenant}/oauth2/v2.0/token``, ``/{tenant}/oauth2/v2.0/devicecode``: the identity
+  platform MSAL talks to;
 - ``/v1.0/...`` and ``/beta/...`` (``$batch`` included): Graph;
 - ``/_mock/info``, ``/_mock/stats``, ``/_mock/control``: for tests, benchmarks and operators.
 
@@ -30,7 +31,7 @@ from aiohttp import web
 
 from .clock import ScaledClock
 from .graph import GraphService, MockRequest, MockResponse
-from .identity import ClientRegistration, OAuthError, TokenService, make_tls
+from .identity import ClientRegistration, MockUser, OAuthError, TokenService, make_tls
 from .settings import (
     FaultSettings,
     JobSettings,
@@ -70,6 +71,9 @@ class MockInfo:
     client_secret: str
     time_scale: float
     http_url: str | None = None  # plain-HTTP Graph base URL, for curl
+    # the user who signs in with a device code, per tenant (same order as tenant_ids); the
+    # client id above is also a public client, so device-code sign-in uses it as well
+    users: tuple[str, ...] = ()
 
     def to_json(self) -> bytes:
         return orjson.dumps(dataclasses.asdict(self), option=orjson.OPT_INDENT_2)
@@ -78,7 +82,24 @@ class MockInfo:
     def from_json(cls, data: bytes | str) -> MockInfo:
         raw = orjson.loads(data)
         raw["tenant_ids"] = tuple(raw["tenant_ids"])
+        raw["users"] = tuple(raw.get("users", ()))
         return cls(**raw)
+
+    def profiles(self, secret_file: Path) -> dict[str, dict[str, Any]]:
+        """One app-only profile (``tenantN``, client secret from ``secret_file``) and one
+        delegated profile (``tenantN-device``, device code) per tenant of the mock."""
+        out: dict[str, dict[str, Any]] = {}
+        for n, tid in enumerate(self.tenant_ids, start=1):
+            common = {
+                "tenant_id": tid,
+                "client_id": self.client_id,
+                "graph_url": self.graph_url,
+                "authority_host": self.authority_host,
+                "ca_file": self.ca_file,
+            }
+            out[f"tenant{n}"] = {**common, "client_secret": f"file:{secret_file}"}
+            out[f"tenant{n}-device"] = {"auth": "device_code", **common}
+        return out
 
     def __repr__(self) -> str:  # the client secret stays out of reprs and logs
         return (
@@ -111,6 +132,7 @@ class MockGraph:
         self.state_dir = state_dir
         self.clock = ScaledClock(self.settings.time_scale)
         self.tokens = TokenService(token_lifetime=self.settings.token_lifetime)
+        self.tokens.auto_approve_polls = self.settings.device_code_auto_approve
         self.client_secret = client_secret or secrets.token_urlsafe(30)
         rng = random.Random(f"{self.settings.faults.seed}:state")
         tenants = {}
@@ -120,6 +142,7 @@ class MockGraph:
             reg = ClientRegistration(client_id=CLIENT_ID, tenant_id=tid, display_name="bulkprov")
             reg.add_secret(self.client_secret)
             self.tokens.register(reg)
+            self.tokens.users[tid] = MockUser.for_tenant(tid, n)
         self.service = GraphService(self.settings, self.clock, self.tokens, tenants)
         self._token_rng = random.Random(f"{self.settings.faults.seed}:token")
         self._runner: web.AppRunner | None = None
@@ -155,6 +178,7 @@ class MockGraph:
             client_secret=self.client_secret,
             time_scale=self.settings.time_scale,
             http_url=http_url,
+            users=tuple(self.tokens.users[t].user_principal_name for t in self.service.tenants),
         )
         return self.info
 
@@ -214,6 +238,7 @@ class MockGraph:
         app.router.add_get("/{tenant}/.well-known/openid-configuration", self._h_oidc)
         app.router.add_get("/{tenant}/discovery/v2.0/keys", self._h_keys)
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._h_token)
+        app.router.add_post("/{tenant}/oauth2/v2.0/devicecode", self._h_devicecode)
 
     @staticmethod
     def _base(request: web.Request) -> str:
@@ -346,6 +371,26 @@ class MockGraph:
             headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
         )
 
+    async def _h_devicecode(self, request: web.Request) -> web.Response:
+        tenant = request.match_info["tenant"]
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        await self.service.latency("token")
+        try:
+            body = self.tokens.device_authorization(
+                tenant, form, f"{self._base(request)}/devicelogin"
+            )
+            status = 200
+        except OAuthError as err:
+            cid = request.headers.get("client-request-id", str(uuid.uuid4()))
+            body, status = err.body(str(uuid.uuid4()), cid), err.status
+        self.service.requests["POST /{tenant}/oauth2/v2.0/devicecode"][status] += 1
+        return web.Response(
+            status=status,
+            body=orjson.dumps(body),
+            content_type=JSON_CONTENT_TYPE,
+            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+        )
+
     # the mock's own endpoints
     async def _h_info(self, request: web.Request) -> web.Response:
         assert self.info is not None
@@ -369,6 +414,13 @@ class MockGraph:
                         break
                 else:
                     raise KeyError(sp_id)
+            elif action == "approve_device_code":
+                self.tokens.decide_device_code(
+                    str(body["user_code"]), approve=bool(body.get("approve", True))
+                )
+            elif action == "device_code_auto_approve":
+                polls = body.get("polls")
+                self.tokens.auto_approve_polls = None if polls is None else int(polls)
             elif action == "reset_stats":
                 self.service.requests.clear()
                 self.service.counters.clear()
@@ -414,6 +466,27 @@ def write_info(path: Path, info: MockInfo) -> None:
     path.write_bytes(info.to_json())
 
 
+def write_profiles(path: Path, info: MockInfo) -> Path:
+    """Write a profiles file for ``info`` (one app-only and one device-code profile per tenant)
+    and, beside it, the client secret it references; both readable by the owner only. Returns
+    the secret file's path."""
+    from ..profiles import render
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret_file = path.with_name(path.name + ".secret")
+    for f in (secret_file, path):
+        f.touch(mode=0o600)
+        f.chmod(0o600)
+    secret_file.write_text(info.client_secret + "\n", encoding="utf-8")
+    text = (
+        f"# bulkprov profiles for the mock Graph at {info.graph_url}\n"
+        "# tenantN: app-only (client secret); tenantN-device: delegated (device code)\n\n"
+        + render(info.profiles(secret_file.resolve()))
+    )
+    path.write_text(text, encoding="utf-8")
+    return secret_file
+
+
 async def run_mock(
     settings: MockSettings,
     *,
@@ -421,6 +494,7 @@ async def run_mock(
     port: int = 8443,
     http_port: int | None = None,
     info_file: Path | None = None,
+    profiles_file: Path | None = None,
     state_dir: Path | None = None,
     ready: asyncio.Event | None = None,
 ) -> None:
@@ -431,6 +505,8 @@ async def run_mock(
         assert mock.info is not None
         if info_file is not None:
             write_info(info_file, mock.info)
+        if profiles_file is not None:
+            write_profiles(profiles_file, mock.info)
         if ready is not None:
             ready.set()
         with contextlib.suppress(asyncio.CancelledError):

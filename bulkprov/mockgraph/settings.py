@@ -215,6 +215,9 @@ class MockSettings:
     max_page_size: int = 999
     batch_limit: int = 20
     tenants: int = 1  # tenants served (migration tests use two)
+    # a device-code sign-in is approved by the mock's user after this many token polls
+    # (None: only POST /_mock/control {"action": "approve_device_code"} approves it)
+    device_code_auto_approve: int | None = 1
 
     def __post_init__(self) -> None:
         if self.time_scale <= 0:
@@ -223,6 +226,8 @@ class MockSettings:
             raise ValueError("tenants must be at least 1")
         if self.token_lifetime <= 0:
             raise ValueError("token_lifetime must be positive")
+        if self.device_code_auto_approve is not None and self.device_code_auto_approve < 0:
+            raise ValueError("device_code_auto_approve must be 0 or more (or None)")
 
     def evolve(self, **changes: Any) -> Self:
         """A copy with ``changes`` applied (nested settings are replaced whole)."""
