@@ -20,7 +20,7 @@ from .common import bench_env, mock_args, mock_process, run_measured, write_mani
 from .race import HERE, contender_cmd, read_timeline
 
 # time scale only shortens the engine's waits between replication reads (no latency here)
-QUIET = mock_args(time_scale=0.01, throttle=False, latency=False, replication=False)
+QUIET = mock_args(time_scale=0.05, throttle=False, latency=False, replication=False)
 
 
 def _one(name: str, manifest: Path, work: Path, requests: int | None) -> dict[str, Any]:

@@ -124,3 +124,19 @@ def overhead_md(res: dict[str, Any]) -> str:
         "",
         targets_md(res["targets"]),
     ])
+
+
+def scale_md(res: dict[str, Any]) -> str:
+    rows = [
+        [r["n"], r["done"], r["failed"], r["peak_rss_mb"], r["wall_s"], r["ms_per_instance"],
+         r["cpu_ms_per_instance"], r["requests"], r["ledger_mb"], r["mock_peak_rss_mb"]]
+        for r in res["rows"]
+    ]
+    return "\n".join([
+        "### Scale: bulkprov against a mock with no latency, throttling or replication delay",
+        "",
+        table(["instances", "done", "failed", "peak RSS MB", "wall s", "ms per instance",
+               "CPU ms per instance", "requests", "ledger MB", "mock peak RSS MB"], rows),
+        "",
+        targets_md(res["targets"]),
+    ])

@@ -92,8 +92,14 @@ class TestCrashSafety:
         rng = random.Random(20261122)
         outputs: list[bytes] = []
         for _ in range(4):
+            runs_before = ledger_mod.read(ledger).runs if ledger.exists() else 0
             proc = _run(info_file, manifest, ledger, env, tmp_path / "log.jsonl")
-            time.sleep(rng.uniform(0.8, 3.0))
+            # kill at a random moment of the run itself, however slow the start-up is
+            deadline = time.monotonic() + 60
+            while (not ledger.exists() or ledger_mod.read(ledger).runs == runs_before) \
+                    and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.1, 2.0))
             proc.send_signal(signal.SIGKILL)
             out, err = proc.communicate(timeout=30)
             outputs += [out, err]

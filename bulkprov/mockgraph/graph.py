@@ -15,7 +15,7 @@ import uuid
 from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlencode
 
 import orjson
@@ -751,9 +751,8 @@ class GraphService(onprem.OnPremisesRoutes):
 
     async def h_list_applications(self, ctx: Ctx) -> MockResponse:
         pred = self._filter(ctx, APPLICATION_FILTER, directory=True)
-        items = [
-            self.render_application(ctx, a) for a in self._visible_list(ctx, ctx.tenant.app_order)
-        ]
+        objs = _by_name(ctx, ctx.tenant.app_order, ctx.tenant.apps_by_name)
+        items = [self.render_application(ctx, a) for a in self._visible_list(ctx, objs)]
         return self._page(ctx, [i for i in items if pred(i)], "applications")
 
     async def h_get_application(self, ctx: Ctx, id: str) -> MockResponse:
@@ -772,7 +771,7 @@ class GraphService(onprem.OnPremisesRoutes):
         a = self._application(ctx, id)
         body = self._patch_body(ctx, PATCHABLE_APPLICATION, "application")
         if "displayName" in body:
-            a.display_name = body["displayName"]
+            ctx.tenant.rename_application(a, body["displayName"])
         if "tags" in body:
             a.tags = list(body["tags"])
         if "notes" in body:
@@ -810,10 +809,8 @@ class GraphService(onprem.OnPremisesRoutes):
     # ------------------------------------------------------------------ service principals
     async def h_list_service_principals(self, ctx: Ctx) -> MockResponse:
         pred = self._filter(ctx, SP_FILTER, directory=True)
-        items = [
-            self.render_service_principal(ctx, s)
-            for s in self._visible_list(ctx, ctx.tenant.sp_order)
-        ]
+        objs = _by_name(ctx, ctx.tenant.sp_order, ctx.tenant.sps_by_name)
+        items = [self.render_service_principal(ctx, s) for s in self._visible_list(ctx, objs)]
         return self._page(ctx, [i for i in items if pred(i)], "servicePrincipals")
 
     async def h_get_service_principal(self, ctx: Ctx, id: str) -> MockResponse:
@@ -832,7 +829,7 @@ class GraphService(onprem.OnPremisesRoutes):
         sp = self._sp(ctx, id)
         body = self._patch_body(ctx, PATCHABLE_SP, "servicePrincipal")
         if "displayName" in body:
-            sp.display_name = body["displayName"]
+            ctx.tenant.rename_service_principal(sp, body["displayName"])
         if "tags" in body:
             sp.tags = list(body["tags"])
         if "notes" in body:
@@ -1273,6 +1270,41 @@ class GraphService(onprem.OnPremisesRoutes):
             "orphanApplications": sum(t["orphanApplications"] for t in tenants.values()),
             "orphanServicePrincipals": sum(t["orphanServicePrincipals"] for t in tenants.values()),
         }
+
+
+T = TypeVar("T", Application, ServicePrincipal)
+_LITERAL = re.compile(r"'(?:[^']|'')*'")
+_NAME_EQ_BEFORE = re.compile(r"(?:^|[\s(])displayName\s+eq\s*$", re.IGNORECASE)
+_OR_NOT = re.compile(r"\b(?:or|not)\b", re.IGNORECASE)
+
+
+def name_in_filter(text: str | None) -> str | None:
+    """The display name a ``$filter`` requires (``displayName eq '..'`` in a conjunction), or
+    None when the filter does not pin one (no filter, an ``or``, a ``not``)."""
+    if not text:
+        return None
+    found: str | None = None
+    bare: list[str] = []
+    pos = 0
+    for m in _LITERAL.finditer(text):
+        before = text[pos : m.start()]
+        bare.append(before)
+        if found is None and _NAME_EQ_BEFORE.search(before):
+            found = m.group(0)[1:-1].replace("''", "'")
+        pos = m.end()
+    bare.append(text[pos:])
+    if found is None or _OR_NOT.search(" ".join(bare)):
+        return None
+    return found
+
+
+def _by_name(ctx: Ctx, ordered: list[T], index: Mapping[str, list[T]]) -> list[T]:
+    """The objects a list must look at: those of the filter's display name, in creation
+    order, or all of them. The filter itself is still applied to what this returns."""
+    name = name_in_filter(ctx.req.query.get("$filter"))
+    if name is None:
+        return ordered
+    return sorted(index.get(name.casefold(), ()), key=lambda o: o.created)
 
 
 _FAULT_CODES = {

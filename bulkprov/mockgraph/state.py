@@ -119,6 +119,10 @@ class Tenant:
         self.sp_by_app_id: dict[str, ServicePrincipal] = {}
         self.app_order: list[Application] = []  # creation order, for stable paging
         self.sp_order: list[ServicePrincipal] = []
+        # display name (casefolded) -> objects: a list filtered on displayName eq reads these
+        # instead of every object of the tenant (Graph indexes it too)
+        self.apps_by_name: dict[str, list[Application]] = {}
+        self.sps_by_name: dict[str, list[ServicePrincipal]] = {}
         self.logs: list[JSON] = []  # provisioning log entries, oldest first
         self._events: list[tuple[float, int, str, str, int]] = []  # (t, seq, sp, job, generation)
         self._seq = 0
@@ -167,9 +171,21 @@ class Tenant:
         self.sp_by_app_id[app_id] = sp
         self.app_order.append(application)
         self.sp_order.append(sp)
+        self.apps_by_name.setdefault(display_name.casefold(), []).append(application)
+        self.sps_by_name.setdefault(display_name.casefold(), []).append(sp)
         self.created["applications"] += 1
         self.created["servicePrincipals"] += 1
         return application, sp
+
+    def rename_application(self, application: Application, name: str) -> None:
+        _unindex(self.apps_by_name, application.display_name, application)
+        application.display_name = name
+        self.apps_by_name.setdefault(name.casefold(), []).append(application)
+
+    def rename_service_principal(self, sp: ServicePrincipal, name: str) -> None:
+        _unindex(self.sps_by_name, sp.display_name, sp)
+        sp.display_name = name
+        self.sps_by_name.setdefault(name.casefold(), []).append(sp)
 
     def delete_application(self, application: Application, now: float) -> None:
         application.deleted = now
@@ -191,11 +207,13 @@ class Tenant:
         if application is not None and application.deleted is not None:
             del self.applications[object_id]
             self.app_order.remove(application)
+            _unindex(self.apps_by_name, application.display_name, application)
             return True
         sp = self.service_principals.get(object_id)
         if sp is not None and sp.deleted is not None:
             del self.service_principals[object_id]
             self.sp_order.remove(sp)
+            _unindex(self.sps_by_name, sp.display_name, sp)
             if self.sp_by_app_id.get(sp.app_id) is sp:
                 del self.sp_by_app_id[sp.app_id]
             return True
@@ -522,3 +540,11 @@ class Tenant:
             "jobStatus": dict(codes),
             "provisioningLogEntries": len(self.logs),
         }
+
+
+def _unindex(index: dict[str, list[Any]], name: str, obj: object) -> None:
+    objs = index.get(name.casefold())
+    if objs is not None:
+        objs[:] = [o for o in objs if o is not obj]
+        if not objs:
+            del index[name.casefold()]
