@@ -140,3 +140,18 @@ def scale_md(res: dict[str, Any]) -> str:
         "",
         targets_md(res["targets"]),
     ])
+
+
+def soak_md(res: dict[str, Any]) -> str:
+    faults = ", ".join(f"{k} {v}" for k, v in sorted(res["faults_injected"].items()))
+    return "\n".join([
+        f"### Soak: {res['n']:,} instances, {res['fault_pct']:.1f}% of requests faulted, "
+        f"{len(res['kills'])} SIGKILLs (time scale {res['time_scale']})",
+        "",
+        f"Mock: `{' '.join(res['mock']['args'])}`. Faults injected: {faults}. "
+        f"{res['requests']:,} requests, {res['throttled']} 429s, {res['early_retries']} early "
+        f"retries, {res['runs']} runs on one ledger (killed at {res['kills']} s), final exit "
+        f"code {res['final_exit_code']}, {res['wall_s']:.0f} s.",
+        "",
+        targets_md(res["targets"]),
+    ])
