@@ -37,17 +37,47 @@ def odata_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _entity(resp: Response, *required: str) -> JSON:
+def _entity(resp: Response, *required: str, method: str = "", path: str = "") -> JSON:
     body = resp.body
-    if not isinstance(body, dict) or any(not isinstance(body.get(k), str) for k in required):
+    if not isinstance(body, dict):
+        missing = "a JSON object"
+    else:
+        missing = ", ".join(k for k in required if not isinstance(body.get(k), str) or not body[k])
+    if missing:
         raise GraphError(
             resp.status,
             "InvalidResponse",
-            f"the answer lacks {', '.join(required)}",
+            f"the answer lacks {missing}",
+            method=method,
+            path=path,
             request_id=resp.request_id,
             client_request_id=resp.client_request_id,
         )
+    assert isinstance(body, dict)
     return body
+
+
+def _items(items: list[Any], path: str, *required: str) -> list[JSON]:
+    """The objects of a collection, each with its ``required`` string properties."""
+    for item in items:
+        if not isinstance(item, dict):
+            raise GraphError(
+                200,
+                "InvalidResponse",
+                "an item of the collection is not an object",
+                method="GET",
+                path=path,
+            )
+        missing = [k for k in required if not isinstance(item.get(k), str) or not item[k]]
+        if missing:
+            raise GraphError(
+                200,
+                "InvalidResponse",
+                f"an item of the collection lacks {', '.join(missing)}",
+                method="GET",
+                path=path,
+            )
+    return items
 
 
 class Graph:
@@ -80,18 +110,23 @@ class Graph:
         )
         body = resp.body if isinstance(resp.body, dict) else {}
         app, sp = body.get("application"), body.get("servicePrincipal")
-        if (
-            not isinstance(app, dict)
-            or not isinstance(sp, dict)
-            or not all(isinstance(o.get(k), str) for o in (app, sp) for k in ("id", "appId"))
-        ):
+        missing = [
+            f"{name}.{k}"
+            for name, o in (("application", app), ("servicePrincipal", sp))
+            for k in ("id", "appId")
+            if not isinstance(o, dict) or not isinstance(o.get(k), str) or not o[k]
+        ]
+        if missing:
             raise GraphError(
                 resp.status,
                 "InvalidResponse",
-                "instantiate answered without application and service principal ids",
+                f"instantiate answered without {', '.join(missing)}",
+                method="POST",
+                path=f"/applicationTemplates/{template_id}/instantiate",
                 request_id=resp.request_id,
                 client_request_id=resp.client_request_id,
             )
+        assert isinstance(app, dict) and isinstance(sp, dict)
         return app, sp
 
     # directory
@@ -107,23 +142,17 @@ class Graph:
         }
         async for page in self.client.pages("/applications", params=params):
             found.extend(page)
-        return found
+        return _items(found, "/applications", "id", "appId")
 
     async def service_principal_by_app_id(self, app_id: str) -> JSON:
-        resp = await self.client.request(
-            "GET",
-            f"/servicePrincipals(appId='{guid(app_id, 'appId')}')",
-            params={"$select": "id,appId,displayName"},
-        )
-        return _entity(resp, "id", "appId")
+        path = f"/servicePrincipals(appId='{guid(app_id, 'appId')}')"
+        resp = await self.client.request("GET", path, params={"$select": "id,appId,displayName"})
+        return _entity(resp, "id", "appId", method="GET", path=path)
 
     async def service_principal(self, sp_id: str) -> JSON:
-        resp = await self.client.request(
-            "GET",
-            f"/servicePrincipals/{guid(sp_id, 'service principal id')}",
-            params={"$select": "id,appId,displayName"},
-        )
-        return _entity(resp, "id")
+        path = f"/servicePrincipals/{guid(sp_id, 'service principal id')}"
+        resp = await self.client.request("GET", path, params={"$select": "id,appId,displayName"})
+        return _entity(resp, "id", method="GET", path=path)
 
     async def application(self, app_object_id: str) -> JSON:
         resp = await self.client.request(
@@ -144,27 +173,39 @@ class Graph:
 
     async def sync_templates(self, sp_id: str) -> list[JSON]:
         out: list[JSON] = []
-        async for page in self.client.pages(f"{self._sync(sp_id)}/templates"):
+        path = f"{self._sync(sp_id)}/templates"
+        async for page in self.client.pages(path):
             out.extend(page)
-        return out
+        return _items(out, path, "id")
 
     async def jobs(self, sp_id: str) -> list[JSON]:
         out: list[JSON] = []
-        async for page in self.client.pages(f"{self._sync(sp_id)}/jobs"):
+        path = f"{self._sync(sp_id)}/jobs"
+        async for page in self.client.pages(path):
             out.extend(page)
-        return out
+        return _items(out, path, "id")
 
     async def create_job(self, sp_id: str, template_id: str) -> JSON:
+        path = f"{self._sync(sp_id)}/jobs"
         resp = await self.client.request(
-            "POST", f"{self._sync(sp_id)}/jobs", json={"templateId": template_id}, idempotent=False
+            "POST", path, json={"templateId": template_id}, idempotent=False
         )
-        return _entity(resp, "id")
+        return _entity(resp, "id", method="POST", path=path)
 
     async def job(self, sp_id: str, job_id: str) -> JSON:
-        resp = await self.client.request(
-            "GET", f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}"
-        )
-        return _entity(resp, "id")
+        path = f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}"
+        resp = await self.client.request("GET", path)
+        job = _entity(resp, "id", method="GET", path=path)
+        if not isinstance(job.get("status") or {}, dict):
+            raise GraphError(
+                resp.status,
+                "InvalidResponse",
+                "the job's status is not an object",
+                method="GET",
+                path=path,
+                request_id=resp.request_id,
+            )
+        return job
 
     async def validate_credentials(self, sp_id: str, job_id: str, credentials: list[JSON]) -> None:
         await self.client.request(

@@ -24,8 +24,10 @@ import orjson
 import structlog
 
 from .errors import (
+    AuthError,
     BulkProvError,
     GraphError,
+    LedgerError,
     NotYetReplicated,
     StepError,
     TransportError,
@@ -124,11 +126,12 @@ class Pipeline:
         except StepError as err:
             self._fail(out, name, t0, err.reason, err.request_id, err.code)
         except GraphError as err:
+            to = f" to {err.method} {err.path}" if err.method and err.path else ""
             self._fail(
                 out,
                 name,
                 t0,
-                f"Graph answered {err.status} {err.code}: {err.graph_message}",
+                f"Graph answered {err.status} {err.code}{to}: {err.graph_message}",
                 err.request_id,
                 err.code,
             )
@@ -143,6 +146,11 @@ class Pipeline:
             )
         except (NotYetReplicated, UnsafeRequest) as err:
             self._fail(out, name, t0, str(err), None, type(err).__name__)
+        except (LedgerError, AuthError, _Interrupted):
+            raise  # the run stops (no ledger, no token) or drains: not this instance's failure
+        except Exception as err:  # one instance's surprise must not bring the pool down
+            log.exception("step_crashed", instance=key, step=name)
+            self._fail(out, name, t0, f"unexpected {type(err).__name__}: {err}", None, "Unexpected")
         ms = int((time.monotonic() - t0) * 1000)
         out.timings[name] = ms
         ids = {k: v for k, v in (data or {}).items() if k in _ID_KEYS}
@@ -416,9 +424,12 @@ class Pipeline:
                     since,
                 )
             except (TransportError, GraphError) as err:
-                if isinstance(err, GraphError) and err.status < 500:
+                lost = isinstance(err, TransportError) or err.code == "InvalidResponse"
+                if isinstance(err, GraphError) and err.status < 500 and not lost:
                     raise
-                continue  # the answer was lost: list again before creating again
+                # the answer was lost or unreadable: list again before creating again
+                log.info("job_create_unsure", instance=out.inst.key, error=str(err)[:200])
+                continue
             return {"jobId": job["id"], "status": (job.get("status") or {}).get("code")}
         raise StepError(out.inst.key, "job", "could not create the synchronization job")
 
