@@ -3,12 +3,18 @@ in a URL, and every OData string literal is escaped, so no value can reshape a r
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import quote
+
+import structlog
 
 from .client import GraphClient, Response
 from .errors import GraphError, UnsafeRequest
+
+log = structlog.get_logger("bulkprov.graph")
 
 JSON = dict[str, Any]
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -80,6 +86,29 @@ def _items(items: list[Any], path: str, *required: str) -> list[JSON]:
     return items
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+READ_ATTEMPTS = 3  # a read whose answer lacks what Graph documents is asked again
+
+
+def _reread(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """A read asked again when its answer parsed but lacks what Graph documents (an id, a
+    collection's ``value``): safe to repeat, and usually a glitch of one answer."""
+
+    @functools.wraps(fn)
+    async def again(*args: P.args, **kwargs: P.kwargs) -> T:
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                return await fn(*args, **kwargs)
+            except GraphError as err:
+                if err.code != "InvalidResponse" or attempt == READ_ATTEMPTS:
+                    raise
+                log.info("reading_again", path=err.path, reason=err.graph_message)
+        raise AssertionError("unreachable")
+
+    return again
+
+
 class Graph:
     """The Graph operations bulkprov uses, over a :class:`GraphClient`."""
 
@@ -87,6 +116,7 @@ class Graph:
         self.client = client
 
     # application templates
+    @_reread
     async def find_templates(self, name_or_id: str) -> list[JSON]:
         if _GUID.fullmatch(name_or_id):
             try:
@@ -99,7 +129,7 @@ class Graph:
         params = {"$filter": f"displayName eq {odata_string(name_or_id)}"}
         async for page in self.client.pages("/applicationTemplates", params=params):
             found.extend(page)
-        return found
+        return _items(found, "/applicationTemplates", "id", "displayName")
 
     async def instantiate(self, template_id: str, display_name: str) -> tuple[JSON, JSON]:
         resp = await self.client.request(
@@ -130,6 +160,7 @@ class Graph:
         return app, sp
 
     # directory
+    @_reread
     async def find_applications(self, template_id: str, display_name: str) -> list[JSON]:
         flt = (
             f"applicationTemplateId eq {odata_string(template_id)} and "
@@ -144,16 +175,19 @@ class Graph:
             found.extend(page)
         return _items(found, "/applications", "id", "appId")
 
+    @_reread
     async def service_principal_by_app_id(self, app_id: str) -> JSON:
         path = f"/servicePrincipals(appId='{guid(app_id, 'appId')}')"
         resp = await self.client.request("GET", path, params={"$select": "id,appId,displayName"})
         return _entity(resp, "id", "appId", method="GET", path=path)
 
+    @_reread
     async def service_principal(self, sp_id: str) -> JSON:
         path = f"/servicePrincipals/{guid(sp_id, 'service principal id')}"
         resp = await self.client.request("GET", path, params={"$select": "id,appId,displayName"})
         return _entity(resp, "id", method="GET", path=path)
 
+    @_reread
     async def application(self, app_object_id: str) -> JSON:
         resp = await self.client.request(
             "GET",
@@ -171,6 +205,7 @@ class Graph:
     def _sync(self, sp_id: str) -> str:
         return f"/servicePrincipals/{guid(sp_id, 'service principal id')}/synchronization"
 
+    @_reread
     async def sync_templates(self, sp_id: str) -> list[JSON]:
         out: list[JSON] = []
         path = f"{self._sync(sp_id)}/templates"
@@ -178,6 +213,7 @@ class Graph:
             out.extend(page)
         return _items(out, path, "id")
 
+    @_reread
     async def jobs(self, sp_id: str) -> list[JSON]:
         out: list[JSON] = []
         path = f"{self._sync(sp_id)}/jobs"
@@ -192,6 +228,7 @@ class Graph:
         )
         return _entity(resp, "id", method="POST", path=path)
 
+    @_reread
     async def job(self, sp_id: str, job_id: str) -> JSON:
         path = f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}"
         resp = await self.client.request("GET", path)

@@ -238,9 +238,11 @@ class GraphService:
             for route_class, count in getattr(faults, name).items()
         }
 
-    def burst(self, name: str, route_class: str) -> bool:
-        """Whether this request gets the counted fault ``name`` (and count it down)."""
-        for key in ((name, route_class), (name, "*")):
+    def burst(self, name: str, route_class: str, *, shared: bool = True) -> bool:
+        """Whether this request gets the counted fault ``name`` (and count it down); with
+        ``shared``, a ``"*"`` burst counts too."""
+        keys = ((name, route_class), (name, "*")) if shared else ((name, route_class),)
+        for key in keys:
             left = self._bursts.get(key)
             if left is not None:
                 if left <= 0:

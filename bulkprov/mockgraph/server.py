@@ -335,12 +335,12 @@ class MockGraph:
             request.headers.get("client-request-id", str(uuid.uuid4())),
         )
         status: int
-        if self.service.burst("drop_burst", "token"):
+        if self.service.burst("drop_burst", "token", shared=False):
             self.service.counters["faults_token_drop"] += 1
             self.service.requests["POST /{tenant}/oauth2/v2.0/token"][0] += 1
             _abort(request)
             return web.Response(status=500)
-        if self.service.burst("error_burst", "token") or (
+        if self.service.burst("error_burst", "token", shared=False) or (
             self._token_rng.random() < self.settings.faults.token_error_rate
         ):
             self.service.counters["faults_token_5xx"] += 1

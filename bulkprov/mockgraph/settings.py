@@ -180,8 +180,9 @@ class FaultSettings:
       cases, the objects are created, yet the answer is a 404 or nothing before the client's
       timeout.
 
-    The token endpoint is the route class ``"token"``: ``error_burst``/``drop_burst`` on it
-    (and ``token_error_rate``) make it answer 503 or drop the connection.
+    The token endpoint is the route class ``"token"``: ``error_burst``/``drop_burst`` naming
+    it (and ``token_error_rate``) make it answer 503 or drop the connection; a ``"*"`` burst
+    leaves it alone.
     """
 
     seed: int = 1406
