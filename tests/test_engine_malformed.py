@@ -33,10 +33,10 @@ def settings(**faults: object) -> MockSettings:
 
 @pytest.mark.parametrize("kind", MALFORMED_KINDS)
 async def test_each_malformed_kind_on_every_route_is_survived(kind: str, tmp_path: Path) -> None:
-    """Three malformed answers of one kind on every route (two on the run's one template
-    lookup, which reads three times at most): every instance still ends done, with one
-    application each and the ledger matching the mock."""
-    bursts = {**dict.fromkeys(ROUTES, 3), "templates": 2}
+    """Two malformed answers of one kind on every route (fewer than a read's three tries, so
+    no instance can be unlucky enough to get them all): every instance still ends done, with
+    one application each and the ledger matching the mock."""
+    bursts = dict.fromkeys(ROUTES, 2)
     s = settings(seed=21, malformed_kinds=(kind,), malformed_burst=bursts)
     async with MockGraph(s) as mock:
         manifest = aws_manifest(tmp_path / "m.csv", 8)
@@ -45,7 +45,7 @@ async def test_each_malformed_kind_on_every_route_is_survived(kind: str, tmp_pat
         faults = mock.stats()["faults"]
     assert not verdict.problems, str(verdict)
     assert result.statuses == {"done": 8}, result.failures
-    assert faults[f"faults_malformed_{kind}"] >= 10
+    assert faults[f"faults_malformed_{kind}"] >= 8  # every route that has such an answer
 
 
 async def test_unrecoverable_html_answer_fails_one_instance_clearly(tmp_path: Path) -> None:
