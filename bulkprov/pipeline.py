@@ -42,6 +42,7 @@ log = structlog.get_logger("bulkprov.pipeline")
 T = TypeVar("T")
 JSON = dict[str, Any]
 
+JOB_CREATE_ATTEMPTS = 5  # creations of a job whose answers are lost (each after listing)
 SETUP_STEPS = ("instantiate", "replicate", "sync_template", "job", "validate", "secrets", "start")
 ALL_STEPS = (*SETUP_STEPS, "monitor", "logs")
 
@@ -234,6 +235,7 @@ class Pipeline:
         if "applicationId" in state.ids and "servicePrincipalId" in state.ids:
             return {}
         since = time.monotonic()
+        last = ""
         while True:
             found = await self._find_mine(inst, template.id, state)
             if found is not None:
@@ -253,7 +255,10 @@ class Pipeline:
                 state.instantiate_pending = False
             if state.instantiate_attempts >= self.settings.instantiate_attempts:
                 raise StepError(
-                    inst.key, "instantiate", f"gave up after {state.instantiate_attempts} attempts"
+                    inst.key,
+                    "instantiate",
+                    f"gave up after {state.instantiate_attempts} attempts"
+                    + (f"; the last: {last}" if last else ""),
                 )
             state.instantiate_attempts += 1
             state.instantiate_pending = True
@@ -280,6 +285,7 @@ class Pipeline:
                     )
                     raise
                 log.info("instantiate_unsure", instance=inst.key, error=str(err)[:200])
+                last = str(err)
                 since = time.monotonic()
                 continue  # look for what the lost POST may have created
             state.instantiate_pending = False
@@ -410,7 +416,10 @@ class Pipeline:
         sp_id = out.state.ids["servicePrincipalId"]
         template_id = out.state.ids.get("templateId") or self._template_from_ledger(out)
         since = time.monotonic()
-        for _ in range(3):
+        last = ""
+        for attempt in range(1, JOB_CREATE_ATTEMPTS + 1):
+            if attempt > 1:
+                await self.sleep(min(2.0**attempt, 30.0))  # let a 5xx spell pass
             jobs = await self._replicated(
                 "synchronization jobs", lambda: self.graph.jobs(sp_id), since
             )
@@ -429,9 +438,16 @@ class Pipeline:
                     raise
                 # the answer was lost or unreadable: list again before creating again
                 log.info("job_create_unsure", instance=out.inst.key, error=str(err)[:200])
+                last = str(err)
                 continue
             return {"jobId": job["id"], "status": (job.get("status") or {}).get("code")}
-        raise StepError(out.inst.key, "job", "could not create the synchronization job")
+        raise StepError(
+            out.inst.key,
+            "job",
+            f"could not create the synchronization job in {JOB_CREATE_ATTEMPTS} attempts; "
+            f"the last: {last}",
+            code="JobCreateFailed",
+        )
 
     def _template_from_ledger(self, out: Outcome) -> str:
         final = out.state.final or {}

@@ -248,3 +248,19 @@ async def test_sigterm_drains_then_resume_keeps_the_invariant(tmp_path: Path) ->
         verdict = check_run(m, manifest, ledger)
         assert not verdict.problems, str(verdict)
         assert verdict.statuses == {"done": 20}
+
+
+async def test_job_create_failing_every_time_fails_clearly(tmp_path: Path) -> None:
+    """A job creation that answers 5xx on every try fails its instance at `job`, saying how
+    many tries were made and what the last answer was; nothing is left half-made but the
+    service principal the ledger records."""
+    async with MockGraph(mock(FaultSettings(error_burst={"job_create": 10}))) as m:
+        manifest = aws_manifest(tmp_path / "m.csv", 2)
+        result = await run_engine(m, manifest, tmp_path / "l.jsonl")
+        verdict = check_run(m, manifest, tmp_path / "l.jsonl")
+    assert not verdict.problems, str(verdict)
+    assert result.statuses == {"failed": 2} and verdict.failed_at == {"job": 2}
+    for err in verdict.failures.values():
+        assert err["code"] == "JobCreateFailed"
+        assert "in 5 attempts; the last: POST /servicePrincipals/" in err["message"]
+        assert "/synchronization/jobs: 50" in err["message"]
