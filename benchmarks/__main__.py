@@ -17,7 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("which", choices=("race", "overhead", "scale", "soak", "all"))
     p.add_argument("--n", type=int, default=None, help="instances (race, soak, overhead)")
     p.add_argument("--time-scale", type=float, default=None,
-                   help="real seconds per Graph second for the race and soak (default 0.2)")
+                   help="real seconds per Graph second (race: default 1.0, Graph's own pace, "
+                        "so that no client is CPU-bound only because the clock was compressed; "
+                        "soak: 0.2)")
     p.add_argument("--contenders", default=None, help="comma-separated subset")
     p.add_argument("--sequential-budget", type=float, default=300.0,
                    help="real seconds the sequential contender may run before it is stopped "
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
             res = race(
                 n=args.n or 1000,
-                time_scale=args.time_scale or 0.2,
+                time_scale=args.time_scale or 1.0,
                 work=work / "race",
                 contenders=tuple(args.contenders.split(",")) if args.contenders else CONTENDERS,
                 sequential_budget=args.sequential_budget,

@@ -24,6 +24,7 @@ import msal
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from msal.exceptions import MsalError
 
 from .errors import AuthError
 from .settings import ConnectionSettings
@@ -225,7 +226,9 @@ class TokenProvider:
             except anyio.get_cancelled_exc_class():
                 self._abandon.set()  # a device flow waiting for its user stops polling
                 raise
-            except (requests.RequestException, ValueError, OSError) as exc:
+            except (requests.RequestException, ValueError, OSError, MsalError) as exc:
+                # MSAL raises MsalServiceError on a 5xx from the token endpoint (and answers the
+                # same error from its cache for the Retry-After, 5 s by default): transient
                 result = {"error": type(exc).__name__, "error_description": str(exc)}
             if "access_token" in result:
                 lifetime = float(result.get("expires_in", 3599))

@@ -9,6 +9,7 @@ adapted down after a 429 and recovering while quiet), a token, the HTTP exchange
 from __future__ import annotations
 
 import random
+import re
 import ssl
 import time
 import uuid
@@ -27,7 +28,7 @@ from aiolimiter import AsyncLimiter
 
 from .auth import TokenProvider
 from .errors import GraphError, Throttled, TransportError, UnsafeRequest
-from .retry import Action, decide
+from .retry import Action, backoff, decide
 from .settings import ClientSettings, ConnectionSettings, Quota
 
 log = structlog.get_logger("bulkprov.client")
@@ -131,6 +132,37 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
     parts = urlsplit(url)
     port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
     return parts.scheme, parts.hostname, port
+
+
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def not_json(raw: bytes, headers: Mapping[str, str]) -> str:
+    """What an answer that should be Graph's JSON was instead, in a few words (an HTML page's
+    title, never its body: the page is not ours and may echo anything)."""
+    ctype = (headers.get("Content-Type") or "").split(";")[0].strip() or "no content type"
+    size = f"{ctype}, {len(raw)} bytes"
+    title = _TITLE.search(raw[:4096])
+    if title is not None:
+        text = " ".join(title.group(1).decode("utf-8", "replace").split())[:80]
+        return f"an HTML page titled {text!r} ({size}) instead of Graph's JSON"
+    if "html" in ctype or raw[:200].lstrip().startswith(b"<"):
+        return f"an HTML page ({size}) instead of Graph's JSON"
+    return f"JSON that does not parse, cut short or garbled ({size})"
+
+
+def _decode(
+    raw: bytes, status: int, method: str, headers: Mapping[str, str]
+) -> tuple[Any, str | None]:
+    """The body of a success answer, or why it is not a usable Graph answer."""
+    if not raw:
+        if method == "GET" and status != 204:
+            return None, f"an empty answer to a read ({status} without a body)"
+        return None, None  # 201/204 of a write, 202 Accepted
+    try:
+        return orjson.loads(raw), None
+    except orjson.JSONDecodeError:
+        return None, not_json(raw, headers)
 
 
 class GraphClient:
@@ -300,12 +332,38 @@ class GraphClient:
             )
             request_id = resp_headers.get("request-id")
             if decision.action is Action.OK:
-                return Response(
+                parsed, problem = _decode(raw, status or 0, method, resp_headers)
+                if problem is None:
+                    return Response(
+                        status or 0, parsed, resp_headers, request_id, client_request_id
+                    )
+                # a success status without Graph's JSON: a proxy's or a portal's page, or an
+                # answer cut short. A read is asked again; a write may have taken effect, so
+                # the step that sent it finds out (reconciles)
+                if idempotent and attempt < self.settings.retry.max_attempts:
+                    self.stats.retries += 1
+                    delay = backoff(attempt, self.settings.retry, self._rng)
+                    log.info(
+                        "retrying",
+                        method=method,
+                        path=display,
+                        status=status,
+                        reason=problem,
+                        attempt=attempt,
+                        delay=delay,
+                        request_id=request_id,
+                    )
+                    await self._sleep(delay * scale)
+                    continue
+                tries = f" (after {attempt} attempts)" if attempt > 1 else ""
+                raise GraphError(
                     status or 0,
-                    self._parse(raw, status or 0, method, display, request_id, client_request_id),
-                    resp_headers,
-                    request_id,
-                    client_request_id,
+                    "InvalidResponse",
+                    f"{problem}{tries}",
+                    method=method,
+                    path=display,
+                    request_id=request_id,
+                    client_request_id=client_request_id,
                 )
             if decision.action is Action.REAUTH:
                 reauthed = True
@@ -378,30 +436,6 @@ class GraphClient:
         await self._limiters[name].throttled()
 
     @staticmethod
-    def _parse(
-        raw: bytes,
-        status: int,
-        method: str,
-        path: str,
-        request_id: str | None,
-        client_request_id: str,
-    ) -> Any:
-        if not raw:
-            return None
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise GraphError(
-                status,
-                "InvalidResponse",
-                f"the answer is not JSON ({len(raw)} bytes)",
-                method=method,
-                path=path,
-                request_id=request_id,
-                client_request_id=client_request_id,
-            ) from exc
-
-    @staticmethod
     def _error(
         status: int,
         raw: bytes,
@@ -416,8 +450,7 @@ class GraphClient:
             body = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
             body = None
-            snippet = raw[:120].decode("utf-8", "replace").replace("\n", " ")
-            message = f"the error answer is not Graph's JSON: {snippet!r}"
+            message = f"{not_json(raw, headers)}: a proxy or gateway answered, not Graph"
         if isinstance(body, dict) and isinstance(body.get("error"), dict):
             err = body["error"]
             code = str(err.get("code") or code)

@@ -3,12 +3,18 @@ in a URL, and every OData string literal is escaped, so no value can reshape a r
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import quote
+
+import structlog
 
 from .client import GraphClient, Response
 from .errors import GraphError, UnsafeRequest
+
+log = structlog.get_logger("bulkprov.graph")
 
 JSON = dict[str, Any]
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -37,17 +43,70 @@ def odata_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _entity(resp: Response, *required: str) -> JSON:
+def _entity(resp: Response, *required: str, method: str = "", path: str = "") -> JSON:
     body = resp.body
-    if not isinstance(body, dict) or any(not isinstance(body.get(k), str) for k in required):
+    if not isinstance(body, dict):
+        missing = "a JSON object"
+    else:
+        missing = ", ".join(k for k in required if not isinstance(body.get(k), str) or not body[k])
+    if missing:
         raise GraphError(
             resp.status,
             "InvalidResponse",
-            f"the answer lacks {', '.join(required)}",
+            f"the answer lacks {missing}",
+            method=method,
+            path=path,
             request_id=resp.request_id,
             client_request_id=resp.client_request_id,
         )
+    assert isinstance(body, dict)
     return body
+
+
+def _items(items: list[Any], path: str, *required: str) -> list[JSON]:
+    """The objects of a collection, each with its ``required`` string properties."""
+    for item in items:
+        if not isinstance(item, dict):
+            raise GraphError(
+                200,
+                "InvalidResponse",
+                "an item of the collection is not an object",
+                method="GET",
+                path=path,
+            )
+        missing = [k for k in required if not isinstance(item.get(k), str) or not item[k]]
+        if missing:
+            raise GraphError(
+                200,
+                "InvalidResponse",
+                f"an item of the collection lacks {', '.join(missing)}",
+                method="GET",
+                path=path,
+            )
+    return items
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+READ_ATTEMPTS = 3  # a read whose answer lacks what Graph documents is asked again
+
+
+def _reread(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """A read asked again when its answer parsed but lacks what Graph documents (an id, a
+    collection's ``value``): safe to repeat, and usually a glitch of one answer."""
+
+    @functools.wraps(fn)
+    async def again(*args: P.args, **kwargs: P.kwargs) -> T:
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                return await fn(*args, **kwargs)
+            except GraphError as err:
+                if err.code != "InvalidResponse" or attempt == READ_ATTEMPTS:
+                    raise
+                log.info("reading_again", path=err.path, reason=err.graph_message)
+        raise AssertionError("unreachable")
+
+    return again
 
 
 class Graph:
@@ -57,6 +116,7 @@ class Graph:
         self.client = client
 
     # application templates
+    @_reread
     async def find_templates(self, name_or_id: str) -> list[JSON]:
         if _GUID.fullmatch(name_or_id):
             try:
@@ -69,7 +129,7 @@ class Graph:
         params = {"$filter": f"displayName eq {odata_string(name_or_id)}"}
         async for page in self.client.pages("/applicationTemplates", params=params):
             found.extend(page)
-        return found
+        return _items(found, "/applicationTemplates", "id", "displayName")
 
     async def instantiate(self, template_id: str, display_name: str) -> tuple[JSON, JSON]:
         resp = await self.client.request(
@@ -80,21 +140,27 @@ class Graph:
         )
         body = resp.body if isinstance(resp.body, dict) else {}
         app, sp = body.get("application"), body.get("servicePrincipal")
-        if (
-            not isinstance(app, dict)
-            or not isinstance(sp, dict)
-            or not all(isinstance(o.get(k), str) for o in (app, sp) for k in ("id", "appId"))
-        ):
+        missing = [
+            f"{name}.{k}"
+            for name, o in (("application", app), ("servicePrincipal", sp))
+            for k in ("id", "appId")
+            if not isinstance(o, dict) or not isinstance(o.get(k), str) or not o[k]
+        ]
+        if missing:
             raise GraphError(
                 resp.status,
                 "InvalidResponse",
-                "instantiate answered without application and service principal ids",
+                f"instantiate answered without {', '.join(missing)}",
+                method="POST",
+                path=f"/applicationTemplates/{template_id}/instantiate",
                 request_id=resp.request_id,
                 client_request_id=resp.client_request_id,
             )
+        assert isinstance(app, dict) and isinstance(sp, dict)
         return app, sp
 
     # directory
+    @_reread
     async def find_applications(self, template_id: str, display_name: str) -> list[JSON]:
         flt = (
             f"applicationTemplateId eq {odata_string(template_id)} and "
@@ -107,7 +173,7 @@ class Graph:
         }
         async for page in self.client.pages("/applications", params=params):
             found.extend(page)
-        return found
+        return _items(found, "/applications", "id", "appId")
 
     async def applications_named(self, display_name: str) -> list[JSON]:
         """Every application with this display name, whatever its template."""
@@ -130,22 +196,19 @@ class Graph:
             found.extend(page)
         return found
 
+    @_reread
     async def service_principal_by_app_id(self, app_id: str) -> JSON:
-        resp = await self.client.request(
-            "GET",
-            f"/servicePrincipals(appId='{guid(app_id, 'appId')}')",
-            params={"$select": "id,appId,displayName"},
-        )
-        return _entity(resp, "id", "appId")
+        path = f"/servicePrincipals(appId='{guid(app_id, 'appId')}')"
+        resp = await self.client.request("GET", path, params={"$select": "id,appId,displayName"})
+        return _entity(resp, "id", "appId", method="GET", path=path)
 
+    @_reread
     async def service_principal(self, sp_id: str) -> JSON:
-        resp = await self.client.request(
-            "GET",
-            f"/servicePrincipals/{guid(sp_id, 'service principal id')}",
-            params={"$select": "id,appId,displayName"},
-        )
-        return _entity(resp, "id")
+        path = f"/servicePrincipals/{guid(sp_id, 'service principal id')}"
+        resp = await self.client.request("GET", path, params={"$select": "id,appId,displayName"})
+        return _entity(resp, "id", method="GET", path=path)
 
+    @_reread
     async def application(self, app_object_id: str) -> JSON:
         resp = await self.client.request(
             "GET",
@@ -174,28 +237,31 @@ class Graph:
     def _sync(self, sp_id: str) -> str:
         return f"/servicePrincipals/{guid(sp_id, 'service principal id')}/synchronization"
 
+    @_reread
     async def sync_templates(self, sp_id: str) -> list[JSON]:
         out: list[JSON] = []
-        async for page in self.client.pages(f"{self._sync(sp_id)}/templates"):
+        path = f"{self._sync(sp_id)}/templates"
+        async for page in self.client.pages(path):
             out.extend(page)
-        return out
+        return _items(out, path, "id")
 
+    @_reread
     async def jobs(self, sp_id: str) -> list[JSON]:
         out: list[JSON] = []
-        async for page in self.client.pages(f"{self._sync(sp_id)}/jobs"):
+        path = f"{self._sync(sp_id)}/jobs"
+        async for page in self.client.pages(path):
             out.extend(page)
-        return out
+        return _items(out, path, "id")
 
     async def create_job(
         self, sp_id: str, template_id: str, settings: list[JSON] | None = None
     ) -> JSON:
+        path = f"{self._sync(sp_id)}/jobs"
         body: JSON = {"templateId": template_id}
         if settings:
             body["synchronizationJobSettings"] = settings
-        resp = await self.client.request(
-            "POST", f"{self._sync(sp_id)}/jobs", json=body, idempotent=False
-        )
-        return _entity(resp, "id")
+        resp = await self.client.request("POST", path, json=body, idempotent=False)
+        return _entity(resp, "id", method="POST", path=path)
 
     async def job_schema(self, sp_id: str, job_id: str) -> JSON:
         resp = await self.client.request(
@@ -216,11 +282,21 @@ class Graph:
             str(i["key"]) for i in body.get("value") or [] if isinstance(i, dict) and i.get("key")
         ]
 
+    @_reread
     async def job(self, sp_id: str, job_id: str) -> JSON:
-        resp = await self.client.request(
-            "GET", f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}"
-        )
-        return _entity(resp, "id")
+        path = f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}"
+        resp = await self.client.request("GET", path)
+        job = _entity(resp, "id", method="GET", path=path)
+        if not isinstance(job.get("status") or {}, dict):
+            raise GraphError(
+                resp.status,
+                "InvalidResponse",
+                "the job's status is not an object",
+                method="GET",
+                path=path,
+                request_id=resp.request_id,
+            )
+        return job
 
     async def validate_credentials(self, sp_id: str, job_id: str, credentials: list[JSON]) -> None:
         await self.client.request(

@@ -31,7 +31,7 @@ import hmac
 import os
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,6 +97,7 @@ class InstanceState:
     job_adopted: bool = False  # the job existed before the job step ran
     attempt: dict[str, str] = field(default_factory=dict)  # displayName, templateId of a POST
     removed: set[tuple[str, str]] = field(default_factory=set)  # cleanup: (kind, id) deleted
+    display_name: str | None = None  # as the ledger last recorded it (attempt or final record)
 
     @property
     def finished(self) -> bool:
@@ -172,6 +173,8 @@ def replay_lines(lines: Iterable[bytes]) -> Replay:
                 st.attempt = {
                     k: str(rec[k]) for k in ("displayName", "templateId") if rec.get(k)
                 }
+                if isinstance(rec.get("displayName"), str):
+                    st.display_name = rec["displayName"]
             elif event == "done":
                 st.done.add(str(step))
                 data = rec.get("data")
@@ -191,6 +194,8 @@ def replay_lines(lines: Iterable[bytes]) -> Replay:
         elif kind == "instance":
             st.status = str(rec.get("status"))
             st.final = rec
+            if isinstance(rec.get("displayName"), str):
+                st.display_name = rec["displayName"]
             if st.status == REMOVED:
                 # its objects are deleted: what the ledger knew of them no longer holds
                 fresh = InstanceState(key, status=st.status, final=rec, removed=st.removed)
@@ -235,9 +240,11 @@ class Ledger:
         tenant: str,
         command: str = "run",
         create: bool = True,
+        instances: Mapping[str, str] | None = None,
     ) -> Replay:
         """Open (creating if needed), cut a torn last line, replay, and check it belongs to
-        this run's Graph and tenant.
+        this run's Graph and tenant, and (given ``instances``, key -> display name) to this
+        manifest: a refused ledger is left exactly as it was.
 
         Commands other than ``run`` (``cleanup``, ``monitor``) pass ``create=False``: they
         work on a ledger a run wrote, and refuse a missing one."""
@@ -267,6 +274,8 @@ class Ledger:
                 )
             check_target(self.path, header, graph=graph, tenant=tenant)
             self.salt = bytes.fromhex(str(header.get("salt", "")))
+            if instances is not None:
+                self.check_manifest(instances)
         if cut != len(data):
             # only now that the file is known to be this run's ledger: never cut another file
             with open(self.path, "r+b") as fh:
@@ -298,15 +307,33 @@ class Ledger:
         self.append(run)
         return self.replay
 
-    def check_manifest(self, keys: set[str]) -> None:
-        """Refuse a ledger whose instances are not in this manifest (another manifest's)."""
-        foreign = [k for k in self.replay.instances if k not in keys]
+    def check_manifest(self, instances: Collection[str] | Mapping[str, str]) -> None:
+        """Refuse a ledger that belongs to another manifest: one with instances this manifest
+        lacks, or (given key -> display name) whose instances had another display name, so
+        that its application ids would be taken for this manifest's instances."""
+        source = self.replay.header and self.replay.header.get("manifest")
+        foreign = [k for k in self.replay.instances if k not in instances]
         if foreign:
             sample = ", ".join(repr(k) for k in sorted(foreign)[:5])
             raise LedgerError(
                 f"{self.path} belongs to another manifest: {len(foreign)} of its instances "
-                f"({sample}) are not in {self.replay.header and self.replay.header.get('manifest')}"
-                f" as given now; use a new ledger for a different manifest"
+                f"({sample}) are not in {source} as given now; use a new ledger for a "
+                "different manifest"
+            )
+        if not isinstance(instances, Mapping):
+            return
+        renamed = [
+            (k, st.display_name, instances[k])
+            for k, st in self.replay.instances.items()
+            if st.display_name is not None and st.display_name != instances[k]
+        ]
+        if renamed:
+            k, was, now = sorted(renamed)[0]
+            raise LedgerError(
+                f"{self.path} belongs to another manifest: {len(renamed)} of its instances "
+                f"have another display name now (instance {k!r} was {was!r}, the manifest "
+                f"says {now!r}); the ledger's applications would be taken for other ones. "
+                "Use a new ledger for a different manifest, or restore the names"
             )
 
     def fingerprint(self, key: str, value: str) -> str:

@@ -31,6 +31,7 @@ in memory whole.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
 import io
@@ -206,7 +207,34 @@ def detect_format(path: Path) -> str:
     )
 
 
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+
+
 def _decode(path: Path, data: bytes) -> str:
+    """The manifest's text: UTF-8, with or without a BOM. UTF-16 and UTF-32 (what spreadsheet
+    programs call "Unicode") are recognised and refused with a clear error rather than guessed:
+    their NUL bytes would otherwise pass as characters."""
+    wide = next((enc for bom, enc in _WIDE_BOMS if data.startswith(bom)), None)
+    nul = data.find(b"\x00", 0, 1 << 16)
+    if wide is not None or nul >= 0:
+        how = f"a {wide} byte-order mark" if wide else f"NUL bytes (the first at offset {nul})"
+        line = 1 if wide else data.count(b"\n", 0, nul) + 1
+        raise ManifestError(
+            [
+                Problem(
+                    str(path),
+                    line,
+                    None,
+                    f"the manifest is not UTF-8: it has {how}, as UTF-16 or UTF-32 text "
+                    "(\"Unicode\" in spreadsheet programs) has; save it as UTF-8 (CSV UTF-8)",
+                )
+            ]
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -308,7 +336,13 @@ def _csv_records(
         except StopIteration:
             return
         except csv.Error as exc:
-            yield line, Problem(name, line, None, f"bad CSV quoting: {exc}")
+            message = f"bad CSV quoting: {exc}"
+            if "field larger than field limit" in str(exc):
+                message = (
+                    f"a field is longer than {csv.field_size_limit()} characters: a quote "
+                    "that is never closed, or a value far too long"
+                )
+            yield line, Problem(name, line, None, message)
             return  # the csv module cannot resynchronise after a quoting error
         start, line = line, reader.line_num + 1
         if not row or all(not c.strip() for c in row):

@@ -36,8 +36,10 @@ import structlog
 
 from . import schema as schema_mod
 from .errors import (
+    AuthError,
     BulkProvError,
     GraphError,
+    LedgerError,
     NotYetReplicated,
     StepError,
     TransportError,
@@ -52,6 +54,7 @@ log = structlog.get_logger("bulkprov.pipeline")
 T = TypeVar("T")
 JSON = dict[str, Any]
 
+JOB_CREATE_ATTEMPTS = 5  # creations of a job whose answers are lost (each after listing)
 SETUP_STEPS = (
     "instantiate",
     "replicate",
@@ -147,11 +150,12 @@ class Pipeline:
         except StepError as err:
             self._fail(out, name, t0, err.reason, err.request_id, err.code)
         except GraphError as err:
+            to = f" to {err.method} {err.path}" if err.method and err.path else ""
             self._fail(
                 out,
                 name,
                 t0,
-                f"Graph answered {err.status} {err.code}: {err.graph_message}",
+                f"Graph answered {err.status} {err.code}{to}: {err.graph_message}",
                 err.request_id,
                 err.code,
             )
@@ -166,6 +170,11 @@ class Pipeline:
             )
         except (NotYetReplicated, UnsafeRequest) as err:
             self._fail(out, name, t0, str(err), None, type(err).__name__)
+        except (LedgerError, AuthError, _Interrupted):
+            raise  # the run stops (no ledger, no token) or drains: not this instance's failure
+        except Exception as err:  # one instance's surprise must not bring the pool down
+            log.exception("step_crashed", instance=key, step=name)
+            self._fail(out, name, t0, f"unexpected {type(err).__name__}: {err}", None, "Unexpected")
         ms = int((time.monotonic() - t0) * 1000)
         out.timings[name] = ms
         ids = {k: v for k, v in (data or {}).items() if k in _ID_KEYS}
@@ -258,6 +267,7 @@ class Pipeline:
         if "applicationId" in state.ids and "servicePrincipalId" in state.ids:
             return {}
         since = time.monotonic()
+        last = ""
         while True:
             found = await self._find_mine(inst, template.id, state)
             if found is not None:
@@ -277,7 +287,10 @@ class Pipeline:
                 state.instantiate_pending = False
             if state.instantiate_attempts >= self.settings.instantiate_attempts:
                 raise StepError(
-                    inst.key, "instantiate", f"gave up after {state.instantiate_attempts} attempts"
+                    inst.key,
+                    "instantiate",
+                    f"gave up after {state.instantiate_attempts} attempts"
+                    + (f"; the last: {last}" if last else ""),
                 )
             state.instantiate_attempts += 1
             state.instantiate_pending = True
@@ -304,6 +317,7 @@ class Pipeline:
                     )
                     raise
                 log.info("instantiate_unsure", instance=inst.key, error=str(err)[:200])
+                last = str(err)
                 since = time.monotonic()
                 continue  # look for what the lost POST may have created
             state.instantiate_pending = False
@@ -469,7 +483,10 @@ class Pipeline:
         template_id = out.state.ids.get("templateId") or self._template_from_ledger(out)
         settings = [{"name": n, "value": v} for n, v in out.inst.job_settings] or None
         since = time.monotonic()
-        for _ in range(3):
+        last = ""
+        for attempt in range(1, JOB_CREATE_ATTEMPTS + 1):
+            if attempt > 1:
+                await self.sleep(min(2.0**attempt, 30.0))  # let a 5xx spell pass
             jobs = await self._replicated(
                 "synchronization jobs", lambda: self.graph.jobs(sp_id), since
             )
@@ -483,11 +500,21 @@ class Pipeline:
                     since,
                 )
             except (TransportError, GraphError) as err:
-                if isinstance(err, GraphError) and err.status < 500:
+                lost = isinstance(err, TransportError) or err.code == "InvalidResponse"
+                if isinstance(err, GraphError) and err.status < 500 and not lost:
                     raise
-                continue  # the answer was lost: list again before creating again
+                # the answer was lost or unreadable: list again before creating again
+                log.info("job_create_unsure", instance=out.inst.key, error=str(err)[:200])
+                last = str(err)
+                continue
             return {"jobId": job["id"], "status": (job.get("status") or {}).get("code")}
-        raise StepError(out.inst.key, "job", "could not create the synchronization job")
+        raise StepError(
+            out.inst.key,
+            "job",
+            f"could not create the synchronization job in {JOB_CREATE_ATTEMPTS} attempts; "
+            f"the last: {last}",
+            code="JobCreateFailed",
+        )
 
     async def schema(self, out: Outcome) -> JSON:
         """PUT the instance's schema file onto its job, then prove Graph holds the same."""

@@ -209,17 +209,18 @@ class Runner:
         summary = validate(self.manifest, allow_inline_secrets=self.allow_inline)
         if summary.problems:
             raise ManifestError(summary.problems)
+        names = {
+            i.key: i.display_name
+            for i in iter_instances(self.manifest, allow_inline_secrets=self.allow_inline)
+        }
         ledger = Ledger(self.ledger_path, redactor=self.redactor, fsync=self.settings.fsync)
         replay = ledger.open(
             manifest=self.manifest.name,
             graph=self.client.conn.base_url,
             tenant=self.client.conn.tenant_id,
+            instances=names,
         )
         try:
-            keys = {
-                i.key for i in iter_instances(self.manifest, allow_inline_secrets=self.allow_inline)
-            }
-            ledger.check_manifest(keys)
             templates = await resolve_templates(self.graph, summary)
             pipeline = Pipeline(
                 self.graph,

@@ -208,6 +208,26 @@ def test_check_manifest_refuses_foreign_instances(path: Path) -> None:
         led.close()
 
 
+def test_a_ledger_whose_instances_had_other_names_is_refused_untouched(path: Path) -> None:
+    """Same keys, other display names: another manifest's ledger. open() refuses it before
+    writing anything, naming an instance and both names; the same names are accepted."""
+    led, _ = open_ledger(path)
+    led.step("a", "instantiate", "attempt", attempt=1, displayName="AWS prod", templateId="t")
+    led.append({"type": "instance", "key": "b", "status": "done", "displayName": "AWS dev"})
+    led.close()
+    before = path.read_bytes()
+    with pytest.raises(LedgerError) as info:
+        Ledger(path).open(manifest="m.csv", graph=GRAPH, tenant=TENANT,
+                          instances={"a": "AWS prod", "b": "Contoso dev", "c": "new"})
+    assert "'b' was 'AWS dev'" in str(info.value) and "'Contoso dev'" in str(info.value)
+    assert path.read_bytes() == before
+    led = Ledger(path)
+    led.open(manifest="m.csv", graph=GRAPH, tenant=TENANT,
+             instances={"a": "AWS prod", "b": "AWS dev", "c": "new"})
+    led.close()
+    assert ledger_mod.read(path).runs == 2
+
+
 def test_redactor_masks_registered_secrets_in_nested_structures() -> None:
     """Every registered value is masked in strings inside dicts, lists and tuples."""
     r = Redactor()

@@ -150,6 +150,43 @@ def test_latin1_error_names_offset_and_asks_for_utf8() -> None:
     assert "0xe9" in p.message and "UTF-8" in p.message
 
 
+@pytest.mark.parametrize(("encoding", "line", "why"), [
+    ("utf-16", 1, "UTF-16 byte-order mark"),
+    ("utf-16-le", 1, "NUL bytes (the first at offset 1)"),
+    ("utf-16-be", 1, "NUL bytes (the first at offset 0)"),
+    ("utf-32", 1, "UTF-32 byte-order mark"),
+])
+def test_utf16_and_utf32_are_refused_clearly(tmp_path: Path, encoding: str, line: int,
+                                             why: str) -> None:
+    """A manifest saved as UTF-16/UTF-32 ("Unicode" in spreadsheets), with or without a BOM,
+    is one clear problem naming the encoding issue and asking for UTF-8; ASCII-only text does
+    not slip through as columns full of NUL characters."""
+    path = tmp_path / "m.csv"
+    path.write_bytes("key,displayName,template\napp-1,App,AWS\n".encode(encoding))
+    (p,) = problems_of(path)
+    assert p.line == line and why in p.message and "save it as UTF-8" in p.message
+
+
+def test_huge_csv_field_is_one_located_problem(tmp_path: Path) -> None:
+    """A CSV field past the csv module's limit (a never-closed quote, or a pasted blob) is
+    reported on its line as such, not as a crash or a vague quoting error."""
+    path = tmp_path / "m.csv"
+    path.write_text("key,displayName,template,start,validate\n"
+                    "app-1,App 1,T,false,false\n"
+                    f"app-2,{'A' * 200_000},T,false,false\n")
+    (p,) = problems_of(path)
+    assert p.line == 3 and "longer than 131072 characters" in p.message
+
+
+def test_huge_json_field_is_refused_with_its_length(tmp_path: Path) -> None:
+    """A 10-million-character display name in JSONL is one problem giving its length."""
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"key": "a", "displayName": "' + "A" * 10_000_000
+                    + '", "template": "T", "start": false, "validate": false}\n')
+    (p,) = problems_of(path)
+    assert (p.line, p.field) == (1, "displayName") and "10000000 characters" in p.message
+
+
 def test_json_object_form_gives_element_lines() -> None:
     """{"instances": [...]} gives each instance the line its object starts on."""
     insts = list(iter_instances(CORPUS / "instances_object.json"))
@@ -266,6 +303,28 @@ def test_100k_rows_with_one_bad_row_at_the_end(tmp_path: Path) -> None:
         (100_002, "displayName", "app-bad")]
     assert len(summary.templates) == 7
     assert elapsed < 5, f"validate took {elapsed:.1f}s"
+
+
+@pytest.mark.anyio
+async def test_run_of_100k_rows_with_one_bad_row_sends_nothing(tmp_path: Path) -> None:
+    """`run` on 100,000 good rows and one bad last row refuses the manifest with that row's
+    line, before any request reaches Graph (not even a token) and without writing a ledger."""
+    from bulkprov.mockgraph import MockGraph, MockSettings
+
+    from .enginekit import AWS, run_engine
+
+    path = tmp_path / "big.csv"
+    rows = [f"acct-{i},AWS {i},{AWS},false,false\n" for i in range(100_000)]
+    rows.append(f"acct-bad,,{AWS},false,false\n")
+    path.write_text("key,displayName,template,start,validate\n" + "".join(rows))
+    async with MockGraph(MockSettings.quiet(time_scale=0.01)) as mock:
+        with pytest.raises(ManifestError) as info:
+            await run_engine(mock, path, tmp_path / "l.jsonl")
+        stats = mock.stats()
+    assert [(p.line, p.field, p.key) for p in info.value.problems] == [
+        (100_002, "displayName", "acct-bad")]
+    assert stats["requests"] == 0 and stats["tokensIssued"] == 0
+    assert not (tmp_path / "l.jsonl").exists()
 
 
 # ---------------------------------------------------------------- streaming and credentials

@@ -27,7 +27,7 @@ from .clock import ScaledClock
 from .identity import TokenClaims, TokenService
 from .odata import FilterError, FilterSpec, parse_filter
 from .schemacheck import SchemaBodyError, check_schema
-from .settings import MockSettings
+from .settings import BURSTS, FaultSettings, MockSettings
 from .state import Application, Job, ServicePrincipal, Tenant
 from .throttle import Charge, Throttler, delivered, resource_units
 
@@ -57,6 +57,9 @@ class MockResponse:
     headers: dict[str, str] = field(default_factory=dict)
     drop: str | None = None  # "before" / "after": the connection is dropped
     on_sent: list[Callable[[], None]] = field(default_factory=list)  # run once written
+    malformed: str | None = None  # a malformed-answer fault to apply (settings.MALFORMED_KINDS)
+    raw: bytes | None = None  # the body as sent, when it is not ``body`` as JSON
+    content_type: str | None = None  # with ``raw``
 
 
 class GraphError(Exception):
@@ -217,15 +220,48 @@ class GraphService(onprem.OnPremisesRoutes):
         self.counters: Counter[str] = Counter()
         # when (Graph seconds) each 429 was answered: benchmarks plot them
         self.throttle_log: deque[float] = deque(maxlen=100_000)
+        self._bursts: dict[tuple[str, str], int] = {}
+        self.arm_bursts(settings.faults)
 
     # ------------------------------------------------------------------ settings at run time
     def apply_settings(self, settings: MockSettings) -> None:
         """Swap settings live (faults, latency, replication); throttle buckets keep their
         levels."""
+        if settings.faults != self.settings.faults:
+            self.arm_bursts(settings.faults)
         self.settings = settings
         self.throttler.settings = settings.throttle
         for tenant in self.tenants.values():
             tenant.settings = settings
+
+    def arm_bursts(self, faults: FaultSettings) -> None:
+        """Set every counted fault to its full count."""
+        self._bursts = {
+            (name, route_class): count
+            for name in BURSTS
+            for route_class, count in getattr(faults, name).items()
+        }
+
+    def burst(self, name: str, route_class: str, *, shared: bool = True) -> bool:
+        """Whether this request gets the counted fault ``name`` (and count it down); with
+        ``shared``, a ``"*"`` burst counts too."""
+        keys = ((name, route_class), (name, "*")) if shared else ((name, route_class),)
+        for key in keys:
+            left = self._bursts.get(key)
+            if left is not None:
+                if left <= 0:
+                    return False
+                self._bursts[key] = left - 1
+                return True
+        return False
+
+    def _faulted(self, table: Mapping[str, float], burst: str, route_class: str) -> bool:
+        """A rate fault drawn from the class's generator, or the class's burst."""
+        faults = self.settings.faults
+        rate = faults.rate(table, route_class)
+        if rate and self.fault_rng(route_class).random() < rate:
+            return True
+        return self.burst(burst, route_class)
 
     def fault_rng(self, route_class: str) -> random.Random:
         rng = self._fault_rngs.get(route_class)
@@ -281,6 +317,8 @@ class GraphService(onprem.OnPremisesRoutes):
             '{"ServerInfo":{"DataCenter":"Loopback","Slice":"E",'
             '"Ring":"0","ScaleUnit":"000","RoleInstance":"mock"}}',
         )
+        if resp.malformed is not None:
+            _malform(resp)
         return resp
 
     def _match(self, req: MockRequest) -> tuple[Route, dict[str, str]]:
@@ -349,19 +387,43 @@ class GraphService(onprem.OnPremisesRoutes):
                 )
             # faults
             faults = self.settings.faults
-            rng = self.fault_rng(route.route_class)
-            if rng.random() < faults.rate(faults.error_rate, route.route_class):
+            rc = route.route_class
+            if self.burst("throttle_burst", rc):
+                self.counters["faults_429_storm"] += 1
+                after = math.ceil(faults.throttle_retry_after)
+                write = req.method in ("POST", "PATCH", "PUT", "DELETE")
+                kind = "Write" if write else "ResourceUnits"
+                raise GraphError(
+                    429,
+                    "TooManyRequests",
+                    "Too many requests. Please retry later.",
+                    headers={
+                        "Retry-After": str(after),
+                        "x-ms-throttle-scope": (
+                            f"Tenant_Application/{kind}/{claims.app_id}/{claims.tenant_id}"
+                        ),
+                        "x-ms-throttle-information": (
+                            "WriteLimitExceeded" if write else "ResourceUnitLimitExceeded"
+                        ),
+                    },
+                )
+            rng = self.fault_rng(rc)
+            if self._faulted(faults.error_rate, "error_burst", rc):
                 self.counters["faults_5xx"] += 1
-                await self.latency(route.route_class)
+                await self.latency(rc)
                 status = rng.choice((500, 502, 503, 504))
                 raise GraphError(status, _FAULT_CODES[status], _FAULT_MESSAGES[status])
             drop: str | None = None
-            if not req.in_batch and rng.random() < faults.rate(faults.drop_rate, route.route_class):
-                drop = rng.choice(("before", "after"))
-                self.counters[f"drops_{drop}"] += 1
+            if not req.in_batch:
+                if rng.random() < faults.rate(faults.drop_rate, rc):
+                    drop = rng.choice(("before", "after"))
+                elif self.burst("drop_burst", rc):
+                    drop = "after"  # cut in the middle of the response
+                if drop is not None:
+                    self.counters[f"drops_{drop}"] += 1
                 if drop == "before":
                     return MockResponse(0, drop="before")
-            await self.latency(route.route_class)
+            await self.latency(rc)
             ctx = Ctx(req=req, tenant=tenant, claims=claims, now=self.clock.now())
             tenant.advance(ctx.now)
             handler: Handler = getattr(self, "h_" + route.handler)
@@ -369,6 +431,15 @@ class GraphService(onprem.OnPremisesRoutes):
             resp.headers["x-ms-resource-unit"] = str(charge.ru)
             if verdict.limit_percentage >= 80:
                 resp.headers["x-ms-throttle-limit-percentage"] = f"{verdict.limit_percentage:.1f}"
+            if not req.in_batch and drop is None:
+                if self._faulted(faults.slow_rate, "slow_burst", rc):
+                    self.counters["faults_slow"] += 1
+                    await self.clock.sleep(faults.slow_delay)  # it took effect; the answer is late
+                if self._faulted(faults.malformed_rate, "malformed_burst", rc):
+                    kinds = [k for k in faults.malformed_kinds if _malformable(k, resp)]
+                    if kinds:
+                        resp.malformed = rng.choice(kinds)
+                        self.counters[f"faults_malformed_{resp.malformed}"] += 1
             resp.drop = drop
             return resp
         except GraphError as err:
@@ -1319,6 +1390,83 @@ _FAULT_MESSAGES = {
     503: "The service is temporarily unavailable. Please retry later.",
     504: "The request timed out before the service answered.",
 }
+
+
+PROXY_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+PORTAL_200 = (
+    b"<!DOCTYPE html><html><head><title>Sign in to continue</title></head><body>"
+    b'<form method="post" action="/login"><p>Your session has expired.</p></form>'
+    b"</body></html>"
+)
+
+
+def _malformable(kind: str, resp: MockResponse) -> bool:
+    """Whether ``kind`` can change this answer (an empty 204 cannot be truncated)."""
+    if kind in ("html_502", "html_200"):
+        return True
+    if kind == "empty":
+        return resp.body is not None
+    if kind == "truncated":
+        return resp.body is not None
+    if kind == "extra_fields":
+        return isinstance(resp.body, dict)
+    return _has_ids(resp.body)
+
+
+def _has_ids(obj: Any) -> bool:
+    if isinstance(obj, dict):
+        return "id" in obj or any(_has_ids(v) for v in obj.values())
+    if isinstance(obj, list):
+        return any(_has_ids(v) for v in obj)
+    return False
+
+
+def _without_ids(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _without_ids(v) for k, v in obj.items() if k != "id"}
+    if isinstance(obj, list):
+        return [_without_ids(v) for v in obj]
+    return obj
+
+
+def _with_extras(obj: JSON) -> JSON:
+    extra = {
+        "@odata.nextGenerationAnnotation": "ignored",
+        "bulkprovFutureProperty": {"nested": [1, "two", None], "enabled": True},
+    }
+    out = {**obj, **extra}
+    for k, v in obj.items():
+        if isinstance(v, dict):
+            out[k] = {**v, **extra}
+        elif isinstance(v, list):
+            out[k] = [{**i, **extra} if isinstance(i, dict) else i for i in v]
+    return out
+
+
+def _malform(resp: MockResponse) -> None:
+    """Turn a good answer into the malformed one its fault asks for."""
+    kind = resp.malformed
+    if kind in ("html_502", "html_200"):
+        # a proxy or portal answered: none of Graph's headers or body
+        for name in ("request-id", "client-request-id", "x-ms-ags-diagnostic"):
+            resp.headers.pop(name, None)
+        resp.status = 502 if kind == "html_502" else 200
+        resp.raw = PROXY_502 if kind == "html_502" else PORTAL_200
+        resp.content_type = "text/html"
+    elif kind == "empty":
+        resp.raw = b""
+        resp.content_type = "application/json"
+    elif kind == "truncated":
+        data = orjson.dumps(resp.body)
+        resp.raw = data[: max(1, len(data) // 2)]
+    elif kind == "extra_fields":
+        resp.body = _with_extras(resp.body)
+    elif kind == "missing_ids":
+        resp.body = _without_ids(resp.body)
 
 
 def _scope(name: str) -> JSON:

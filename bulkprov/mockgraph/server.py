@@ -225,6 +225,8 @@ class MockGraph:
                 raise ValueError(f"setting {key!r} cannot be changed on a running mock")
         self.settings = self.settings.evolve(**kwargs)
         self.service.apply_settings(self.settings)
+        if "faults" in changes:  # setting a burst again arms it again
+            self.service.arm_bursts(self.settings.faults)
         return self.settings
 
     # ------------------------------------------------------------------ routes
@@ -274,10 +276,14 @@ class MockGraph:
         if resp.drop == "before":
             _abort(request)  # the response below is never written: the client sees a reset
             return web.Response(status=500)
-        payload = b"" if resp.body is None else orjson.dumps(resp.body)
         headers = dict(resp.headers)
-        if resp.body is not None:
-            headers["Content-Type"] = GRAPH_CONTENT_TYPE
+        if resp.raw is not None:  # a malformed-answer fault
+            payload = resp.raw
+            headers["Content-Type"] = resp.content_type or JSON_CONTENT_TYPE
+        else:
+            payload = b"" if resp.body is None else orjson.dumps(resp.body)
+            if resp.body is not None:
+                headers["Content-Type"] = GRAPH_CONTENT_TYPE
         if resp.drop == "after":
             stream = web.StreamResponse(status=resp.status, headers=headers)
             stream.content_length = len(payload)
@@ -293,6 +299,13 @@ class MockGraph:
             await stream.write_eof()
             for callback in resp.on_sent:
                 callback()
+            return stream
+        if resp.raw is not None:
+            stream = web.StreamResponse(status=resp.status, headers=headers)
+            stream.content_length = len(payload)
+            await stream.prepare(request)
+            await stream.write(payload)
+            await stream.write_eof()
             return stream
         return web.Response(status=resp.status, body=payload or None, headers=headers)
 
@@ -347,7 +360,15 @@ class MockGraph:
             request.headers.get("client-request-id", str(uuid.uuid4())),
         )
         status: int
-        if self._token_rng.random() < self.settings.faults.token_error_rate:
+        if self.service.burst("drop_burst", "token", shared=False):
+            self.service.counters["faults_token_drop"] += 1
+            self.service.requests["POST /{tenant}/oauth2/v2.0/token"][0] += 1
+            _abort(request)
+            return web.Response(status=500)
+        if self.service.burst("error_burst", "token", shared=False) or (
+            self._token_rng.random() < self.settings.faults.token_error_rate
+        ):
+            self.service.counters["faults_token_5xx"] += 1
             err = OAuthError(
                 503,
                 "temporarily_unavailable",

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
+
+_V = TypeVar("_V")
 
 # Resource units per 10 s for one app in one tenant, by tenant size (throttling-limits page).
 RU_PER_10S_BY_TENANT_SIZE = MappingProxyType({"small": 3_500, "medium": 5_000, "large": 8_000})
@@ -36,7 +38,7 @@ ROUTE_CLASSES = (
 )
 
 
-def _frozen(mapping: Mapping[str, float]) -> Mapping[str, float]:
+def _frozen(mapping: Mapping[str, _V]) -> Mapping[str, _V]:
     return MappingProxyType(dict(mapping))
 
 
@@ -145,33 +147,82 @@ class ReplicationSettings:
             raise ValueError("flap_probability must be in [0, 1]")
 
 
+#: What a "malformed answer" fault can turn an answer into (see :class:`FaultSettings`).
+MALFORMED_KINDS = (
+    "html_502",  # a proxy's HTML error page: 502 text/html, no Graph error body
+    "html_200",  # a 200 text/html page (a captive portal, a login page)
+    "empty",  # the status Graph gave, with an empty body
+    "truncated",  # the JSON body cut in the middle
+    "extra_fields",  # well-formed, with properties and annotations no client knows
+    "missing_ids",  # well-formed, without its "id" properties (instantiate, job create, lists)
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FaultSettings:
     """Injected faults, deterministic for a given seed and request order.
 
-    ``error_rate`` / ``drop_rate`` map a route class (or ``"*"`` for all) to the probability
-    that a request answers 500/502/503/504, or that its connection is dropped (before or after
-    the request took effect). ``instantiate_404_rate`` and ``instantiate_timeout_rate`` are the
-    terraform-azuread #1406 cases: the objects are created, yet the answer is a 404 or nothing
-    before the client's timeout.
+    Rates map a route class (or ``"*"`` for all) to a probability per request; bursts map a
+    route class to a count: the next N requests of that class get the fault, then none (a
+    ``"*"`` burst is one count shared by every class). Setting the faults of a running mock
+    (``/_mock/control``) arms its bursts again.
+
+    - ``error_rate`` / ``error_burst``: 500/502/503/504 with Graph's error body, before the
+      request takes effect;
+    - ``drop_rate`` (before or after the request took effect) / ``drop_burst`` (after: the
+      connection is cut in the middle of the response);
+    - ``slow_rate`` / ``slow_burst``: the request takes effect, and its answer comes after
+      ``slow_delay`` Graph seconds (past a client's timeout);
+    - ``throttle_burst``: 429 with a ``Retry-After`` of ``throttle_retry_after`` (a storm);
+    - ``malformed_rate`` / ``malformed_burst``: the request takes effect, and its answer is
+      one of ``malformed_kinds`` (:data:`MALFORMED_KINDS`);
+    - ``instantiate_404_rate`` and ``instantiate_timeout_rate``: the terraform-azuread #1406
+      cases, the objects are created, yet the answer is a 404 or nothing before the client's
+      timeout.
+
+    The token endpoint is the route class ``"token"``: ``error_burst``/``drop_burst`` naming
+    it (and ``token_error_rate``) make it answer 503 or drop the connection; a ``"*"`` burst
+    leaves it alone.
     """
 
     seed: int = 1406
     error_rate: Mapping[str, float] = field(default_factory=lambda: _frozen({}))
     drop_rate: Mapping[str, float] = field(default_factory=lambda: _frozen({}))
+    slow_rate: Mapping[str, float] = field(default_factory=lambda: _frozen({}))
+    malformed_rate: Mapping[str, float] = field(default_factory=lambda: _frozen({}))
+    error_burst: Mapping[str, int] = field(default_factory=lambda: _frozen({}))
+    drop_burst: Mapping[str, int] = field(default_factory=lambda: _frozen({}))
+    slow_burst: Mapping[str, int] = field(default_factory=lambda: _frozen({}))
+    throttle_burst: Mapping[str, int] = field(default_factory=lambda: _frozen({}))
+    malformed_burst: Mapping[str, int] = field(default_factory=lambda: _frozen({}))
+    malformed_kinds: tuple[str, ...] = MALFORMED_KINDS
+    slow_delay: float = 150.0  # Graph seconds; a client's timeout is usually 100
+    throttle_retry_after: float = 120.0  # Graph seconds, for throttle_burst
     instantiate_404_rate: float = 0.0
     instantiate_timeout_rate: float = 0.0
     instantiate_timeout: float = 150.0  # how long a timed-out instantiate hangs (Graph seconds)
     token_error_rate: float = 0.0  # the token endpoint answers 503
 
     def __post_init__(self) -> None:
-        for name in ("error_rate", "drop_rate"):
+        for name in ("error_rate", "drop_rate", "slow_rate", "malformed_rate"):
             rates = getattr(self, name)
             unknown = set(rates) - {*ROUTE_CLASSES, "*"}
             if unknown:
                 raise ValueError(f"unknown route classes in {name}: {sorted(unknown)}")
             if any(not 0 <= r <= 1 for r in rates.values()):
                 raise ValueError(f"{name} rates must be in [0, 1]")
+        for name in BURSTS:
+            counts = getattr(self, name)
+            unknown = set(counts) - {*ROUTE_CLASSES, "*"}
+            if unknown:
+                raise ValueError(f"unknown route classes in {name}: {sorted(unknown)}")
+            if any(not isinstance(n, int) or n < 0 for n in counts.values()):
+                raise ValueError(f"{name} counts must be whole numbers >= 0")
+        bad = set(self.malformed_kinds) - set(MALFORMED_KINDS)
+        if bad or not self.malformed_kinds:
+            raise ValueError(f"malformed_kinds must be among {list(MALFORMED_KINDS)}")
+        if self.slow_delay < 0 or self.throttle_retry_after < 0:
+            raise ValueError("slow_delay and throttle_retry_after must be >= 0")
 
     def rate(self, table: Mapping[str, float], route_class: str) -> float:
         return table.get(route_class, table.get("*", 0.0))
@@ -181,10 +232,17 @@ class FaultSettings:
         return bool(
             any(self.error_rate.values())
             or any(self.drop_rate.values())
+            or any(self.slow_rate.values())
+            or any(self.malformed_rate.values())
+            or any(any(getattr(self, name).values()) for name in BURSTS)
             or self.instantiate_404_rate
             or self.instantiate_timeout_rate
             or self.token_error_rate
         )
+
+
+#: The counted faults of :class:`FaultSettings`.
+BURSTS = ("error_burst", "drop_burst", "slow_burst", "throttle_burst", "malformed_burst")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
