@@ -375,7 +375,14 @@ def _iso_datetime(text: str) -> str:
 
 def _run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
-    g.add_argument("--concurrency", type=int, default=128, help="instances set up at once")
+    g.add_argument(
+        "--concurrency",
+        type=int,
+        default=1000,
+        help="instances in flight at once (default 1000): enough to spend Graph's burst of "
+        "3,000 writes at the start while new objects replicate; the quotas, not this, pace "
+        "the requests",
+    )
     g.add_argument(
         "--on-existing",
         choices=("adopt", "fail"),

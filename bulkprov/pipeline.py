@@ -54,6 +54,8 @@ log = structlog.get_logger("bulkprov.pipeline")
 T = TypeVar("T")
 JSON = dict[str, Any]
 
+SETTLE_SAMPLES = 10  # replication delays seen before the wait after an unsure POST adapts
+SETTLE_FLOOR = 60.0  # Graph seconds: the shortest such wait
 JOB_CREATE_ATTEMPTS = 5  # creations of a job whose answers are lost (each after listing)
 SETUP_STEPS = (
     "instantiate",
@@ -84,6 +86,7 @@ class Outcome:
     started_at: float
     timings: dict[str, int] = field(default_factory=dict)
     job_status: JSON | None = None
+    instantiated_at: float | None = None  # monotonic time instantiate answered, this run
 
 
 class Events:
@@ -118,6 +121,9 @@ class Pipeline:
         self.events = events or Events()
         self.stop = stop or anyio.Event()
         self._claimed_apps = replay.claimed("applicationId")
+        # replication delays this run has seen (Graph seconds from instantiate's answer to the
+        # first read of the service principal): they size the wait after an unsure POST
+        self._replication_seen: list[float] = []
         self.agent_groups: dict[str, str] = {}  # manifest agentGroup -> id (Runner resolves)
 
     # ------------------------------------------------------------------ helpers
@@ -210,6 +216,21 @@ class Pipeline:
         )
         raise StepError(out.inst.key, name, message, code=code, request_id=request_id)
 
+    def settle_window(self) -> float:
+        """Graph seconds to wait, after a POST instantiate whose answer was lost, for what it
+        may have created to become readable before POSTing again.
+
+        Graph publishes no replication bound, so until this run has seen enough new objects
+        read back the whole ``replication_deadline`` applies (a resumed run starts there too).
+        Then: three times the longest delay seen, at least ``SETTLE_FLOOR``, at most the
+        deadline. An object that stays unreadable longer than that, after a POST whose answer
+        was lost, would be created twice; the next run's reconciliation deletes the extra."""
+        seen = self._replication_seen
+        deadline = self.settings.replication_deadline
+        if len(seen) < SETTLE_SAMPLES:
+            return deadline
+        return min(deadline, max(SETTLE_FLOOR, 3.0 * max(seen)))
+
     async def _replicated(self, what: str, call: Callable[[], Awaitable[T]], since: float) -> T:
         """``call()``, retried while Graph says the new object is not there yet (404), or
         refuses a sync call right after creation (403/409), up to the replication deadline."""
@@ -274,7 +295,7 @@ class Pipeline:
                 return found
             if state.instantiate_pending:
                 # a POST may have taken effect: give replication its time before another POST
-                if self._elapsed(since) < self.settings.replication_deadline:
+                if self._elapsed(since) < self.settle_window():
                     await self.sleep(self.settings.poll_interval)
                     continue
                 self.ledger.step(
@@ -322,6 +343,7 @@ class Pipeline:
                 continue  # look for what the lost POST may have created
             state.instantiate_pending = False
             self._claimed_apps[app["id"]] = inst.key
+            out.instantiated_at = time.monotonic()
             return {
                 "applicationId": app["id"],
                 "appId": app["appId"],
@@ -390,6 +412,9 @@ class Pipeline:
             reads += 1
             try:
                 await self.graph.service_principal(sp_id)
+                if streak == 0 and out.instantiated_at is not None:
+                    self._replication_seen.append(self._elapsed(out.instantiated_at))
+                    out.instantiated_at = None  # the first read that worked, once
                 streak += 1
                 if streak < self.settings.confirm_reads:
                     await self.sleep(1.0)

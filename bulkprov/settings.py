@@ -185,7 +185,7 @@ class ClientSettings:
 class RunSettings:
     """How a run drives instances (durations in Graph seconds)."""
 
-    concurrency: int = 128  # instances set up at once
+    concurrency: int = 1000  # instances in flight: most wait on quotas or replication
     monitor_concurrency: int = 2000  # started jobs watched at once
     step_deadline: float = 3600.0  # a hang guard: includes time queued on the quotas
     replication_deadline: float = 300.0  # how long a new object may stay unreadable

@@ -29,7 +29,8 @@ def parse_args(description: str) -> argparse.Namespace:
     p.add_argument("manifest", type=Path)
     p.add_argument("--mock-info", type=Path, required=True)
     p.add_argument("--events", type=Path, required=True, help="JSONL timeline written here")
-    p.add_argument("--concurrency", type=int, default=128)
+    # the same number of instances in flight as bulkprov's default
+    p.add_argument("--concurrency", type=int, default=1000)
     return p.parse_args()
 
 
