@@ -8,6 +8,7 @@ adapted down after a 429 and recovering while quiet), a token, the HTTP exchange
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import ssl
@@ -87,6 +88,7 @@ class AdaptiveLimiter:
         self._clock = clock
         self.factor = 1.0
         self._since = clock()
+        self._last_cut = -math.inf  # when the rate was last cut
 
     def _recover(self) -> None:
         now = self._clock()
@@ -99,11 +101,16 @@ class AdaptiveLimiter:
         self._recover()
         await self._limiter.acquire(min(float(self.quota.limit), amount / self.factor))
 
-    async def throttled(self) -> None:
-        """A 429 in this scope: slow down, and spend what the bucket still holds, so requests
-        resume at the refill rate rather than in a burst."""
+    async def throttled(self, sent_at: float) -> None:
+        """A 429 in this scope for a request sent at ``sent_at`` (this limiter's clock): slow
+        down, and spend what the bucket still holds, so requests resume at the refill rate
+        rather than in a burst. Once per episode: the other requests that were already on
+        their way when the rate was cut come back 429 too, and say nothing new."""
+        if sent_at <= self._last_cut:
+            return
         self._recover()
         self.factor = max(0.02, self.factor * self._backoff)
+        self._last_cut = self._clock()
         amount = float(self.quota.limit)
         while amount >= 1:
             if self._limiter.has_capacity(amount):
@@ -189,6 +196,8 @@ class GraphClient:
         self.stats = ClientStats()
         self._origin = _origin(conn.graph_url)
         self._limiters: dict[str, AdaptiveLimiter] | None = None
+        # connections per request kind (write, read, reports): set on entry
+        self._slots: dict[str, anyio.Semaphore] = {}
         self._gates: dict[str, ScopeGate] = {
             k: ScopeGate(clock) for k in ("ru", "write", "reports")
         }
@@ -198,6 +207,13 @@ class GraphClient:
     async def __aenter__(self) -> Self:
         s = self.settings
         # limiters are created inside the running loop (aiolimiter binds to it)
+        writes = max(1, s.connections // 4)
+        reports = min(4, max(1, s.connections // 8))
+        self._slots = {
+            "write": anyio.Semaphore(writes),
+            "reports": anyio.Semaphore(reports),
+            "read": anyio.Semaphore(max(1, s.connections - writes - reports)),
+        }
         self._limiters = {
             name: AdaptiveLimiter(
                 q,
@@ -294,37 +310,52 @@ class GraphClient:
         scale = self.settings.time_scale
         timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout * scale)
         display = urlsplit(url).path.removeprefix(urlsplit(self.conn.base_url).path)
-        attempt = 0
+        attempt = 0  # every try
+        throttles = tries = 0  # tries answered 429, and the others: each kind has its budget
         reauthed = False
         while True:
             attempt += 1
             token = await self.tokens.token()
-            await self._admit(kind, ru)
-            client_request_id = str(uuid.uuid4())
-            headers = {"Authorization": f"Bearer {token}", "client-request-id": client_request_id}
-            if body is not None:
-                headers["Content-Type"] = "application/json"
-            status: int | None = None
-            resp_headers: Mapping[str, str] = {}
-            raw = b""
-            reason = ""
-            self.stats.requests += 1
-            try:
-                async with self._session.request(
-                    method, url, params=params, data=body, headers=headers, timeout=timeout
-                ) as resp:
-                    raw = await resp.read()
-                    status = resp.status
-                    resp_headers = resp.headers
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
-                self.stats.transport_errors += 1
+            # a request is admitted to the quotas only once a connection is free for it: a
+            # request that waited for a connection after taking its token would reach Graph
+            # later than the client's bucket assumes, and Graph's bucket, full and capped
+            # meanwhile, would have less to give. Each kind has its own connections, so that
+            # writes queued on their quota never hold up reads.
+            async with self._slots[kind]:
+                await self._admit(kind, ru)
+                sent_at = self._clock()
+                client_request_id = str(uuid.uuid4())
+                headers = {
+                    "Authorization": f"Bearer {token}",
+                    "client-request-id": client_request_id,
+                }
+                if body is not None:
+                    headers["Content-Type"] = "application/json"
+                status: int | None = None
+                resp_headers: Mapping[str, str] = {}
+                raw = b""
+                reason = ""
+                self.stats.requests += 1
+                try:
+                    async with self._session.request(
+                        method, url, params=params, data=body, headers=headers, timeout=timeout
+                    ) as resp:
+                        raw = await resp.read()
+                        status = resp.status
+                        resp_headers = resp.headers
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
+                    self.stats.transport_errors += 1
             if status is not None:
                 self.stats.by_status[status] += 1
+            if status == 429:
+                throttles += 1
+            else:
+                tries += 1
             decision = decide(
                 status=status,
                 headers=resp_headers,
-                attempt=attempt,
+                attempt=throttles if status == 429 else tries,
                 idempotent=idempotent,
                 reauthed=reauthed,
                 policy=self.settings.retry,
@@ -340,9 +371,9 @@ class GraphClient:
                 # a success status without Graph's JSON: a proxy's or a portal's page, or an
                 # answer cut short. A read is asked again; a write may have taken effect, so
                 # the step that sent it finds out (reconciles)
-                if idempotent and attempt < self.settings.retry.max_attempts:
+                if idempotent and tries < self.settings.retry.max_attempts:
                     self.stats.retries += 1
-                    delay = backoff(attempt, self.settings.retry, self._rng)
+                    delay = backoff(tries, self.settings.retry, self._rng)
                     log.info(
                         "retrying",
                         method=method,
@@ -355,11 +386,11 @@ class GraphClient:
                     )
                     await self._sleep(delay * scale)
                     continue
-                tries = f" (after {attempt} attempts)" if attempt > 1 else ""
+                after = f" (after {attempt} attempts)" if attempt > 1 else ""
                 raise GraphError(
                     status or 0,
                     "InvalidResponse",
-                    f"{problem}{tries}",
+                    f"{problem}{after}",
                     method=method,
                     path=display,
                     request_id=request_id,
@@ -372,7 +403,7 @@ class GraphClient:
             if decision.action is Action.RETRY:
                 self.stats.retries += 1
                 if status == 429:
-                    await self._on_throttled(kind, decision.scope, decision.delay)
+                    await self._on_throttled(kind, decision.scope, decision.delay, sent_at)
                     log.info(
                         "throttled",
                         method=method,
@@ -420,7 +451,9 @@ class GraphClient:
             if all(self._gates[g].until <= self._clock() for g in gates):
                 return
 
-    async def _on_throttled(self, kind: str, scope: str | None, retry_after: float) -> None:
+    async def _on_throttled(
+        self, kind: str, scope: str | None, retry_after: float, sent_at: float
+    ) -> None:
         """Close the throttle scope for every worker, and slow its limiter down."""
         assert self._limiters is not None
         self.stats.throttled += 1
@@ -433,7 +466,7 @@ class GraphClient:
         scale = self.settings.time_scale
         # a hair past Retry-After so the first request after the wait is not early
         self._gates[name].close_for(retry_after * scale * 1.02 + 0.005)
-        await self._limiters[name].throttled()
+        await self._limiters[name].throttled(sent_at)
 
     @staticmethod
     def _error(

@@ -220,6 +220,7 @@ class Runner:
             tenant=self.client.conn.tenant_id,
             instances=names,
         )
+        del names  # one entry per instance: not kept for the whole run
         try:
             templates = await resolve_templates(self.graph, summary)
             pipeline = Pipeline(
@@ -383,6 +384,9 @@ class Runner:
         state.status = status
         state.final = record
         ledger.append(record)
+        # its record is written and the manifest's keys are unique: nothing of this run reads
+        # the instance's state again, so memory stays flat however long the manifest is
+        ledger.replay.instances.pop(inst.key, None)
         self.result.statuses[status] += 1
         self.events.instance_ended(status)
         if self.on_result is not None:

@@ -1,0 +1,42 @@
+"""The client's quota limiter: one rate cut per throttling episode, and recovery."""
+
+from __future__ import annotations
+
+import pytest
+
+from bulkprov.client import AdaptiveLimiter
+from bulkprov.settings import Quota
+
+pytestmark = pytest.mark.anyio
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_one_cut_per_episode_then_recovery() -> None:
+    clock = Clock()
+    lim = AdaptiveLimiter(Quota(limit=3000, window=150), time_scale=1.0, backoff=0.8, recovery=0.01,
+                          clock=clock)
+    # a 429 for a request sent at 99.0 cuts the rate once ...
+    await lim.throttled(sent_at=99.0)
+    assert lim.factor == pytest.approx(0.8)
+    # ... the others that were on their way before the cut say nothing new
+    clock.now = 100.5
+    for sent in (99.1, 99.9, 100.0):
+        await lim.throttled(sent_at=sent)
+    assert lim.factor == pytest.approx(0.8)
+    # a request sent after the cut that is throttled again starts a new episode
+    await lim.throttled(sent_at=100.2)
+    assert lim.factor == pytest.approx((0.8 + 0.005) * 0.8, rel=1e-3)  # recovered 0.5 s first
+    # quiet: the factor creeps back to 1 at `recovery` per Graph second
+    clock.now += 10
+    await lim.acquire(1)
+    assert lim.factor == pytest.approx(0.644 + 0.1, rel=1e-3)
+    clock.now += 100
+    await lim.acquire(1)
+    assert lim.factor == 1.0
