@@ -207,7 +207,7 @@ class GraphClient:
     async def __aenter__(self) -> Self:
         s = self.settings
         # limiters are created inside the running loop (aiolimiter binds to it)
-        writes = max(1, s.connections // 4)
+        writes = max(1, s.connections // 2)
         reports = min(4, max(1, s.connections // 8))
         self._slots = {
             "write": anyio.Semaphore(writes),
