@@ -224,7 +224,7 @@ class Pipeline:
         read back the whole ``replication_deadline`` applies (a resumed run starts there too).
         Then: three times the longest delay seen, at least ``SETTLE_FLOOR``, at most the
         deadline. An object that stays unreadable longer than that, after a POST whose answer
-        was lost, would be created twice; the next run's reconciliation deletes the extra."""
+        was lost, would be created twice (an app of the instance's name no key claims)."""
         seen = self._replication_seen
         deadline = self.settings.replication_deadline
         if len(seen) < SETTLE_SAMPLES:
