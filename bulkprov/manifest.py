@@ -219,22 +219,7 @@ def _decode(path: Path, data: bytes) -> str:
     """The manifest's text: UTF-8, with or without a BOM. UTF-16 and UTF-32 (what spreadsheet
     programs call "Unicode") are recognised and refused with a clear error rather than guessed:
     their NUL bytes would otherwise pass as characters."""
-    wide = next((enc for bom, enc in _WIDE_BOMS if data.startswith(bom)), None)
-    nul = data.find(b"\x00", 0, 1 << 16)
-    if wide is not None or nul >= 0:
-        how = f"a {wide} byte-order mark" if wide else f"NUL bytes (the first at offset {nul})"
-        line = 1 if wide else data.count(b"\n", 0, nul) + 1
-        raise ManifestError(
-            [
-                Problem(
-                    str(path),
-                    line,
-                    None,
-                    f"the manifest is not UTF-8: it has {how}, as UTF-16 or UTF-32 text "
-                    "(\"Unicode\" in spreadsheet programs) has; save it as UTF-8 (CSV UTF-8)",
-                )
-            ]
-        )
+    _refuse_wide(path, data)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -252,45 +237,87 @@ def _decode(path: Path, data: bytes) -> str:
         ) from None
 
 
+def _refuse_wide(path: Path, data: bytes) -> None:
+    """Refuse UTF-16/UTF-32 text, judged from its first bytes (BOM, NUL bytes)."""
+    wide = next((enc for bom, enc in _WIDE_BOMS if data.startswith(bom)), None)
+    nul = data.find(b"\x00", 0, 1 << 16)
+    if wide is not None or nul >= 0:
+        how = f"a {wide} byte-order mark" if wide else f"NUL bytes (the first at offset {nul})"
+        line = 1 if wide else data.count(b"\n", 0, nul) + 1
+        raise ManifestError(
+            [
+                Problem(
+                    str(path),
+                    line,
+                    None,
+                    f"the manifest is not UTF-8: it has {how}, as UTF-16 or UTF-32 text "
+                    "(\"Unicode\" in spreadsheet programs) has; save it as UTF-8 (CSV UTF-8)",
+                )
+            ]
+        )
+
+
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
-    """(line, raw record) for each instance of the file, or a Problem for unreadable parts."""
+    """(line, raw record) for each instance of the file, or a Problem for unreadable parts.
+
+    CSV and JSONL are read a line at a time (a manifest of 100k rows is never in memory
+    whole); a JSON document is parsed whole."""
     name = str(path)
+    fmt = detect_format(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            head = fh.read(1 << 16)
+            small = len(head) < 1 << 16
     except OSError as exc:
         raise ManifestError([Problem(name, None, None, f"cannot read: {exc.strerror}")]) from None
-    text = _decode(path, data)
-    if not text.strip():
-        raise ManifestError([Problem(name, None, None, "the manifest is empty")])
-    fmt = detect_format(path)
+    if fmt == "json" or small:
+        text = _decode(path, path.read_bytes() if not small else head)
+        if not text.strip():
+            raise ManifestError([Problem(name, None, None, "the manifest is empty")])
+        if fmt == "json":
+            yield from _json_records(name, text)
+            return
+        lines: Iterator[str] = iter(io.StringIO(text, newline="" if fmt == "csv" else "\n"))
+        yield from _text_records(name, path, fmt, lines)
+        return
+    _refuse_wide(path, head)  # before anything is read as text
+    try:
+        with path.open(encoding="utf-8-sig", newline="" if fmt == "csv" else "\n") as text_fh:
+            yield from _text_records(name, path, fmt, text_fh)
+    except UnicodeDecodeError:
+        _decode(path, path.read_bytes())  # raises, naming the line of the bad byte
+        raise
+
+
+def _text_records(
+    name: str, path: Path, fmt: str, lines: Iterator[str]
+) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
     if fmt == "csv":
-        yield from _csv_records(name, text, "\t" if path.suffix.lower() == ".tsv" else ",")
-    elif fmt == "jsonl":
-        # split on "\n" only: str.splitlines() also splits on U+2028, U+0085 and others that
-        # JSON allows unescaped inside a string (and line numbers count "\n" alone)
-        for n, raw_line in enumerate(text.split("\n"), start=1):
-            if not raw_line.strip():
-                continue
-            try:
-                obj = json.loads(raw_line)
-            except json.JSONDecodeError as exc:
-                yield n, Problem(name, n, None, f"not valid JSON: {exc.msg} (column {exc.colno})")
-                continue
-            except (ValueError, RecursionError) as exc:  # huge integers, deep nesting
-                yield n, Problem(name, n, None, f"not usable JSON: {_json_limit(exc)}")
-                continue
-            if not isinstance(obj, dict):
-                yield n, Problem(name, n, None, "each line must be a JSON object")
-                continue
-            yield n, obj
-    else:
-        yield from _json_records(name, text)
+        yield from _csv_records(name, lines, "\t" if path.suffix.lower() == ".tsv" else ",")
+        return
+    # JSONL: lines end at "\n" only: str.splitlines() would also split on U+2028, U+0085 and
+    # others that JSON allows unescaped inside a string (and line numbers count "\n" alone)
+    for n, raw_line in enumerate(lines, start=1):
+        if not raw_line.strip():
+            continue
+        try:
+            obj = json.loads(raw_line)
+        except json.JSONDecodeError as exc:
+            yield n, Problem(name, n, None, f"not valid JSON: {exc.msg} (column {exc.colno})")
+            continue
+        except (ValueError, RecursionError) as exc:  # huge integers, deep nesting
+            yield n, Problem(name, n, None, f"not usable JSON: {_json_limit(exc)}")
+            continue
+        if not isinstance(obj, dict):
+            yield n, Problem(name, n, None, "each line must be a JSON object")
+            continue
+        yield n, obj
 
 
 def _csv_records(
-    name: str, text: str, delimiter: str
+    name: str, lines: Iterator[str], delimiter: str
 ) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
     try:
         header = next(reader)
     except csv.Error as exc:
