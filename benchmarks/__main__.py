@@ -14,7 +14,9 @@ OUT = Path(__file__).resolve().parent / "results"
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    p.add_argument("which", choices=("race", "overhead", "scale", "soak", "all"))
+    p.add_argument("which", choices=("race", "overhead", "scale", "soak", "all", "report"),
+                   help="a benchmark, all of them, or `report`: render the Markdown and the "
+                        "plot again from the JSON results")
     p.add_argument("--n", type=int, default=None, help="instances (race, soak, overhead)")
     p.add_argument("--time-scale", type=float, default=None,
                    help="real seconds per Graph second (race: default 1.0, Graph's own pace, "
@@ -29,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=None, help="scratch directory")
     args = p.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="bulkprov-bench-"))
+    if args.which == "report":
+        return rerender(args.out)
     which = ("race", "overhead", "scale", "soak") if args.which == "all" else (args.which,)
     for w in which:
         if w == "race":
@@ -65,6 +69,22 @@ def main(argv: list[str] | None = None) -> int:
         print(md)
         print()
     print(f"results in {args.out} (scratch: {work})", file=sys.stderr)
+    return 0
+
+
+def rerender(out: Path) -> int:
+    import json
+
+    render = {"race": report.race_md, "overhead": report.overhead_md,
+              "scale": report.scale_md, "soak": report.soak_md}
+    for name, fn in render.items():
+        path = out / f"{name}.json"
+        if path.exists():
+            res = json.loads(path.read_text())
+            (out / f"{name}.md").write_text(fn(res) + "\n")
+            if name == "race":
+                report.race_plot(res, out / "race.png")
+            print(fn(res), end="\n\n")
     return 0
 
 

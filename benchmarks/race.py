@@ -91,6 +91,7 @@ def run_contender(
     with mock_process(cwork, margs) as mock:
         cmd, timeline_path = contender_cmd(name, manifest, mock.info_file, cwork)
         mock_cpu0 = mock.cpu_seconds()
+        mock_now0 = mock.stats()["now"]  # the mock's Graph clock when the contender starts
         t0 = time.time()
         m: Measured = run_measured(cmd, env=bench_env(), cwd=cwork, timeout=budget)
         stats = mock.stats()
@@ -132,7 +133,9 @@ def run_contender(
         "timed_out": m.timed_out,
         "stderr_tail": m.stderr_tail[-600:] if m.returncode not in (0, 130) else "",
         "done_at_graph_s": [round(t / time_scale, 3) for t in sorted(done)],
-        "throttled_at_graph_s": stats.get("throttledAt", []),
+        "throttled_at_graph_s": [
+            round(t - mock_now0, 3) for t in stats.get("throttledAt", [])
+        ],
         "example_errors": _errors(name, timeline_path),
     }
 

@@ -50,7 +50,8 @@ def race_md(res: dict[str, Any]) -> str:
                 [
                     r["contender"],
                     (_f(r["makespan_graph_s"]) + (" (projected)" if r["projected"] else "")),
-                    r["ratio_to_lower_bound"], r["completed"], r["failed"], r["unfinished"],
+                    f"{r['ratio_to_lower_bound']:.2f}" if r["ratio_to_lower_bound"] else "-",
+                    r["completed"], r["failed"], r["unfinished"],
                     r["duplicates"], r["orphans"], r["requests"], r["throttled"],
                     r["early_retries"], r["work_cpu_s"], r["cpu_s"], r["peak_rss_mb"],
                 ]
