@@ -29,7 +29,7 @@ from aiolimiter import AsyncLimiter
 
 from .auth import TokenProvider
 from .errors import GraphError, Throttled, TransportError, UnsafeRequest
-from .retry import Action, backoff, decide
+from .retry import Action, backoff, decide, parse_retry_after
 from .settings import ClientSettings, ConnectionSettings, Quota
 
 log = structlog.get_logger("bulkprov.client")
@@ -62,6 +62,9 @@ class ClientStats:
             "transportErrors": self.transport_errors,
             "byStatus": {str(k): v for k, v in sorted(self.by_status.items())},
         }
+
+
+REPEAT_WINDOW = 60.0  # Graph seconds: a 429 episode this soon after the last cut halves
 
 
 class AdaptiveLimiter:
@@ -109,8 +112,12 @@ class AdaptiveLimiter:
         if sent_at <= self._last_cut:
             return
         self._recover()
-        self.factor = max(0.02, self.factor * self._backoff)
-        self._last_cut = self._clock()
+        now = self._clock()
+        # a first 429 after a calm spell cuts gently (the quota mirrors Graph's, so it is
+        # likely a stray); 429s that keep coming mean the real quota is lower: halve
+        recent = (now - self._last_cut) / self._time_scale < REPEAT_WINDOW
+        self.factor = max(0.02, self.factor * (0.5 if recent else self._backoff))
+        self._last_cut = now
         amount = float(self.quota.limit)
         while amount >= 1:
             if self._limiter.has_capacity(amount):
@@ -343,6 +350,10 @@ class GraphClient:
                         raw = await resp.read()
                         status = resp.status
                         resp_headers = resp.headers
+                        if status == 429:
+                            # close the scope before this connection returns to the pool:
+                            # no request may take it into the closed scope meanwhile
+                            self._close_gate(kind, resp_headers)
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                     reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
                     self.stats.transport_errors += 1
@@ -451,18 +462,21 @@ class GraphClient:
             if all(self._gates[g].until <= self._clock() for g in gates):
                 return
 
+    def _close_gate(self, kind: str, headers: Mapping[str, str]) -> None:
+        lower = {k.lower(): v for k, v in headers.items()}
+        retry_after = parse_retry_after(lower.get("retry-after"))
+        if retry_after is None:
+            return  # _on_throttled closes it for the back-off the policy chooses
+        name = _scope_name(kind, lower.get("x-ms-throttle-scope"))
+        self._gates[name].close_for(retry_after * self.settings.time_scale * 1.02 + 0.005)
+
     async def _on_throttled(
         self, kind: str, scope: str | None, retry_after: float, sent_at: float
     ) -> None:
         """Close the throttle scope for every worker, and slow its limiter down."""
         assert self._limiters is not None
         self.stats.throttled += 1
-        if (scope and "/Reports/" in scope) or kind == "reports":
-            name = "reports"
-        elif (scope and "/Write/" in scope) or (scope is None and kind == "write"):
-            name = "write"
-        else:
-            name = "ru"
+        name = _scope_name(kind, scope)
         scale = self.settings.time_scale
         # a hair past Retry-After so the first request after the wait is not early
         self._gates[name].close_for(retry_after * scale * 1.02 + 0.005)
@@ -500,8 +514,6 @@ class GraphClient:
             "client_request_id": client_request_id,
         }
         if status == 429:
-            from .retry import parse_retry_after
-
             lower = {k.lower(): v for k, v in headers.items()}
             return Throttled(
                 parse_retry_after(lower.get("retry-after")), lower.get("x-ms-throttle-scope"), **kw
@@ -530,3 +542,12 @@ class GraphClient:
             if not next_link:
                 return
             body = await self.get(str(next_link))
+
+
+def _scope_name(kind: str, scope: str | None) -> str:
+    """The client's gate and limiter for a 429's ``x-ms-throttle-scope``."""
+    if (scope and "/Reports/" in scope) or kind == "reports":
+        return "reports"
+    if (scope and "/Write/" in scope) or (scope is None and kind == "write"):
+        return "write"
+    return "ru"

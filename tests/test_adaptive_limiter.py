@@ -30,13 +30,17 @@ async def test_one_cut_per_episode_then_recovery() -> None:
     for sent in (99.1, 99.9, 100.0):
         await lim.throttled(sent_at=sent)
     assert lim.factor == pytest.approx(0.8)
-    # a request sent after the cut that is throttled again starts a new episode
+    # a request sent after the cut that is throttled again starts a new episode; this soon
+    # after the last cut it means the real quota is lower: halve
     await lim.throttled(sent_at=100.2)
-    assert lim.factor == pytest.approx((0.8 + 0.005) * 0.8, rel=1e-3)  # recovered 0.5 s first
+    assert lim.factor == pytest.approx((0.8 + 0.005) * 0.5, rel=1e-3)  # recovered 0.5 s first
     # quiet: the factor creeps back to 1 at `recovery` per Graph second
     clock.now += 10
     await lim.acquire(1)
-    assert lim.factor == pytest.approx(0.644 + 0.1, rel=1e-3)
+    assert lim.factor == pytest.approx(0.4025 + 0.1, rel=1e-3)
     clock.now += 100
     await lim.acquire(1)
     assert lim.factor == 1.0
+    # after a calm spell, a stray 429 cuts gently again
+    await lim.throttled(sent_at=clock.now)
+    assert lim.factor == pytest.approx(0.8)
