@@ -20,10 +20,10 @@ from bulkprov import ledger as ledger_mod
 from .common import bench_env, mock_args, mock_process, write_manifest
 
 FAULTS = {
-    "fault_rate": 0.03,
-    "drop_rate": 0.01,
-    "instantiate_404_rate": 0.005,
-    "instantiate_timeout_rate": 0.005,
+    "fault_rate": 0.035,
+    "drop_rate": 0.015,
+    "instantiate_404_rate": 0.02,
+    "instantiate_timeout_rate": 0.02,
 }
 
 
