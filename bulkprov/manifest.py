@@ -41,7 +41,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import ManifestError, Problem
 from .graphenums import SYNCHRONIZATION_SECRETS
@@ -183,13 +183,29 @@ class Instance:
 
 
 @dataclass(slots=True)
+class Lines:
+    """The manifest lines that use one value: the first ``KEEP`` of them and how many in all
+    (a 100k-row manifest of one template keeps 20 line numbers, not 100,000)."""
+
+    first: list[int] = field(default_factory=list)
+    count: int = 0
+
+    KEEP: ClassVar[int] = 20
+
+    def add(self, line: int) -> None:
+        self.count += 1
+        if len(self.first) < self.KEEP:
+            self.first.append(line)
+
+
+@dataclass(slots=True)
 class ManifestSummary:
     """What validation learned: counts, the distinct templates, and every problem."""
 
     path: Path
     count: int = 0
-    templates: dict[str, list[int]] = field(default_factory=dict)  # template -> lines
-    agent_groups: dict[str, list[int]] = field(default_factory=dict)  # agent group -> lines
+    templates: dict[str, Lines] = field(default_factory=dict)  # template -> its lines
+    agent_groups: dict[str, Lines] = field(default_factory=dict)  # agent group -> its lines
     keys_digest: str = ""
     problems: list[Problem] = field(default_factory=list)
 
@@ -717,9 +733,9 @@ def validate(path: Path, *, allow_inline_secrets: bool = False) -> ManifestSumma
             continue
         seen[inst.key] = line
         summary.count += 1
-        summary.templates.setdefault(inst.template, []).append(line)
+        summary.templates.setdefault(inst.template, Lines()).add(line)
         if inst.agent_group is not None:
-            summary.agent_groups.setdefault(inst.agent_group, []).append(line)
+            summary.agent_groups.setdefault(inst.agent_group, Lines()).add(line)
         digest.update(f"{inst.key}\x00{inst.template}\x00{inst.display_name}\n".encode())
     if summary.count == 0 and not summary.problems:
         summary.problems.append(Problem(str(path), None, None, "the manifest has no instances"))

@@ -122,8 +122,10 @@ class Pipeline:
         self.stop = stop or anyio.Event()
         self._claimed_apps = replay.claimed("applicationId")
         # replication delays this run has seen (Graph seconds from instantiate's answer to the
-        # first read of the service principal): they size the wait after an unsure POST
-        self._replication_seen: list[float] = []
+        # first read of the service principal), as a count and the longest: they size the wait
+        # after an unsure POST (a count, not a list: a 100k-instance run keeps no list of them)
+        self._replication_count = 0
+        self._replication_max = 0.0
         self.agent_groups: dict[str, str] = {}  # manifest agentGroup -> id (Runner resolves)
 
     # ------------------------------------------------------------------ helpers
@@ -225,11 +227,10 @@ class Pipeline:
         Then: three times the longest delay seen, at least ``SETTLE_FLOOR``, at most the
         deadline. An object that stays unreadable longer than that, after a POST whose answer
         was lost, would be created twice (an app of the instance's name no key claims)."""
-        seen = self._replication_seen
         deadline = self.settings.replication_deadline
-        if len(seen) < SETTLE_SAMPLES:
+        if self._replication_count < SETTLE_SAMPLES:
             return deadline
-        return min(deadline, max(SETTLE_FLOOR, 3.0 * max(seen)))
+        return min(deadline, max(SETTLE_FLOOR, 3.0 * self._replication_max))
 
     async def _replicated(self, what: str, call: Callable[[], Awaitable[T]], since: float) -> T:
         """``call()``, retried while Graph says the new object is not there yet (404), or
@@ -413,7 +414,10 @@ class Pipeline:
             try:
                 await self.graph.service_principal(sp_id)
                 if streak == 0 and out.instantiated_at is not None:
-                    self._replication_seen.append(self._elapsed(out.instantiated_at))
+                    self._replication_count += 1
+                    self._replication_max = max(
+                        self._replication_max, self._elapsed(out.instantiated_at)
+                    )
                     out.instantiated_at = None  # the first read that worked, once
                 streak += 1
                 if streak < self.settings.confirm_reads:

@@ -28,7 +28,7 @@ from .client import GraphClient
 from .errors import BulkProvError, ManifestError, Problem, StepError
 from .graph import Graph
 from .ledger import Ledger, Redactor
-from .manifest import Instance, ManifestSummary, iter_instances, validate
+from .manifest import Instance, Lines, ManifestSummary, iter_instances, validate
 from .pipeline import Events, Interrupted, Outcome, Pipeline, ResolvedTemplate
 from .settings import RunSettings
 
@@ -54,6 +54,18 @@ class RunResult:
         return self.failed == 0 and not self.interrupted and not self.statuses["interrupted"]
 
 
+def _at_lines(
+    summary: ManifestSummary, lines: Lines, column: str, message: str, name: str
+) -> list[Problem]:
+    """One problem per line using ``name`` (the first few), and one saying how many more."""
+    where = str(summary.path)
+    problems = [Problem(where, line, column, message) for line in lines.first]
+    if lines.count > len(lines.first):
+        more = lines.count - len(lines.first)
+        problems.append(Problem(where, None, column, f"... and {more} more lines use {name!r}"))
+    return problems
+
+
 async def resolve_templates(graph: Graph, summary: ManifestSummary) -> dict[str, ResolvedTemplate]:
     """One Graph lookup per distinct template; unknown or ambiguous ones are manifest problems
     naming every line that uses them."""
@@ -69,17 +81,7 @@ async def resolve_templates(graph: Graph, summary: ManifestSummary) -> dict[str,
         else:
             ids = ", ".join(str(t.get("id")) for t in found[:5])
             message = f"{len(found)} gallery templates are named {name!r} ({ids}); use the id"
-        where = str(summary.path)
-        problems.extend(Problem(where, line, "template", message) for line in lines[:20])
-        if len(lines) > 20:
-            problems.append(
-                Problem(
-                    str(summary.path),
-                    None,
-                    "template",
-                    f"... and {len(lines) - 20} more lines use {name!r}",
-                )
-            )
+        problems.extend(_at_lines(summary, lines, "template", message, name))
     if problems:
         raise ManifestError(problems)
     return resolved
@@ -100,7 +102,7 @@ async def resolve_agent_groups(graph: Graph, summary: ManifestSummary) -> dict[s
         else:
             ids = ", ".join(str(g.get("id")) for g in found[:5])
             message = f"{len(found)} agent groups are named {name!r} ({ids}); use the id"
-        problems.extend(Problem(str(summary.path), line, "agentGroup", message) for line in lines)
+        problems.extend(_at_lines(summary, lines, "agentGroup", message, name))
     if problems:
         raise ManifestError(problems)
     return resolved
