@@ -25,6 +25,7 @@ from bulkprov.manifest import (
     TRUE,
     CredentialRef,
     Instance,
+    Lines,
     ManifestSummary,
     Secret,
     iter_instances,
@@ -192,7 +193,7 @@ def test_json_object_form_gives_element_lines() -> None:
     insts = list(iter_instances(CORPUS / "instances_object.json"))
     assert [(i.key, i.line) for i in insts] == [("app-1", 5), ("app-2", 8)]
     assert validate(CORPUS / "instances_object.json").templates == {
-        "AWS Single-Account Access": [5, 8]}
+        "AWS Single-Account Access": Lines(first=[5, 8], count=2)}
 
 
 def test_json_bare_list_gives_element_lines() -> None:
