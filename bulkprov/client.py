@@ -8,6 +8,7 @@ adapted down after a 429 and recovering while quiet), a token, the HTTP exchange
 
 from __future__ import annotations
 
+import asyncio.sslproto
 import math
 import random
 import re
@@ -36,6 +37,18 @@ log = structlog.get_logger("bulkprov.client")
 Sleep = Callable[[float], Awaitable[None]]
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
+
+# asyncio gives every TLS connection a 256 KiB read buffer (SSLProtocol.max_size), written at
+# connect time, so it is resident: with the pool's 200 connections that is 50 MB, for answers
+# of a few KiB. A TLS record holds at most 16 KiB, so reading one record at a time is enough.
+TLS_READ_BUFFER = 16 * 1024
+
+
+def small_tls_read_buffers() -> None:
+    """Cap asyncio's per-connection TLS read buffer at one TLS record (process-wide)."""
+    proto = asyncio.sslproto.SSLProtocol
+    if getattr(proto, "max_size", 0) > TLS_READ_BUFFER:
+        proto.max_size = TLS_READ_BUFFER
 
 @dataclass(frozen=True, slots=True)
 class Response:
@@ -239,6 +252,7 @@ class GraphClient:
             ctx: ssl.SSLContext | bool = True
             if self.conn.ca_file is not None:
                 ctx = ssl.create_default_context(cafile=str(self.conn.ca_file))
+            small_tls_read_buffers()
             connector = aiohttp.TCPConnector(limit=s.connections, ssl=ctx)
             self._session = aiohttp.ClientSession(
                 connector=connector,
