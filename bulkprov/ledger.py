@@ -31,7 +31,7 @@ import hmac
 import os
 import secrets
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,6 +119,33 @@ class Replay:
             for k, s in self.instances.items()
             if id_name in s.ids and k != except_key
         }
+
+
+def _whole_lines_end(path: Path, size: int, block: int = 1 << 16) -> int:
+    """The offset just past the last newline of the first ``size`` bytes of ``path`` (0: none)."""
+    if size == 0:
+        return 0
+    end = size
+    with open(path, "rb") as fh:
+        while end > 0:
+            start = max(0, end - block)
+            fh.seek(start)
+            i = fh.read(end - start).rfind(b"\n")
+            if i >= 0:
+                return start + i + 1
+            end = start
+    return 0
+
+
+def _lines_before(path: Path, end: int) -> Iterator[bytes]:
+    """The lines of ``path`` before offset ``end`` (which ends a line), without their newline."""
+    with open(path, "rb") as fh:
+        pos = 0
+        for line in fh:
+            if pos >= end:
+                return
+            pos += len(line)
+            yield line.rstrip(b"\r\n")
 
 
 def replay_lines(lines: Iterable[bytes]) -> Replay:
@@ -240,30 +267,34 @@ class Ledger:
         tenant: str,
         command: str = "run",
         create: bool = True,
-        instances: Mapping[str, str] | None = None,
+        instances: Mapping[str, str] | Callable[[Collection[str]], Mapping[str, str]] | None = None,
     ) -> Replay:
         """Open (creating if needed), cut a torn last line, replay, and check it belongs to
-        this run's Graph and tenant, and (given ``instances``, key -> display name) to this
-        manifest: a refused ledger is left exactly as it was.
+        this run's Graph and tenant, and (given ``instances``, key -> display name, or a function
+        giving it for the keys it is asked about) to this manifest: a refused ledger is left
+        exactly as it was.
 
         Commands other than ``run`` (``cleanup``, ``monitor``) pass ``create=False``: they
         work on a ledger a run wrote, and refuse a missing one."""
         if not create and not self.path.is_file():
             raise LedgerError(f"no ledger at {self.path}: give the ledger a run wrote")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = self.path.read_bytes() if self.path.exists() else b""
-        cut = len(data)
-        if not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
+        # the ledger is read a line at a time: a resumed 100k-instance run never holds it whole
+        size = self.path.stat().st_size if self.path.exists() else 0
+        cut = _whole_lines_end(self.path, size)
         # a ledger torn inside its header line (killed while creating it) is a new ledger; any
         # other file without a whole line is not a ledger, and is refused below, not cut
         head = b'{"type":"header"'
-        existing = cut > 0 or not (head.startswith(data) or data.startswith(head))
+        first = b""
+        if size:
+            with open(self.path, "rb") as fh:
+                first = fh.read(len(head))
+        existing = cut > 0 or not head.startswith(first)
         if not create and not existing:
             raise LedgerError(f"{self.path} is not a bulkprov ledger (no header line)")
         if existing:
-            self.replay = replay_lines(data[:cut].splitlines())
-            self.replay.torn = self.replay.torn or cut != len(data)
+            self.replay = replay_lines(_lines_before(self.path, cut))
+            self.replay.torn = self.replay.torn or cut != size
             header = self.replay.header
             if header is None:
                 raise LedgerError(f"{self.path} is not a bulkprov ledger (no header line)")
@@ -274,9 +305,13 @@ class Ledger:
                 )
             check_target(self.path, header, graph=graph, tenant=tenant)
             self.salt = bytes.fromhex(str(header.get("salt", "")))
+            if callable(instances):
+                # the manifest's names of the ledger's instances only: a fresh ledger costs
+                # nothing, and a resumed one no map of every instance
+                instances = instances(self.replay.instances.keys()) if self.replay.instances else {}
             if instances is not None:
                 self.check_manifest(instances)
-        if cut != len(data):
+        if cut != size:
             # only now that the file is known to be this run's ledger: never cut another file
             with open(self.path, "r+b") as fh:
                 fh.truncate(cut)

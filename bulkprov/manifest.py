@@ -208,6 +208,9 @@ class ManifestSummary:
     agent_groups: dict[str, Lines] = field(default_factory=dict)  # agent group -> its lines
     keys_digest: str = ""
     problems: list[Problem] = field(default_factory=list)
+    # display names (casefolded: Graph's `eq` ignores case) that several instances use; only
+    # their applications need telling apart by the ledger while the run goes
+    shared_names: set[str] = field(default_factory=set)
 
 
 def detect_format(path: Path) -> str:
@@ -708,6 +711,7 @@ def validate(path: Path, *, allow_inline_secrets: bool = False) -> ManifestSumma
 
     summary = ManifestSummary(path=path)
     seen: dict[str, int] = {}
+    names: set[int] = set()  # hashes of casefolded display names: a name may be shared wrongly
     digest = hashlib.sha256()
     base_dir = path.parent
     for line, record in _records(path):
@@ -733,6 +737,11 @@ def validate(path: Path, *, allow_inline_secrets: bool = False) -> ManifestSumma
             continue
         seen[inst.key] = line
         summary.count += 1
+        name = inst.display_name.casefold()
+        if hash(name) in names:
+            summary.shared_names.add(name)  # (a hash collision only costs a claim kept)
+        else:
+            names.add(hash(name))
         summary.templates.setdefault(inst.template, Lines()).add(line)
         if inst.agent_group is not None:
             summary.agent_groups.setdefault(inst.agent_group, Lines()).add(line)

@@ -26,7 +26,7 @@ instance that made several attempts, the oldest is kept and the extras are delet
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -110,6 +110,7 @@ class Pipeline:
         redactor: Redactor,
         events: Events | None = None,
         stop: anyio.Event | None = None,
+        shared_names: Collection[str] | None = None,
     ) -> None:
         self.graph = graph
         self.ledger = ledger
@@ -120,7 +121,11 @@ class Pipeline:
         self.redactor = redactor
         self.events = events or Events()
         self.stop = stop or anyio.Event()
+        # application id -> the instance that holds it: the ledger's, and those this run makes
+        # or adopts for a display name that several instances share (given ``shared_names``,
+        # casefolded): only there can a lookup by name find another instance's application
         self._claimed_apps = replay.claimed("applicationId")
+        self._shared_names = shared_names
         # replication delays this run has seen (Graph seconds from instantiate's answer to the
         # first read of the service principal), as a count and the longest: they size the wait
         # after an unsure POST (a count, not a list: a 100k-instance run keeps no list of them)
@@ -343,7 +348,7 @@ class Pipeline:
                 since = time.monotonic()
                 continue  # look for what the lost POST may have created
             state.instantiate_pending = False
-            self._claimed_apps[app["id"]] = inst.key
+            self._claim(app["id"], inst)
             out.instantiated_at = time.monotonic()
             return {
                 "applicationId": app["id"],
@@ -351,6 +356,10 @@ class Pipeline:
                 "servicePrincipalId": sp["id"],
                 "created": True,
             }
+
+    def _claim(self, app_id: str, inst: Instance) -> None:
+        if self._shared_names is None or inst.display_name.casefold() in self._shared_names:
+            self._claimed_apps[app_id] = inst.key
 
     async def _find_mine(
         self, inst: Instance, template_id: str, state: InstanceState
@@ -394,7 +403,7 @@ class Pipeline:
             lambda: self.graph.service_principal_by_app_id(app["appId"]),
             time.monotonic(),
         )
-        self._claimed_apps[app["id"]] = inst.key
+        self._claim(app["id"], inst)
         how = "recovered" if state.instantiate_attempts else "adopted"
         state.instantiate_pending = False
         return {

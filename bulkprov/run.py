@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,10 +211,15 @@ class Runner:
         summary = validate(self.manifest, allow_inline_secrets=self.allow_inline)
         if summary.problems:
             raise ManifestError(summary.problems)
-        names = {
-            i.key: i.display_name
-            for i in iter_instances(self.manifest, allow_inline_secrets=self.allow_inline)
-        }
+
+        def names(keys: Collection[str]) -> dict[str, str]:
+            """key -> display name of the manifest's instances among ``keys`` (the ledger's)."""
+            return {
+                i.key: i.display_name
+                for i in iter_instances(self.manifest, allow_inline_secrets=self.allow_inline)
+                if i.key in keys
+            }
+
         ledger = Ledger(self.ledger_path, redactor=self.redactor, fsync=self.settings.fsync)
         replay = ledger.open(
             manifest=self.manifest.name,
@@ -222,7 +227,6 @@ class Runner:
             tenant=self.client.conn.tenant_id,
             instances=names,
         )
-        del names  # one entry per instance: not kept for the whole run
         try:
             templates = await resolve_templates(self.graph, summary)
             pipeline = Pipeline(
@@ -235,6 +239,7 @@ class Runner:
                 redactor=self.redactor,
                 events=self.events,
                 stop=self.stop,
+                shared_names=summary.shared_names,
             )
             if summary.agent_groups and self.client.conn.credential.delegated:
                 pipeline.agent_groups = await resolve_agent_groups(self.graph, summary)

@@ -174,6 +174,19 @@ class TestOutcomes:
                    and r.get("data", {}).get("adopted")]
         assert [r["key"] for r in adopted] == ["acct-00001"]
 
+    async def test_instances_sharing_a_display_name_get_one_application_each(
+            self, mock: MockGraph, tmp_path: Path) -> None:
+        """Two instances of one name: the second's lookup by name finds the first's application,
+        which the run knows is taken, so each instance gets an application of its own."""
+        manifest = aws_manifest(tmp_path / "m.csv", 3, start=False)
+        manifest.write_text(manifest.read_text().replace("AWS acct 00002", "AWS acct 00001"))
+        result = await run_engine(mock, manifest, tmp_path / "l.jsonl", monitor=False,
+                                  concurrency=1)
+        assert result.statuses["done"] == 3, result.failures[:3]
+        assert tenant_stats(mock)["applications"] == 3
+        replay = ledger_mod.read(tmp_path / "l.jsonl")
+        assert len({s.ids["applicationId"] for s in replay.instances.values()}) == 3
+
     async def test_rerun_skips_finished_instances(self, mock: MockGraph, tmp_path: Path) -> None:
         """A second run with the same ledger skips what is done and creates nothing."""
         manifest = aws_manifest(tmp_path / "m.csv", 5)

@@ -443,3 +443,15 @@ def test_short_write_leaves_only_a_torn_last_line(path: Path,
     led.close()
     replay = ledger_mod.read(path)
     assert replay.instances["a"].done == {"instantiate", "job"} and not replay.torn
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1 << 16])
+def test_whole_lines_end_across_read_blocks(tmp_path: Path, block: int) -> None:
+    """The end of the last whole line is found however far back it is from the end of the
+    file: a torn tail longer than the read block, no newline at all, an empty file."""
+    from bulkprov.ledger import _whole_lines_end
+
+    p = tmp_path / "f"
+    for data in (b"", b"no newline", b"a\nb\n", b"a\n" + b"x" * 200, b"\n" + b"y" * 100):
+        p.write_bytes(data)
+        assert _whole_lines_end(p, len(data), block) == data.rfind(b"\n") + 1, data[:12]

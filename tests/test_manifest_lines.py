@@ -56,3 +56,16 @@ async def test_unknown_template_on_many_lines(mock: MockGraph, tmp_path: Path) -
     assert len(rest) == 1 and "10 more lines use 'No Such Gallery App'" in rest[0].message
     stats = tenant_stats(mock)
     assert stats["applications"] == 0 and stats["servicePrincipals"] == 0
+
+
+def test_shared_display_names_are_casefolded(tmp_path: Path) -> None:
+    """Display names used by several instances, compared as Graph's `eq` does (ignoring case),
+    are the summary's shared names; names used once are not kept."""
+    m = tmp_path / "m.csv"
+    names = ["AWS Prod", "aws PROD", "AWS Test", "AWS Dev", "AWS Dev"]
+    rows = ["key,displayName,template,start,validate"]
+    rows += [f"k{i},{name},{AWS},false,false" for i, name in enumerate(names)]
+    m.write_text("\n".join(rows) + "\n")
+    summary = validate(m)
+    assert not summary.problems
+    assert summary.shared_names == {"aws prod", "aws dev"}
