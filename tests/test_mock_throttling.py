@@ -126,3 +126,42 @@ async def test_resource_unit_quota(graph: PlainGraph) -> None:
     assert r.status == 429
     assert r.headers["x-ms-throttle-information"] == "ResourceUnitLimitExceeded"
     assert r.headers["x-ms-throttle-scope"].startswith("Tenant_Application/ResourceUnits/")
+
+
+@pytest.mark.parametrize("lag", [0.0, 0.3])
+def test_early_retry_allows_for_the_event_loops_lag(lag: float) -> None:
+    """A request on another connection is an early retry once the 429 was delivered more than
+    the grace plus twice the loop's recent lag ago; before that it may have been on its way.
+    On the connection that carried the 429 it is early at once."""
+    from bulkprov.mockgraph.throttle import Charge, Throttler, delivered
+
+    t = Throttler(ThrottleSettings(write_limit=1, write_window=100.0), grace=0.5)
+    t.loop_lag = lag
+    write = Charge(ru=1, write=True)
+
+    def check(now: float, conn: int) -> tuple[bool, bool]:
+        v = t.check(app_id="a", tenant_id="t", charge=write, now=now, conn=conn)
+        if v.bucket is not None:
+            delivered(v.bucket, now, conn)
+        return v.allowed, v.early_retry
+
+    assert check(0.0, 1) == (True, False)
+    assert check(0.0, 1) == (False, False)  # the 429 that closes the scope, on connection 1
+    edge = 0.5 + 2 * lag
+    assert check(edge - 0.01, 2) == (False, False)
+    assert check(edge - 0.01, 1) == (False, True)
+    assert check(edge + 0.01, 3) == (False, True)
+
+
+async def test_mock_watches_its_event_loops_lag(mock: MockGraph) -> None:
+    """A callback held up 0.2 s shows in the throttler's loop lag (in Graph seconds), and the
+    lag is forgotten a second later."""
+    import time
+
+    await asyncio.sleep(0.05)
+    time.sleep(0.2)  # noqa: ASYNC251 (the loop is blocked, as a busy one is)
+    await asyncio.sleep(0.05)
+    throttler = mock.service.throttler
+    assert throttler.loop_lag >= 0.15 / mock.settings.time_scale
+    await asyncio.sleep(1.2)
+    assert throttler.loop_lag < 0.15 / mock.settings.time_scale

@@ -15,6 +15,7 @@ Routes:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import random
@@ -146,6 +147,7 @@ class MockGraph:
         self.service = GraphService(self.settings, self.clock, self.tokens, tenants)
         self._token_rng = random.Random(f"{self.settings.faults.seed}:token")
         self._runner: web.AppRunner | None = None
+        self._lag_watch: asyncio.Task[None] | None = None
         self.info: MockInfo | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -159,6 +161,7 @@ class MockGraph:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_ctx)
         await site.start()
+        self._lag_watch = asyncio.get_running_loop().create_task(self._watch_loop_lag())
         port = _bound_port(site)
         http_url = None
         if self.http_port is not None:
@@ -182,7 +185,27 @@ class MockGraph:
         )
         return self.info
 
+    async def _watch_loop_lag(self, period: float = 0.02, window: float = 1.0) -> None:
+        """Keep the throttler told of the event loop's longest lag over the last ``window``
+        seconds, so that a request a busy loop delayed is not judged an early retry."""
+        loop = asyncio.get_running_loop()
+        throttler = self.service.throttler
+        recent: collections.deque[tuple[float, float]] = collections.deque()
+        while True:
+            t0 = loop.time()
+            await asyncio.sleep(period)
+            now = loop.time()
+            recent.append((now, max(0.0, now - t0 - period)))
+            while recent[0][0] < now - window:
+                recent.popleft()
+            throttler.loop_lag = max(lag for _, lag in recent) / self.settings.time_scale
+
     async def aclose(self) -> None:
+        if self._lag_watch is not None:
+            self._lag_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lag_watch
+            self._lag_watch = None
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()

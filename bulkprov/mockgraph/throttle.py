@@ -78,6 +78,10 @@ class Throttler:
     def __init__(self, settings: ThrottleSettings, *, grace: float = 0.0) -> None:
         self.settings = settings
         self.grace = grace  # Graph seconds after delivery within which a request may be in flight
+        # how late the event loop has been running callbacks lately (Graph seconds): a 429
+        # waits that long to be read by a client on the same loop, and a request that client
+        # sent before it could read it waits as long again to be read here
+        self.loop_lag = 0.0
         self._buckets: dict[tuple[str, ...], TokenBucket] = {}
 
     def _bucket(self, key: tuple[str, ...], limit: int, window: float, now: float) -> TokenBucket:
@@ -162,8 +166,9 @@ class Throttler:
         # A scope still inside the Retry-After of an earlier 429 is throttled again. The request
         # is an early retry when the client provably knew of that 429: it came on a connection
         # that carried the 429 back (HTTP/1.1 sends nothing more on a connection before its
-        # answer is read), or well after the 429 was delivered. Requests already on their way
-        # when the 429 left are throttled too, but they are no retries.
+        # answer is read), or well after the 429 was delivered (the grace, plus twice the event
+        # loop's recent lag: a client on a busy loop reads the 429 late). Requests already on
+        # their way when the 429 left are throttled too, but they are no retries.
         for bucket, _cost, scope, info in scopes:
             if now < bucket.closed_until:
                 return Verdict(
@@ -171,7 +176,10 @@ class Throttler:
                     retry_after=max(1, math.ceil(bucket.closed_until - now)),
                     scope=scope,
                     information=info,
-                    early_retry=(conn in bucket.informed or now >= bucket.notified_at + self.grace),
+                    early_retry=(
+                        conn in bucket.informed
+                        or now >= bucket.notified_at + self.grace + 2 * self.loop_lag
+                    ),
                     limit_percentage=100.0,
                 )
         for bucket, cost, scope, info in scopes:
