@@ -9,8 +9,9 @@ The identity and access service meters every request in resource units (RU) and 
 
 The reports service (``auditLogs/provisioning``) allows 5 requests per 10 s per app + tenant.
 A request that finds a bucket short gets 429 with an integer ``Retry-After`` (the Graph seconds
-until the bucket holds enough again); the scope is then closed until that moment, and a
-request that arrives in a closed scope is an *early retry*: throttled again and counted.
+until the bucket holds enough again); the scope is then closed until that moment. A request
+that arrives in a closed scope is throttled again, and counted as an *early retry* when its
+client provably knew of the 429 (see :meth:`Throttler.check`).
 """
 
 from __future__ import annotations
