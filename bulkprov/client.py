@@ -50,6 +50,7 @@ def small_tls_read_buffers() -> None:
     if getattr(proto, "max_size", 0) > TLS_READ_BUFFER:
         proto.max_size = TLS_READ_BUFFER
 
+
 @dataclass(frozen=True, slots=True)
 class Response:
     status: int

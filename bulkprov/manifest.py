@@ -738,10 +738,10 @@ def validate(path: Path, *, allow_inline_secrets: bool = False) -> ManifestSumma
         seen[inst.key] = line
         summary.count += 1
         name = inst.display_name.casefold()
-        if hash(name) in names:
+        if (h := hash(name)) in names:
             summary.shared_names.add(name)  # (a hash collision only costs a claim kept)
         else:
-            names.add(hash(name))
+            names.add(h)
         summary.templates.setdefault(inst.template, Lines()).add(line)
         if inst.agent_group is not None:
             summary.agent_groups.setdefault(inst.agent_group, Lines()).add(line)
