@@ -87,6 +87,8 @@ class Outcome:
     timings: dict[str, int] = field(default_factory=dict)
     job_status: JSON | None = None
     instantiated_at: float | None = None  # monotonic time instantiate answered, this run
+    # secret values registered with the redactor for this instance, released when it ends
+    secrets: set[str] = field(default_factory=set, repr=False)
 
 
 class Events:
@@ -256,9 +258,9 @@ class Pipeline:
                 raise
 
     # ------------------------------------------------------------------ setup
-    async def setup(self, inst: Instance, state: InstanceState) -> Outcome:
+    async def setup(self, out: Outcome) -> None:
         """Run the setup steps not yet done; raise StepError on the first that fails."""
-        out = Outcome(inst=inst, state=state, started_at=time.monotonic())
+        inst, state = out.inst, out.state
         if inst.agent_group and not self.graph.client.conn.credential.delegated:
             # refused before anything is created: Graph would answer 403 after instantiate
             await self._step(out, "agent_group", lambda: self.refuse_agent_group(out))
@@ -286,7 +288,6 @@ class Pipeline:
             if name in state.done:
                 continue
             await self._step(out, name, fn)
-        return out
 
     async def instantiate(self, out: Outcome) -> JSON:
         inst, state = out.inst, out.state
@@ -602,7 +603,10 @@ class Pipeline:
                 raise StepError(
                     out.inst.key, "secrets", f"credential {ref.key}: {exc}", code="MissingSecret"
                 ) from None
-            if ref.scheme != "literal" or ref.key not in ("BaseAddress", "Url", "Domain"):
+            if (ref.scheme != "literal" or ref.key not in ("BaseAddress", "Url", "Domain")) and (
+                value not in out.secrets
+            ):
+                out.secrets.add(value)
                 self.redactor.add(value)
             creds.append({"key": ref.key, "value": value})
         return creds

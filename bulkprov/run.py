@@ -285,13 +285,14 @@ class Runner:
                         from .ledger import InstanceState
 
                         state = replay.instances[inst.key] = InstanceState(inst.key)
+                    out = Outcome(inst=inst, state=state, started_at=time.monotonic())
                     try:
-                        out = await pipeline.setup(inst, state)
+                        await pipeline.setup(out)
                     except StepError as err:
-                        self._final(ledger, inst, state, "failed", error=err)
+                        self._final(ledger, inst, state, "failed", error=err, out=out)
                         continue
                     except Interrupted:
-                        self._final(ledger, inst, state, "interrupted")
+                        self._final(ledger, inst, state, "interrupted", out=out)
                         continue
                     if inst.start and s.monitor:
                         await send.send(out)
@@ -375,12 +376,14 @@ class Runner:
         if logs:
             record["logs"] = logs
         if error is not None:
-            record["error"] = {
-                "step": error.step,
-                "code": error.code,
-                "message": error.reason,
-                "requestId": error.request_id,
-            }
+            record["error"] = self.redactor.value(
+                {
+                    "step": error.step,
+                    "code": error.code,
+                    "message": error.reason,
+                    "requestId": error.request_id,
+                }
+            )
             if len(self.result.failures) < 20:
                 self.result.failures.append(
                     {"key": inst.key, "where": inst.where, **record["error"]}
@@ -404,6 +407,12 @@ class Runner:
                 instance=inst.key,
                 status=status,
                 step=error.step if error else None,
-                error=error.reason if error else None,
+                error=record["error"]["message"] if error else None,
             )
+        if out is not None:
+            # nothing of this instance is written or logged any more: its secrets need no
+            # masking now, and a long run holds those of the instances in flight only
+            for value in out.secrets:
+                self.redactor.discard(value)
+            out.secrets.clear()
 

@@ -17,7 +17,7 @@ from bulkprov.mockgraph import (
     ThrottleSettings,
 )
 
-from .enginekit import aws_manifest, run_engine, tenant_stats
+from .enginekit import AWS, aws_manifest, run_engine, tenant_stats
 from .graphclient import PlainGraph
 
 pytestmark = pytest.mark.anyio
@@ -230,3 +230,45 @@ class TestCertificateCredential:
             assert c.tokens.acquired == 1
         assert result.statuses["done"] == 2
         assert mock.stats()["tokensIssued"] == 1
+
+
+class TestSecretsPerInstance:
+    async def test_each_instance_has_its_own_secrets_and_the_run_keeps_none(
+            self, mock: MockGraph, tmp_path: Path) -> None:
+        """A mass onboarding: every AWS account its own key pair (the first one wrong). Each
+        pair is masked while its instance runs, none reaches the ledger, and the run ends
+        holding none of them, the failed instance's included."""
+        from bulkprov.client import GraphClient
+        from bulkprov.ledger import Redactor
+        from bulkprov.run import Runner
+        from bulkprov.settings import ClientSettings, RunSettings
+
+        from .enginekit import connection
+
+        n = 30
+        pairs = [(f"AKIA{i:016d}", f"{i:03d}" + "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLE")
+                 for i in range(n)]
+        pairs[0] = (pairs[0][0], pairs[0][1][:-1])  # 39 characters: the target refuses it
+        secrets = tmp_path / "secrets"
+        secrets.mkdir()
+        rows = ["key,displayName,template,cred.ClientSecret,cred.SecretToken,start"]
+        for i, (key_id, secret) in enumerate(pairs):
+            (secrets / f"{i}.id").write_text(key_id)
+            (secrets / f"{i}.secret").write_text(secret)
+            rows.append(f"acct-{i:03d},AWS acct {i:03d},{AWS},file:secrets/{i}.id,"
+                        f"file:secrets/{i}.secret,true")
+        manifest = tmp_path / "m.csv"
+        manifest.write_text("\n".join(rows) + "\n")
+        redactor = Redactor()
+        settings = ClientSettings(time_scale=mock.settings.time_scale)
+        async with GraphClient(connection(mock), settings) as c:
+            runner = Runner(manifest=manifest, ledger_path=tmp_path / "l.jsonl", client=c,
+                            settings=RunSettings(monitor=False), redactor=redactor)
+            result = await runner.run()
+        assert result.statuses == {"done": n - 1, "failed": 1}, result.failures[:3]
+        assert result.failures[0]["code"] == "AWSInvalidCredentials"
+        assert redactor.held == 0
+        ledger_text = (tmp_path / "l.jsonl").read_text()
+        for key_id, secret in pairs:
+            assert secret not in ledger_text
+            assert key_id not in ledger_text

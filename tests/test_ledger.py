@@ -455,3 +455,37 @@ def test_whole_lines_end_across_read_blocks(tmp_path: Path, block: int) -> None:
     for data in (b"", b"no newline", b"a\nb\n", b"a\n" + b"x" * 200, b"\n" + b"y" * 100):
         p.write_bytes(data)
         assert _whole_lines_end(p, len(data), block) == data.rfind(b"\n") + 1, data[:12]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    secrets=st.lists(st.text(alphabet="ab", min_size=4, max_size=7), min_size=1, max_size=30),
+    text=st.text(alphabet="abx", max_size=60),
+)
+def test_redactor_leaves_no_secret_and_both_searches_agree(secrets: list[str], text: str) -> None:
+    """Whatever the secrets (overlapping, containing each other), no registered secret is left
+    in the masked text, and searching value by value (few secrets) or by windows of each length
+    (many secrets) masks the same text."""
+    few, many = Redactor(), Redactor()
+    many.FEW = 0
+    for v in secrets:
+        few.add(v)
+        many.add(v)
+    masked = few.text(text)
+    assert masked == many.text(text)
+    assert not any(v in masked for v in secrets)
+
+
+def test_redactor_counts_registrations() -> None:
+    """A value registered twice is masked until both registrations are released; a released
+    value is shown again, and releasing an unknown value does nothing."""
+    r = Redactor()
+    r.add("s3cret-one")
+    r.add("s3cret-one")
+    r.add("s3cret-two")
+    r.discard("s3cret-one")
+    assert r.text("s3cret-one s3cret-two") == "***** *****"
+    r.discard("s3cret-one")
+    r.discard("never-added")
+    assert r.text("s3cret-one s3cret-two") == "s3cret-one *****"
+    assert r.held == 1
