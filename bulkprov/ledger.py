@@ -91,9 +91,8 @@ class Redactor:
 
     def _spans(self, text: str) -> list[tuple[int, int]]:
         spans: list[tuple[int, int]] = []
-        values = tuple(self._counts)  # a snapshot: log lines may come from other threads
-        if len(values) <= self.FEW:
-            for v in values:
+        if len(self._counts) <= self.FEW:
+            for v in tuple(self._counts):  # a snapshot: log lines may come from other threads
                 i = text.find(v)
                 while i >= 0:
                     spans.append((i, i + len(v)))
