@@ -44,3 +44,22 @@ async def test_one_cut_per_episode_then_recovery() -> None:
     # after a calm spell, a stray 429 cuts gently again
     await lim.throttled(sent_at=clock.now)
     assert lim.factor == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize(("limit", "window", "burst"), [(3000, 150, 2997), (3500, 10, 3497),
+                                                         (5, 10, 5)])
+async def test_burst_a_tenth_of_a_percent_short_at_graphs_rate(limit: int, window: float,
+                                                              burst: int) -> None:
+    """The client's bucket holds a tenth of a percent less than Graph's (nothing off a small
+    quota) and refills at Graph's rate: the first requests spend it at once."""
+    import time
+
+    lim = AdaptiveLimiter(Quota(limit=limit, window=window), time_scale=1.0, backoff=0.8,
+                          recovery=0.01)
+    assert lim._limiter.max_rate == burst
+    rate = lim._limiter.max_rate / lim._limiter.time_period
+    assert rate == pytest.approx(limit / window)
+    t0 = time.monotonic()
+    for _ in range(burst):
+        await lim.acquire(1)
+    assert time.monotonic() - t0 < 0.5
