@@ -474,10 +474,10 @@ class Ledger:
 def read(path: Path) -> Replay:
     """Replay a ledger file without opening it for writing (a torn last line is ignored)."""
     try:
-        data = path.read_bytes()
+        size = path.stat().st_size
+        cut = _whole_lines_end(path, size)
+        replay = replay_lines(_lines_before(path, cut))  # a line at a time, as open() does
     except OSError as exc:
         raise LedgerError(f"cannot read ledger {path}: {exc.strerror}") from None
-    cut = data.rfind(b"\n") + 1 if not data.endswith(b"\n") else len(data)
-    replay = replay_lines(data[:cut].splitlines())
-    replay.torn = replay.torn or cut != len(data)
+    replay.torn = replay.torn or cut != size
     return replay
