@@ -524,15 +524,56 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .errors import BulkProvError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
-    except BulkProvError as err:
-        print(f"bulkprov: error: {err}", file=sys.stderr)
-        return 2
+    except BaseException as exc:  # every way out gets its message and exit code
+        return report_error(exc, verbose=int(getattr(args, "verbose", 0) or 0))
+    return code
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, in order."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def report_error(exc: BaseException, *, verbose: int = 0) -> int:
+    """Say what stopped a command in one line per cause, and give its exit code: 2 for bulkprov's
+    own errors (bad input, settings or ledger; a Graph or authority that cannot be used), 130
+    for an interruption, 1 for anything unexpected (a bug: its type and where it happened, and
+    with -vv its traceback, never its locals)."""
+    import traceback
+
+    from .errors import BulkProvError
+
+    if isinstance(exc, SystemExit):
+        raise exc
+    leaves = _leaves(exc)
+    if any(isinstance(e, KeyboardInterrupt) for e in leaves):
+        print("bulkprov: interrupted", file=sys.stderr)
+        return 130
+    seen: set[str] = set()
+    code = 2
+    for e in leaves:
+        if isinstance(e, BulkProvError):
+            text = f"bulkprov: error: {e}"
+        else:
+            code = 1
+            frames = traceback.extract_tb(e.__traceback__)
+            ours = [f for f in frames if "bulkprov" in f.filename] or frames
+            where = f" at {Path(ours[-1].filename).name}:{ours[-1].lineno}" if ours else ""
+            text = (
+                f"bulkprov: internal error: {type(e).__name__}{where} (a bug in bulkprov; "
+                "-vv shows the traceback)"
+            )
+        if text not in seen:
+            seen.add(text)
+            print(text, file=sys.stderr)
+        if verbose >= 2:
+            traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
     return code
 
 

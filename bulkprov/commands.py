@@ -19,6 +19,7 @@ from . import ledger as ledger_mod
 from .client import GraphClient
 from .connect import client_settings, target
 from .errors import ConfigError, GraphError, ManifestError
+from .files import check_writable, write_atomic
 from .graph import Graph
 from .ledger import Redactor
 from .log import configure
@@ -47,6 +48,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         redactor=redactor,
     )
     console = _stderr()
+    if args.summary_json is not None:
+        check_writable(args.summary_json, "--summary-json")
     # validate before anything else: a bad manifest makes no Graph call at all
     summary = validate(args.manifest, allow_inline_secrets=args.allow_inline_secrets)
     if summary.problems:
@@ -86,28 +89,39 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     result, stats, label = anyio.run(main)
     _print_run_summary(console, result, stats, args.ledger)
+    summary_failed = False
     if args.summary_json is not None:
-        args.summary_json.write_bytes(
-            orjson.dumps(
-                {
-                    "total": result.total,
-                    "skipped": result.skipped,
-                    "statuses": dict(result.statuses),
-                    "elapsed": result.elapsed,
-                    "client": stats.as_dict(),
-                    "failures": result.failures,
-                    "target": label,
-                },
-                option=orjson.OPT_INDENT_2,
+        try:
+            write_atomic(  # 0600: it holds the failures' messages
+                args.summary_json,
+                orjson.dumps(
+                    {
+                        "total": result.total,
+                        "skipped": result.skipped,
+                        "statuses": dict(result.statuses),
+                        "elapsed": result.elapsed,
+                        "client": stats.as_dict(),
+                        "failures": result.failures,
+                        "target": label,
+                    },
+                    option=orjson.OPT_INDENT_2,
+                ),
             )
-        )
+        except OSError as exc:
+            # the run's work is done and in the ledger: say so, and only then fail
+            console.print(
+                f"bulkprov: error: cannot write --summary-json {args.summary_json}: "
+                f"{exc.strerror}; the run itself is recorded in {args.ledger}",
+                markup=False,
+            )
+            summary_failed = True
     if result.interrupted or result.statuses["interrupted"]:
         return EXIT_INTERRUPTED
     if result.failed:
         return EXIT_FAILED
     if result.statuses["quarantined"]:
         return EXIT_QUARANTINE
-    return EXIT_OK
+    return EXIT_INPUT if summary_failed else EXIT_OK
 
 
 async def _signals(runner: Runner, scope: anyio.CancelScope, console: Console) -> None:

@@ -122,44 +122,62 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
                 args.ledger, header, graph=client.conn.base_url, tenant=client.conn.tenant_id
             )
             graph = Graph(client)
-            p = cleanup_mod.plan(replay, include_adopted=args.include_adopted, purge=args.purge)
-            await cleanup_mod.resolve_lookups(graph, p, replay, purge=args.purge)
-            console.print(
-                f"bulkprov cleanup of {args.ledger} (tenant {header.get('tenant')}, "
-                f"{tgt.label}): {len(p.targets)} instance(s), {_describe(p)}"
-            )
-            if not p.targets:
-                console.print("nothing to delete")
-                return EXIT_OK
-            _print_plan(console, p, full=args.dry_run)
-            if args.dry_run:
-                console.print("dry run: nothing deleted")
-                return EXIT_OK
-            if not args.yes and not await anyio.to_thread.run_sync(_confirm, console):
-                console.print("not confirmed: nothing deleted")
-                return EXIT_FAILED
             ledger = ledger_mod.Ledger(args.ledger, fsync=args.fsync)
-            ledger.open(
-                manifest=None,
-                graph=client.conn.base_url,
-                tenant=client.conn.tenant_id,
-                command="cleanup",
-                create=False,
-            )
+            plan_from = replay
+            if not args.dry_run:
+                # locked before anything is planned: a second cleanup (or a run) of this
+                # ledger is refused at once, and the plan is made from what the lock holds
+                plan_from = ledger.prepare(
+                    manifest=None,
+                    graph=client.conn.base_url,
+                    tenant=client.conn.tenant_id,
+                    command="cleanup",
+                    create=False,
+                )
             try:
-                cleaner = cleanup_mod.Cleaner(graph, ledger, concurrency=args.concurrency)
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(_signals, cleaner.request_stop, tg.cancel_scope, console)
-                    result = await cleaner.run(p)
-                    tg.cancel_scope.cancel()
+                return await _cleanup(args, console, tgt.label, header, graph, ledger, plan_from)
             finally:
                 ledger.close()
-            _print_cleanup(console, result, client.stats)
-            if result.interrupted:
-                return EXIT_INTERRUPTED
-            return EXIT_FAILED if result.errors else EXIT_OK
 
     return anyio.run(main)
+
+
+async def _cleanup(
+    args: argparse.Namespace,
+    console: Console,
+    label: str,
+    header: dict[str, Any],
+    graph: Graph,
+    ledger: ledger_mod.Ledger,
+    replay: ledger_mod.Replay,
+) -> int:
+    client = graph.client
+    p = cleanup_mod.plan(replay, include_adopted=args.include_adopted, purge=args.purge)
+    await cleanup_mod.resolve_lookups(graph, p, replay, purge=args.purge)
+    console.print(
+        f"bulkprov cleanup of {args.ledger} (tenant {header.get('tenant')}, "
+        f"{label}): {len(p.targets)} instance(s), {_describe(p)}"
+    )
+    if not p.targets:
+        console.print("nothing to delete")
+        return EXIT_OK
+    _print_plan(console, p, full=args.dry_run)
+    if args.dry_run:
+        console.print("dry run: nothing deleted")
+        return EXIT_OK
+    if not args.yes and not await anyio.to_thread.run_sync(_confirm, console):
+        console.print("not confirmed: nothing deleted")
+        return EXIT_FAILED
+    ledger.begin()
+    cleaner = cleanup_mod.Cleaner(graph, ledger, concurrency=args.concurrency)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_signals, cleaner.request_stop, tg.cancel_scope, console)
+        result = await cleaner.run(p)
+        tg.cancel_scope.cancel()
+    _print_cleanup(console, result, client.stats)
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if result.errors else EXIT_OK
 
 
 def _print_cleanup(console: Console, result: cleanup_mod.CleanupResult, stats: Any) -> None:

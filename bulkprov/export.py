@@ -17,7 +17,6 @@ is set. Reads only: export sends no write to Graph.
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import orjson
 import structlog
 
 from .errors import ConfigError, GraphError
+from .files import write_atomic
 from .graph import Graph
 from .ledger import now_iso
 from .pipeline import _configuration_fields
@@ -234,12 +234,4 @@ async def export(
 
 
 def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(path, data, mode)

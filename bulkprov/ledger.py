@@ -25,11 +25,14 @@ No secret value is ever written: credentials appear as their keys and a salted f
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import hashlib
 import hmac
 import os
 import secrets
+import stat
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -38,8 +41,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import structlog
 
 from .errors import LedgerError
+
+log = structlog.get_logger("bulkprov.ledger")
 
 VERSION = 1
 FINAL_OK = frozenset({"done", "quarantined"})  # finished: a re-run leaves them alone
@@ -172,6 +178,8 @@ class Replay:
     runs: int
     torn: bool  # a torn last line was found (and cut off when opened for writing)
     commands: dict[str, int] = field(default_factory=dict)  # other commands that wrote to it
+    # the number of a last line that is whole but not a record (cut when opened for writing)
+    bad_last_line: int | None = None
 
     def claimed(self, id_name: str, except_key: str | None = None) -> dict[str, str]:
         """id value -> key, for the ids of ``id_name`` that instances hold."""
@@ -198,15 +206,29 @@ def _whole_lines_end(path: Path, size: int, block: int = 1 << 16) -> int:
     return 0
 
 
+class _Lines:
+    """The lines of ``path`` before offset ``end`` (which ends a line), without their newline;
+    ``last_start`` is the offset at which the last line given began."""
+
+    def __init__(self, path: Path, end: int) -> None:
+        self.path = path
+        self.end = end
+        self.last_start = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        with open(self.path, "rb") as fh:
+            pos = 0
+            for line in fh:
+                if pos >= self.end:
+                    return
+                self.last_start = pos
+                pos += len(line)
+                yield line.rstrip(b"\r\n")
+
+
 def _lines_before(path: Path, end: int) -> Iterator[bytes]:
     """The lines of ``path`` before offset ``end`` (which ends a line), without their newline."""
-    with open(path, "rb") as fh:
-        pos = 0
-        for line in fh:
-            if pos >= end:
-                return
-            pos += len(line)
-            yield line.rstrip(b"\r\n")
+    yield from _Lines(path, end)
 
 
 def replay_lines(lines: Iterable[bytes]) -> Replay:
@@ -221,7 +243,8 @@ def replay_lines(lines: Iterable[bytes]) -> Replay:
         if pending_bad is not None:
             raise LedgerError(
                 f"ledger line {pending_bad} is corrupt (not JSON) and is not the "
-                "last line; refusing to guess what happened"
+                "last line; refusing to guess what happened (if that line is not a bulkprov "
+                "record, e.g. an edit, remove it and run again)"
             )
         if not raw.strip():
             continue
@@ -294,7 +317,7 @@ def replay_lines(lines: Iterable[bytes]) -> Replay:
             and isinstance(rec.get("id"), str)
         ):
             st.removed.add((str(rec.get("object")), rec["id"]))
-    return Replay(header, states, runs, torn, commands)
+    return Replay(header, states, runs, torn, commands, bad_last_line=pending_bad)
 
 
 def check_target(path: Path, header: dict[str, Any], *, graph: str, tenant: str) -> None:
@@ -307,8 +330,102 @@ def check_target(path: Path, header: dict[str, Any], *, graph: str, tenant: str)
             )
 
 
+def _regular_or_absent(path: Path) -> bool:
+    """Whether ``path`` exists, refusing anything but a regular file there (a directory, a
+    FIFO that would block a read, a device)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise LedgerError(f"cannot use ledger {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise LedgerError(f"ledger {path} is {what}: give the path of a ledger file")
+    return True
+
+
+class LedgerBusy(LedgerError):
+    """Another bulkprov process holds the ledger."""
+
+
+class LedgerLock:
+    """An exclusive lock on a ledger for one command that writes it (``run``, ``cleanup``,
+    ``monitor --restart``): ``flock`` on ``LEDGER.lock`` beside it, which the kernel releases
+    when its holder exits or is killed, so nothing is left stale. The file names its holder
+    (pid, command, since when) for the message a second command gets."""
+
+    def __init__(self, ledger_path: Path, command: str) -> None:
+        self.ledger_path = ledger_path
+        self.path = ledger_path.with_name(ledger_path.name + ".lock")
+        self.command = command
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        if self._fd is not None:
+            return
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError as exc:
+                raise LedgerError(
+                    f"cannot lock ledger {self.ledger_path}: {exc.strerror} ({self.path})"
+                ) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = self._holder(fd)
+                os.close(fd)
+                raise LedgerBusy(
+                    f"ledger {self.ledger_path} is in use by {holder}; wait for it to end "
+                    "(or stop it) and run again"
+                ) from None
+            # a holder that released the lock just now unlinked the file we opened: lock the
+            # file that is at the path, or two commands would each hold a lock
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(
+            fd,
+            orjson.dumps({"pid": os.getpid(), "command": self.command, "since": now_iso()}),
+        )
+        self._fd = fd
+
+    @staticmethod
+    def _holder(fd: int) -> str:
+        try:
+            info = orjson.loads(os.pread(fd, 4096, 0))
+            return (
+                f"another bulkprov {info['command']} (pid {int(info['pid'])}, since "
+                f"{info['since']})"
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another bulkprov process"
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)  # before the unlock: see acquire()
+        os.close(fd)
+
+
 class Ledger:
-    """Appends records to a ledger file; see the module docstring for the format."""
+    """Appends records to a ledger file; see the module docstring for the format.
+
+    A command that writes the ledger holds its :class:`LedgerLock` from :meth:`prepare` (or
+    :meth:`open`) until :meth:`close`; a second one is refused at once (:class:`LedgerBusy`)
+    and writes nothing."""
 
     def __init__(
         self, path: Path, *, redactor: Redactor | None = None, fsync: bool = False
@@ -319,6 +436,9 @@ class Ledger:
         self._fd: int | None = None
         self.salt = b""
         self.replay = Replay(None, {}, 0, False)
+        self._lock: LedgerLock | None = None
+        self._prepared: dict[str, Any] | None = None
+        self._made_dir = False
 
     def open(
         self,
@@ -330,31 +450,93 @@ class Ledger:
         create: bool = True,
         instances: Mapping[str, str] | Callable[[Collection[str]], Mapping[str, str]] | None = None,
     ) -> Replay:
-        """Open (creating if needed), cut a torn last line, replay, and check it belongs to
-        this run's Graph and tenant, and (given ``instances``, key -> display name, or a function
-        giving it for the keys it is asked about) to this manifest: a refused ledger is left
-        exactly as it was.
+        """:meth:`prepare`, then :meth:`begin`."""
+        replay = self.prepare(
+            manifest=manifest,
+            graph=graph,
+            tenant=tenant,
+            command=command,
+            create=create,
+            instances=instances,
+        )
+        self.begin()
+        return replay
+
+    def prepare(
+        self,
+        *,
+        manifest: str | None,
+        graph: str,
+        tenant: str,
+        command: str = "run",
+        create: bool = True,
+        instances: Mapping[str, str] | Callable[[Collection[str]], Mapping[str, str]] | None = None,
+    ) -> Replay:
+        """Lock the ledger, replay it, and check it belongs to this run's Graph and tenant,
+        and (given ``instances``, key -> display name, or a function giving it for the keys it
+        is asked about) to this manifest. Writes nothing: a refused ledger is left exactly as
+        it was, and a new one is not created until :meth:`begin`.
 
         Commands other than ``run`` (``cleanup``, ``monitor``) pass ``create=False``: they
         work on a ledger a run wrote, and refuse a missing one."""
-        if not create and not self.path.is_file():
+        exists = _regular_or_absent(self.path)
+        if not create and not exists:
             raise LedgerError(f"no ledger at {self.path}: give the ledger a run wrote")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # (a directory made here for a ledger that is then refused is removed again)
+            self._made_dir = not self.path.parent.exists()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(
+                f"cannot create the ledger's directory {self.path.parent}: {exc.strerror}"
+            ) from None
+        self._lock = LedgerLock(self.path, command)
+        self._lock.acquire()
+        try:
+            self._prepare(manifest, graph, tenant, command, create, instances)
+        except BaseException:
+            self.close()
+            raise
+        return self.replay
+
+    def _prepare(
+        self,
+        manifest: str | None,
+        graph: str,
+        tenant: str,
+        command: str,
+        create: bool,
+        instances: Mapping[str, str] | Callable[[Collection[str]], Mapping[str, str]] | None,
+    ) -> None:
         # the ledger is read a line at a time: a resumed 100k-instance run never holds it whole
-        size = self.path.stat().st_size if self.path.exists() else 0
-        cut = _whole_lines_end(self.path, size)
-        # a ledger torn inside its header line (killed while creating it) is a new ledger; any
-        # other file without a whole line is not a ledger, and is refused below, not cut
-        head = b'{"type":"header"'
-        first = b""
-        if size:
-            with open(self.path, "rb") as fh:
-                first = fh.read(len(head))
+        try:
+            size = self.path.stat().st_size if _regular_or_absent(self.path) else 0
+            cut = _whole_lines_end(self.path, size)
+            # a ledger torn inside its header line (killed while creating it) is a new ledger;
+            # any other file without a whole line is not a ledger, and is refused below
+            head = b'{"type":"header"'
+            first = b""
+            if size:
+                with open(self.path, "rb") as fh:
+                    first = fh.read(len(head))
+        except OSError as exc:
+            raise LedgerError(f"cannot read ledger {self.path}: {exc.strerror}") from None
         existing = cut > 0 or not head.startswith(first)
         if not create and not existing:
             raise LedgerError(f"{self.path} is not a bulkprov ledger (no header line)")
         if existing:
-            self.replay = replay_lines(_lines_before(self.path, cut))
+            lines = _Lines(self.path, cut)
+            try:
+                self.replay = replay_lines(lines)
+            except OSError as exc:
+                raise LedgerError(f"cannot read ledger {self.path}: {exc.strerror}") from None
+            except LedgerError as exc:
+                raise LedgerError(f"{self.path}: {exc}") from None
+            if self.replay.bad_last_line is not None:
+                # a whole last line that is no record (garbage appended, a write cut short
+                # and then ended by a newline): cut like a torn one, or the next record after
+                # it would leave a corrupt line in the middle and the ledger refused for good
+                cut = lines.last_start
             self.replay.torn = self.replay.torn or cut != size
             header = self.replay.header
             if header is None:
@@ -372,36 +554,61 @@ class Ledger:
                 instances = instances(self.replay.instances.keys()) if self.replay.instances else {}
             if instances is not None:
                 self.check_manifest(instances)
-        if cut != size:
-            # only now that the file is known to be this run's ledger: never cut another file
-            with open(self.path, "r+b") as fh:
-                fh.truncate(cut)
-            self.replay.torn = True
+        self._prepared = {
+            "manifest": manifest,
+            "graph": graph,
+            "tenant": tenant,
+            "command": command,
+            "existing": existing,
+            "cut": cut,
+            "size": size,
+        }
+
+    def begin(self) -> None:
+        """Start writing a prepared ledger: cut a torn last line, create the file (mode 600)
+        with its header if new, and record this command's start."""
+        p = self._prepared
+        if p is None:
+            raise LedgerError("the ledger is not prepared")
+        self._prepared = None
+        self._made_dir = False
         try:
+            if p["cut"] != p["size"]:
+                # only now that the file is known to be this run's ledger: never cut another
+                with open(self.path, "r+b") as fh:
+                    fh.truncate(p["cut"])
+                self.replay.torn = True
+                if self.replay.bad_last_line is not None:
+                    log.warning(
+                        "ledger_corrupt_last_line_cut",
+                        ledger=str(self.path),
+                        line=self.replay.bad_last_line,
+                        bytes=p["size"] - p["cut"],
+                    )
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.chmod(self.path, 0o600)
         except OSError as exc:
+            self.close()
             raise LedgerError(f"cannot open ledger {self.path}: {exc.strerror}") from None
-        os.chmod(self.path, 0o600)
-        if not existing:
+        if not p["existing"]:
             self.salt = secrets.token_bytes(16)
             self.append(
                 {
                     "type": "header",
                     "version": VERSION,
                     "created": now_iso(),
-                    "manifest": manifest,
-                    "graph": graph,
-                    "tenant": tenant,
+                    "manifest": p["manifest"],
+                    "graph": p["graph"],
+                    "tenant": p["tenant"],
                     "salt": self.salt.hex(),
                 }
             )
         run: dict[str, Any] = {"type": "run", "at": now_iso(), "pid": os.getpid()}
-        if command == "run":
-            run["manifest"] = manifest
+        if p["command"] == "run":
+            run["manifest"] = p["manifest"]
         else:
-            run["command"] = command
+            run["command"] = p["command"]
         self.append(run)
-        return self.replay
 
     def check_manifest(self, instances: Collection[str] | Mapping[str, str]) -> None:
         """Refuse a ledger that belongs to another manifest: one with instances this manifest
@@ -440,6 +647,14 @@ class Ledger:
             raise LedgerError("the ledger is not open")
         line = orjson.dumps(self.redactor.value(record)) + b"\n"
         try:
+            if os.fstat(self._fd).st_nlink == 0:
+                # deleted (or its directory) while open: what is written now would be lost
+                self.close()
+                raise LedgerError(
+                    f"the ledger {self.path} was deleted while this command was writing it; "
+                    "stopping here. Its records are lost: a run with a new ledger adopts the "
+                    "applications made so far by their names"
+                )
             written = os.write(self._fd, line)
             if written != len(line):
                 raise OSError(errno.ENOSPC, "short write")
@@ -466,18 +681,30 @@ class Ledger:
         self.append(rec)
 
     def close(self) -> None:
+        """Stop writing and release the lock (idempotent)."""
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
+        self._prepared = None
+        if self._lock is not None:
+            self._lock.release()
+        if self._made_dir:  # made for a ledger that was refused before anything was written
+            with contextlib.suppress(OSError):
+                self.path.parent.rmdir()  # only if still empty
+        self._made_dir = False
 
 
 def read(path: Path) -> Replay:
     """Replay a ledger file without opening it for writing (a torn last line is ignored)."""
+    if not _regular_or_absent(path):
+        raise LedgerError(f"no ledger at {path}")
     try:
         size = path.stat().st_size
         cut = _whole_lines_end(path, size)
         replay = replay_lines(_lines_before(path, cut))  # a line at a time, as open() does
     except OSError as exc:
         raise LedgerError(f"cannot read ledger {path}: {exc.strerror}") from None
+    except LedgerError as exc:
+        raise LedgerError(f"{path}: {exc}") from None
     replay.torn = replay.torn or cut != size
     return replay

@@ -221,7 +221,9 @@ class Runner:
             }
 
         ledger = Ledger(self.ledger_path, redactor=self.redactor, fsync=self.settings.fsync)
-        replay = ledger.open(
+        # locked and checked before any Graph call, written only once the templates resolve:
+        # a run refused for its manifest or its ledger leaves no ledger behind
+        replay = ledger.prepare(
             manifest=self.manifest.name,
             graph=self.client.conn.base_url,
             tenant=self.client.conn.tenant_id,
@@ -229,6 +231,10 @@ class Runner:
         )
         try:
             templates = await resolve_templates(self.graph, summary)
+            groups: dict[str, str] = {}
+            if summary.agent_groups and self.client.conn.credential.delegated:
+                groups = await resolve_agent_groups(self.graph, summary)
+            ledger.begin()
             pipeline = Pipeline(
                 self.graph,
                 ledger,
@@ -241,8 +247,7 @@ class Runner:
                 stop=self.stop,
                 shared_names=summary.shared_names,
             )
-            if summary.agent_groups and self.client.conn.credential.delegated:
-                pipeline.agent_groups = await resolve_agent_groups(self.graph, summary)
+            pipeline.agent_groups = groups
             collector = LogCollector(
                 self.graph, interval=5.0, time_scale=self.client.settings.time_scale
             )
