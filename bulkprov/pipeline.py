@@ -128,6 +128,9 @@ class Pipeline:
         # casefolded): only there can a lookup by name find another instance's application
         self._claimed_apps = replay.claimed("applicationId")
         self._shared_names = shared_names
+        # instantiate POSTs in flight per shared display name, and who waits for them to end
+        self._in_flight: dict[str, int] = {}
+        self._idle: dict[str, anyio.Event] = {}
         # replication delays this run has seen (Graph seconds from instantiate's answer to the
         # first read of the service principal), as a count and the longest: they size the wait
         # after an unsure POST (a count, not a list: a 100k-instance run keeps no list of them)
@@ -330,9 +333,12 @@ class Pipeline:
                 displayName=inst.display_name,
                 templateId=template.id,
             )
+            name = self._shared(inst)
+            self._posting(name, +1)
             try:
                 app, sp = await self.graph.instantiate(template.id, inst.display_name)
             except (GraphError, TransportError) as err:
+                self._posting(name, -1)
                 status = getattr(err, "status", None)
                 if status is not None and 400 <= status < 500 and status not in (404, 408, 429):
                     state.instantiate_pending = False
@@ -348,8 +354,22 @@ class Pipeline:
                 last = str(err)
                 since = time.monotonic()
                 continue  # look for what the lost POST may have created
+            except BaseException:
+                self._posting(name, -1)
+                raise
+            # claimed before the POST counts as answered: while it was in flight no other
+            # instance of the name took an application of it (see _find_mine)
+            taken = not self._claim(app["id"], inst)
+            self._posting(name, -1)
+            if taken:
+                raise StepError(
+                    inst.key,
+                    "instantiate",
+                    f"the application Graph created ({app['id']}) is held by instance "
+                    f"{self._claimed_apps[app['id']]!r}",
+                    code="ClaimConflict",
+                )
             state.instantiate_pending = False
-            self._claim(app["id"], inst)
             out.instantiated_at = time.monotonic()
             return {
                 "applicationId": app["id"],
@@ -358,18 +378,75 @@ class Pipeline:
                 "created": True,
             }
 
-    def _claim(self, app_id: str, inst: Instance) -> None:
-        if self._shared_names is None or inst.display_name.casefold() in self._shared_names:
+    def _shared(self, inst: Instance) -> str | None:
+        """The casefolded display name if other instances of the run may share it, else None
+        (only then can a lookup by name find another instance's application)."""
+        name = inst.display_name.casefold()
+        if self._shared_names is None or name in self._shared_names:
+            return name
+        return None
+
+    def _claim(self, app_id: str, inst: Instance) -> bool:
+        """Take ``app_id`` for ``inst``, unless another instance holds it (then False).
+
+        Synchronous: a claim is decided in the same step of the event loop as the lookup that
+        chose the application, so no interleaving lets two instances hold one."""
+        holder = self._claimed_apps.get(app_id)
+        if holder is not None and holder != inst.key:
+            return False
+        if self._shared(inst) is not None:
             self._claimed_apps[app_id] = inst.key
+        return True
+
+    def _posting(self, name: str | None, delta: int) -> None:
+        """Count the instantiate POSTs in flight for a shared display name; waiters of
+        :meth:`_posts_answered` wake when none is left."""
+        if name is None:
+            return
+        n = self._in_flight.get(name, 0) + delta
+        if n > 0:
+            self._in_flight[name] = n
+            return
+        self._in_flight.pop(name, None)
+        idle = self._idle.pop(name, None)
+        if idle is not None:
+            idle.set()
+
+    async def _posts_answered(self, name: str) -> None:
+        """Wait until no instantiate POST for ``name`` is in flight."""
+        if name not in self._in_flight:
+            return
+        idle = self._idle.get(name)
+        if idle is None:
+            idle = self._idle[name] = anyio.Event()
+        await idle.wait()
 
     async def _find_mine(
         self, inst: Instance, template_id: str, state: InstanceState
     ) -> JSON | None:
         """The application of this instance, if one exists (adopting or de-duplicating)."""
-        apps = await self.graph.find_applications(template_id, inst.display_name)
-        mine = [a for a in apps if self._claimed_apps.get(a["id"], inst.key) == inst.key]
+        name = self._shared(inst)
+        while True:
+            apps = await self.graph.find_applications(template_id, inst.display_name)
+            held = [a for a in apps if self._claimed_apps.get(a["id"]) == inst.key]
+            free = [a for a in apps if a["id"] not in self._claimed_apps]
+            if name is None or held or not free or name not in self._in_flight:
+                break
+            # another instance of this name has a POST in flight: a free application may be
+            # the one it is about to be told of, so none is taken until those POSTs answer
+            await self._posts_answered(name)
+        if name is None:
+            mine = held + free
+        elif held:
+            mine = held  # the free ones may be other instances' of this name
+        else:
+            free.sort(key=lambda a: (str(a.get("createdDateTime") or ""), a["id"]))
+            # a shared name: applications that existed before go to one instance each
+            mine = free[:1] if state.instantiate_attempts == 0 else free
         if not mine:
             return None
+        for a in mine:
+            self._claim(a["id"], inst)  # at once: nothing else may take them meanwhile
         if len(mine) > 1:
             if state.instantiate_attempts == 0:
                 raise StepError(
