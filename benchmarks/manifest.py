@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     work = args.work or Path(tempfile.mkdtemp(prefix="bulkprov-manifest-"))
     env = {**os.environ, **SECRET_ENV}
-    print(f"| format | instances | size MB | validate s | stream s | peak RSS MB (validate) |")
+    print("| format | instances | size MB | validate s | stream s | peak RSS MB (validate) |")
     print("|---|---:|---:|---:|---:|---:|")
     for fmt in args.formats.split(","):
         path = write(work / f"m.{fmt}", args.n)
