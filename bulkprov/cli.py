@@ -204,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.add_argument("--allow-inline-secrets", action="store_true")
+    _secrets_dir_option(plan)
     plan.add_argument("--on-existing", choices=("adopt", "fail"), default="adopt")
     add_connection_options(plan)
     add_mock_options(plan)
@@ -407,6 +408,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="accept secret values written in the manifest itself",
     )
+    _secrets_dir_option(g)
     g.add_argument(
         "--write-quota",
         default=None,
@@ -437,6 +439,18 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="write the final summary as JSON to this file",
+    )
+
+
+def _secrets_dir_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument(
+        "--secrets-dir",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="a directory the manifest's file: references may point into besides the "
+        "manifest's own (repeatable; a profile's secrets_dirs adds more)",
     )
 
 

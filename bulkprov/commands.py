@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections import Counter
@@ -25,6 +26,7 @@ from .ledger import Redactor
 from .log import configure
 from .manifest import iter_instances, validate
 from .progress import Progress
+from .refs import RefRules
 from .run import Runner, resolve_agent_groups, resolve_templates
 from .settings import RunSettings
 
@@ -33,6 +35,38 @@ EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_QUARANTINE, EXIT_INTERRUPTED = 0, 1, 2, 3
 
 def _stderr() -> Console:
     return Console(stderr=True, highlight=False)
+
+
+def ref_rules(args: argparse.Namespace) -> RefRules:
+    """What the manifest's references may reach: ``--secrets-dir`` and the profile's
+    ``secrets_dirs`` besides the manifest's directory; never the variable or the file that
+    bulkprov's own credential comes from (flags, BULKPROV_* variables, the profile)."""
+    from . import profiles as profiles_mod
+    from .connect import ENV, SECRET_ENV
+
+    dirs: list[Path] = []
+    for d in getattr(args, "secrets_dir", None) or ():
+        if not d.is_dir():
+            why = "does not exist" if not d.exists() else "is not a directory"
+            raise ConfigError(f"--secrets-dir {d}: {why}")
+        dirs.append(d)
+    own_env = {getattr(args, "client_secret_env", None) or SECRET_ENV}
+    own_files: set[Path] = set()
+    for name in ("client_secret_file", "certificate_file", "mock_info"):
+        value = getattr(args, name, None) or os.environ.get(ENV[name])
+        if value:
+            own_files.add(Path(value))
+    profile = getattr(args, "profile", None) or os.environ.get(profiles_mod.ENV_NAME)
+    if profile and not getattr(args, "mock", False):
+        path = profiles_mod.profiles_path(getattr(args, "profiles", None))
+        prof = profiles_mod.select(path, profile)
+        dirs.extend(prof.checked_secrets_dirs())
+        env, files = prof.own_sources()
+        own_env |= env
+        own_files |= files
+    return RefRules(
+        secrets_dirs=tuple(dirs), own_env=frozenset(own_env), own_files=frozenset(own_files)
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -51,7 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.summary_json is not None:
         check_writable(args.summary_json, "--summary-json")
     # validate before anything else: a bad manifest makes no Graph call at all
-    summary = validate(args.manifest, allow_inline_secrets=args.allow_inline_secrets)
+    rules = ref_rules(args)
+    summary = validate(args.manifest, allow_inline_secrets=args.allow_inline_secrets, rules=rules)
     if summary.problems:
         raise ManifestError(summary.problems)
     settings = RunSettings(
@@ -79,6 +114,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     allow_inline_secrets=args.allow_inline_secrets,
                     events=progress,
                     redactor=redactor,
+                    rules=rules,
+                    summary=summary,  # validated above: the run streams the manifest only
                 )
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_signals, runner, tg.cancel_scope, console)
@@ -166,9 +203,12 @@ def _print_run_summary(console: Console, result: Any, stats: Any, ledger: Path) 
 def cmd_plan(args: argparse.Namespace) -> int:
     configure(console_level="warning")
     console = Console(highlight=False)
-    summary = validate(args.manifest, allow_inline_secrets=args.allow_inline_secrets)
+    rules = ref_rules(args)
+    summary = validate(args.manifest, allow_inline_secrets=args.allow_inline_secrets, rules=rules)
     if summary.problems:
         raise ManifestError(summary.problems)
+    if (note := summary.shared_note()) is not None:
+        _stderr().print(f"note: {note}", markup=False, soft_wrap=True)
     if args.offline:
         console.print(
             f"{args.manifest}: {summary.count} instances, "
@@ -225,7 +265,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
             async with anyio.create_task_group() as tg:
                 for inst in iter_instances(
-                    args.manifest, allow_inline_secrets=args.allow_inline_secrets
+                    args.manifest, allow_inline_secrets=args.allow_inline_secrets, rules=rules
                 ):
                     row = {
                         "key": inst.key,

@@ -97,7 +97,8 @@ def instance_key(display_name: str, taken: set[str]) -> str:
 
 
 def env_name(key: str, secret_key: str, taken: set[str]) -> str:
-    base = f"BULKPROV_{_ENV_BAD.sub('_', key.upper()).strip('_')}_{secret_key.upper()}"
+    # not BULKPROV_*: those are bulkprov's own settings, which no manifest reference may name
+    base = f"SECRET_{_ENV_BAD.sub('_', key.upper()).strip('_')}_{secret_key.upper()}"
     return _unique(base, taken).replace("-", "_")
 
 

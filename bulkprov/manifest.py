@@ -22,7 +22,9 @@ One instance is::
 In CSV, credentials are columns ``cred.<Key>`` (``cred.ClientSecret``, ``cred.BaseAddress``);
 in JSON and JSONL an object ``"credentials": {"ClientSecret": "env:AWS_KEY_ID_1"}``. Secret
 values are never in the manifest unless ``allow_inline_secrets`` says so: a reference is checked
-when the manifest is validated and read only when the step needs it.
+when the manifest is validated and read only when the step needs it, under the rules of
+:mod:`bulkprov.refs` (``file:`` inside the manifest's directory or a secrets directory, a regular
+file of at most 64 KiB; no ``env:BULKPROV_*``).
 
 :func:`validate` reads the whole manifest and reports every problem (file, line, field) at once;
 :func:`iter_instances` streams instances for a run, so a manifest of 100k rows is never held
@@ -36,8 +38,8 @@ import csv
 import difflib
 import io
 import json
-import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,19 @@ from typing import Any, ClassVar
 
 from .errors import ManifestError, Problem
 from .graphenums import SYNCHRONIZATION_SECRETS
+from .refs import DEFAULT_RULES, CredentialRef, RefRules, Secret, parse_ref
+
+__all__ = [
+    "CredentialRef",  # re-exported from bulkprov.refs, where references are read
+    "Instance",
+    "Lines",
+    "ManifestSummary",
+    "RefRules",
+    "Secret",
+    "build_instance",
+    "iter_instances",
+    "validate",
+]
 
 MAX_FIELD = 4096
 KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,127}$")
@@ -106,58 +121,6 @@ TRUE = frozenset({"true", "yes", "1", "y"})
 FALSE = frozenset({"false", "no", "0", "n"})
 
 
-class Secret:
-    """A secret value: its repr and str never show it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('*****')"
-
-    __str__ = __repr__
-
-
-@dataclass(frozen=True, slots=True)
-class CredentialRef:
-    """Where one credential's value comes from."""
-
-    key: str
-    scheme: str  # env | file | literal
-    target: str = field(repr=False)  # variable name, path, or the value itself
-    base_dir: Path = field(repr=False, default=Path("."))
-
-    def describe(self) -> str:
-        if self.scheme == "literal":
-            return f"{self.key}=literal"
-        return f"{self.key}={self.scheme}:{self.target}"
-
-    def resolve(self) -> Secret:
-        """Read the value now. Raises ``LookupError`` naming the reference (never the value)."""
-        if self.scheme == "env":
-            value = os.environ.get(self.target)
-            if not value:
-                raise LookupError(f"environment variable {self.target} is not set or empty")
-            return Secret(value)
-        if self.scheme == "file":
-            path = Path(self.target)
-            if not path.is_absolute():
-                path = self.base_dir / path
-            try:
-                value = path.read_text(encoding="utf-8").strip("\r\n")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise LookupError(f"cannot read secret file {path}: {type(exc).__name__}") from None
-            if not value:
-                raise LookupError(f"secret file {path} is empty")
-            return Secret(value)
-        return Secret(self.target)
-
-
 @dataclass(frozen=True, slots=True)
 class Instance:
     """One app instance of a manifest."""
@@ -199,6 +162,14 @@ class Lines:
 
 
 @dataclass(slots=True)
+class SharedName:
+    """A display name that several instances use, as the second of them writes it."""
+
+    name: str
+    lines: Lines
+
+
+@dataclass(slots=True)
 class ManifestSummary:
     """What validation learned: counts, the distinct templates, and every problem."""
 
@@ -211,6 +182,26 @@ class ManifestSummary:
     # display names (casefolded: Graph's `eq` ignores case) that several instances use; only
     # their applications need telling apart by the ledger while the run goes
     shared_names: set[str] = field(default_factory=set)
+    # the lines of the first SHARED_KEEP of them (casefolded name -> name and lines), in the
+    # order their second use appears
+    shared_lines: dict[str, SharedName] = field(default_factory=dict)
+
+    SHARED_KEEP: ClassVar[int] = 20
+
+    def shared_note(self, shown: int = 3) -> str | None:
+        """One line for ``plan``: "2 display names are shared by several instances: 'X'
+        (lines 3, 7), 'Y' (lines 4, 9)", or None when every display name is used once."""
+        if not self.shared_names:
+            return None
+        n = len(self.shared_names)
+        parts = []
+        for shared in list(self.shared_lines.values())[:shown]:
+            lines = ", ".join(map(str, shared.lines.first[:5]))
+            more = shared.lines.count - min(len(shared.lines.first), 5)
+            parts.append(f"{shared.name!r} (lines {lines}{f' and {more} more' if more else ''})")
+        rest = f", and {n - len(parts)} more" if n > len(parts) else ""
+        what = "display name is" if n == 1 else "display names are"
+        return f"{n} {what} shared by several instances: {', '.join(parts)}{rest}"
 
 
 def detect_format(path: Path) -> str:
@@ -430,9 +421,9 @@ def _json_records(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | 
                 [Problem(name, 1, k, "unknown top-level field") for k in sorted(unknown)]
             )
         doc = doc.get("instances")
-        start = _member_offset(text, "instances") if isinstance(doc, list) else 0
+        offsets = _member_elements(text, "instances") if isinstance(doc, list) else []
     else:
-        start = text.index("[") if isinstance(doc, list) else 0
+        offsets = _array_elements(text, _skip_ws(text, 0))[0] if isinstance(doc, list) else []
     if not isinstance(doc, list):
         raise ManifestError(
             [
@@ -441,8 +432,7 @@ def _json_records(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | 
                 )
             ]
         )
-    lines = _element_lines(text, start, len(doc))
-    for item, line in zip(doc, lines, strict=True):
+    for item, line in zip(doc, _lines_at(text, offsets), strict=True):
         if not isinstance(item, dict):
             yield line, Problem(name, line, None, "each instance must be a JSON object")
         else:
@@ -461,13 +451,14 @@ def _skip_ws(text: str, pos: int) -> int:
     return pos
 
 
-def _member_offset(text: str, member: str) -> int:
-    """Offset of the value of the top-level object's ``member`` in valid JSON ``text`` (the last
-    one if repeated, as ``json.loads`` keeps the last); found by walking the top-level members,
-    so an escaped key or a nested object with the same key cannot mislead it."""
+def _member_elements(text: str, member: str) -> list[int]:
+    """Offsets of the elements of the array that is the top-level object's ``member`` in valid
+    JSON ``text`` (the last one if repeated, as ``json.loads`` keeps the last); found by walking
+    the top-level members, so an escaped key or a nested object with the same key cannot
+    mislead it."""
     decoder = json.JSONDecoder()
     pos = _skip_ws(text, 0) + 1  # past "{"
-    found = 0
+    found: list[int] = []
     while True:
         pos = _skip_ws(text, pos)
         if text[pos] == "}":
@@ -476,22 +467,35 @@ def _member_offset(text: str, member: str) -> int:
             pos = _skip_ws(text, pos + 1)
         key, pos = decoder.raw_decode(text, pos)
         pos = _skip_ws(text, _skip_ws(text, pos) + 1)  # past ":"
-        if key == member:
-            found = pos
-        _value, pos = decoder.raw_decode(text, pos)
+        if key == member and text[pos] == "[":
+            found, pos = _array_elements(text, pos)
+        else:
+            _value, pos = decoder.raw_decode(text, pos)
 
 
-def _element_lines(text: str, start: int, count: int) -> list[int]:
-    """Line numbers of the elements of the JSON array that begins at ``start``."""
+def _array_elements(text: str, start: int) -> tuple[list[int], int]:
+    """Offsets of the elements of the valid JSON array that begins at ``start``, and the offset
+    just past its end."""
     decoder = json.JSONDecoder()
-    lines: list[int] = []
+    offsets: list[int] = []
     pos = start + 1
-    for _ in range(count):
+    while True:
         while text[pos] in " \t\r\n,":
             pos += 1
-        lines.append(text.count("\n", 0, pos) + 1)
+        if text[pos] == "]":
+            return offsets, pos + 1
+        offsets.append(pos)
         _obj, pos = decoder.raw_decode(text, pos)
-    return lines
+
+
+def _lines_at(text: str, offsets: list[int]) -> Iterator[int]:
+    """The line number of each of the ascending ``offsets``, counting each newline once (a
+    count from the start of the text for each would be quadratic in the manifest's size)."""
+    line, counted = 1, 0
+    for offset in offsets:
+        line += text.count("\n", counted, offset)
+        counted = offset
+        yield line
 
 
 def _hint(word: str, choices: Any) -> str:
@@ -515,8 +519,18 @@ def build_instance(
     *,
     allow_inline_secrets: bool,
     check_refs: bool = True,
+    rules: RefRules = DEFAULT_RULES,
+    cred_field: str = "credentials.",
+    checked_files: dict[str, str | None] | None = None,
 ) -> tuple[Instance | None, list[Problem]]:
-    """An :class:`Instance` from a raw record, or the problems that prevent it."""
+    """An :class:`Instance` from a raw record, or the problems that prevent it.
+
+    ``check_refs`` reads each reference now, under ``rules`` (which the instance's references
+    keep for the read at run time); ``cred_field`` prefixes a credential's key in a problem's
+    field: ``cred.`` for a CSV column, ``credentials.`` for JSON. ``checked_files`` remembers,
+    across the records of one validation, the outcome of reading each ``file:`` target (the
+    problem, or None; never the value): a manifest whose 100k rows share one secret file reads
+    it once."""
     problems: list[Problem] = []
     key_value = record.get("key")
     key = key_value if isinstance(key_value, str) else None
@@ -576,14 +590,14 @@ def build_instance(
         bad("credentials", "must be an object of key -> reference")
         raw_creds = {}
     for ckey, cval in raw_creds.items():
-        fname = f"credentials.{ckey}"
+        fname = f"{cred_field}{ckey}"
         if ckey not in SECRET_KEYS:
             bad(fname, f"is not a synchronization secret key{_hint(ckey, SECRET_KEYS)}")
             continue
         if not isinstance(cval, str) or not cval.strip():
             bad(fname, "must be a reference string such as env:VAR or file:PATH")
             continue
-        ref = _parse_ref(ckey, cval.strip(), base_dir)
+        ref = parse_ref(ckey, cval.strip(), base_dir, rules)
         if ref.scheme == "literal" and ckey not in PLAIN_KEYS and not allow_inline_secrets:
             bad(
                 fname,
@@ -594,11 +608,16 @@ def build_instance(
         if ref.scheme == "env" and not ENV_RE.match(ref.target):
             bad(fname, f"env:{ref.target} is not a valid environment variable name")
             continue
+        if ref.scheme == "env" and (why := rules.env_refusal(ref.target)) is not None:
+            bad(fname, why)
+            continue
+        if ref.scheme == "file" and not ref.target.strip():
+            bad(fname, "file: needs the path of the file that holds the secret")
+            continue
         if check_refs and ref.scheme != "literal":
-            try:
-                ref.resolve()
-            except LookupError as exc:
-                bad(fname, f"cannot be resolved: {exc}")
+            why = _check_ref(ref, checked_files)
+            if why is not None:
+                bad(fname, why)
                 continue
         refs.append(ref)
     if (flags["start"] or flags["validate"]) and not raw_creds:
@@ -629,6 +648,33 @@ def build_instance(
     ), []
 
 
+def _check_ref(ref: CredentialRef, checked_files: dict[str, str | None] | None) -> str | None:
+    """Why ``ref`` cannot be read now, or None (the value read is dropped at once)."""
+    if ref.scheme == "file" and checked_files is not None and ref.target in checked_files:
+        return checked_files[ref.target]
+    try:
+        ref.resolve()
+        why = None
+    except LookupError as exc:  # RefError: names the reference, never the value
+        why = str(exc)
+    if ref.scheme == "file" and checked_files is not None:
+        if len(checked_files) >= 1024:  # a manifest of one secret file per row: stay bounded
+            checked_files.clear()
+        checked_files[ref.target] = why
+    return why
+
+
+def _not_regular_file(path: Path) -> str | None:
+    """What ``path`` is if it exists and is not a regular file (reading a FIFO would block)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # the read says why
+    if stat.S_ISREG(mode):
+        return None
+    return "a directory" if stat.S_ISDIR(mode) else "a FIFO or device"
+
+
 def _migration_fields(
     record: dict[str, Any],
     base_dir: Path,
@@ -644,7 +690,9 @@ def _migration_fields(
         schema_file = Path(raw.strip())
         if not schema_file.is_absolute():
             schema_file = base_dir / schema_file
-        if check_files:
+        if check_files and (why := _not_regular_file(schema_file)) is not None:
+            bad("schema", f"{schema_file} is {why}; a schema must be in a regular file")
+        elif check_files:
             try:
                 schema_mod.load(schema_file)
             except ValueError as exc:
@@ -697,51 +745,56 @@ def _migration_fields(
     return schema_file, tuple(schedule), tuple(settings)
 
 
-def _parse_ref(key: str, value: str, base_dir: Path) -> CredentialRef:
-    scheme, sep, rest = value.partition(":")
-    if sep and scheme in ("env", "file", "literal"):
-        return CredentialRef(key, scheme, rest, base_dir)
-    return CredentialRef(key, "literal", value, base_dir)
-
-
-def validate(path: Path, *, allow_inline_secrets: bool = False) -> ManifestSummary:
+def validate(
+    path: Path, *, allow_inline_secrets: bool = False, rules: RefRules = DEFAULT_RULES
+) -> ManifestSummary:
     """Read the whole manifest; every problem is in the summary (nothing is raised for them,
-    except for a file that cannot be read as a manifest at all)."""
+    except for a file that cannot be read as a manifest at all). ``rules``: what its credential
+    references may reach besides the manifest's directory (:class:`bulkprov.refs.RefRules`)."""
     import hashlib
 
     summary = ManifestSummary(path=path)
     seen: dict[str, int] = {}
-    names: set[int] = set()  # hashes of casefolded display names: a name may be shared wrongly
+    names: dict[int, int] = {}  # hash of a casefolded display name -> its first line
     digest = hashlib.sha256()
     base_dir = path.parent
+    cred_field = _cred_field(path)
+    checked_files: dict[str, str | None] = {}  # file: target -> why it cannot be read, or None
     for line, record in _records(path):
         if isinstance(record, Problem):
             summary.problems.append(record)
             continue
         inst, problems = build_instance(
-            str(path), base_dir, line, record, allow_inline_secrets=allow_inline_secrets
+            str(path),
+            base_dir,
+            line,
+            record,
+            allow_inline_secrets=allow_inline_secrets,
+            rules=rules,
+            cred_field=cred_field,
+            checked_files=checked_files,
         )
         summary.problems.extend(problems)
+        # a duplicate key is reported with the row's other problems, not only for a row that
+        # builds: the first use of a key counts even if its row has problems of its own
+        key = inst.key if inst is not None else _valid_key(record)
+        if key is not None:
+            if key in seen:
+                summary.problems.append(
+                    Problem(
+                        str(path),
+                        line,
+                        "key",
+                        f"duplicate key; first used on line {seen[key]}",
+                        key,
+                    )
+                )
+                continue
+            seen[key] = line
         if inst is None:
             continue
-        if inst.key in seen:
-            summary.problems.append(
-                Problem(
-                    str(path),
-                    line,
-                    "key",
-                    f"duplicate key; first used on line {seen[inst.key]}",
-                    inst.key,
-                )
-            )
-            continue
-        seen[inst.key] = line
         summary.count += 1
-        name = inst.display_name.casefold()
-        if (h := hash(name)) in names:
-            summary.shared_names.add(name)  # (a hash collision only costs a claim kept)
-        else:
-            names.add(h)
+        _note_name(summary, names, inst.display_name, line)
         summary.templates.setdefault(inst.template, Lines()).add(line)
         if inst.agent_group is not None:
             summary.agent_groups.setdefault(inst.agent_group, Lines()).add(line)
@@ -752,9 +805,47 @@ def validate(path: Path, *, allow_inline_secrets: bool = False) -> ManifestSumma
     return summary
 
 
-def iter_instances(path: Path, *, allow_inline_secrets: bool = False) -> Iterator[Instance]:
-    """Stream the instances of a manifest that :func:`validate` accepted."""
+def _cred_field(path: Path) -> str:
+    """How a credential's field is named in a problem: as the CSV column, or the JSON member."""
+    return "cred." if detect_format(path) == "csv" else "credentials."
+
+
+def _valid_key(record: dict[str, Any]) -> str | None:
+    """The record's key if it is a valid one (as :func:`build_instance` checks it), else None."""
+    value = record.get("key")
+    if not isinstance(value, str) or len(value) > MAX_FIELD:
+        return None
+    value = value.strip()
+    return value if KEY_RE.match(value) else None
+
+
+def _note_name(
+    summary: ManifestSummary, names: dict[int, int], display_name: str, line: int
+) -> None:
+    """Record ``display_name`` (on ``line``) among the shared names if an earlier instance uses
+    it too. Only a hash and a line per name are kept (a hash collision only costs a name
+    wrongly taken as shared: a claim kept by the ledger, a note in ``plan``)."""
+    name = display_name.casefold()
+    first = names.get(h := hash(name))
+    if first is None:  # (two JSON objects may share a line: the line cannot tell)
+        names[h] = line
+        return
+    summary.shared_names.add(name)
+    shared = summary.shared_lines.get(name)
+    if shared is None and len(summary.shared_lines) < summary.SHARED_KEEP:
+        shared = summary.shared_lines[name] = SharedName(display_name, Lines())
+        shared.lines.add(first)
+    if shared is not None:
+        shared.lines.add(line)
+
+
+def iter_instances(
+    path: Path, *, allow_inline_secrets: bool = False, rules: RefRules = DEFAULT_RULES
+) -> Iterator[Instance]:
+    """Stream the instances of a manifest that :func:`validate` accepted (their references are
+    read when needed, under ``rules``)."""
     base_dir = path.parent
+    cred_field = _cred_field(path)
     for line, record in _records(path):
         if isinstance(record, Problem):
             raise ManifestError([record])
@@ -765,6 +856,8 @@ def iter_instances(path: Path, *, allow_inline_secrets: bool = False) -> Iterato
             record,
             allow_inline_secrets=allow_inline_secrets,
             check_refs=False,
+            rules=rules,
+            cred_field=cred_field,
         )
         if problems:
             raise ManifestError(problems)

@@ -23,6 +23,7 @@
     auth = "managed_identity"
     tenant_id = "..."
     managed_identity_client_id = "..."          # user-assigned; omit for system-assigned
+    secrets_dirs = ["/run/secrets"]             # where manifests' file: references may point
 
 The file is found by ``--profiles``, then ``BULKPROV_PROFILES``, then
 ``$XDG_CONFIG_HOME/bulkprov/profiles.toml`` (``~/.config/...``). Relative paths in it are relative
@@ -36,7 +37,7 @@ import re
 import stat
 import tomllib
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ STRING_FIELDS = (
     "description",
     *(f"managed_identity_{k}" for k in MANAGED_IDENTITY_IDS),
 )
-FIELDS = frozenset((*STRING_FIELDS, "allow_http"))
+FIELDS = frozenset((*STRING_FIELDS, "allow_http", "secrets_dirs"))
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 
@@ -107,6 +108,8 @@ class Profile:
     api_version: str | None = None
     scope: str | None = None
     allow_http: bool | None = None
+    # directories (besides the manifest's) that a manifest's file: references may resolve into
+    secrets_dirs: tuple[Path, ...] = ()
 
     def error(self, field_name: str | None, message: str) -> ConfigError:
         return profile_error(self.file, self.name, field_name, message)
@@ -148,6 +151,30 @@ class Profile:
             raise self.error("client_secret", f"secret file {path} is empty")
         _check_secret_mode(path, self.name)
         return Credential(client_secret=value)
+
+    def checked_secrets_dirs(self) -> tuple[Path, ...]:
+        """``secrets_dirs``, each checked to be a directory now (when the profile is used: a
+        profile used on another machine may name directories this one lacks)."""
+        for i, d in enumerate(self.secrets_dirs):
+            if not d.is_dir():
+                why = "does not exist" if not d.exists() else "is not a directory"
+                raise self.error(f"secrets_dirs[{i}]", f"{d} {why}")
+        return self.secrets_dirs
+
+    def own_sources(self) -> tuple[frozenset[str], frozenset[Path]]:
+        """The variable and the files this profile's own credential comes from: a manifest's
+        reference may not name them (it would send bulkprov's credential to a SaaS app)."""
+        env: set[str] = set()
+        files: set[Path] = set()
+        if self.client_secret_ref is not None:
+            scheme, _, target = self.client_secret_ref.partition(":")
+            if scheme == "env":
+                env.add(target)
+            else:
+                files.add(self._path(target))
+        if self.certificate_file is not None:
+            files.add(self.certificate_file)
+        return frozenset(env), frozenset(files)
 
     def _path(self, text: str) -> Path:
         path = Path(text).expanduser()
@@ -232,6 +259,7 @@ def _parse(path: Path, name: str, raw: Any) -> Profile:
     allow_http = raw.get("allow_http")
     if allow_http is not None and not isinstance(allow_http, bool):
         raise bad("allow_http", "must be true or false")
+    secrets_dirs = _secrets_dirs(path, raw.get("secrets_dirs", []), bad)
 
     mi_ids = {
         k: values[f"managed_identity_{k}"]
@@ -332,7 +360,23 @@ def _parse(path: Path, name: str, raw: Any) -> Profile:
         api_version=api,
         scope=values.get("scope"),
         allow_http=allow_http,
+        secrets_dirs=secrets_dirs,
     )
+
+
+def _secrets_dirs(path: Path, raw: Any, bad: Callable[[str, str], ConfigError]) -> tuple[Path, ...]:
+    """``secrets_dirs = ["...", ...]``: directories, relative to the profiles file."""
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise bad("secrets_dirs", 'must be a list of directories, e.g. ["secrets", "/run/secrets"]')
+    dirs = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, str) or not item.strip():
+            raise bad(f"secrets_dirs[{i}]", "must be a non-empty string (a directory)")
+        d = Path(item.strip()).expanduser()
+        dirs.append(d if d.is_absolute() else path.parent / d)
+    return tuple(dirs)
 
 
 def _check_mode(path: Path) -> None:

@@ -30,6 +30,7 @@ from .graph import Graph
 from .ledger import Ledger, Redactor
 from .manifest import Instance, Lines, ManifestSummary, iter_instances, validate
 from .pipeline import Events, Interrupted, Outcome, Pipeline, ResolvedTemplate
+from .refs import DEFAULT_RULES, RefRules
 from .settings import RunSettings
 
 log = structlog.get_logger("bulkprov.run")
@@ -189,8 +190,14 @@ class Runner:
         events: Events | None = None,
         redactor: Redactor | None = None,
         on_result: Callable[[JSON], None] | None = None,
+        rules: RefRules = DEFAULT_RULES,
+        summary: ManifestSummary | None = None,
     ) -> None:
+        """``summary``: what :func:`validate` found in the manifest, if the caller validated
+        it already (with the same ``rules``); otherwise :meth:`run` validates it first."""
         self.manifest = manifest
+        self.rules = rules
+        self.summary = summary
         self.ledger_path = ledger_path
         self.client = client
         self.graph = Graph(client)
@@ -208,7 +215,11 @@ class Runner:
 
     async def run(self) -> RunResult:
         t0 = time.monotonic()
-        summary = validate(self.manifest, allow_inline_secrets=self.allow_inline)
+        summary = self.summary
+        if summary is None:
+            summary = validate(
+                self.manifest, allow_inline_secrets=self.allow_inline, rules=self.rules
+            )
         if summary.problems:
             raise ManifestError(summary.problems)
 
@@ -216,7 +227,9 @@ class Runner:
             """key -> display name of the manifest's instances among ``keys`` (the ledger's)."""
             return {
                 i.key: i.display_name
-                for i in iter_instances(self.manifest, allow_inline_secrets=self.allow_inline)
+                for i in iter_instances(
+                    self.manifest, allow_inline_secrets=self.allow_inline, rules=self.rules
+                )
                 if i.key in keys
             }
 
@@ -269,7 +282,9 @@ class Runner:
 
         async def produce() -> None:
             async with setup_send:
-                for inst in iter_instances(self.manifest, allow_inline_secrets=self.allow_inline):
+                for inst in iter_instances(
+                    self.manifest, allow_inline_secrets=self.allow_inline, rules=self.rules
+                ):
                     if self.stop.is_set():
                         break
                     st = replay.instances.get(inst.key)

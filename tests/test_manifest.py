@@ -33,8 +33,8 @@ from bulkprov.manifest import (
 )
 
 CORPUS = Path(__file__).parent / "manifests"
-SECRET_ENV = "BULKPROV_TEST_SECRET"
-UNSET_ENV = "BULKPROV_TEST_SURELY_UNSET_VAR"
+SECRET_ENV = "APP_TEST_SECRET"
+UNSET_ENV = "APP_TEST_SURELY_UNSET_VAR"
 
 
 @pytest.fixture(autouse=True)
@@ -62,9 +62,9 @@ BAD = [
     ("missing_value.csv", [(3, "displayName", "is required")]),
     ("unknown_cred_key.json", [(3, "credentials.ClientSecert", "did you mean 'ClientSecret'?")]),
     ("unknown_cred_column.csv", [(1, "cred.ClientSecert", "did you mean 'ClientSecret'?")]),
-    ("inline_secret.csv", [(2, "credentials.ClientSecret", "--allow-inline-secrets")]),
-    ("env_unset.csv", [(2, "credentials.ClientSecret", UNSET_ENV)]),
-    ("file_missing.csv", [(2, "credentials.ClientSecret", "no-such-file.txt")]),
+    ("inline_secret.csv", [(2, "cred.ClientSecret", "--allow-inline-secrets")]),
+    ("env_unset.csv", [(2, "cred.ClientSecret", UNSET_ENV)]),
+    ("file_missing.csv", [(2, "cred.ClientSecret", "no-such-file.txt")]),
     ("wrong_types.json", [(2, "key", "must be a string, got int"),
                           (3, "start", "must be true or false, got 'maybe'")]),
     ("latin1.csv", [(3, None, "not valid UTF-8")]),
@@ -364,7 +364,7 @@ def test_file_reference_is_checked_against_the_manifest_directory(tmp_path: Path
     """A manifest copied elsewhere without its secret file fails validation at that ref."""
     shutil.copy(CORPUS / "with_refs.csv", tmp_path / "m.csv")
     problems = validate(tmp_path / "m.csv").problems
-    assert [(p.line, p.field) for p in problems] == [(3, "credentials.ClientSecret")]
+    assert [(p.line, p.field) for p in problems] == [(3, "cred.ClientSecret")]
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "app2.txt").write_text("x\n")
     assert validate(tmp_path / "m.csv").problems == []

@@ -148,7 +148,7 @@ async def test_export_plan_run_into_another_tenant(two_tenants: tuple[MockInfo, 
     alpha = by_name["AWS alpha"]
     assert alpha["start"] is True and alpha["syncTemplate"] == "aws"
     assert set(alpha["credentials"]) == {"ClientSecret", "SecretToken"}
-    assert all(v.startswith("env:BULKPROV_") for v in alpha["credentials"].values())
+    assert all(v.startswith("env:SECRET_") for v in alpha["credentials"].values())
     assert alpha["schedule"]["state"] == "Active"
     assert {"name": "QuarantineTooManyDeletesThreshold", "value": "500"} in alpha["jobSettings"]
     exported = orjson.loads((out / alpha["schema"]).read_bytes())

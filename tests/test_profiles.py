@@ -126,6 +126,8 @@ class TestParse:
             ('client_secret = "env:X"\ntenant = "x"', "tenant", "did you mean 'tenant_id'"),
             ('client_secret = "env:X"\nallow_http = "yes"', "allow_http", "true or false"),
             ('client_secret = ""', "client_secret", "non-empty string"),
+            ('client_secret = "env:X"\nsecrets_dirs = 5', "secrets_dirs", "list of directories"),
+            ('client_secret = "env:X"\nsecrets_dirs = ["a", ""]', "secrets_dirs[1]", "non-empty"),
         ],
     )
     def test_bad_field_named(self, tmp_path: Path, body: str, field: str, message: str) -> None:
@@ -138,6 +140,26 @@ class TestParse:
         assert str(path) in text and "profile 'p1'" in text and f"field '{field}'" in text
         assert message in text
         assert "hunter2" not in text  # a literal secret is refused without being echoed
+
+    def test_secrets_dirs_are_relative_to_the_file_and_checked_when_used(
+        self, tmp_path: Path
+    ) -> None:
+        """secrets_dirs are relative to the profiles file; a missing one is an error naming the
+        file, the profile and the field when the profile is used, not when the file is read."""
+        text = (
+            f'[profiles.p]\ntenant_id = "{TENANT}"\nclient_id = "{CLIENT}"\n'
+            'client_secret = "file:key"\nsecrets_dirs = ["shared", "/nowhere/at/all"]\n'
+        )
+        path = write(tmp_path, text)
+        prof = profiles.load(path)["p"]
+        assert prof.secrets_dirs == (tmp_path / "shared", Path("/nowhere/at/all"))
+        assert prof.own_sources() == (frozenset(), frozenset({tmp_path / "key"}))
+        (tmp_path / "shared").mkdir()
+        with pytest.raises(ConfigError) as exc:
+            prof.checked_secrets_dirs()
+        text = str(exc.value)
+        assert str(path) in text and "profile 'p'" in text and "field 'secrets_dirs[1]'" in text
+        assert "/nowhere/at/all does not exist" in text
 
     @pytest.mark.parametrize("missing", ["tenant_id", "client_id"])
     def test_missing_required(self, tmp_path: Path, missing: str) -> None:
