@@ -335,7 +335,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         ):
             source = f"tenant {tgt.conn.tenant_id} ({tgt.label})"
             progress = TaskProgress(
-                "export: read", "service principals", console, interval=args.progress_every
+                "export",
+                "service principals read",
+                console,
+                pending="listing service principals",
+                interval=args.progress_every,
             )
             with progress:
                 return await export(

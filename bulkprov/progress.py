@@ -254,6 +254,7 @@ class TaskProgress(_Display):
         console: Console,
         *,
         total: int | None = None,
+        pending: str = "starting",
         interval: float = DEFAULT_INTERVAL,
         clock: Clock = time.monotonic,
     ) -> None:
@@ -261,6 +262,7 @@ class TaskProgress(_Display):
         self.label = label
         self.unit = unit
         self.total = total
+        self.pending = pending  # what the line says while the total is not known
         self.done = 0
         self.failed = 0
         self._rate = Rate(self.t0)
@@ -279,7 +281,7 @@ class TaskProgress(_Display):
     def line(self) -> str:
         total = self.total
         if total is None:
-            return f"{self.label}: listing {self.unit}"
+            return f"{self.label}: {self.pending}"
         ended = self.done + self.failed
         rate = self._rate.sample(self.clock(), ended)
         left = max(0, total - ended)
