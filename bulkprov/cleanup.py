@@ -195,11 +195,14 @@ class Cleaner:
         *,
         concurrency: int = 16,
         on_deleted: Callable[[str, str, str], None] | None = None,
+        on_target: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.graph = graph
         self.ledger = ledger
         self.concurrency = max(1, concurrency)
         self.on_deleted = on_deleted  # (key, kind, "done" | "gone")
+        # (key, ok): an instance's deletions all went through, or one of them failed
+        self.on_target = on_target
         self.stop = anyio.Event()
         self.result = CleanupResult()
 
@@ -213,7 +216,9 @@ class Cleaner:
         async def worker(stream: MemoryObjectReceiveStream[Target]) -> None:
             async with stream:
                 async for target in stream:
-                    await self._one(target)
+                    ok = await self._one(target)
+                    if ok is not None and self.on_target is not None:
+                        self.on_target(target.key, ok)
 
         async with anyio.create_task_group() as tg:
             for _ in range(min(self.concurrency, max(1, len(cleanup.targets)))):
@@ -227,13 +232,19 @@ class Cleaner:
         self.result.interrupted = self.stop.is_set()
         return self.result
 
-    async def _one(self, t: Target) -> None:
+    async def _one(self, t: Target) -> bool | None:
+        """Delete one instance's objects: True when all went, False when one failed, None
+        when a stop came first."""
         for kind, object_id in t.objects:
-            if self.stop.is_set() or not await self._delete(t, kind, object_id):
-                return
+            if self.stop.is_set():
+                return None
+            if not await self._delete(t, kind, object_id):
+                return False
         for object_id in t.purge:
-            if self.stop.is_set() or not await self._delete(t, DELETED, object_id):
-                return
+            if self.stop.is_set():
+                return None
+            if not await self._delete(t, DELETED, object_id):
+                return False
         if t.closes:
             self.ledger.append(
                 {
@@ -247,6 +258,7 @@ class Cleaner:
                 }
             )
             self.result.removed += 1
+        return True
 
     async def _delete(self, t: Target, kind: str, object_id: str) -> bool:
         try:

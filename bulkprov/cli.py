@@ -6,27 +6,93 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .mockgraph.settings import (
-    FaultSettings,
-    LatencySettings,
-    MockSettings,
-    ReplicationSettings,
-    ThrottleSettings,
-)
+if TYPE_CHECKING:  # the mock is imported where it is used: `bulkprov status` needs no aiohttp
+    from .mockgraph.settings import MockSettings
+
+PROGRESS_EVERY = 5.0  # real seconds between plain progress lines (stderr not a terminal)
+
+
+def package_version() -> str:
+    """bulkprov's version, from the installed package's metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bulkprov")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose unknown arguments are reported, with its usage, by the
+    subcommand they were given to (argparse hands them up to the top parser)."""
+
+    commands: Mapping[str, argparse.ArgumentParser] = {}
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self._reporter(parsed, list(sys.argv[1:] if args is None else args), extras).error(
+                f"unrecognized arguments: {' '.join(extras)}"
+            )
+        return parsed
+
+    def _reporter(
+        self, parsed: argparse.Namespace, argv: list[str], extras: list[str]
+    ) -> argparse.ArgumentParser:
+        commands = self.commands
+        command = getattr(parsed, "command", None)
+        if not isinstance(command, str) or command not in commands or command not in argv:
+            return self
+        at = argv.index(command)
+        # an unknown option before the command name is the top parser's
+        if any(argv.index(x) < at for x in extras if x in argv):
+            return self
+        return commands[command]
+
+
+def _progress_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--progress-every",
+        type=_non_negative_float,
+        default=PROGRESS_EVERY,
+        metavar="SECONDS",
+        help="when stderr is not a terminal (a CI log, a pipe), print a progress line this "
+        "often, in real seconds, and one at the end; 0: none (default %(default)s; on a "
+        "terminal the display is live)",
+    )
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
 
 
 def _rate(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
     return value
@@ -40,15 +106,21 @@ def add_mock_options(p: argparse.ArgumentParser) -> None:
         type=_positive_float,
         default=None,
         help="real seconds per Graph second: 0.01 runs latency, quotas, Retry-After, "
-        "replication and job cycles 100x faster (default 1.0)",
+        "replication and job cycles 100x faster (default 1.0 for mock-graph, 0.02 for "
+        "--mock; a client of a running mock-graph takes the mock's own)",
     )
-    g.add_argument("--seed", type=int, default=1406, help="seed of the injected faults")
-    g.add_argument("--tenants", type=int, default=1, help="number of tenants served")
+    g.add_argument(
+        "--seed", type=int, default=1406, help="seed of the injected faults (default %(default)s)"
+    )
+    g.add_argument(
+        "--tenants", type=int, default=1, help="number of tenants served (default %(default)s)"
+    )
     g.add_argument(
         "--tenant-size",
         choices=("small", "medium", "large"),
         default="small",
-        help="sizes the resource-unit quota: 3,500 / 5,000 / 8,000 RU per 10 s",
+        help="sizes the resource-unit quota: 3,500 / 5,000 / 8,000 RU per 10 s "
+        "(default %(default)s)",
     )
     g.add_argument("--no-throttle", action="store_true", help="switch throttling off")
     g.add_argument("--no-latency", action="store_true", help="answer without service time")
@@ -67,37 +139,47 @@ def add_mock_options(p: argparse.ArgumentParser) -> None:
         "--fault-rate",
         type=_rate,
         default=0.0,
-        help="probability that any request answers 500/502/503/504",
+        help="probability that any request answers 500/502/503/504 (default %(default)s)",
     )
     g.add_argument(
         "--drop-rate",
         type=_rate,
         default=0.0,
-        help="probability that any request's connection is dropped",
+        help="probability that any request's connection is dropped (default %(default)s)",
     )
     g.add_argument(
         "--instantiate-404-rate",
         type=_rate,
         default=0.0,
-        help="instantiate creates the objects but answers 404",
+        help="probability that instantiate creates the objects but answers 404 "
+        "(default %(default)s)",
     )
     g.add_argument(
         "--instantiate-timeout-rate",
         type=_rate,
         default=0.0,
-        help="instantiate creates the objects but answers only after the timeout",
+        help="probability that instantiate creates the objects but answers only after the "
+        "client's timeout (default %(default)s)",
     )
     g.add_argument(
         "--token-lifetime",
         type=_positive_float,
         default=3599.0,
-        help="access token lifetime in real seconds",
+        help="access token lifetime in real seconds (default %(default)s)",
     )
 
 
 def mock_settings_from_args(
     args: argparse.Namespace, *, default_time_scale: float = 1.0
 ) -> MockSettings:
+    from .mockgraph.settings import (
+        FaultSettings,
+        LatencySettings,
+        MockSettings,
+        ReplicationSettings,
+        ThrottleSettings,
+    )
+
     replication = ReplicationSettings(enabled=not args.no_replication)
     if args.replication_max is not None:
         replication = ReplicationSettings(
@@ -123,12 +205,19 @@ def mock_settings_from_args(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="bulkprov",
         description="Configure Microsoft Entra app provisioning for many gallery apps at once "
         "through Microsoft Graph.",
     )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {package_version()}",
+        help="print bulkprov's version and exit",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.commands = sub.choices
 
     mock = sub.add_parser(
         "mock-graph",
@@ -137,8 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
         "429s, latency, replication delays and faults, and an OAuth2 token endpoint "
         "that MSAL accepts. Prints what a client needs to connect.",
     )
-    mock.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    mock.add_argument("--port", type=int, default=8443, help="HTTPS port (0: any free port)")
+    mock.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
+    )
+    mock.add_argument(
+        "--port", type=int, default=8443, help="HTTPS port, 0: any free port (default %(default)s)"
+    )
     mock.add_argument(
         "--http-port", type=int, default=None, help="also serve plain HTTP on this port (for curl)"
     )
@@ -184,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSONL ledger to write and resume from (required unless --mock)",
     )
     _run_options(run)
+    _progress_option(run)
     add_connection_options(run)
     add_mock_options(run)
     run.set_defaults(func=cmd_run)
@@ -197,15 +291,30 @@ def build_parser() -> argparse.ArgumentParser:
         "agentGroup under an app-only credential). Sends no write to Graph. Exit code 1 for "
         "a conflict or a refusal.",
     )
-    plan.add_argument("manifest", type=Path)
-    plan.add_argument("--ledger", type=Path, default=None, help="a ledger to resume from")
+    plan.add_argument("manifest", type=Path, help="CSV, JSON or JSONL manifest")
+    plan.add_argument(
+        "--ledger",
+        type=Path,
+        default=None,
+        help="the ledger a run would resume from: its finished instances show as done",
+    )
     plan.add_argument(
         "--offline", action="store_true", help="only validate the manifest; no Graph call"
     )
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
-    plan.add_argument("--allow-inline-secrets", action="store_true")
+    plan.add_argument(
+        "--allow-inline-secrets",
+        action="store_true",
+        help="accept secret values written in the manifest itself",
+    )
     _secrets_dir_option(plan)
-    plan.add_argument("--on-existing", choices=("adopt", "fail"), default="adopt")
+    plan.add_argument(
+        "--on-existing",
+        choices=("adopt", "fail"),
+        default="adopt",
+        help="what a run would do with an application of that name and template that "
+        "already exists: adopt it or fail the instance (default %(default)s)",
+    )
     add_connection_options(plan)
     add_mock_options(plan)
     plan.set_defaults(func=cmd_plan)
@@ -247,12 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--force", action="store_true", help="write into an --out directory that has a manifest"
     )
+    _progress_option(export)
     add_connection_options(export)
     add_mock_options(export)
     export.set_defaults(func=cmd_export)
 
     status = sub.add_parser("status", help="summarise a ledger, per step and per instance")
-    status.add_argument("ledger", type=Path)
+    status.add_argument("ledger", type=Path, help="the JSONL ledger a run wrote")
     status.add_argument("--json", action="store_true", help="print the summary as JSON")
     status.add_argument("--all", action="store_true", help="list every instance")
     status.set_defaults(func=cmd_status)
@@ -289,12 +399,16 @@ def build_parser() -> argparse.ArgumentParser:
         "a later cleanup with --purge purges what an earlier one deleted",
     )
     cleanup.add_argument(
-        "--concurrency", type=int, default=16, help="instances cleaned up at once (default 16)"
+        "--concurrency",
+        type=int,
+        default=16,
+        help="instances cleaned up at once (default %(default)s)",
     )
     cleanup.add_argument(
         "--fsync", action="store_true", help="fsync the ledger after every record"
     )
     cleanup.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    _progress_option(cleanup)
     add_connection_options(cleanup)
     cleanup.set_defaults(func=cmd_cleanup)
 
@@ -327,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reset-scope",
         type=_reset_scope,
         default="Watermark, Escrows, QuarantineState",
-        help="criteria.resetScope of a restart (default 'Watermark, Escrows, QuarantineState')",
+        help="criteria.resetScope of a restart (default '%(default)s')",
     )
     monitor.add_argument(
         "--no-logs", action="store_true", help="do not read the provisioning logs"
@@ -344,14 +458,51 @@ def build_parser() -> argparse.ArgumentParser:
         "--failures",
         type=int,
         default=3,
-        help="latest provisioning failures shown per instance (default 3)",
+        help="latest provisioning failures shown per instance (default %(default)s)",
     )
     monitor.add_argument(
-        "--concurrency", type=int, default=32, help="jobs read at once (default 32)"
+        "--concurrency", type=int, default=32, help="jobs read at once (default %(default)s)"
     )
     monitor.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     add_connection_options(monitor)
     monitor.set_defaults(func=cmd_monitor)
+
+    templates = sub.add_parser(
+        "templates",
+        help="list gallery application templates and the credential keys they need",
+        description="List the application templates of the Microsoft Entra gallery whose "
+        "display name contains SEARCH (Graph's $filter=contains(displayName, ...); case "
+        "does not matter), or the one whose id SEARCH is: id, display name, publisher and "
+        "whether it supports provisioning (supportedProvisioningTypes holds sync). With "
+        "--keys, or when one template matches, also the credential keys its "
+        "synchronization template asks for, which are the keys a manifest gives: Graph "
+        "tells them only through an existing instance's synchronization templates, so they "
+        "are read from the tenant's first service principal of that template, and shown "
+        "as unknown when there is none. Reads only. Connects like `plan`. Exit codes: 0 "
+        "some template matches, 1 none, 2 bad input.",
+    )
+    templates.add_argument(
+        "search",
+        nargs="?",
+        default=None,
+        metavar="SEARCH",
+        help="part of the display name, or a template id (default: every template)",
+    )
+    templates.add_argument(
+        "--keys",
+        action="store_true",
+        help="show each template's credential keys (one request or two per template; "
+        "shown anyway when one template matches)",
+    )
+    templates.add_argument(
+        "--provisioning",
+        action="store_true",
+        help="only the templates that support provisioning",
+    )
+    templates.add_argument("--json", action="store_true", help="print the templates as JSON")
+    add_connection_options(templates)
+    add_mock_options(templates)
+    templates.set_defaults(func=cmd_templates)
     return parser
 
 
@@ -380,7 +531,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         "--concurrency",
         type=int,
         default=1000,
-        help="instances in flight at once (default 1000): enough to spend Graph's burst of "
+        help="instances in flight at once (default %(default)s): enough to spend Graph's burst of "
         "3,000 writes at the start while new objects replicate; the quotas, not this, pace "
         "the requests",
     )
@@ -389,7 +540,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         choices=("adopt", "fail"),
         default="adopt",
         help="an application of that name and template already exists and the "
-        "ledger does not know it: adopt it (default) or fail the instance",
+        "ledger does not know it: adopt it or fail the instance (default %(default)s)",
     )
     g.add_argument(
         "--no-monitor",
@@ -401,7 +552,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         "--monitor-deadline",
         type=float,
         default=900.0,
-        help="Graph seconds a started job may take to reach steady state",
+        help="Graph seconds a started job may take to reach steady state "
+        "(default %(default)s)",
     )
     g.add_argument(
         "--allow-inline-secrets",
@@ -535,6 +687,12 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from .day2 import cmd_monitor as monitor
 
     return monitor(args)
+
+
+def cmd_templates(args: argparse.Namespace) -> int:
+    from .templates import cmd_templates as templates
+
+    return templates(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

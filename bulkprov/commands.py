@@ -19,18 +19,20 @@ from rich.table import Table
 from . import ledger as ledger_mod
 from .client import GraphClient
 from .connect import client_settings, target
+from .display import cell, printable
 from .errors import ConfigError, GraphError, ManifestError
 from .files import check_writable, write_atomic
 from .graph import Graph
 from .ledger import Redactor
 from .log import configure
 from .manifest import iter_instances, validate
-from .progress import Progress
+from .progress import Progress, TaskProgress
 from .refs import RefRules
 from .run import Runner, resolve_agent_groups, resolve_templates
 from .settings import RunSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_QUARANTINE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+STATUS_ROWS = 200  # instances `status` lists before it says how many more there are
 
 
 def _stderr() -> Console:
@@ -102,10 +104,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         async with target(args) as tgt:
             console.print(
                 f"bulkprov: {summary.count} instances from {args.manifest} -> "
-                f"{tgt.label}; ledger {args.ledger}"
+                f"{tgt.label}; ledger {args.ledger}",
+                markup=False,
+                soft_wrap=True,
             )
             async with GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client:
-                progress = Progress(summary.count, console, client.stats)
+                progress = Progress(
+                    summary.count, console, client.stats, interval=args.progress_every
+                )
                 runner = Runner(
                     manifest=args.manifest,
                     ledger_path=args.ledger,
@@ -135,7 +141,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                     {
                         "total": result.total,
                         "skipped": result.skipped,
+                        # by status: "statuses" counts the skipped instances too (as it always
+                        # did), "thisRun" and "skippedStatuses" apart
                         "statuses": dict(result.statuses),
+                        "thisRun": dict(result.this_run),
+                        "skippedStatuses": dict(result.skipped_statuses),
                         "elapsed": result.elapsed,
                         "client": stats.as_dict(),
                         "failures": result.failures,
@@ -178,24 +188,45 @@ async def _signals(runner: Runner, scope: anyio.CancelScope, console: Console) -
 
 
 def _print_run_summary(console: Console, result: Any, stats: Any, ledger: Path) -> None:
+    """Statuses of this run's instances, apart from those a resumed run skipped; then the
+    ledger's path on a line of its own (never wrapped: it is copied into the next command)."""
+    this_run = result.this_run
+    skipped = result.skipped_statuses
     table = Table(title="bulkprov run")
     table.add_column("status")
-    table.add_column("instances", justify="right")
-    for status, n in sorted(result.statuses.items()):
-        table.add_row(status, str(n))
-    table.add_row("(already finished, skipped)", str(result.skipped))
-    table.caption = (
-        f"{result.elapsed:.1f}s  requests {stats.requests}  429s {stats.throttled}"
-        f"  retries {stats.retries}  ledger {ledger}"
-    )
+    table.add_column("this run", justify="right")
+    if result.skipped:
+        table.add_column("already finished, skipped", justify="right")
+    for status in sorted(set(this_run) | set(skipped)):
+        row = [status, str(this_run[status])]
+        if result.skipped:
+            row.append(str(skipped[status]))
+        table.add_row(*row)
+    if not this_run and not skipped:
+        table.add_row("(no instance)", "0", *(["0"] if result.skipped else []))
     console.print(table)
+    console.print(
+        f"{result.elapsed:.1f}s, requests {stats.requests}, 429s {stats.throttled}, "
+        f"retries {stats.retries}",
+        markup=False,
+        soft_wrap=True,
+    )
+    console.print(f"ledger {ledger}", markup=False, highlight=False, soft_wrap=True)
     if result.failures:
-        failures = Table(title="failures (first 20)")
+        shown = len(result.failures)
+        more = result.failed - shown
+        failures = Table(
+            title=f"failures (first {shown} of {result.failed})" if more > 0 else "failures"
+        )
         for col in ("instance", "where", "step", "code", "message"):
             failures.add_column(col, overflow="fold")
         for f in result.failures:
             failures.add_row(
-                f["key"], f["where"], f["step"], str(f.get("code")), str(f["message"])[:200]
+                cell(f["key"]),
+                cell(f["where"]),
+                cell(f["step"]),
+                cell(f.get("code")),
+                cell(str(f["message"])[:200]),
             )
         console.print(failures)
 
@@ -307,13 +338,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
             table.add_column(col, overflow="fold")
         for r in rows[:25]:
             table.add_row(
-                r["key"],
-                r["where"].rsplit(":", 1)[-1],
-                r["displayName"],
-                r["template"],
+                cell(r["key"]),
+                cell(r["where"].rsplit(":", 1)[-1]),
+                cell(r["displayName"]),
+                cell(r["template"]),
                 "yes" if r["schema"] else "",
-                r["action"],
-                r.get("note", ""),
+                cell(r["action"]),
+                cell(r.get("note", "")),
             )
         if len(rows) > 25:
             table.caption = f"... {len(rows) - 25} more (--json lists all)"
@@ -357,7 +388,17 @@ def cmd_export(args: argparse.Namespace) -> int:
             GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client,
         ):
             source = f"tenant {tgt.conn.tenant_id} ({tgt.label})"
-            return await export(Graph(client), out, flt, source=source)
+            progress = TaskProgress(
+                "export",
+                "service principals read",
+                console,
+                pending="listing service principals",
+                interval=args.progress_every,
+            )
+            with progress:
+                return await export(
+                    Graph(client), out, flt, source=source, on_progress=progress.update
+                )
 
     result = anyio.run(main)
     console.print(
@@ -365,7 +406,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"({result.scanned} gallery service principals matched) to {result.manifest}"
     )
     for name, why in result.skipped:
-        console.print(f"  note: {name}: {why}")
+        console.print(f"  note: {printable(name)}: {printable(why)}", markup=False)
     if result.variables:
         console.print(
             f"  {len(result.variables)} secret references to fill in: see {out / 'secrets.env'} "
@@ -418,9 +459,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     header = summary["header"]
     console.print(
-        f"{args.ledger}: manifest {header.get('manifest')}, tenant "
-        f"{header.get('tenant')}, {summary['runs']} run(s), "
-        f"{summary['instances']} instances"
+        f"{args.ledger}: manifest {printable(header.get('manifest'))}, tenant "
+        f"{printable(header.get('tenant'))}, {summary['runs']} run(s), "
+        f"{summary['instances']} instances",
+        markup=False,
     )
     steps = Table(title="steps done")
     steps.add_column("step")
@@ -434,14 +476,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     st.add_column("status")
     st.add_column("instances", justify="right")
     for status, n in sorted(summary["statuses"].items()):
-        st.add_row(status, str(n))
+        st.add_row(cell(status), str(n))
     console.print(st)
     shown = [r for r in summary["rows"] if args.all or r["status"] != "done"]
     if shown:
         t = Table(title="instances" if args.all else "instances not done")
         for col in ("instance", "status", "job", "detail"):
             t.add_column(col, overflow="fold")
-        for r in shown[:200]:
+        if len(shown) > STATUS_ROWS:
+            t.caption = f"... {len(shown) - STATUS_ROWS} more (--json lists all)"
+        for r in shown[:STATUS_ROWS]:
             detail = ""
             if r["error"]:
                 detail = (
@@ -451,6 +495,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             elif r["quarantine"]:
                 q = r["quarantine"]
                 detail = f"{q.get('reason')}: {q.get('code')}: {q.get('message')}"
-            t.add_row(r["key"], r["status"], str(r["jobStatus"] or ""), detail[:240])
+            t.add_row(
+                cell(r["key"]), cell(r["status"]), cell(r["jobStatus"] or ""), cell(detail[:240])
+            )
         console.print(t)
     return EXIT_OK

@@ -12,7 +12,6 @@ from typing import Any
 import anyio
 import orjson
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from . import cleanup as cleanup_mod
@@ -20,10 +19,12 @@ from . import ledger as ledger_mod
 from .client import GraphClient
 from .commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_QUARANTINE
 from .connect import client_settings, target
+from .display import cell, printable
 from .errors import ConfigError
 from .graph import Graph
 from .log import configure
 from .monitor import Monitor, MonitorSettings, exit_status
+from .progress import TaskProgress
 
 KIND_LABELS = {
     cleanup_mod.JOB: "jobs",
@@ -80,18 +81,19 @@ def _print_plan(console: Console, p: cleanup_mod.CleanupPlan, *, full: bool) -> 
         if t.purge:
             what += f"; purge {len(t.purge)}"
         note = " (found by name: its instantiate answer was lost)" if t.found else ""
-        console.print(f"  {escape(t.key)}  {escape(t.name)}: {what}{note}")
+        console.print(printable(f"  {t.key}  {t.name}: {what}{note}"), markup=False)
     if len(p.targets) > len(shown):
         console.print(
             f"  ... and {len(p.targets) - len(shown)} more instances (--dry-run lists all)"
         )
     if p.kept:
-        names = ", ".join(escape(k.name) for k in p.kept[:SHOWN])
+        names = ", ".join(printable(k.name) for k in p.kept[:SHOWN])
         more = f" and {len(p.kept) - SHOWN} more" if len(p.kept) > SHOWN else ""
         console.print(
             f"keeping {len(p.kept)} application(s) the run did not create ({names}{more}); "
             "their jobs created by the run are deleted; --include-adopted deletes the "
-            "applications too"
+            "applications too",
+            markup=False,
         )
 
 
@@ -169,10 +171,19 @@ async def _cleanup(
         console.print("not confirmed: nothing deleted")
         return EXIT_FAILED
     ledger.begin()
-    cleaner = cleanup_mod.Cleaner(graph, ledger, concurrency=args.concurrency)
+    progress = TaskProgress(
+        "cleanup", "instances", console, total=len(p.targets), interval=args.progress_every
+    )
+    cleaner = cleanup_mod.Cleaner(
+        graph,
+        ledger,
+        concurrency=args.concurrency,
+        on_target=lambda _key, ok: progress.advance(ok),
+    )
     async with anyio.create_task_group() as tg:
         tg.start_soon(_signals, cleaner.request_stop, tg.cancel_scope, console)
-        result = await cleaner.run(p)
+        with progress:
+            result = await cleaner.run(p)
         tg.cancel_scope.cancel()
     _print_cleanup(console, result, client.stats)
     if result.interrupted:
@@ -198,7 +209,13 @@ def _print_cleanup(console: Console, result: cleanup_mod.CleanupResult, stats: A
         for col in ("instance", "object", "id", "code", "message"):
             t.add_column(col, overflow="fold")
         for e in result.errors[:20]:
-            t.add_row(e["key"], e["object"], e["id"], str(e["code"]), str(e["message"])[:200])
+            t.add_row(
+                cell(e["key"]),
+                cell(e["object"]),
+                cell(e["id"]),
+                cell(e["code"]),
+                cell(str(e["message"])[:200]),
+            )
         console.print(t)
     if result.interrupted:
         console.print("[yellow]interrupted: run cleanup again to finish[/]")
@@ -257,11 +274,15 @@ def _print_monitor(args: argparse.Namespace, rows: list[dict[str, Any]], monitor
         counts[str(r.get("status"))] = counts.get(str(r.get("status")), 0) + 1
     restarted = sum(1 for r in rows if r.get("restarted"))
     failing = sum(1 for r in rows if (r.get("logs") or {}).get("failures"))
+    if not rows:
+        console.print(f"{args.ledger}: the ledger records no job", markup=False)
+        return
     console.print(
         f"{args.ledger}: {len(rows)} job(s): "
-        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        + ", ".join(f"{n} {printable(s)}" for s, n in sorted(counts.items()))
         + (f"; {restarted} restarted" if restarted else "")
-        + (f"; {failing} with provisioning failures" if failing else "")
+        + (f"; {failing} with provisioning failures" if failing else ""),
+        markup=False,
     )
 
     def attention(r: dict[str, Any]) -> bool:
@@ -293,10 +314,18 @@ def _print_monitor(args: argparse.Namespace, rows: list[dict[str, Any]], monitor
         if last.get("error"):
             last_text += f" {last['error'].get('code')}"
         logs = r.get("logs") or {}
-        fail_text = str(logs.get("error") or logs.get("failures") or "")
-        for f in logs.get("latest") or []:
-            fail_text += f"\n{f.get('at')} {f.get('errorCode')} {f.get('identity') or ''}"
-        t.add_row(r["key"], status, detail[:240], last_text, fail_text)
+        fail_lines = [printable(logs.get("error") or logs.get("failures") or "")]
+        fail_lines += [
+            printable(f"{f.get('at')} {f.get('errorCode')} {f.get('identity') or ''}")
+            for f in logs.get("latest") or []
+        ]
+        t.add_row(
+            cell(r["key"]),
+            cell(status),
+            cell(detail[:240]),
+            cell(last_text),
+            cell("\n".join(fail_lines), keep_newlines=True),
+        )
     if len(shown) > 200:
         t.caption = f"... {len(shown) - 200} more (--json lists all)"
     if monitor.logs_truncated:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,9 +104,18 @@ def env_name(key: str, secret_key: str, taken: set[str]) -> str:
 
 
 async def export(
-    graph: Graph, out_dir: Path, flt: ExportFilter, *, source: str, concurrency: int = 16
+    graph: Graph,
+    out_dir: Path,
+    flt: ExportFilter,
+    *,
+    source: str,
+    concurrency: int = 16,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ExportResult:
-    """Read the source tenant and write ``out_dir`` (see the module docstring)."""
+    """Read the source tenant and write ``out_dir`` (see the module docstring).
+
+    ``on_progress(read, total)`` is told how many of the matching service principals have
+    been read: once they are listed, and after each one."""
     template_id: str | None = None
     if flt.template is not None:
         found = await graph.find_templates(flt.template)
@@ -131,6 +141,13 @@ async def export(
     result = ExportResult(manifest=out_dir / "manifest.json", scanned=len(sps))
     found_jobs: dict[str, JSON] = {}
     limiter = anyio.CapacityLimiter(concurrency)
+    read_count = 0
+
+    def advanced(n: int) -> None:
+        nonlocal read_count
+        read_count += n
+        if on_progress is not None:
+            on_progress(read_count, len(sps))
 
     async def read(sp: JSON) -> None:
         async with limiter:
@@ -162,9 +179,16 @@ async def export(
                 "saved": saved,
             }
 
+    async def counted(sp: JSON) -> None:
+        try:
+            await read(sp)
+        finally:
+            advanced(1)
+
+    advanced(0)
     async with anyio.create_task_group() as tg:
         for sp in sps:
-            tg.start_soon(read, sp)
+            tg.start_soon(counted, sp)
 
     schemas = out_dir / "schemas"
     schemas.mkdir(parents=True, exist_ok=True)

@@ -92,10 +92,12 @@ class Outcome:
 
 
 class Events:
-    """Callbacks for progress displays: a step started, ended (ok or not)."""
+    """Callbacks for progress displays: a step started, ended (ok or not); an instance's
+    setup ended (ok: it reached its last setup step), an instance ended (its status)."""
 
     def step_started(self, step: str) -> None: ...
     def step_ended(self, step: str, ok: bool) -> None: ...
+    def setup_ended(self, ok: bool) -> None: ...
     def instance_ended(self, status: str) -> None: ...
 
 

@@ -41,10 +41,17 @@ JSON = dict[str, Any]
 class RunResult:
     total: int = 0
     skipped: int = 0  # already finished in the ledger
+    # by status, skipped instances included (a re-run of a finished run: all "done")
     statuses: Counter[str] = field(default_factory=Counter)
+    skipped_statuses: Counter[str] = field(default_factory=Counter)  # the skipped ones only
     failures: list[JSON] = field(default_factory=list)  # the first few, for the summary
     elapsed: float = 0.0
     interrupted: bool = False
+
+    @property
+    def this_run(self) -> Counter[str]:
+        """By status, the instances this run took through (the skipped ones left out)."""
+        return self.statuses - self.skipped_statuses
 
     @property
     def failed(self) -> int:
@@ -291,6 +298,7 @@ class Runner:
                     if st is not None and st.finished:
                         self.result.skipped += 1
                         self.result.statuses[st.status or "done"] += 1
+                        self.result.skipped_statuses[st.status or "done"] += 1
                         self.events.instance_ended("skipped")
                         continue
                     await setup_send.send(inst)
@@ -309,11 +317,14 @@ class Runner:
                     try:
                         await pipeline.setup(out)
                     except StepError as err:
+                        self.events.setup_ended(False)
                         self._final(ledger, inst, state, "failed", error=err, out=out)
                         continue
                     except Interrupted:
+                        self.events.setup_ended(False)
                         self._final(ledger, inst, state, "interrupted", out=out)
                         continue
+                    self.events.setup_ended(True)
                     if inst.start and s.monitor:
                         await send.send(out)
                     else:

@@ -1,0 +1,295 @@
+"""``bulkprov templates``: the gallery's application templates, and the credential keys that
+each one's synchronization template asks for.
+
+Graph lists the gallery with ``GET /applicationTemplates``, filtered only on ``displayName``
+(``contains``, ``startswith``, ``eq``) and ``categories``: a search is
+``$filter=contains(displayName, '...')``, and an id is read with
+``GET /applicationTemplates/{id}``. Whether a template supports provisioning is in its
+``supportedProvisioningTypes`` (``sync``).
+
+The credential keys a manifest must give (``ClientSecret``, ``SecretToken``, ``BaseAddress``,
+...) are not on the application template: Graph publishes them only as the
+``ConfigurationFields`` metadata of the synchronization templates of an *instantiated* app
+(``GET /servicePrincipals/{id}/synchronization/templates``). So they are read from the
+tenant's first service principal of that template (``$filter=applicationTemplateId eq ...``),
+and are unknown when the tenant has none. Reads only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from .client import GraphClient
+from .connect import client_settings, target
+from .display import cell, printable
+from .errors import GraphError
+from .graph import Graph, odata_string
+from .log import configure
+from .manifest import PLAIN_KEYS, SECRET_KEYS
+
+JSON = dict[str, Any]
+EXIT_OK, EXIT_NONE = 0, 1
+_KEY_CASE = {k.lower(): k for k in SECRET_KEYS}
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+NO_INSTANCE = "unknown (no instance in the tenant)"
+WHY_UNKNOWN = (
+    "unknown: Graph lists a template's credential keys only on the synchronization templates "
+    "of an instance (an app made from it), and the tenant has none. Instantiate one (a "
+    "manifest row with start and validate false: `bulkprov run`), then ask again."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialKey:
+    key: str  # as a manifest spells it (Graph's synchronizationSecret member)
+    secret: bool  # a manifest must give it as env:VAR or file:PATH
+
+
+@dataclass(frozen=True, slots=True)
+class SyncKeys:
+    """The keys one synchronization template of a gallery app asks for."""
+
+    sync_template: str
+    default: bool
+    keys: tuple[CredentialKey, ...]
+
+
+@dataclass(slots=True)
+class TemplateInfo:
+    id: str
+    display_name: str
+    publisher: str
+    provisioning_types: list[str]
+    categories: list[str]
+    keys: list[SyncKeys] | None = None  # None: not read, or not known (see keys_note)
+    keys_note: str | None = None
+    source: str | None = None  # the service principal the keys were read from
+
+    @property
+    def provisioning(self) -> bool:
+        return "sync" in self.provisioning_types
+
+    def as_json(self) -> JSON:
+        return {
+            "id": self.id,
+            "displayName": self.display_name,
+            "publisher": self.publisher,
+            "provisioning": self.provisioning,
+            "supportedProvisioningTypes": self.provisioning_types,
+            "categories": self.categories,
+            "credentialKeys": None
+            if self.keys is None
+            else [
+                {
+                    "syncTemplate": s.sync_template,
+                    "default": s.default,
+                    "keys": [{"key": k.key, "secret": k.secret} for k in s.keys],
+                }
+                for s in self.keys
+            ],
+            "credentialKeysNote": self.keys_note,
+            "readFromServicePrincipal": self.source,
+        }
+
+
+def _strings(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def template_info(t: JSON) -> TemplateInfo:
+    return TemplateInfo(
+        id=str(t.get("id") or ""),
+        display_name=str(t.get("displayName") or ""),
+        publisher=str(t.get("publisher") or ""),
+        provisioning_types=_strings(t.get("supportedProvisioningTypes")),
+        categories=_strings(t.get("categories")),
+    )
+
+
+def configuration_fields(sync_template: JSON) -> tuple[CredentialKey, ...] | None:
+    """The keys of a synchronization template's ``ConfigurationFields`` metadata, or None
+    when it has none (or none that can be read)."""
+    for item in sync_template.get("metadata") or []:
+        if not isinstance(item, dict) or str(item.get("key", "")).lower() != "configurationfields":
+            continue
+        try:
+            fields = orjson.loads(str(item.get("value") or "[]"))
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(fields, list):
+            return None
+        keys = []
+        for f in fields:
+            if not isinstance(f, dict) or not f.get("name"):
+                continue
+            name = _KEY_CASE.get(str(f["name"]).lower(), str(f["name"]))
+            keys.append(CredentialKey(name, bool(f.get("secret")) or name not in PLAIN_KEYS))
+        return tuple(keys)
+    return None
+
+
+async def find(graph: Graph, search: str | None) -> list[TemplateInfo]:
+    """The gallery templates whose display name contains ``search`` (or whose id it is)."""
+    if search is not None and search.strip() and _is_guid(search.strip()):
+        found = await graph.find_templates(search.strip())
+    else:
+        params = {}
+        if search is not None and search.strip():
+            params["$filter"] = f"contains(displayName, {odata_string(search.strip())})"
+        found = []
+        async for page in graph.client.pages("/applicationTemplates", params=params):
+            found.extend(t for t in page if isinstance(t, dict))
+    infos = [template_info(t) for t in found if t.get("id")]
+    infos.sort(key=lambda i: (i.display_name.casefold(), i.id))
+    return infos
+
+
+def _is_guid(text: str) -> bool:
+    return _GUID.fullmatch(text) is not None
+
+
+async def read_keys(graph: Graph, info: TemplateInfo) -> None:
+    """Fill ``info.keys`` from an instance of the template in the tenant (or say why not)."""
+    sps = await graph.service_principals(info.id)
+    sps.sort(key=lambda sp: str(sp.get("id")))
+    if not sps:
+        info.keys_note = NO_INSTANCE
+        return
+    last = ""
+    for sp in sps[:3]:
+        try:
+            sync_templates = await graph.sync_templates(str(sp["id"]))
+        except GraphError as err:
+            # a service principal just created may not be readable yet (replication)
+            last = f"{err.status} {err.code}"
+            continue
+        found = []
+        for st in sync_templates:
+            keys = configuration_fields(st)
+            if keys is not None:
+                found.append(SyncKeys(str(st.get("id")), bool(st.get("default")), keys))
+        info.source = str(sp["id"])
+        if not sync_templates:
+            info.keys_note = "none: its instances have no synchronization template"
+        elif not found:
+            info.keys_note = "unknown: its synchronization templates publish no ConfigurationFields"
+        else:
+            found.sort(key=lambda s: (not s.default, s.sync_template))
+            info.keys = found
+        return
+    info.keys_note = f"unknown: its synchronization templates could not be read ({last})"
+
+
+async def lookup(
+    graph: Graph, search: str | None, *, keys: bool, provisioning_only: bool
+) -> list[TemplateInfo]:
+    infos = await find(graph, search)
+    if provisioning_only:
+        infos = [i for i in infos if i.provisioning]
+    if keys or len(infos) == 1:
+        limiter = anyio.CapacityLimiter(8)
+
+        async def one(info: TemplateInfo) -> None:
+            async with limiter:
+                await read_keys(graph, info)
+
+        async with anyio.create_task_group() as tg:
+            for info in infos:
+                if info.provisioning:
+                    tg.start_soon(one, info)
+                else:
+                    info.keys_note = "none: this template does not support provisioning"
+    return infos
+
+
+def keys_text(info: TemplateInfo) -> str:
+    if info.keys is None:
+        return info.keys_note or ""
+    lines = []
+    for s in info.keys:
+        keys = ", ".join(k.key + (" (secret)" if k.secret else "") for k in s.keys) or "none"
+        lines.append(keys if len(info.keys) == 1 else f"{s.sync_template}: {keys}")
+    return "\n".join(lines)
+
+
+def cmd_templates(args: argparse.Namespace) -> int:
+    configure(console_level="warning")
+
+    async def main() -> list[TemplateInfo]:
+        async with (
+            target(args) as tgt,
+            GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client,
+        ):
+            return await lookup(
+                Graph(client), args.search, keys=args.keys, provisioning_only=args.provisioning
+            )
+
+    infos = anyio.run(main)
+    if args.json:
+        body = {
+            "search": args.search,
+            "count": len(infos),
+            "templates": [i.as_json() for i in infos],
+        }
+        sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return EXIT_OK if infos else EXIT_NONE
+    console = Console(highlight=False)
+    what = f" whose name contains '{printable(args.search)}'" if args.search else ""
+    if not infos:
+        console.print(f"no gallery application template{what}", markup=False)
+        return EXIT_NONE
+    with_keys = any(i.keys is not None or i.keys_note for i in infos)
+    if len(infos) == 1:
+        _print_one(console, infos[0])
+    else:
+        _print_table(console, infos, what, with_keys)
+    if with_keys:
+        console.print(
+            "credential keys are a manifest's cred.<key> columns (CSV) or credentials "
+            "object (JSON); (secret): give it as env:VAR or file:PATH, the others take a "
+            "plain value",
+            markup=False,
+        )
+    if any(i.keys_note == NO_INSTANCE for i in infos):
+        console.print(WHY_UNKNOWN, markup=False)
+    return EXIT_OK
+
+
+def _print_one(console: Console, i: TemplateInfo) -> None:
+    table = Table(title=None, show_header=False, box=None, padding=(0, 2, 0, 0))
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    table.add_row("template", cell(i.display_name))
+    table.add_row("id", cell(i.id))
+    table.add_row("publisher", cell(i.publisher))
+    types = ", ".join(i.provisioning_types) or "none"
+    table.add_row("provisioning", cell(f"{'yes' if i.provisioning else 'no'} ({types})"))
+    table.add_row("credential keys", cell(keys_text(i), keep_newlines=True))
+    if i.source:
+        table.add_row("read from", cell(f"service principal {i.source}"))
+    console.print(table)
+
+
+def _print_table(console: Console, infos: list[TemplateInfo], what: str, with_keys: bool) -> None:
+    table = Table(title=f"{len(infos)} gallery application template(s){what}")
+    table.add_column("id", no_wrap=True)
+    for col in ("display name", "publisher", "provisioning"):
+        table.add_column(col, overflow="fold")
+    if with_keys:
+        table.add_column("credential keys", overflow="fold")
+    for i in infos:
+        row = [cell(i.id), cell(i.display_name), cell(i.publisher)]
+        row.append(cell("yes" if i.provisioning else "no"))
+        if with_keys:
+            row.append(cell(keys_text(i), keep_newlines=True))
+        table.add_row(*row)
+    console.print(table)
