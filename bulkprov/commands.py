@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import ledger as ledger_mod
+from . import planner
 from .client import GraphClient
 from .connect import client_settings, target
 from .display import cell, printable
@@ -25,10 +26,10 @@ from .files import check_writable, write_atomic
 from .graph import Graph
 from .ledger import Redactor
 from .log import configure
-from .manifest import iter_instances, validate
+from .manifest import Instance, iter_instances, validate
 from .progress import Progress, TaskProgress
 from .refs import RefRules
-from .run import Runner, resolve_agent_groups, resolve_templates
+from .run import Runner, read_needs, resolve_agent_groups, resolve_templates
 from .settings import RunSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_QUARANTINE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -255,44 +256,49 @@ def cmd_plan(args: argparse.Namespace) -> int:
         ):
             graph = Graph(client)
             templates = await resolve_templates(graph, summary)
-            delegated = tgt.conn.credential.delegated
+            needs = await read_needs(graph, templates)
+            credential = tgt.conn.credential
             groups: dict[str, str] = {}
-            if summary.agent_groups and delegated:
+            if summary.agent_groups and credential.delegated:
                 groups = await resolve_agent_groups(graph, summary)
+            claimed = replay.claimed("applicationId") if replay else {}
             rows: list[dict[str, Any]] = []
             limiter = anyio.CapacityLimiter(32)
 
-            async def one(inst: Any, row: dict[str, Any]) -> None:
+            def decide(inst: Instance, apps: list[Any] | None = None) -> planner.Decision:
+                tid = templates[inst.template].id
+                return planner.decide(
+                    inst,
+                    replay.instances.get(inst.key) if replay else None,
+                    template_id=tid,
+                    needs=needs.get(tid),
+                    apps=apps,
+                    claimed=claimed,
+                    on_existing=args.on_existing,
+                    delegated=credential.delegated,
+                    credential_kind=credential.kind,
+                )
+
+            def fill(row: dict[str, Any], decision: planner.Decision) -> None:
+                row["action"] = decision.action
+                if decision.application_id:
+                    row["applicationId"] = decision.application_id
+                if decision.code:
+                    row["code"] = decision.code
+                note = "; ".join(n for n in (row.get("note"), decision.note) if n)
+                if note:
+                    row["note"] = note
+
+            async def lookup(inst: Instance, row: dict[str, Any]) -> None:
+                """The decisions that depend on the applications of the instance's name."""
                 async with limiter:
-                    st = replay.instances.get(inst.key) if replay else None
-                    if st is not None and st.finished:
-                        row["action"] = str(st.status)  # done | quarantined (in the ledger)
-                        return
-                    if st is not None and st.ids.get("applicationId"):
-                        row["action"] = "resume"
-                        row["applicationId"] = st.ids["applicationId"]
-                        return
-                    tpl = templates[inst.template]
                     try:
-                        apps = await graph.find_applications(tpl.id, inst.display_name)
+                        apps = await graph.applications_named(inst.display_name)
                     except GraphError as err:
                         row["action"] = "unknown"
                         row["note"] = f"{err.status} {err.code}"
                         return
-                    claimed = replay.claimed("applicationId") if replay else {}
-                    apps = [a for a in apps if a["id"] not in claimed]
-                    if not apps:
-                        row["action"] = "create"
-                        other = await _other_template(graph, inst.display_name, tpl.id)
-                        if other:
-                            row["action"] = "conflict"
-                            row["note"] = other
-                    elif len(apps) == 1:
-                        row["action"] = "adopt" if args.on_existing == "adopt" else "conflict"
-                        row["applicationId"] = apps[0]["id"]
-                    else:
-                        row["action"] = "conflict"
-                        row["note"] = f"{len(apps)} applications with this name and template"
+                fill(row, decide(inst, apps))
 
             async with anyio.create_task_group() as tg:
                 for inst in iter_instances(
@@ -310,16 +316,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
                     rows.append(row)
                     if inst.agent_group is not None:
                         row["agentGroup"] = inst.agent_group
-                        if not delegated:
-                            row["action"] = "refuse"
-                            row["note"] = (
-                                "agentGroup needs delegated permissions: use a device-code "
-                                f"profile (this connection is app-only, {tgt.conn.credential.kind})"
-                            )
-                            continue
-                        row["agentGroupId"] = groups[inst.agent_group]
-                        row["note"] = f"assign agent group {inst.agent_group}"
-                    tg.start_soon(one, inst, row)
+                        if credential.delegated:
+                            row["agentGroupId"] = groups[inst.agent_group]
+                            row["note"] = f"assign agent group {inst.agent_group}"
+                    decision = decide(inst)
+                    if decision.action == "lookup":
+                        tg.start_soon(lookup, inst, row)
+                    else:
+                        fill(row, decision)
             return rows
 
     rows = anyio.run(main)
@@ -350,22 +354,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
             table.caption = f"... {len(rows) - 25} more (--json lists all)"
         console.print(table)
     return EXIT_FAILED if counts.get("conflict") or counts.get("refuse") else EXIT_OK
-
-
-async def _other_template(graph: Graph, display_name: str, template_id: str) -> str | None:
-    """Why an application of this name blocks the instance (it comes from another template)."""
-    others = [
-        a
-        for a in await graph.applications_named(display_name)
-        if a.get("applicationTemplateId") != template_id
-    ]
-    if not others:
-        return None
-    tpl = others[0].get("applicationTemplateId") or "no gallery template"
-    return (
-        f"an application named {display_name!r} exists from another template ({tpl}, "
-        f"application {others[0].get('id')})"
-    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -180,11 +180,30 @@ class Graph:
         found: list[JSON] = []
         params = {
             "$filter": f"displayName eq {odata_string(display_name)}",
-            "$select": "id,appId,displayName,applicationTemplateId",
+            "$select": "id,appId,displayName,applicationTemplateId,createdDateTime",
         }
         async for page in self.client.pages("/applications", params=params):
             found.extend(page)
         return found
+
+    async def some_service_principal(self, template_id: str) -> JSON | None:
+        """One service principal of this gallery template, if the tenant has any."""
+        params = {
+            "$filter": f"applicationTemplateId eq {odata_string(template_id)}",
+            "$select": "id,appId,displayName",
+            "$top": "1",
+        }
+        body = await self.client.get("/servicePrincipals", params=params)
+        items = body.get("value") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise GraphError(
+                200,
+                "InvalidResponse",
+                "a collection answer without 'value'",
+                method="GET",
+                path="/servicePrincipals",
+            )
+        return _items(items, "/servicePrincipals", "id")[0] if items else None
 
     async def service_principals(self, template_id: str | None = None) -> list[JSON]:
         """The service principals of the tenant (of one gallery template, if given)."""

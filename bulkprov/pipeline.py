@@ -3,10 +3,23 @@
     instantiate -> replicate -> [agent_group] -> sync_template -> job -> [schema] -> validate
         -> secrets -> start -> monitor -> logs
 
+Before anything is created for an instance, the run takes ``planner.decide``'s decision
+for it, the one ``plan`` shows: an instance it refuses fails at once, at the step that would
+have failed later, and no application is made for it.
+
 *agent_group* (on-premises apps: the manifest names an ``agentGroup``) assigns the application
 to a provisioning agent group through Graph beta. Graph allows that with delegated permissions
 only, so an instance with an agent group is refused before anything is created for it unless
 the connection signs a user in (a device-code profile).
+
+*sync_template* picks the synchronization template and checks that the manifest gives every
+credential it needs (its ``configurationFields``). Graph lists those only under a service
+principal of the gallery template, so the run reads them from one that exists at start-up, or
+learns them from the first of its instances of the template that reaches this step. Until
+then, instances whose credential keys match the first instance of their template go ahead at
+once; the odd ones (other keys, another ``syncTemplate``) wait for the needs and are refused
+before instantiate if they cannot meet them. The check in this step remains the last line of
+defence (an instance that went ahead without known needs).
 
 *schema* (only for an instance with a ``schema`` file, as ``bulkprov export`` writes them)
 replaces the new job's synchronization schema before the job is validated or started, then
@@ -34,6 +47,7 @@ import anyio
 import orjson
 import structlog
 
+from . import planner
 from . import schema as schema_mod
 from .errors import (
     AuthError,
@@ -48,6 +62,7 @@ from .errors import (
 from .graph import Graph
 from .ledger import InstanceState, Ledger, Redactor, Replay
 from .manifest import Instance
+from .planner import TemplateNeeds
 from .settings import RunSettings
 
 log = structlog.get_logger("bulkprov.pipeline")
@@ -89,6 +104,23 @@ class Outcome:
     instantiated_at: float | None = None  # monotonic time instantiate answered, this run
     # secret values registered with the redactor for this instance, released when it ends
     secrets: set[str] = field(default_factory=set, repr=False)
+    # the gallery template whose needs this instance went ahead to learn (see ``_gate``)
+    learning: str | None = None
+
+
+@dataclass(slots=True)
+class _Learning:
+    """One gallery template whose credential needs are not known yet: the key set of its
+    first instance, how many of its instances went ahead (each learns the needs at
+    sync_template), and an event set whenever the needs are learned or none is left going."""
+
+    first: tuple[str, frozenset[str]] | None = None
+    going: int = 0
+    changed: anyio.Event = field(default_factory=anyio.Event)
+
+    def wake(self) -> None:
+        self.changed.set()
+        self.changed = anyio.Event()
 
 
 class Events:
@@ -115,6 +147,7 @@ class Pipeline:
         events: Events | None = None,
         stop: anyio.Event | None = None,
         shared_names: Collection[str] | None = None,
+        needs: dict[str, TemplateNeeds] | None = None,
     ) -> None:
         self.graph = graph
         self.ledger = ledger
@@ -139,6 +172,10 @@ class Pipeline:
         self._replication_count = 0
         self._replication_max = 0.0
         self.agent_groups: dict[str, str] = {}  # manifest agentGroup -> id (Runner resolves)
+        # gallery template id -> what its synchronization templates need: read at start-up
+        # from a service principal of it, or learned by the first instance at sync_template
+        self.needs: dict[str, TemplateNeeds] = dict(needs or {})
+        self._learning: dict[str, _Learning] = {}
 
     # ------------------------------------------------------------------ helpers
     async def sleep(self, graph_seconds: float) -> None:
@@ -265,10 +302,14 @@ class Pipeline:
     # ------------------------------------------------------------------ setup
     async def setup(self, out: Outcome) -> None:
         """Run the setup steps not yet done; raise StepError on the first that fails."""
+        try:
+            await self._gate(out)
+            await self._setup_steps(out)
+        finally:
+            self._went(out)
+
+    async def _setup_steps(self, out: Outcome) -> None:
         inst, state = out.inst, out.state
-        if inst.agent_group and not self.graph.client.conn.credential.delegated:
-            # refused before anything is created: Graph would answer 403 after instantiate
-            await self._step(out, "agent_group", lambda: self.refuse_agent_group(out))
         steps: list[tuple[str, Callable[[], Awaitable[JSON | None]]]] = [
             ("instantiate", lambda: self.instantiate(out)),
             ("replicate", lambda: self.replicate(out)),
@@ -293,6 +334,90 @@ class Pipeline:
             if name in state.done:
                 continue
             await self._step(out, name, fn)
+
+    async def _gate(self, out: Outcome) -> None:
+        """Take ``planner.decide``'s decision before anything is created for the instance, and
+        fail it now if it is refused: an ``agentGroup`` under an app-only credential, or
+        credentials its synchronization template needs and it lacks, or an application of its
+        name from another gallery template. Adopting and the conflicts among applications of
+        its own template are left to ``instantiate``, which holds the claims.
+
+        While the template's needs are unknown, an instance whose key set is the first one's
+        of its template (or when none of the template's instances is on its way to learning
+        them) goes ahead, and the others wait: this costs nothing when the keys agree."""
+        inst, state = out.inst, out.state
+        tid = self.templates[inst.template].id
+        credential = self.graph.client.conn.credential
+
+        def decide(apps: list[JSON] | None = None) -> planner.Decision:
+            return planner.decide(
+                inst,
+                state,
+                template_id=tid,
+                needs=self.needs.get(tid),
+                apps=apps,
+                claimed=self._claimed_apps,
+                on_existing=self.settings.on_existing,
+                delegated=credential.delegated,
+                credential_kind=credential.kind,
+            )
+
+        while True:
+            decision = decide()
+            if decision.action == "refuse":
+                await self._refuse(out, decision)
+            if not decision.needs_unknown:
+                break
+            learning = self._learning.setdefault(tid, _Learning())
+            keys = planner.key_set(inst)
+            if learning.first is None:
+                learning.first = keys
+            if decision.action == "resume" or keys == learning.first or not learning.going:
+                learning.going += 1
+                out.learning = tid
+                break
+            if self.stop.is_set():
+                raise _Interrupted
+            await learning.changed.wait()
+        if decision.action != "lookup" or state.instantiate_attempts:
+            return
+        try:
+            apps = await self.graph.applications_named(inst.display_name)
+        except (GraphError, TransportError) as err:
+            # instantiate looks again and fails at its step if Graph keeps failing
+            log.info("gate_lookup_failed", instance=inst.key, error=str(err)[:200])
+            return
+        decision = decide(apps)
+        if decision.action == "conflict" and decision.code == "OtherTemplate":
+            await self._refuse(out, decision)
+
+    async def _refuse(self, out: Outcome, decision: planner.Decision) -> None:
+        step = decision.step or "instantiate"
+
+        async def refused() -> JSON:
+            raise StepError(out.inst.key, step, decision.note, code=decision.code)
+
+        await self._step(out, step, refused)
+
+    def _went(self, out: Outcome) -> None:
+        """The instance ended its setup: one fewer of its template's that may learn its needs."""
+        if out.learning is None:
+            return
+        learning = self._learning.get(out.learning)
+        out.learning = None
+        if learning is None:
+            return
+        learning.going -= 1
+        if not learning.going:
+            learning.wake()
+
+    def _learn(self, template_id: str, needs: TemplateNeeds) -> None:
+        if template_id in self.needs:
+            return
+        self.needs[template_id] = needs
+        learning = self._learning.pop(template_id, None)
+        if learning is not None:
+            learning.wake()
 
     async def instantiate(self, out: Outcome) -> JSON:
         inst, state = out.inst, out.state
@@ -522,18 +647,6 @@ class Pipeline:
                 await self.sleep(self.settings.poll_interval)
         return {"reads": reads, "waited": round(self._elapsed(since), 1)}
 
-    async def refuse_agent_group(self, out: Outcome) -> JSON:
-        kind = self.graph.client.conn.credential.kind
-        raise StepError(
-            out.inst.key,
-            "agent_group",
-            f"agentGroup {out.inst.agent_group!r} needs delegated permissions: Graph assigns "
-            f"agent groups only for a signed-in user, and this run uses an app-only {kind} "
-            "credential; run it with a device-code profile (--profile NAME with "
-            'auth = "device_code")',
-            code="DelegatedOnly",
-        )
-
     async def agent_group(self, out: Outcome) -> JSON:
         """Assign the application to its provisioning agent group (idempotent PUT $ref)."""
         inst, app_id = out.inst, out.state.ids["applicationId"]
@@ -561,40 +674,14 @@ class Pipeline:
         templates = await self._replicated(
             "synchronization templates", lambda: self.graph.sync_templates(sp_id), time.monotonic()
         )
-        if not templates:
-            raise StepError(
-                inst.key,
-                "sync_template",
-                "the application has no synchronization template: its gallery app "
-                "does not support provisioning",
-                code="NoSyncTemplate",
-            )
-        if inst.sync_template:
-            chosen = next((t for t in templates if t.get("id") == inst.sync_template), None)
-            if chosen is None:
-                ids = ", ".join(str(t.get("id")) for t in templates)
-                raise StepError(
-                    inst.key,
-                    "sync_template",
-                    f"synchronization template {inst.sync_template!r} not offered; "
-                    f"the application has {ids}",
-                    code="UnknownSyncTemplate",
-                )
-        else:
-            chosen = next((t for t in templates if t.get("default")), templates[0])
-        fields = _configuration_fields(chosen)
-        given = {c.key.lower() for c in inst.credentials}
-        missing = [f for f in fields if f.lower() not in given]
-        if missing and (inst.validate or inst.start):
-            raise StepError(
-                inst.key,
-                "sync_template",
-                f"template {chosen.get('id')!r} needs credentials "
-                f"{', '.join(fields)}; the manifest gives "
-                f"{', '.join(sorted(c.key for c in inst.credentials)) or 'none'}",
-                code="MissingCredentials",
-            )
-        return {"templateId": str(chosen["id"]), "fields": fields}
+        needs = TemplateNeeds.read(templates)
+        self._learn(self.templates[inst.template].id, needs)  # the instances waiting go on
+        problem = planner.credential_problem(inst, needs)
+        if problem is not None:
+            raise StepError(inst.key, "sync_template", problem.message, code=problem.code)
+        chosen = needs.chosen(inst.sync_template)
+        assert chosen is not None  # credential_problem says when it is not offered
+        return {"templateId": chosen[0], "fields": list(chosen[1])}
 
     async def job(self, out: Outcome) -> JSON:
         sp_id = out.state.ids["servicePrincipalId"]
@@ -798,23 +885,4 @@ Interrupted = _Interrupted
 _ID_KEYS = frozenset({"applicationId", "appId", "servicePrincipalId", "jobId", "templateId"})
 
 
-def _configuration_fields(template: JSON) -> list[str]:
-    """The credential keys a synchronization template asks for (its ConfigurationFields)."""
-    for item in template.get("metadata") or []:
-        if str(item.get("key", "")).lower() == "configurationfields":
-            try:
-                fields = orjson.loads(str(item.get("value") or "[]"))
-            except orjson.JSONDecodeError:
-                return []
-            names = [str(f.get("name")) for f in fields if isinstance(f, dict) and f.get("name")]
-            return [_SECRET_KEY_CASE.get(n.lower(), n) for n in names]
-    return []
-
-
-def _secret_key_case() -> dict[str, str]:
-    from .manifest import SECRET_KEYS
-
-    return {k.lower(): k for k in SECRET_KEYS}
-
-
-_SECRET_KEY_CASE = _secret_key_case()
+_configuration_fields = planner.configuration_fields  # (export reads it from here)

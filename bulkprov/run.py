@@ -25,11 +25,12 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .client import GraphClient
-from .errors import BulkProvError, ManifestError, Problem, StepError
+from .errors import BulkProvError, GraphError, ManifestError, Problem, StepError, TransportError
 from .graph import Graph
 from .ledger import Ledger, Redactor
 from .manifest import Instance, Lines, ManifestSummary, iter_instances, validate
 from .pipeline import Events, Interrupted, Outcome, Pipeline, ResolvedTemplate
+from .planner import TemplateNeeds
 from .refs import DEFAULT_RULES, RefRules
 from .settings import RunSettings
 
@@ -93,6 +94,25 @@ async def resolve_templates(graph: Graph, summary: ManifestSummary) -> dict[str,
     if problems:
         raise ManifestError(problems)
     return resolved
+
+
+async def read_needs(
+    graph: Graph, templates: dict[str, ResolvedTemplate]
+) -> dict[str, TemplateNeeds]:
+    """What the synchronization templates of each gallery template need, read from one service
+    principal of it that the tenant already has (two requests a template). A template with none,
+    or whose service principal cannot be read, is left out: its needs are unknown until the
+    first application of it exists."""
+    needs: dict[str, TemplateNeeds] = {}
+    for tid in sorted({t.id for t in templates.values()}):
+        try:
+            sp = await graph.some_service_principal(tid)
+            if sp is None:
+                continue
+            needs[tid] = TemplateNeeds.read(await graph.sync_templates(str(sp["id"])))
+        except (GraphError, TransportError) as err:
+            log.info("needs_unread", template=tid, error=str(err)[:200])
+    return needs
 
 
 async def resolve_agent_groups(graph: Graph, summary: ManifestSummary) -> dict[str, str]:
@@ -254,6 +274,9 @@ class Runner:
             groups: dict[str, str] = {}
             if summary.agent_groups and self.client.conn.credential.delegated:
                 groups = await resolve_agent_groups(self.graph, summary)
+            finished = sum(1 for st in replay.instances.values() if st.finished)
+            # a re-run of a finished ledger sets nothing up: it has no need to know the needs
+            needs = await read_needs(self.graph, templates) if finished < summary.count else {}
             ledger.begin()
             pipeline = Pipeline(
                 self.graph,
@@ -266,6 +289,7 @@ class Runner:
                 events=self.events,
                 stop=self.stop,
                 shared_names=summary.shared_names,
+                needs=needs,
             )
             pipeline.agent_groups = groups
             collector = LogCollector(
