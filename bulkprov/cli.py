@@ -599,10 +599,10 @@ def _secrets_dir_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) ->
         "--secrets-dir",
         action="append",
         type=Path,
-        default=[],
+        default=None,
         metavar="DIR",
         help="a directory the manifest's file: references may point into besides the "
-        "manifest's own (repeatable; a profile's secrets_dirs adds more)",
+        "manifest's own (repeatable; a profile's secrets_dirs adds more; default: none)",
     )
 
 
