@@ -523,6 +523,14 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return monitor(args)
 
 
+def _lone(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error a task group wrapped (a command's workers), or the group itself."""
+    inner: BaseException = group
+    while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+        inner = inner.exceptions[0]
+    return inner
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .errors import BulkProvError
 
@@ -530,7 +538,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
-    except BulkProvError as err:
+    except (BulkProvError, BaseExceptionGroup) as caught:
+        err = _lone(caught) if isinstance(caught, BaseExceptionGroup) else caught
+        if not isinstance(err, BulkProvError):
+            raise
         print(f"bulkprov: error: {err}", file=sys.stderr)
         return 2
     return code

@@ -32,6 +32,7 @@ ENV = {
     "time_scale": "BULKPROV_TIME_SCALE",
 }
 SECRET_ENV = "BULKPROV_CLIENT_SECRET"
+MOCK_HINT = "is `bulkprov mock-graph` still running?"
 
 
 def add_connection_options(p: argparse.ArgumentParser) -> None:
@@ -163,6 +164,7 @@ def from_flags(args: argparse.Namespace) -> Target:
             client_id=info.client_id,
             credential=Credential(client_secret=info.client_secret),
             ca_file=Path(info.ca_file),
+            unreachable_hint=MOCK_HINT,
         )
         scale = float(scale_text) if scale_text else info.time_scale
         return Target(conn, scale, f"mock Graph at {info.graph_url}")

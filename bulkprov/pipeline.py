@@ -543,7 +543,7 @@ class Pipeline:
                 if isinstance(err, GraphError) and err.status < 500 and not lost:
                     raise
                 # the answer was lost or unreadable: list again before creating again
-                log.info("job_create_unsure", instance=out.inst.key, error=str(err)[:200])
+                log.info("job_create_unsure", instance=out.inst.key, error=str(err))
                 last = str(err)
                 continue
             return {"jobId": job["id"], "status": (job.get("status") or {}).get("code")}

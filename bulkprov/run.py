@@ -152,7 +152,7 @@ class LogCollector:
                 entries = await self.graph.provisioning_logs(since=since)
             except (BulkProvError, OSError) as err:
                 for job_id, (_s, event, box) in batch.items():
-                    box.append({"error": str(err)[:300]})
+                    box.append({"error": str(err)})
                     event.set()
                     del job_id
                 continue
