@@ -166,6 +166,7 @@ def from_flags(args: argparse.Namespace) -> Target:
             ca_file=Path(info.ca_file),
             unreachable_hint=MOCK_HINT,
         )
+        _check_files(conn, mock_info=Path(info_path))
         scale = float(scale_text) if scale_text else info.time_scale
         return Target(conn, scale, f"mock Graph at {info.graph_url}")
     tenant, client = _opt(args, "tenant_id"), _opt(args, "client_id")
@@ -190,7 +191,28 @@ def from_flags(args: argparse.Namespace) -> Target:
         ca_file=Path(p) if (p := _opt(args, "ca_file")) else None,
         allow_http=args.allow_http,
     )
+    _check_files(conn)
     return Target(conn, float(scale_text) if scale_text else 1.0, conn.graph_url)
+
+
+def _check_files(conn: ConnectionSettings, *, mock_info: Path | None = None) -> None:
+    """Warn about the files that decide where the token and the client secret go when other
+    users can write them: a mock info file (Graph's address, and the secret itself) and the CA
+    file (whom TLS trusts)."""
+    if mock_info is not None:
+        profiles_mod.warn_if_others_can_write(
+            mock_info,
+            "mock info file",
+            "they could point bulkprov at a Graph of their own and receive the client secret",
+            stacklevel=3,
+        )
+    if conn.ca_file is not None:
+        profiles_mod.warn_if_others_can_write(
+            conn.ca_file,
+            "CA file",
+            "they could add a CA of their own and receive your token or secret",
+            stacklevel=3,
+        )
 
 
 def _scale_text(args: argparse.Namespace) -> str | None:
@@ -238,6 +260,7 @@ def from_profile(args: argparse.Namespace, name: str) -> Target:
         )
     except ConfigError as exc:
         raise prof.error(None, str(exc)) from None
+    _check_files(conn)
     return Target(
         conn,
         float(scale_text) if scale_text else 1.0,
