@@ -3,6 +3,12 @@
 MSAL for Python is synchronous, so its calls run in a worker thread. The token is cached here
 and refreshed before it expires, by one task at a time; a 401 invalidates it.
 
+MSAL's HTTP goes through a session of our own: it follows no redirect (a redirected token
+request would carry the client secret to the ``Location`` host) and gives up on a connection
+after :data:`~bulkprov.reach.CONNECT_TIMEOUT`. A token endpoint that is down is tried for about
+a minute; one that cannot be connected to at all before the first token (refused, no such
+host, a TLS certificate not trusted) fails at once, after one quick retry.
+
 By credential kind: a client secret or certificate uses a ``ConfidentialClientApplication``
 (client credentials grant); a managed identity a ``ManagedIdentityClient``; device code a
 ``PublicClientApplication``: the first token needs a user to enter the code shown on stderr,
@@ -18,6 +24,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import msal
@@ -26,7 +33,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from msal.exceptions import MsalError
 
-from .errors import AuthError
+from .errors import AuthError, AuthorityUnreachable, Redirected, origin
+from .reach import CONNECT_TIMEOUT, explain
 from .settings import ConnectionSettings
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -46,6 +54,34 @@ FATAL_ERRORS = frozenset(
         "device_flow_failed",
     }
 )
+
+
+#: Real seconds to connect to the token endpoint, and to wait for its answer.
+TOKEN_TIMEOUT = (CONNECT_TIMEOUT, 30.0)
+#: Tries before the first token, when the token endpoint cannot be connected to at all.
+FRESH_ATTEMPTS = 2
+
+
+class NoRedirectSession(requests.Session):
+    """MSAL's HTTP client: no redirect is followed (the request would go, client secret and
+    all, to the ``Location`` host: :class:`Redirected` instead), and every request has
+    :data:`TOKEN_TIMEOUT` (MSAL sets no timeout on a client it is given)."""
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        kwargs["allow_redirects"] = False
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = TOKEN_TIMEOUT
+        resp = super().send(request, **kwargs)
+        if 300 <= resp.status_code < 400 and resp.status_code != 304:
+            url = str(request.url)
+            resp.close()
+            raise Redirected(
+                f"{request.method} {origin(url)}{urlsplit(url).path}",
+                resp.status_code,
+                url,
+                resp.headers.get("Location"),
+            )
+        return resp
 
 
 def _stderr_prompt(message: str) -> None:
@@ -82,7 +118,7 @@ class TokenProvider:
         *,
         sleep: Sleep = anyio.sleep,
         clock: Callable[[], float] = time.time,
-        attempts: int = 8,
+        attempts: int = 9,  # about a minute of tries: 0.5 s doubling to 30 s between them
         prompt: Prompt = _stderr_prompt,
     ) -> None:
         self._conn = conn
@@ -104,23 +140,20 @@ class TokenProvider:
         """Tokens act for a signed-in user (device code): delegated permissions."""
         return self._conn.credential.delegated
 
-    def _http_client(self) -> requests.Session | None:
-        if self._conn.ca_file is None:
-            return None
-        # requests lets REQUESTS_CA_BUNDLE override `verify`: a session of our own that does
-        # not trust the environment keeps the configured CA in force.
-        session = requests.Session()
-        session.verify = str(self._conn.ca_file)
-        session.trust_env = False
+    def _http_client(self) -> requests.Session:
+        session = NoRedirectSession()
+        if self._conn.ca_file is not None:
+            # requests lets REQUESTS_CA_BUNDLE override `verify`: a session that does not
+            # trust the environment keeps the configured CA in force.
+            session.verify = str(self._conn.ca_file)
+            session.trust_env = False
         return session
 
     def _build(self) -> Any:
         """The MSAL application for the credential kind."""
         conn = self._conn
         cred = conn.credential
-        kwargs: dict[str, Any] = {}
-        if (session := self._http_client()) is not None:
-            kwargs["http_client"] = session
+        kwargs: dict[str, Any] = {"http_client": self._http_client()}
         if cred.managed_identity is not None:
             mi = cred.managed_identity
             identity: Any
@@ -130,7 +163,7 @@ class TokenProvider:
                 identity = msal.UserAssignedManagedIdentity(**{mi.id_type: mi.id})
             return msal.ManagedIdentityClient(
                 identity,
-                http_client=kwargs.get("http_client") or requests.Session(),
+                http_client=kwargs["http_client"],
                 token_cache=msal.TokenCache(),
             )
         custom = not conn.authority_host.startswith("https://login.microsoftonline.")
@@ -215,9 +248,25 @@ class TokenProvider:
             self._token = None
             self._refresh_at = 0.0
 
+    def _unreachable(self, exc: requests.RequestException, attempt: int) -> str:
+        """Why the token endpoint gave no answer; before the first token, a host that cannot
+        be connected to at all is not tried for a minute: :class:`AuthorityUnreachable`."""
+        url = getattr(exc.request, "url", None) or self._conn.authority
+        host, failure = origin(str(url)), explain(exc)
+        if failure.connecting and self.acquired == 0 and attempt >= FRESH_ATTEMPTS:
+            raise AuthorityUnreachable(
+                host,
+                failure.reason,
+                context=f"client {self._conn.client_id}, tenant {self._conn.tenant_id}",
+                hint=self._conn.unreachable_hint,
+            ) from None
+        return f"cannot reach {host}: {failure.reason}"
+
     async def _refresh(self) -> None:
         last = "no answer"
+        attempt = 0
         for attempt in range(1, self._attempts + 1):
+            unreachable: str | None = None
             try:
                 self._abandon.clear()
                 result = await anyio.to_thread.run_sync(
@@ -226,7 +275,15 @@ class TokenProvider:
             except anyio.get_cancelled_exc_class():
                 self._abandon.set()  # a device flow waiting for its user stops polling
                 raise
-            except (requests.RequestException, ValueError, OSError, MsalError) as exc:
+            except Redirected as exc:
+                raise AuthError(
+                    f"no token for client {self._conn.client_id} from {self._conn.authority}: "
+                    f"{exc}"
+                ) from None
+            except requests.RequestException as exc:
+                unreachable = self._unreachable(exc, attempt)
+                result = {"error": "unreachable"}
+            except (ValueError, OSError, MsalError) as exc:
                 # MSAL raises MsalServiceError on a 5xx from the token endpoint (and answers the
                 # same error from its cache for the Retry-After, 5 s by default): transient
                 result = {"error": type(exc).__name__, "error_description": str(exc)}
@@ -241,10 +298,14 @@ class TokenProvider:
                 return
             error = str(result.get("error", "unknown_error"))
             description = str(result.get("error_description") or "").splitlines() or [""]
-            last = f"{error}: {description[0][:300]}"
+            last = unreachable or f"{error}: {description[0]}"
             if error in FATAL_ERRORS:
                 break  # a configuration problem, or the user did not sign in: do not retry
-            await self._sleep(min(30.0, 0.5 * 2 ** (attempt - 1)) * self._rng.uniform(0.5, 1))
+            if attempt < self._attempts:
+                delay = min(30.0, 0.5 * 2 ** (attempt - 1))
+                await self._sleep(delay * self._rng.uniform(0.5, 1))
+        tries = f" after {attempt} attempts" if attempt > 1 else ""
         raise AuthError(
-            f"no token for client {self._conn.client_id} from {self._conn.authority}: {last}"
+            f"no token for client {self._conn.client_id} from {self._conn.authority}{tries}: "
+            f"{last}"
         )

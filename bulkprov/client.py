@@ -4,19 +4,32 @@ Every request passes, in order: the throttle-scope gates (closed for everyone af
 its Retry-After has passed), the rate limiters (resource units, writes, reports: Graph's quotas,
 adapted down after a 429 and recovering while quiet), a token, the HTTP exchange, and
 :func:`bulkprov.retry.decide`. Errors carry method, path, request-id and client-request-id.
+
+No redirect is followed: a 3xx answer fails the request (:class:`Redirected`, naming the status
+and the ``Location`` host), since Graph redirects none of these calls and the request, token
+and credentials included, would go to that host. A Graph that cannot be connected to at all
+(refused, no such host, TLS certificate not trusted, connect timeout) before it has answered
+once fails after one quick retry (:class:`GraphUnreachable`); later, the retry policy applies.
+
+Time spent waiting on scopes a 429 closed is added to the task's :func:`measure_throttle_wait`;
+inside :func:`wait_out_throttling` a request retries 429s without the policy's limit.
 """
 
 from __future__ import annotations
 
 import asyncio.sslproto
+import contextlib
+import dataclasses
 import math
 import random
 import re
 import ssl
+import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -29,13 +42,78 @@ import structlog
 from aiolimiter import AsyncLimiter
 
 from .auth import TokenProvider
-from .errors import GraphError, Throttled, TransportError, UnsafeRequest
+from .errors import (
+    GraphError,
+    GraphUnreachable,
+    Redirected,
+    Throttled,
+    TransportError,
+    UnsafeRequest,
+    origin,
+)
+from .reach import CONNECT_TIMEOUT, explain
 from .retry import Action, backoff, decide, parse_retry_after
 from .settings import ClientSettings, ConnectionSettings, Quota
 
 log = structlog.get_logger("bulkprov.client")
 Sleep = Callable[[float], Awaitable[None]]
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+#: Tries, before Graph has answered once, of a Graph that cannot be connected to at all.
+FRESH_ATTEMPTS = 2
+#: Graph's error message is kept up to this many characters (the display shortens it).
+MAX_GRAPH_MESSAGE = 16 * 1024
+SCOPE_NAMES = {"ru": "resource units", "write": "write", "reports": "reports"}
+
+
+@dataclass(slots=True)
+class ThrottleWait:
+    """Real seconds the requests of one task spent waiting on throttle scopes that a 429 had
+    closed (its Retry-After), by the client's scope (``ru``, ``write``, ``reports``)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, scope: str, seconds: float) -> None:
+        self.seconds[scope] = self.seconds.get(scope, 0.0) + seconds
+
+    def describe(self, time_scale: float) -> str:
+        """E.g. "240 Graph s of it waiting on Graph's 429 Retry-After in scope write", or ""
+        when it waited less than a Graph second."""
+        graph = {k: v / time_scale for k, v in self.seconds.items() if v / time_scale >= 0.5}
+        if not graph:
+            return ""
+        total = sum(graph.values())
+        text = f"{total:.0f} Graph s of it waiting on Graph's 429 Retry-After"
+        if len(graph) == 1:
+            return f"{text} in scope {SCOPE_NAMES[next(iter(graph))]}"
+        parts = sorted(graph.items(), key=lambda kv: -kv[1])
+        return f"{text} ({', '.join(f'{SCOPE_NAMES[k]} {v:.0f} s' for k, v in parts)})"
+
+
+_throttle_wait: ContextVar[ThrottleWait | None] = ContextVar("throttle_wait", default=None)
+_wait_out: ContextVar[bool] = ContextVar("wait_out_throttling", default=False)
+
+
+@contextlib.contextmanager
+def measure_throttle_wait(into: ThrottleWait | None = None) -> Iterator[ThrottleWait]:
+    """Within the block, this task's (and its children's) waits on closed throttle scopes are
+    added to ``into`` (a new :class:`ThrottleWait` if not given), which the block gets."""
+    waited = into if into is not None else ThrottleWait()
+    token = _throttle_wait.set(waited)
+    try:
+        yield waited
+    finally:
+        _throttle_wait.reset(token)
+
+
+@contextlib.contextmanager
+def wait_out_throttling() -> Iterator[None]:
+    """Within the block, this task's requests retry 429s however many come, each after its
+    Retry-After: for the look-ups a run cannot start without, where giving up ends the run."""
+    token = _wait_out.set(True)
+    try:
+        yield
+    finally:
+        _wait_out.reset(token)
 
 
 # asyncio gives every TLS connection a 256 KiB read buffer (SSLProtocol.max_size), written at
@@ -220,6 +298,8 @@ class GraphClient:
         self._rng = random.Random(self.settings.seed)
         self.stats = ClientStats()
         self._origin = _origin(conn.graph_url)
+        self._patient = dataclasses.replace(self.settings.retry, max_throttle_attempts=sys.maxsize)
+        self._reached = False  # Graph has answered (anything) since the client started
         self._limiters: dict[str, AdaptiveLimiter] | None = None
         # connections per request kind (write, read, reports): set on entry
         self._slots: dict[str, anyio.Semaphore] = {}
@@ -334,7 +414,10 @@ class GraphClient:
         ru = self._ru(method, url, params)
         body = None if json is None else orjson.dumps(json)
         scale = self.settings.time_scale
-        timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout * scale)
+        timeout = aiohttp.ClientTimeout(
+            total=self.settings.request_timeout * scale, sock_connect=CONNECT_TIMEOUT
+        )
+        policy = self._patient if _wait_out.get() else self.settings.retry
         display = urlsplit(url).path.removeprefix(urlsplit(self.conn.base_url).path)
         attempt = 0  # every try
         throttles = tries = 0  # tries answered 429, and the others: each kind has its budget
@@ -361,10 +444,17 @@ class GraphClient:
                 resp_headers: Mapping[str, str] = {}
                 raw = b""
                 reason = ""
+                lost: BaseException | None = None
                 self.stats.requests += 1
                 try:
                     async with self._session.request(
-                        method, url, params=params, data=body, headers=headers, timeout=timeout
+                        method,
+                        url,
+                        params=params,
+                        data=body,
+                        headers=headers,
+                        timeout=timeout,
+                        allow_redirects=False,
                     ) as resp:
                         raw = await resp.read()
                         status = resp.status
@@ -375,23 +465,36 @@ class GraphClient:
                             self._close_gate(kind, resp_headers)
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                     reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
+                    lost = exc
                     self.stats.transport_errors += 1
+            request_id = resp_headers.get("request-id")
             if status is not None:
                 self.stats.by_status[status] += 1
+                self._reached = True
+                if 300 <= status < 400 and status != 304:
+                    raise Redirected(
+                        f"{method} {display}",
+                        status,
+                        url,
+                        resp_headers.get("Location"),
+                        request_id=request_id,
+                        client_request_id=client_request_id,
+                    )
             if status == 429:
                 throttles += 1
             else:
                 tries += 1
+            if lost is not None and not self._reached:
+                self._unreachable(lost, method, display, tries, idempotent, client_request_id)
             decision = decide(
                 status=status,
                 headers=resp_headers,
                 attempt=throttles if status == 429 else tries,
                 idempotent=idempotent,
                 reauthed=reauthed,
-                policy=self.settings.retry,
+                policy=policy,
                 rng=self._rng,
             )
-            request_id = resp_headers.get("request-id")
             if decision.action is Action.OK:
                 parsed, problem = _decode(raw, status or 0, method, resp_headers)
                 if problem is None:
@@ -461,6 +564,28 @@ class GraphClient:
                 status, raw, resp_headers, method, display, request_id, client_request_id
             )
 
+    def _unreachable(
+        self,
+        lost: BaseException,
+        method: str,
+        path: str,
+        tries: int,
+        idempotent: bool,
+        client_request_id: str,
+    ) -> None:
+        """Before Graph has answered once, a Graph that cannot be connected to at all is not
+        worth the policy's minute of retries: :class:`GraphUnreachable` after a quick one."""
+        failure = explain(lost)
+        if failure.connecting and (tries >= FRESH_ATTEMPTS or not idempotent):
+            raise GraphUnreachable(
+                method,
+                path,
+                origin(self.conn.graph_url),
+                failure.reason,
+                hint=self.conn.unreachable_hint,
+                client_request_id=client_request_id,
+            )
+
     async def _admit(self, kind: str, ru: int) -> None:
         """Wait for the scope's gates and limiters; a gate that closed while this request
         waited in a limiter is waited for again, so nothing is sent into a closed scope."""
@@ -475,7 +600,12 @@ class GraphClient:
             gates, limits = ("ru",), (("ru", float(ru)),)
         while True:
             for g in gates:
-                await self._gates[g].wait(self._sleep)
+                gate = self._gates[g]
+                if gate.until > self._clock():
+                    t0 = self._clock()
+                    await gate.wait(self._sleep)
+                    if (waited := _throttle_wait.get()) is not None:
+                        waited.add(g, self._clock() - t0)
             for name, amount in limits:
                 await self._limiters[name].acquire(amount)
             if all(self._gates[g].until <= self._clock() for g in gates):
@@ -520,7 +650,7 @@ class GraphClient:
         if isinstance(body, dict) and isinstance(body.get("error"), dict):
             err = body["error"]
             code = str(err.get("code") or code)
-            message = str(err.get("message") or "")[:500]
+            message = str(err.get("message") or "")[:MAX_GRAPH_MESSAGE]
             details = [
                 str(d.get("code"))
                 for d in err.get("details") or []

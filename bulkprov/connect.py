@@ -32,6 +32,7 @@ ENV = {
     "time_scale": "BULKPROV_TIME_SCALE",
 }
 SECRET_ENV = "BULKPROV_CLIENT_SECRET"
+MOCK_HINT = "is `bulkprov mock-graph` still running?"
 
 
 def add_connection_options(p: argparse.ArgumentParser) -> None:
@@ -163,7 +164,9 @@ def from_flags(args: argparse.Namespace) -> Target:
             client_id=info.client_id,
             credential=Credential(client_secret=info.client_secret),
             ca_file=Path(info.ca_file),
+            unreachable_hint=MOCK_HINT,
         )
+        _check_files(conn, mock_info=Path(info_path))
         scale = float(scale_text) if scale_text else info.time_scale
         return Target(conn, scale, f"mock Graph at {info.graph_url}")
     tenant, client = _opt(args, "tenant_id"), _opt(args, "client_id")
@@ -188,7 +191,28 @@ def from_flags(args: argparse.Namespace) -> Target:
         ca_file=Path(p) if (p := _opt(args, "ca_file")) else None,
         allow_http=args.allow_http,
     )
+    _check_files(conn)
     return Target(conn, float(scale_text) if scale_text else 1.0, conn.graph_url)
+
+
+def _check_files(conn: ConnectionSettings, *, mock_info: Path | None = None) -> None:
+    """Warn about the files that decide where the token and the client secret go when other
+    users can write them: a mock info file (Graph's address, and the secret itself) and the CA
+    file (whom TLS trusts)."""
+    if mock_info is not None:
+        profiles_mod.warn_if_others_can_write(
+            mock_info,
+            "mock info file",
+            "they could point bulkprov at a Graph of their own and receive the client secret",
+            stacklevel=3,
+        )
+    if conn.ca_file is not None:
+        profiles_mod.warn_if_others_can_write(
+            conn.ca_file,
+            "CA file",
+            "they could add a CA of their own and receive your token or secret",
+            stacklevel=3,
+        )
 
 
 def _scale_text(args: argparse.Namespace) -> str | None:
@@ -236,6 +260,7 @@ def from_profile(args: argparse.Namespace, name: str) -> Target:
         )
     except ConfigError as exc:
         raise prof.error(None, str(exc)) from None
+    _check_files(conn)
     return Target(
         conn,
         float(scale_text) if scale_text else 1.0,

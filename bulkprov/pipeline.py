@@ -49,6 +49,7 @@ import structlog
 
 from . import planner
 from . import schema as schema_mod
+from .client import ThrottleWait, measure_throttle_wait
 from .errors import (
     AuthError,
     BulkProvError,
@@ -192,17 +193,24 @@ class Pipeline:
         self.ledger.step(key, name, "start")
         self.events.step_started(name)
         t0 = time.monotonic()
+        throttled = ThrottleWait()  # how long this step's requests waited on 429s
         try:
-            with anyio.fail_after(self.settings.step_deadline * self.scale):
+            with (
+                measure_throttle_wait(throttled),
+                anyio.fail_after(self.settings.step_deadline * self.scale),
+            ):
                 data = await fn()
         except TimeoutError:
+            waited = throttled.describe(self.scale)
             self._fail(
                 out,
                 name,
                 t0,
                 f"did not finish within the step deadline of "
-                f"{self.settings.step_deadline:.0f} Graph seconds",
+                f"{self.settings.step_deadline:.0f} Graph seconds"
+                + (f"; {waited}" if waited else ""),
                 None,
+                "StepDeadline",
             )
         except StepError as err:
             self._fail(out, name, t0, err.reason, err.request_id, err.code)
@@ -709,7 +717,7 @@ class Pipeline:
                 if isinstance(err, GraphError) and err.status < 500 and not lost:
                     raise
                 # the answer was lost or unreadable: list again before creating again
-                log.info("job_create_unsure", instance=out.inst.key, error=str(err)[:200])
+                log.info("job_create_unsure", instance=out.inst.key, error=str(err))
                 last = str(err)
                 continue
             return {"jobId": job["id"], "status": (job.get("status") or {}).get("code")}

@@ -383,17 +383,25 @@ def _check_mode(path: Path) -> None:
     """Warn about a profiles file that other users can write: whoever changes ``graph_url`` or
     ``authority_host`` receives the token or the client secret. Others reading it is harmless:
     it holds references, never secret values (a referenced secret file is checked on read)."""
+    warn_if_others_can_write(
+        path, "profiles file", "they could send your token or secret elsewhere", stacklevel=4
+    )
+
+
+def warn_if_others_can_write(path: Path, what: str, risk: str, *, stacklevel: int = 2) -> None:
+    """Warn (a :class:`ProfileWarning`, shown once per file) when users other than the owner
+    can write ``path``, a file that decides where the token or secret goes: ``what`` names
+    the file ("CA file"), ``risk`` says what they could do."""
     try:
         st = path.stat()
     except OSError:
         return
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         warnings.warn(
-            f"profiles file {path} can be written by other users (mode "
-            f"{stat.S_IMODE(st.st_mode):o}): they could send your token or secret elsewhere; "
-            f"run chmod go-w {path}",
+            f"{what} {path} can be written by other users (mode "
+            f"{stat.S_IMODE(st.st_mode):o}): {risk}; run chmod go-w {path}",
             ProfileWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 

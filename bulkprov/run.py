@@ -24,7 +24,7 @@ import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .client import GraphClient
+from .client import GraphClient, wait_out_throttling
 from .errors import BulkProvError, GraphError, ManifestError, Problem, StepError, TransportError
 from .graph import Graph
 from .ledger import Ledger, Redactor
@@ -81,7 +81,8 @@ async def resolve_templates(graph: Graph, summary: ManifestSummary) -> dict[str,
     resolved: dict[str, ResolvedTemplate] = {}
     problems: list[Problem] = []
     for name, lines in summary.templates.items():
-        found = await graph.find_templates(name)
+        with wait_out_throttling():  # giving up on a 429 storm here would end the run
+            found = await graph.find_templates(name)
         if len(found) == 1:
             resolved[name] = ResolvedTemplate(str(found[0]["id"]), str(found[0]["displayName"]))
             continue
@@ -121,7 +122,8 @@ async def resolve_agent_groups(graph: Graph, summary: ManifestSummary) -> dict[s
     resolved: dict[str, str] = {}
     problems: list[Problem] = []
     for name, lines in summary.agent_groups.items():
-        found = await graph.find_agent_groups(name)
+        with wait_out_throttling():
+            found = await graph.find_agent_groups(name)
         if len(found) == 1:
             resolved[name] = str(found[0]["id"])
             continue
@@ -180,7 +182,7 @@ class LogCollector:
                 entries = await self.graph.provisioning_logs(since=since)
             except (BulkProvError, OSError) as err:
                 for job_id, (_s, event, box) in batch.items():
-                    box.append({"error": str(err)[:300]})
+                    box.append({"error": str(err)})
                     event.set()
                     del job_id
                 continue

@@ -129,6 +129,9 @@ class ConnectionSettings:
     ca_file: Path | None = None
     allow_http: bool = False
     scope: str = "https://graph.microsoft.com/.default"
+    # added to the error when Graph or the authority cannot be reached at all (e.g. a mock
+    # that may have stopped)
+    unreachable_hint: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("graph_url", "authority_host"):

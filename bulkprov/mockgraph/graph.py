@@ -407,6 +407,10 @@ class GraphService(onprem.OnPremisesRoutes):
                         ),
                     },
                 )
+            if self.burst("redirect_burst", rc):
+                self.counters["faults_redirect"] += 1
+                location = {"Location": faults.redirect_location}
+                return MockResponse(faults.redirect_status, headers=location)
             rng = self.fault_rng(rc)
             if self._faulted(faults.error_rate, "error_burst", rc):
                 self.counters["faults_5xx"] += 1

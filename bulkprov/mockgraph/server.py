@@ -383,6 +383,13 @@ class MockGraph:
             request.headers.get("client-request-id", str(uuid.uuid4())),
         )
         status: int
+        if self.service.burst("redirect_burst", "token", shared=False):
+            faults = self.settings.faults
+            self.service.counters["faults_token_redirect"] += 1
+            self.service.requests["POST /{tenant}/oauth2/v2.0/token"][faults.redirect_status] += 1
+            return web.Response(
+                status=faults.redirect_status, headers={"Location": faults.redirect_location}
+            )
         if self.service.burst("drop_burst", "token", shared=False):
             self.service.counters["faults_token_drop"] += 1
             self.service.requests["POST /{tenant}/oauth2/v2.0/token"][0] += 1

@@ -174,6 +174,9 @@ class FaultSettings:
     - ``slow_rate`` / ``slow_burst``: the request takes effect, and its answer comes after
       ``slow_delay`` Graph seconds (past a client's timeout);
     - ``throttle_burst``: 429 with a ``Retry-After`` of ``throttle_retry_after`` (a storm);
+    - ``redirect_burst``: a ``redirect_status`` answer (301/302/303/307/308) whose ``Location``
+      is ``redirect_location``, before the request takes effect: Graph redirects none of these
+      calls, so a client must follow none (the token endpoint too, when the burst names it);
     - ``malformed_rate`` / ``malformed_burst``: the request takes effect, and its answer is
       one of ``malformed_kinds`` (:data:`MALFORMED_KINDS`);
     - ``instantiate_404_rate`` and ``instantiate_timeout_rate``: the terraform-azuread #1406
@@ -195,9 +198,12 @@ class FaultSettings:
     slow_burst: Mapping[str, int] = field(default_factory=lambda: _frozen({}))
     throttle_burst: Mapping[str, int] = field(default_factory=lambda: _frozen({}))
     malformed_burst: Mapping[str, int] = field(default_factory=lambda: _frozen({}))
+    redirect_burst: Mapping[str, int] = field(default_factory=lambda: _frozen({}))
     malformed_kinds: tuple[str, ...] = MALFORMED_KINDS
     slow_delay: float = 150.0  # Graph seconds; a client's timeout is usually 100
     throttle_retry_after: float = 120.0  # Graph seconds, for throttle_burst
+    redirect_status: int = 307  # for redirect_burst
+    redirect_location: str = "https://graph.example.invalid/elsewhere"
     instantiate_404_rate: float = 0.0
     instantiate_timeout_rate: float = 0.0
     instantiate_timeout: float = 150.0  # how long a timed-out instantiate hangs (Graph seconds)
@@ -221,6 +227,8 @@ class FaultSettings:
         bad = set(self.malformed_kinds) - set(MALFORMED_KINDS)
         if bad or not self.malformed_kinds:
             raise ValueError(f"malformed_kinds must be among {list(MALFORMED_KINDS)}")
+        if self.redirect_status not in (301, 302, 303, 307, 308):
+            raise ValueError("redirect_status must be one of 301, 302, 303, 307, 308")
         if self.slow_delay < 0 or self.throttle_retry_after < 0:
             raise ValueError("slow_delay and throttle_retry_after must be >= 0")
 
@@ -242,7 +250,14 @@ class FaultSettings:
 
 
 #: The counted faults of :class:`FaultSettings`.
-BURSTS = ("error_burst", "drop_burst", "slow_burst", "throttle_burst", "malformed_burst")
+BURSTS = (
+    "error_burst",
+    "drop_burst",
+    "slow_burst",
+    "throttle_burst",
+    "malformed_burst",
+    "redirect_burst",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
