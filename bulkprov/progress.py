@@ -114,7 +114,9 @@ class _Display:
             self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            self._plain = False  # the error says what happened; a last count would not
         if self._live is not None:
             self._live.__exit__(None, None, None)
             self._live = None

@@ -75,6 +75,14 @@ def _at_lines(
     return problems
 
 
+def _search_word(name: str) -> str:
+    """A word of a template name worth searching for (its longest), quoted for a shell."""
+    import shlex
+
+    words = sorted(name.split(), key=len, reverse=True)
+    return shlex.quote(words[0] if words else name)
+
+
 async def resolve_templates(graph: Graph, summary: ManifestSummary) -> dict[str, ResolvedTemplate]:
     """One Graph lookup per distinct template; unknown or ambiguous ones are manifest problems
     naming every line that uses them."""
@@ -87,7 +95,10 @@ async def resolve_templates(graph: Graph, summary: ManifestSummary) -> dict[str,
             resolved[name] = ResolvedTemplate(str(found[0]["id"]), str(found[0]["displayName"]))
             continue
         if not found:
-            message = f"no gallery application template {name!r}"
+            message = (
+                f"no gallery application template {name!r} (`bulkprov templates "
+                f"{_search_word(name)}` lists the templates whose names contain a word of it)"
+            )
         else:
             ids = ", ".join(str(t.get("id")) for t in found[:5])
             message = f"{len(found)} gallery templates are named {name!r} ({ids}); use the id"
