@@ -76,10 +76,10 @@ def _at_lines(
 
 
 def _search_word(name: str) -> str:
-    """A word of a template name worth searching for (its longest), quoted for a shell."""
+    """A word of a template name to search for (its first: a vendor, often), for a shell."""
     import shlex
 
-    words = sorted(name.split(), key=len, reverse=True)
+    words = name.split()
     return shlex.quote(words[0] if words else name)
 
 
@@ -97,7 +97,7 @@ async def resolve_templates(graph: Graph, summary: ManifestSummary) -> dict[str,
         if not found:
             message = (
                 f"no gallery application template {name!r} (`bulkprov templates "
-                f"{_search_word(name)}` lists the templates whose names contain a word of it)"
+                f"{_search_word(name)}` lists the templates whose names contain its first word)"
             )
         else:
             ids = ", ".join(str(t.get("id")) for t in found[:5])
