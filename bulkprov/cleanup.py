@@ -27,7 +27,13 @@ import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from .errors import BulkProvError, GraphError, TransportError, UnsafeRequest
+from .errors import (
+    STOPS_THE_COMMAND,
+    BulkProvError,
+    GraphError,
+    TransportError,
+    UnsafeRequest,
+)
 from .graph import Graph
 from .ledger import REMOVED, InstanceState, Ledger, Replay, now_iso
 
@@ -276,6 +282,8 @@ class Cleaner:
             if err.status != 404:
                 return self._error(t, kind, object_id, err.code, err.graph_message, err.request_id)
             event = "gone"
+        except STOPS_THE_COMMAND:
+            raise
         except (TransportError, UnsafeRequest, BulkProvError) as err:
             return self._error(t, kind, object_id, type(err).__name__, str(err), None)
         record: JSON = {"type": "cleanup", "key": t.key, "object": kind, "id": object_id}

@@ -120,6 +120,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
             target(args) as tgt,
             GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client,
         ):
+            await client.tokens.token()  # an authority that cannot be reached: say so first
             ledger_mod.check_target(
                 args.ledger, header, graph=client.conn.base_url, tenant=client.conn.tenant_id
             )
@@ -241,6 +242,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             target(args) as tgt,
             GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client,
         ):
+            await client.tokens.token()  # an authority that cannot be reached: say so first
             base, tenant = client.conn.base_url, client.conn.tenant_id
             ledger_mod.check_target(args.ledger, header, graph=base, tenant=tenant)
             ledger = None

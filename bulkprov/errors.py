@@ -245,3 +245,8 @@ class StepError(BulkProvError):
         self.request_id = request_id
         rid = f" (request-id {request_id})" if request_id else ""
         super().__init__(f"instance {key!r}, step {step}: {message}{rid}")
+
+
+#: Errors about the connection or the ledger, not about one item: commands that work item by
+#: item (monitor, cleanup, export) stop on them rather than record one failure per item.
+STOPS_THE_COMMAND: tuple[type[BulkProvError], ...] = (AuthError, GraphUnreachable, LedgerError)

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import structlog
 
-from .errors import BulkProvError, GraphError
+from .errors import STOPS_THE_COMMAND, BulkProvError, GraphError
 from .graph import Graph
 from .ledger import REMOVED, Ledger, Replay
 
@@ -190,6 +190,8 @@ class Monitor:
                 errorCodes=[err.code],
             )
             return
+        except STOPS_THE_COMMAND:
+            raise
         except BulkProvError as err:
             row.update(status="error", error=str(err)[:300], errorCodes=[type(err).__name__])
             return
@@ -203,6 +205,8 @@ class Monitor:
         self.ledger.step(key, "restart", "start", resetScope=scope)
         try:
             await self.graph.restart_job(sp_id, job_id, scope)
+        except STOPS_THE_COMMAND:
+            raise
         except BulkProvError as err:
             code = getattr(err, "code", type(err).__name__)
             self.ledger.step(key, "restart", "error", code=code, message=str(err)[:300])
@@ -227,6 +231,8 @@ class Monitor:
                 limit=s.logs_limit,
             )
             self.log_queries += 1
+        except STOPS_THE_COMMAND:
+            raise
         except BulkProvError as err:
             for r in rows:
                 r["logs"] = {"error": str(err)[:300]}

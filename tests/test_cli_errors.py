@@ -4,6 +4,7 @@ its documented exit code, no Python traceback, and no ledger written that it did
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -60,6 +61,15 @@ def work(tmp_path: Path, quiet_mock: Path) -> Path:
     (tmp_path / "corrupt.jsonl").write_bytes(
         orjson.dumps(mine) + b"\nnot a record\n" + orjson.dumps({"type": "run"}) + b"\n")
     (tmp_path / "dir.jsonl").mkdir()
+    # the info file of a mock that has stopped: nothing listens on its port any more
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    raw = quiet_mock.read_text()
+    live = info.graph_url.rsplit(":", 1)[1].split("/")[0]
+    (tmp_path / "dead.json").write_text(raw.replace(f":{live}", f":{port}"))
+    (tmp_path / "dead.json").chmod(0o600)
+    (tmp_path / "mine.jsonl").write_bytes(orjson.dumps(mine) + b"\n")
     return tmp_path
 
 
@@ -85,6 +95,13 @@ CASES = {
                                          "records a run against"),
     "cleanup: corrupt ledger": (["cleanup", "corrupt.jsonl", "--yes"], "line 2 is corrupt"),
     "export: existing output": (["export", "--out", "."], None),
+    "run: stopped mock": (["run", "m.csv", "--ledger", "l.jsonl", "--mock-info", "dead.json"],
+                          "mock-graph` still running?"),
+    "plan: stopped mock": (["plan", "m.csv", "--mock-info", "dead.json"], "connection refused"),
+    "monitor: stopped mock": (["monitor", "mine.jsonl", "--mock-info", "dead.json"],
+                              "cannot reach the token endpoint"),
+    "cleanup: stopped mock": (["cleanup", "mine.jsonl", "--yes", "--mock-info", "dead.json"],
+                              "cannot reach the token endpoint"),
 }
 NEEDS_GRAPH = ("run", "plan", "monitor", "cleanup", "export")
 
@@ -96,17 +113,20 @@ def test_bad_input_gets_a_message_and_exit_2(work: Path, quiet_mock: Path, case:
     args, phrase = CASES[case]
     if case.startswith("export"):
         (work / "manifest.json").write_text("{}")  # export refuses to overwrite it
-    if args[0] in NEEDS_GRAPH:
+    if args[0] in NEEDS_GRAPH and "--mock-info" not in args:
         args = [*args, "--mock-info", str(quiet_mock)]
     before = sorted(p.name for p in work.iterdir())
+    t0 = time.monotonic()
     out = _cli(*args, cwd=work)
+    assert time.monotonic() - t0 < 20  # a whole message within seconds, not a silent minute
     assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
     assert "Traceback" not in out.stderr + out.stdout
     assert out.stderr.startswith("bulkprov") and "bulkprov: error:" in out.stderr
     if phrase is not None:
         assert phrase in out.stderr, out.stderr
     assert sorted(p.name for p in work.iterdir()) == before  # nothing new, no lock file left
-    assert (work / "other.jsonl").read_bytes().count(b"\n") == 1  # refused ledgers untouched
+    for ledger in ("other.jsonl", "mine.jsonl"):  # refused ledgers are left untouched
+        assert (work / ledger).read_bytes().count(b"\n") == 1
 
 
 def test_unexpected_errors_name_the_bug_without_a_traceback() -> None:
