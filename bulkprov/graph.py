@@ -184,7 +184,7 @@ class Graph:
         }
         async for page in self.client.pages("/applications", params=params):
             found.extend(page)
-        return found
+        return _items(found, "/applications", "id", "appId")
 
     async def some_service_principal(self, template_id: str) -> JSON | None:
         """One service principal of this gallery template, if the tenant has any."""

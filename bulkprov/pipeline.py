@@ -103,6 +103,8 @@ class Outcome:
     timings: dict[str, int] = field(default_factory=dict)
     job_status: JSON | None = None
     instantiated_at: float | None = None  # monotonic time instantiate answered, this run
+    # the applications of the instance's display name the set-up gate just looked up
+    named: list[JSON] | None = field(default=None, repr=False)
     # secret values registered with the redactor for this instance, released when it ends
     secrets: set[str] = field(default_factory=set, repr=False)
     # the gallery template whose needs this instance went ahead to learn (see ``_gate``)
@@ -398,6 +400,7 @@ class Pipeline:
         decision = decide(apps)
         if decision.action == "conflict" and decision.code == "OtherTemplate":
             await self._refuse(out, decision)
+        out.named = apps  # instantiate's first lookup: those of its template among them
 
     async def _refuse(self, out: Outcome, decision: planner.Decision) -> None:
         step = decision.step or "instantiate"
@@ -435,7 +438,8 @@ class Pipeline:
         since = time.monotonic()
         last = ""
         while True:
-            found = await self._find_mine(inst, template.id, state)
+            named, out.named = out.named, None
+            found = await self._find_mine(inst, template.id, state, named)
             if found is not None:
                 return found
             if state.instantiate_pending:
@@ -557,12 +561,23 @@ class Pipeline:
         await idle.wait()
 
     async def _find_mine(
-        self, inst: Instance, template_id: str, state: InstanceState
+        self,
+        inst: Instance,
+        template_id: str,
+        state: InstanceState,
+        named: list[JSON] | None = None,
     ) -> JSON | None:
-        """The application of this instance, if one exists (adopting or de-duplicating)."""
+        """The application of this instance, if one exists (adopting or de-duplicating).
+        ``named``: the applications of its display name, whatever their template, as a lookup
+        just made found them (the first lookup is then not sent again)."""
         name = self._shared(inst)
         while True:
-            apps = await self.graph.find_applications(template_id, inst.display_name)
+            if named is not None:
+                tid = template_id.lower()
+                apps = [a for a in named if str(a.get("applicationTemplateId")).lower() == tid]
+                named = None
+            else:
+                apps = await self.graph.find_applications(template_id, inst.display_name)
             held = [a for a in apps if self._claimed_apps.get(a["id"]) == inst.key]
             free = [a for a in apps if a["id"] not in self._claimed_apps]
             if name is None or held or not free or name not in self._in_flight:
