@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from msal.exceptions import MsalError
 
 from .errors import AuthError
+from .redact import Redactor, shorten
 from .settings import ConnectionSettings
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -103,6 +104,13 @@ class TokenProvider:
     def delegated(self) -> bool:
         """Tokens act for a signed-in user (device code): delegated permissions."""
         return self._conn.credential.delegated
+
+    def _own_secret(self) -> Redactor:
+        """A redactor that masks this connection's client secret (in an error description)."""
+        redactor = Redactor()
+        if self._conn.credential.client_secret is not None:
+            redactor.add(self._conn.credential.client_secret)
+        return redactor
 
     def _http_client(self) -> requests.Session | None:
         if self._conn.ca_file is None:
@@ -241,7 +249,7 @@ class TokenProvider:
                 return
             error = str(result.get("error", "unknown_error"))
             description = str(result.get("error_description") or "").splitlines() or [""]
-            last = f"{error}: {description[0][:300]}"
+            last = f"{error}: {shorten(description[0], 300, self._own_secret())}"
             if error in FATAL_ERRORS:
                 break  # a configuration problem, or the user did not sign in: do not retry
             await self._sleep(min(30.0, 0.5 * 2 ** (attempt - 1)) * self._rng.uniform(0.5, 1))

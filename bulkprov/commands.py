@@ -24,6 +24,7 @@ from .ledger import Redactor
 from .log import configure
 from .manifest import iter_instances, validate
 from .progress import Progress
+from .redact import shorten
 from .run import Runner, resolve_agent_groups, resolve_templates
 from .settings import RunSettings
 
@@ -85,7 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 return result, client.stats, tgt.label
 
     result, stats, label = anyio.run(main)
-    _print_run_summary(console, result, stats, args.ledger)
+    _print_run_summary(console, result, stats, args.ledger, redactor)
     if args.summary_json is not None:
         args.summary_json.write_bytes(
             orjson.dumps(
@@ -126,7 +127,9 @@ async def _signals(runner: Runner, scope: anyio.CancelScope, console: Console) -
                 return
 
 
-def _print_run_summary(console: Console, result: Any, stats: Any, ledger: Path) -> None:
+def _print_run_summary(
+    console: Console, result: Any, stats: Any, ledger: Path, redactor: Redactor | None = None
+) -> None:
     table = Table(title="bulkprov run")
     table.add_column("status")
     table.add_column("instances", justify="right")
@@ -143,9 +146,8 @@ def _print_run_summary(console: Console, result: Any, stats: Any, ledger: Path) 
         for col in ("instance", "where", "step", "code", "message"):
             failures.add_column(col, overflow="fold")
         for f in result.failures:
-            failures.add_row(
-                f["key"], f["where"], f["step"], str(f.get("code")), str(f["message"])[:200]
-            )
+            message = shorten(str(f["message"]), 200, redactor)
+            failures.add_row(f["key"], f["where"], f["step"], str(f.get("code")), message)
         console.print(failures)
 
 
@@ -397,6 +399,6 @@ def cmd_status(args: argparse.Namespace) -> int:
             elif r["quarantine"]:
                 q = r["quarantine"]
                 detail = f"{q.get('reason')}: {q.get('code')}: {q.get('message')}"
-            t.add_row(r["key"], r["status"], str(r["jobStatus"] or ""), detail[:240])
+            t.add_row(r["key"], r["status"], str(r["jobStatus"] or ""), shorten(detail, 240))
         console.print(t)
     return EXIT_OK

@@ -24,6 +24,7 @@ from .errors import ConfigError
 from .graph import Graph
 from .log import configure
 from .monitor import Monitor, MonitorSettings, exit_status
+from .redact import shorten
 
 KIND_LABELS = {
     cleanup_mod.JOB: "jobs",
@@ -180,7 +181,8 @@ def _print_cleanup(console: Console, result: cleanup_mod.CleanupResult, stats: A
         for col in ("instance", "object", "id", "code", "message"):
             t.add_column(col, overflow="fold")
         for e in result.errors[:20]:
-            t.add_row(e["key"], e["object"], e["id"], str(e["code"]), str(e["message"])[:200])
+            message = shorten(str(e["message"]), 200)
+            t.add_row(e["key"], e["object"], e["id"], str(e["code"]), message)
         console.print(t)
     if result.interrupted:
         console.print("[yellow]interrupted: run cleanup again to finish[/]")
@@ -265,7 +267,7 @@ def _print_monitor(args: argparse.Namespace, rows: list[dict[str, Any]], monitor
         if r.get("restarted"):
             status += f" (restarted from {r.get('statusBeforeRestart')})"
         if r.get("restartError"):
-            status += f" (restart failed: {r['restartError'][:80]})"
+            status += f" (restart failed: {shorten(r['restartError'], 80)})"
         q = r.get("quarantine")
         detail = r.get("error") or ""
         if q:
@@ -278,7 +280,7 @@ def _print_monitor(args: argparse.Namespace, rows: list[dict[str, Any]], monitor
         fail_text = str(logs.get("error") or logs.get("failures") or "")
         for f in logs.get("latest") or []:
             fail_text += f"\n{f.get('at')} {f.get('errorCode')} {f.get('identity') or ''}"
-        t.add_row(r["key"], status, detail[:240], last_text, fail_text)
+        t.add_row(r["key"], status, shorten(detail, 240), last_text, fail_text)
     if len(shown) > 200:
         t.caption = f"... {len(shown) - 200} more (--json lists all)"
     if monitor.logs_truncated:

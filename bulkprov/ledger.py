@@ -40,100 +40,11 @@ from typing import Any
 import orjson
 
 from .errors import LedgerError
+from .redact import Redactor as Redactor  # its home was here: importing it from here works
 
 VERSION = 1
 FINAL_OK = frozenset({"done", "quarantined"})  # finished: a re-run leaves them alone
 REMOVED = "removed"  # the status cleanup gives an instance whose objects it deleted
-
-
-class Redactor:
-    """Replaces every registered secret value in text with ``*****``.
-
-    Values are counted: an instance registers its secrets while it runs and releases them when
-    it ends, so that a run of 100k instances, each with secrets of its own, holds those of the
-    instances in flight only. Where one secret contains or overlaps another, the text they
-    cover is masked whole."""
-
-    MASK = "*****"
-    FEW = 16  # up to this many values, search for each; beyond, look up windows by length
-
-    def __init__(self) -> None:
-        self._counts: dict[str, int] = {}
-        self._by_length: dict[int, set[str]] = {}
-
-    @property
-    def held(self) -> int:
-        """How many distinct values are masked now."""
-        return len(self._counts)
-
-    def add(self, value: str) -> None:
-        if len(value) < 4:
-            return
-        n = self._counts.get(value, 0)
-        self._counts[value] = n + 1
-        if n == 0:
-            self._by_length.setdefault(len(value), set()).add(value)
-
-    def discard(self, value: str) -> None:
-        """Release one registration of ``value``; it is no longer masked once none is left."""
-        n = self._counts.get(value)
-        if n is None:
-            return
-        if n > 1:
-            self._counts[value] = n - 1
-            return
-        del self._counts[value]
-        bucket = self._by_length.get(len(value))
-        if bucket is not None:
-            bucket.discard(value)
-            if not bucket:
-                del self._by_length[len(value)]
-
-    def _spans(self, text: str) -> list[tuple[int, int]]:
-        spans: list[tuple[int, int]] = []
-        if len(self._counts) <= self.FEW:
-            for v in tuple(self._counts):  # a snapshot: log lines may come from other threads
-                i = text.find(v)
-                while i >= 0:
-                    spans.append((i, i + len(v)))
-                    i = text.find(v, i + 1)
-            return spans
-        n = len(text)
-        for length, bucket in tuple(self._by_length.items()):
-            spans.extend(
-                (i, i + length) for i in range(n - length + 1) if text[i : i + length] in bucket
-            )
-        return spans
-
-    def text(self, text: str) -> str:
-        if not self._counts:
-            return text
-        spans = self._spans(text)
-        if not spans:
-            return text
-        spans.sort()
-        parts: list[str] = []
-        pos = 0
-        start, end = spans[0]
-        for s, e in spans[1:]:
-            if s < end:  # overlapping: one mask over both
-                end = max(end, e)
-                continue
-            parts += (text[pos:start], self.MASK)
-            pos, (start, end) = end, (s, e)
-        parts += (text[pos:start], self.MASK, text[end:])
-        return "".join(parts)
-
-    def value(self, obj: Any) -> Any:
-        if not self._counts:
-            return obj
-        if isinstance(obj, str):
-            return self.text(obj)
-        if isinstance(obj, dict):
-            return {k: self.value(v) for k, v in obj.items()}
-        if isinstance(obj, list | tuple):
-            return [self.value(v) for v in obj]
-        return obj
 
 
 def now_iso() -> str:

@@ -21,6 +21,7 @@ import structlog
 from .errors import BulkProvError, GraphError
 from .graph import Graph
 from .ledger import REMOVED, Ledger, Replay
+from .redact import Redactor, shorten
 
 log = structlog.get_logger("bulkprov.monitor")
 JSON = dict[str, Any]
@@ -139,6 +140,7 @@ class Monitor:
         self.replay = replay
         self.settings = settings
         self.ledger = ledger
+        self.redactor = ledger.redactor if ledger is not None else Redactor()
         self.log_queries = 0
         self.logs_truncated = False
 
@@ -186,12 +188,16 @@ class Monitor:
             gone = err.status == 404
             row.update(
                 status="missing" if gone else "error",
-                error=f"{err.status} {err.code}: {err.graph_message}"[:300],
+                error=self.redactor.shorten(f"{err.status} {err.code}: {err.graph_message}", 300),
                 errorCodes=[err.code],
             )
             return
         except BulkProvError as err:
-            row.update(status="error", error=str(err)[:300], errorCodes=[type(err).__name__])
+            row.update(
+                status="error",
+                error=self.redactor.shorten(str(err), 300),
+                errorCodes=[type(err).__name__],
+            )
             return
         row.update(job_row(job))
 
@@ -205,9 +211,10 @@ class Monitor:
             await self.graph.restart_job(sp_id, job_id, scope)
         except BulkProvError as err:
             code = getattr(err, "code", type(err).__name__)
-            self.ledger.step(key, "restart", "error", code=code, message=str(err)[:300])
-            row["restartError"] = str(err)[:300]
-            log.warning("restart_failed", instance=key, error=str(err)[:200])
+            message = self.redactor.shorten(str(err), 300)
+            self.ledger.step(key, "restart", "error", code=code, message=message)
+            row["restartError"] = message
+            log.warning("restart_failed", instance=key, error=self.redactor.shorten(message, 200))
             return
         ms = int((time.monotonic() - t0) * 1000)
         self.ledger.step(key, "restart", "done", ms=ms, data={"resetScope": scope})
@@ -229,7 +236,7 @@ class Monitor:
             self.log_queries += 1
         except BulkProvError as err:
             for r in rows:
-                r["logs"] = {"error": str(err)[:300]}
+                r["logs"] = {"error": self.redactor.shorten(str(err), 300)}
             return
         wanted = set(sp_ids)
         buckets: dict[str, list[JSON]] = {i: [] for i in sp_ids}
@@ -258,7 +265,7 @@ def _failure(e: JSON) -> JSON:
         "action": e.get("provisioningAction"),
         "identity": identity.get("displayName"),
         "errorCode": info.get("errorCode"),
-        "reason": str(info.get("reason") or "")[:300],
+        "reason": shorten(str(info.get("reason") or ""), 300),
         "jobId": e.get("jobId"),
     }
 

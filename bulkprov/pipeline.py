@@ -344,7 +344,11 @@ class Pipeline:
                         code=getattr(err, "code", None),
                     )
                     raise
-                log.info("instantiate_unsure", instance=inst.key, error=str(err)[:200])
+                log.info(
+                    "instantiate_unsure",
+                    instance=inst.key,
+                    error=self.redactor.shorten(str(err), 200),
+                )
                 last = str(err)
                 since = time.monotonic()
                 continue  # look for what the lost POST may have created
@@ -543,7 +547,11 @@ class Pipeline:
                 if isinstance(err, GraphError) and err.status < 500 and not lost:
                     raise
                 # the answer was lost or unreadable: list again before creating again
-                log.info("job_create_unsure", instance=out.inst.key, error=str(err)[:200])
+                log.info(
+                    "job_create_unsure",
+                    instance=out.inst.key,
+                    error=self.redactor.shorten(str(err), 200),
+                )
                 last = str(err)
                 continue
             return {"jobId": job["id"], "status": (job.get("status") or {}).get("code")}

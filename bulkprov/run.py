@@ -116,8 +116,16 @@ class LogCollector:
     waiting job the counts of its entries.
     """
 
-    def __init__(self, graph: Graph, *, interval: float, time_scale: float) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        *,
+        interval: float,
+        time_scale: float,
+        redactor: Redactor | None = None,
+    ) -> None:
         self.graph = graph
+        self.redactor = redactor or Redactor()
         self.interval = interval
         self.scale = time_scale
         self._waiting: dict[str, tuple[str, anyio.Event, list[JSON]]] = {}
@@ -152,7 +160,7 @@ class LogCollector:
                 entries = await self.graph.provisioning_logs(since=since)
             except (BulkProvError, OSError) as err:
                 for job_id, (_s, event, box) in batch.items():
-                    box.append({"error": str(err)[:300]})
+                    box.append({"error": self.redactor.shorten(str(err), 300)})
                     event.set()
                     del job_id
                 continue
@@ -167,7 +175,7 @@ class LogCollector:
                     info = (e.get("provisioningStatusInfo") or {}).get("errorInformation") or {}
                     summary["lastFailure"] = {
                         "errorCode": info.get("errorCode"),
-                        "reason": str(info.get("reason") or "")[:300],
+                        "reason": self.redactor.shorten(str(info.get("reason") or ""), 300),
                         "at": e.get("activityDateTime"),
                     }
             for job_id, (_s, event, box) in batch.items():
@@ -244,7 +252,10 @@ class Runner:
             if summary.agent_groups and self.client.conn.credential.delegated:
                 pipeline.agent_groups = await resolve_agent_groups(self.graph, summary)
             collector = LogCollector(
-                self.graph, interval=5.0, time_scale=self.client.settings.time_scale
+                self.graph,
+                interval=5.0,
+                time_scale=self.client.settings.time_scale,
+                redactor=self.redactor,
             )
             await self._pool(pipeline, ledger, collector, summary.count)
         finally:
