@@ -122,8 +122,9 @@ def forms(value: str) -> dict[str, tuple[int, int]]:
     for f in {value} | _json_forms(value) | _percent_forms(value):
         out[f] = (0, 0)
     for core, before, after in _base64_cores(value.encode("utf-8", "surrogatepass")):
-        if len(core) >= MIN_LENGTH and core not in out:
-            out[core] = (before, after)
+        if len(core) >= MIN_LENGTH:  # one core may stand for several alignments: widen most
+            was = out.get(core, (0, 0))
+            out[core] = (max(was[0], before), max(was[1], after))
     return out
 
 

@@ -12,7 +12,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 import structlog
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bulkprov.errors import GraphError
@@ -120,6 +120,7 @@ def _blob_case(secret: str, prefix: bytes, suffix: bytes, how: str) -> tuple[str
 @given(secret=st.text(st.characters(exclude_categories=("Cs",)), min_size=5, max_size=16),
        prefix=st.binary(max_size=8), suffix=st.binary(max_size=8),
        how=st.sampled_from(["std", "url", "json", "percent"]))
+@example(secret="\n:::: ", prefix=b"a", suffix=b"\xf2", how="std")  # one core, two alignments
 def test_a_secret_inside_a_base64_blob_leaves_no_bit_of_it(
         secret: str, prefix: bytes, suffix: bytes, how: str) -> None:
     """A secret of 5 bytes or more inside a larger base64 blob (HTTP Basic ``user:secret``),
