@@ -35,6 +35,7 @@ from msal.exceptions import MsalError
 
 from .errors import AuthError, AuthorityUnreachable, Redirected, origin
 from .reach import CONNECT_TIMEOUT, explain
+from .redact import Redactor, shorten
 from .settings import ConnectionSettings
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -139,6 +140,13 @@ class TokenProvider:
     def delegated(self) -> bool:
         """Tokens act for a signed-in user (device code): delegated permissions."""
         return self._conn.credential.delegated
+
+    def _own_secret(self) -> Redactor:
+        """A redactor that masks this connection's client secret (in an error description)."""
+        redactor = Redactor()
+        if self._conn.credential.client_secret is not None:
+            redactor.add(self._conn.credential.client_secret)
+        return redactor
 
     def _http_client(self) -> requests.Session:
         session = NoRedirectSession()
@@ -298,7 +306,7 @@ class TokenProvider:
                 return
             error = str(result.get("error", "unknown_error"))
             description = str(result.get("error_description") or "").splitlines() or [""]
-            last = unreachable or f"{error}: {description[0]}"
+            last = unreachable or f"{error}: {shorten(description[0], 300, self._own_secret())}"
             if error in FATAL_ERRORS:
                 break  # a configuration problem, or the user did not sign in: do not retry
             if attempt < self._attempts:

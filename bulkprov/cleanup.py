@@ -36,6 +36,7 @@ from .errors import (
 )
 from .graph import Graph
 from .ledger import REMOVED, InstanceState, Ledger, Replay, now_iso
+from .redact import shorten
 
 log = structlog.get_logger("bulkprov.cleanup")
 JSON = dict[str, Any]
@@ -307,12 +308,18 @@ class Cleaner:
                 "id": object_id,
                 "event": "error",
                 "code": code,
-                "message": message[:500],
+                "message": shorten(message, 500, self.ledger.redactor),
                 "requestId": rid,
             }
         )
         self.result.errors.append(
-            {"key": t.key, "object": kind, "id": object_id, "code": code, "message": message}
+            {
+                "key": t.key,
+                "object": kind,
+                "id": object_id,
+                "code": code,
+                "message": self.ledger.redactor.text(message),
+            }
         )
         log.warning("delete_failed", instance=t.key, object=kind, id=object_id, code=code)
         return False

@@ -28,6 +28,7 @@ from .ledger import Redactor
 from .log import configure
 from .manifest import Instance, iter_instances, validate
 from .progress import Progress, TaskProgress
+from .redact import shorten
 from .refs import RefRules
 from .run import Runner, read_needs, resolve_agent_groups, resolve_templates
 from .settings import RunSettings
@@ -132,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 return result, client.stats, tgt.label
 
     result, stats, label = anyio.run(main)
-    _print_run_summary(console, result, stats, args.ledger)
+    _print_run_summary(console, result, stats, args.ledger, redactor)
     summary_failed = False
     if args.summary_json is not None:
         try:
@@ -188,7 +189,9 @@ async def _signals(runner: Runner, scope: anyio.CancelScope, console: Console) -
                 return
 
 
-def _print_run_summary(console: Console, result: Any, stats: Any, ledger: Path) -> None:
+def _print_run_summary(
+    console: Console, result: Any, stats: Any, ledger: Path, redactor: Redactor | None = None
+) -> None:
     """Statuses of this run's instances, apart from those a resumed run skipped; then the
     ledger's path on a line of its own (never wrapped: it is copied into the next command)."""
     this_run = result.this_run
@@ -227,7 +230,7 @@ def _print_run_summary(console: Console, result: Any, stats: Any, ledger: Path) 
                 cell(f["where"]),
                 cell(f["step"]),
                 cell(f.get("code")),
-                cell(str(f["message"])[:200]),
+                cell(shorten(str(f["message"]), 200, redactor)),
             )
         console.print(failures)
 
@@ -484,7 +487,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                 q = r["quarantine"]
                 detail = f"{q.get('reason')}: {q.get('code')}: {q.get('message')}"
             t.add_row(
-                cell(r["key"]), cell(r["status"]), cell(r["jobStatus"] or ""), cell(detail[:240])
+                cell(r["key"]),
+                cell(r["status"]),
+                cell(r["jobStatus"] or ""),
+                cell(shorten(detail, 240)),
             )
         console.print(t)
     return EXIT_OK

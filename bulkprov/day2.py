@@ -25,6 +25,7 @@ from .graph import Graph
 from .log import configure
 from .monitor import Monitor, MonitorSettings, exit_status
 from .progress import TaskProgress
+from .redact import shorten
 
 KIND_LABELS = {
     cleanup_mod.JOB: "jobs",
@@ -215,7 +216,7 @@ def _print_cleanup(console: Console, result: cleanup_mod.CleanupResult, stats: A
                 cell(e["object"]),
                 cell(e["id"]),
                 cell(e["code"]),
-                cell(str(e["message"])[:200]),
+                cell(shorten(str(e["message"]), 200)),
             )
         console.print(t)
     if result.interrupted:
@@ -306,7 +307,7 @@ def _print_monitor(args: argparse.Namespace, rows: list[dict[str, Any]], monitor
         if r.get("restarted"):
             status += f" (restarted from {r.get('statusBeforeRestart')})"
         if r.get("restartError"):
-            status += f" (restart failed: {r['restartError'][:80]})"
+            status += f" (restart failed: {shorten(r['restartError'], 80)})"
         q = r.get("quarantine")
         detail = r.get("error") or ""
         if q:
@@ -324,7 +325,7 @@ def _print_monitor(args: argparse.Namespace, rows: list[dict[str, Any]], monitor
         t.add_row(
             cell(r["key"]),
             cell(status),
-            cell(detail[:240]),
+            cell(shorten(detail, 240)),
             cell(last_text),
             cell("\n".join(fail_lines), keep_newlines=True),
         )

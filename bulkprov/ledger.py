@@ -20,7 +20,13 @@ Graph answered 404 (already deleted). Once every object of an instance is remove
 ``instance`` record with status ``removed`` closes it: replaying it forgets the instance's ids
 and steps, so a later run would set the instance up anew rather than reuse deleted objects.
 
-No secret value is ever written: credentials appear as their keys and a salted fingerprint.
+No secret value is ever written: credentials appear as their keys and a fingerprint,
+``k1:<key id>:<mac>``: an HMAC-SHA256 keyed with the user's fingerprint key (see
+:func:`fingerprint_key`), which is kept outside the ledger, so that the ledger alone (its salt
+included) cannot test guesses of a secret. The key id (the first 8 hex digits of the key's
+SHA-256) tells a fingerprint made with another key ("cannot compare") from a changed secret.
+Ledgers written before carry bare 16-hex fingerprints keyed with their salt; they are still
+read, and compared by that older scheme.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import orjson
 import structlog
 
 from .errors import LedgerError
+from .redact import Redactor as Redactor  # its home was here: importing it from here works
 
 log = structlog.get_logger("bulkprov.ledger")
 
@@ -52,94 +59,81 @@ FINAL_OK = frozenset({"done", "quarantined"})  # finished: a re-run leaves them 
 REMOVED = "removed"  # the status cleanup gives an instance whose objects it deleted
 
 
-class Redactor:
-    """Replaces every registered secret value in text with ``*****``.
+KEY_FILE_VARIABLE = "BULKPROV_FINGERPRINT_KEY_FILE"
+FINGERPRINT_SCHEME = "k1"
 
-    Values are counted: an instance registers its secrets while it runs and releases them when
-    it ends, so that a run of 100k instances, each with secrets of its own, holds those of the
-    instances in flight only. Where one secret contains or overlaps another, the text they
-    cover is masked whole."""
 
-    MASK = "*****"
-    FEW = 16  # up to this many values, search for each; beyond, look up windows by length
+def fingerprint_key_path() -> Path:
+    """``$BULKPROV_FINGERPRINT_KEY_FILE``, else ``$XDG_STATE_HOME/bulkprov/fingerprint.key``
+    (``~/.local/state/bulkprov/fingerprint.key`` without it)."""
+    given = os.environ.get(KEY_FILE_VARIABLE)
+    if given:
+        return Path(given).expanduser()
+    state = os.environ.get("XDG_STATE_HOME")
+    base = Path(state) if state and Path(state).is_absolute() else Path.home() / ".local/state"
+    return base / "bulkprov" / "fingerprint.key"
 
-    def __init__(self) -> None:
-        self._counts: dict[str, int] = {}
-        self._by_length: dict[int, set[str]] = {}
 
-    @property
-    def held(self) -> int:
-        """How many distinct values are masked now."""
-        return len(self._counts)
+def fingerprint_key(path: Path | None = None) -> bytes:
+    """The user's fingerprint key: 32 random bytes, written (as hex) to ``path`` the first
+    time, mode 600 in a directory of mode 700. Two processes starting at once agree: the key
+    is written to a file of its own and linked into place, so the first link wins and the
+    other reads it."""
+    path = path or fingerprint_key_path()
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    try:
+        if not path.parent.is_dir():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(path.parent, 0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, secrets.token_bytes(32).hex().encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)  # fails if another process put its key there first
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        return _read_key(path)
+    except OSError as exc:
+        raise LedgerError(
+            f"cannot create the fingerprint key {path}: {exc.strerror or exc}; set "
+            f"{KEY_FILE_VARIABLE} to a file bulkprov may create or read"
+        ) from None
 
-    def add(self, value: str) -> None:
-        if len(value) < 4:
-            return
-        n = self._counts.get(value, 0)
-        self._counts[value] = n + 1
-        if n == 0:
-            self._by_length.setdefault(len(value), set()).add(value)
 
-    def discard(self, value: str) -> None:
-        """Release one registration of ``value``; it is no longer masked once none is left."""
-        n = self._counts.get(value)
-        if n is None:
-            return
-        if n > 1:
-            self._counts[value] = n - 1
-            return
-        del self._counts[value]
-        bucket = self._by_length.get(len(value))
-        if bucket is not None:
-            bucket.discard(value)
-            if not bucket:
-                del self._by_length[len(value)]
+def _read_key(path: Path) -> bytes:
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise LedgerError(
+            f"cannot read the fingerprint key {path}: {exc.strerror or exc}; set "
+            f"{KEY_FILE_VARIABLE} to a file bulkprov may create or read"
+        ) from None
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) < 16:
+        raise LedgerError(
+            f"{path} is not a bulkprov fingerprint key (64 hex digits); remove it to make a "
+            "new one (fingerprints made with it can then not be compared)"
+        )
+    return key
 
-    def _spans(self, text: str) -> list[tuple[int, int]]:
-        spans: list[tuple[int, int]] = []
-        if len(self._counts) <= self.FEW:
-            for v in tuple(self._counts):  # a snapshot: log lines may come from other threads
-                i = text.find(v)
-                while i >= 0:
-                    spans.append((i, i + len(v)))
-                    i = text.find(v, i + 1)
-            return spans
-        n = len(text)
-        for length, bucket in tuple(self._by_length.items()):
-            spans.extend(
-                (i, i + length) for i in range(n - length + 1) if text[i : i + length] in bucket
-            )
-        return spans
 
-    def text(self, text: str) -> str:
-        if not self._counts:
-            return text
-        spans = self._spans(text)
-        if not spans:
-            return text
-        spans.sort()
-        parts: list[str] = []
-        pos = 0
-        start, end = spans[0]
-        for s, e in spans[1:]:
-            if s < end:  # overlapping: one mask over both
-                end = max(end, e)
-                continue
-            parts += (text[pos:start], self.MASK)
-            pos, (start, end) = end, (s, e)
-        parts += (text[pos:start], self.MASK, text[end:])
-        return "".join(parts)
-
-    def value(self, obj: Any) -> Any:
-        if not self._counts:
-            return obj
-        if isinstance(obj, str):
-            return self.text(obj)
-        if isinstance(obj, dict):
-            return {k: self.value(v) for k, v in obj.items()}
-        if isinstance(obj, list | tuple):
-            return [self.value(v) for v in obj]
-        return obj
+def key_id(key: bytes) -> str:
+    """``k1:`` and the first 8 hex digits of the key's SHA-256: names a key, reveals nothing."""
+    return f"{FINGERPRINT_SCHEME}:{hashlib.sha256(key).hexdigest()[:8]}"
 
 
 def now_iso() -> str:
@@ -435,6 +429,7 @@ class Ledger:
         self.fsync = fsync
         self._fd: int | None = None
         self.salt = b""
+        self._key: bytes | None = None
         self.replay = Replay(None, {}, 0, False)
         self._lock: LedgerLock | None = None
         self._prepared: dict[str, Any] | None = None
@@ -554,6 +549,8 @@ class Ledger:
                 instances = instances(self.replay.instances.keys()) if self.replay.instances else {}
             if instances is not None:
                 self.check_manifest(instances)
+        if command == "run":
+            self._fingerprint_key()  # no key to be had: the run stops before it writes
         self._prepared = {
             "manifest": manifest,
             "graph": graph,
@@ -601,6 +598,9 @@ class Ledger:
                     "graph": p["graph"],
                     "tenant": p["tenant"],
                     "salt": self.salt.hex(),
+                    "fingerprintKey": (
+                        key_id(self._fingerprint_key()) if p["command"] == "run" else None
+                    ),
                 }
             )
         run: dict[str, Any] = {"type": "run", "at": now_iso(), "pid": os.getpid()}
@@ -639,8 +639,33 @@ class Ledger:
                 "Use a new ledger for a different manifest, or restore the names"
             )
 
+    def _fingerprint_key(self) -> bytes:
+        if self._key is None:
+            self._key = fingerprint_key()
+        return self._key
+
     def fingerprint(self, key: str, value: str) -> str:
-        return hmac.new(self.salt, f"{key}\x00{value}".encode(), hashlib.sha256).hexdigest()[:16]
+        """``k1:<key id>:<mac>``, the mac an HMAC-SHA256 of the ledger's salt, ``key`` and
+        ``value`` keyed with the user's fingerprint key: the same value gives the same
+        fingerprint in every run of this ledger with this key, and the ledger alone cannot
+        tell a guess right."""
+        secret = self._fingerprint_key()
+        message = self.salt + f"{key}\x00{value}".encode()
+        mac = hmac.new(secret, message, hashlib.sha256).hexdigest()[:16]
+        return f"{key_id(secret)}:{mac}"
+
+    def compare_fingerprint(self, stored: str, key: str, value: str) -> str:
+        """What a fingerprint recorded in this ledger says of ``value`` now: ``same``,
+        ``changed``, or ``other-key`` (made with a fingerprint key this user does not have:
+        it cannot tell). A bare fingerprint of an older ledger is compared by its scheme."""
+        if ":" not in stored:  # an older ledger's: keyed with its salt alone
+            legacy = hmac.new(self.salt, f"{key}\x00{value}".encode(), hashlib.sha256)
+            return "same" if hmac.compare_digest(stored, legacy.hexdigest()[:16]) else "changed"
+        scheme, _, rest = stored.partition(":")
+        kid = f"{scheme}:{rest.partition(':')[0]}"
+        if kid != key_id(self._fingerprint_key()):
+            return "other-key"
+        return "same" if hmac.compare_digest(stored, self.fingerprint(key, value)) else "changed"
 
     def append(self, record: dict[str, Any]) -> None:
         if self._fd is None:

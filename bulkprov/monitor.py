@@ -21,6 +21,7 @@ import structlog
 from .errors import STOPS_THE_COMMAND, BulkProvError, GraphError
 from .graph import Graph
 from .ledger import REMOVED, Ledger, Replay
+from .redact import Redactor, shorten
 
 log = structlog.get_logger("bulkprov.monitor")
 JSON = dict[str, Any]
@@ -139,6 +140,7 @@ class Monitor:
         self.replay = replay
         self.settings = settings
         self.ledger = ledger
+        self.redactor = ledger.redactor if ledger is not None else Redactor()
         self.log_queries = 0
         self.logs_truncated = False
 
@@ -186,14 +188,18 @@ class Monitor:
             gone = err.status == 404
             row.update(
                 status="missing" if gone else "error",
-                error=f"{err.status} {err.code}: {err.graph_message}"[:300],
+                error=self.redactor.shorten(f"{err.status} {err.code}: {err.graph_message}", 300),
                 errorCodes=[err.code],
             )
             return
         except STOPS_THE_COMMAND:
             raise
         except BulkProvError as err:
-            row.update(status="error", error=str(err)[:300], errorCodes=[type(err).__name__])
+            row.update(
+                status="error",
+                error=self.redactor.shorten(str(err), 300),
+                errorCodes=[type(err).__name__],
+            )
             return
         row.update(job_row(job))
 
@@ -209,9 +215,10 @@ class Monitor:
             raise
         except BulkProvError as err:
             code = getattr(err, "code", type(err).__name__)
-            self.ledger.step(key, "restart", "error", code=code, message=str(err)[:300])
-            row["restartError"] = str(err)[:300]
-            log.warning("restart_failed", instance=key, error=str(err)[:200])
+            message = self.redactor.shorten(str(err), 300)
+            self.ledger.step(key, "restart", "error", code=code, message=message)
+            row["restartError"] = message
+            log.warning("restart_failed", instance=key, error=self.redactor.shorten(message, 200))
             return
         ms = int((time.monotonic() - t0) * 1000)
         self.ledger.step(key, "restart", "done", ms=ms, data={"resetScope": scope})
@@ -235,7 +242,7 @@ class Monitor:
             raise
         except BulkProvError as err:
             for r in rows:
-                r["logs"] = {"error": str(err)[:300]}
+                r["logs"] = {"error": self.redactor.shorten(str(err), 300)}
             return
         wanted = set(sp_ids)
         buckets: dict[str, list[JSON]] = {i: [] for i in sp_ids}
@@ -264,7 +271,7 @@ def _failure(e: JSON) -> JSON:
         "action": e.get("provisioningAction"),
         "identity": identity.get("displayName"),
         "errorCode": info.get("errorCode"),
-        "reason": str(info.get("reason") or "")[:300],
+        "reason": shorten(str(info.get("reason") or ""), 300),
         "jobId": e.get("jobId"),
     }
 

@@ -72,6 +72,7 @@ JSON = dict[str, Any]
 
 SETTLE_SAMPLES = 10  # replication delays seen before the wait after an unsure POST adapts
 SETTLE_FLOOR = 60.0  # Graph seconds: the shortest such wait
+MESSAGE_LIMIT = 4000  # characters of an error message kept in the ledger and the summary
 JOB_CREATE_ATTEMPTS = 5  # creations of a job whose answers are lost (each after listing)
 SETUP_STEPS = (
     "instantiate",
@@ -261,7 +262,7 @@ class Pipeline:
         request_id: str | None,
         code: str | None = None,
     ) -> None:
-        message = self.redactor.text(message)
+        message = self.redactor.shorten(message, MESSAGE_LIMIT)  # masked whole, then cut
         ms = int((time.monotonic() - t0) * 1000)
         self.ledger.step(
             out.inst.key, name, "error", ms=ms, code=code, message=message, requestId=request_id
@@ -489,7 +490,11 @@ class Pipeline:
                         code=getattr(err, "code", None),
                     )
                     raise
-                log.info("instantiate_unsure", instance=inst.key, error=str(err)[:200])
+                log.info(
+                    "instantiate_unsure",
+                    instance=inst.key,
+                    error=self.redactor.shorten(str(err), 200),
+                )
                 last = str(err)
                 since = time.monotonic()
                 continue  # look for what the lost POST may have created
@@ -732,7 +737,11 @@ class Pipeline:
                 if isinstance(err, GraphError) and err.status < 500 and not lost:
                     raise
                 # the answer was lost or unreadable: list again before creating again
-                log.info("job_create_unsure", instance=out.inst.key, error=str(err))
+                log.info(
+                    "job_create_unsure",
+                    instance=out.inst.key,
+                    error=self.redactor.shorten(str(err), 200),
+                )
                 last = str(err)
                 continue
             return {"jobId": job["id"], "status": (job.get("status") or {}).get("code")}

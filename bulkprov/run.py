@@ -157,8 +157,16 @@ class LogCollector:
     waiting job the counts of its entries.
     """
 
-    def __init__(self, graph: Graph, *, interval: float, time_scale: float) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        *,
+        interval: float,
+        time_scale: float,
+        redactor: Redactor | None = None,
+    ) -> None:
         self.graph = graph
+        self.redactor = redactor or Redactor()
         self.interval = interval
         self.scale = time_scale
         self._waiting: dict[str, tuple[str, anyio.Event, list[JSON]]] = {}
@@ -193,7 +201,7 @@ class LogCollector:
                 entries = await self.graph.provisioning_logs(since=since)
             except (BulkProvError, OSError) as err:
                 for job_id, (_s, event, box) in batch.items():
-                    box.append({"error": str(err)})
+                    box.append({"error": self.redactor.shorten(str(err), 300)})
                     event.set()
                     del job_id
                 continue
@@ -208,7 +216,7 @@ class LogCollector:
                     info = (e.get("provisioningStatusInfo") or {}).get("errorInformation") or {}
                     summary["lastFailure"] = {
                         "errorCode": info.get("errorCode"),
-                        "reason": str(info.get("reason") or "")[:300],
+                        "reason": self.redactor.shorten(str(info.get("reason") or ""), 300),
                         "at": e.get("activityDateTime"),
                     }
             for job_id, (_s, event, box) in batch.items():
@@ -306,7 +314,10 @@ class Runner:
             )
             pipeline.agent_groups = groups
             collector = LogCollector(
-                self.graph, interval=5.0, time_scale=self.client.settings.time_scale
+                self.graph,
+                interval=5.0,
+                time_scale=self.client.settings.time_scale,
+                redactor=self.redactor,
             )
             await self._pool(pipeline, ledger, collector, summary.count)
         finally:

@@ -17,6 +17,16 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(autouse=True)
+def fingerprint_key_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fingerprint key (and any other state) goes to a directory of the test's own: tests
+    never read or write the real ``~/.local/state``."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+    monkeypatch.delenv("BULKPROV_FINGERPRINT_KEY_FILE", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def quiet_logs() -> None:
     """Engine logs at warning level in tests (bulkprov's only global state is logging)."""
     from bulkprov.log import configure
