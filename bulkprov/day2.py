@@ -41,14 +41,6 @@ def _read_ledger(path: Path) -> ledger_mod.Replay:
     return replay
 
 
-def _refuse_mock(args: argparse.Namespace, command: str) -> None:
-    if getattr(args, "mock", False):
-        raise ConfigError(
-            f"{command} works on the Graph the run used; an embedded mock starts empty. "
-            "Use --mock-info with the info file of a running `bulkprov mock-graph`"
-        )
-
-
 async def _signals(stop: Callable[[], None], scope: anyio.CancelScope, console: Console) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         count = 0
@@ -107,7 +99,6 @@ def _confirm(console: Console) -> bool:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    _refuse_mock(args, "cleanup")
     configure(console_level=("warning", "info", "debug")[min(args.verbose, 2)])
     console = Console(stderr=True, highlight=False)
     replay = _read_ledger(args.ledger)
@@ -115,11 +106,11 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         async with (
-            target(args) as tgt,
+            target(args, ledger=args.ledger) as tgt,
             GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client,
         ):
             ledger_mod.check_target(
-                args.ledger, header, graph=client.conn.base_url, tenant=client.conn.tenant_id
+                args.ledger, header, graph=tgt.ledger_graph, tenant=client.conn.tenant_id
             )
             graph = Graph(client)
             p = cleanup_mod.plan(replay, include_adopted=args.include_adopted, purge=args.purge)
@@ -141,7 +132,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
             ledger = ledger_mod.Ledger(args.ledger, fsync=args.fsync)
             ledger.open(
                 manifest=None,
-                graph=client.conn.base_url,
+                graph=tgt.ledger_graph,
                 tenant=client.conn.tenant_id,
                 command="cleanup",
                 create=False,
@@ -188,7 +179,6 @@ def _print_cleanup(console: Console, result: cleanup_mod.CleanupResult, stats: A
 
 # ---------------------------------------------------------------------- monitor
 def cmd_monitor(args: argparse.Namespace) -> int:
-    _refuse_mock(args, "monitor")
     configure(console_level=("warning", "info", "debug")[min(args.verbose, 2)])
     replay = _read_ledger(args.ledger)
     header = replay.header or {}
@@ -203,10 +193,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     async def main() -> tuple[list[dict[str, Any]], Monitor]:
         async with (
-            target(args) as tgt,
+            target(args, ledger=args.ledger) as tgt,
             GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client,
         ):
-            base, tenant = client.conn.base_url, client.conn.tenant_id
+            base, tenant = tgt.ledger_graph, client.conn.tenant_id
             ledger_mod.check_target(args.ledger, header, graph=base, tenant=tenant)
             ledger = None
             if args.restart:

@@ -189,8 +189,12 @@ class Runner:
         events: Events | None = None,
         redactor: Redactor | None = None,
         on_result: Callable[[JSON], None] | None = None,
+        ledger_graph: str | None = None,
     ) -> None:
         self.manifest = manifest
+        # the Graph the ledger records (default: the base URL; the embedded mock's kept
+        # tenant has a random port, so it is recorded as connect.MOCK_GRAPH)
+        self.ledger_graph = ledger_graph or client.conn.base_url
         self.ledger_path = ledger_path
         self.client = client
         self.graph = Graph(client)
@@ -223,7 +227,7 @@ class Runner:
         ledger = Ledger(self.ledger_path, redactor=self.redactor, fsync=self.settings.fsync)
         replay = ledger.open(
             manifest=self.manifest.name,
-            graph=self.client.conn.base_url,
+            graph=self.ledger_graph,
             tenant=self.client.conn.tenant_id,
             instances=names,
         )
