@@ -99,7 +99,8 @@ def _rate(text: str) -> float:
 
 
 def add_mock_options(p: argparse.ArgumentParser) -> None:
-    """The options that shape a mock Graph (shared by ``mock-graph`` and ``run --mock``)."""
+    """The options that shape a mock Graph (shared by ``mock-graph`` and the ``--mock`` of
+    ``run``, ``plan``, ``export``, ``monitor`` and ``cleanup``)."""
     g = p.add_argument_group("mock Graph behaviour (defaults: Graph's published figures)")
     g.add_argument(
         "--time-scale",
@@ -410,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     cleanup.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     _progress_option(cleanup)
     add_connection_options(cleanup)
+    add_mock_options(cleanup)
     cleanup.set_defaults(func=cmd_cleanup)
 
     monitor = sub.add_parser(
@@ -465,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     monitor.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     add_connection_options(monitor)
+    add_mock_options(monitor)
     monitor.set_defaults(func=cmd_monitor)
 
     templates = sub.add_parser(

@@ -103,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
     async def main() -> tuple[Any, Any, str]:
-        async with target(args) as tgt:
+        async with target(args, ledger=args.ledger, create=True) as tgt:
             console.print(
                 f"bulkprov: {summary.count} instances from {args.manifest} -> "
                 f"{tgt.label}; ledger {args.ledger}",
@@ -124,6 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     redactor=redactor,
                     rules=rules,
                     summary=summary,  # validated above: the run streams the manifest only
+                    ledger_graph=tgt.ledger_graph,
                 )
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_signals, runner, tg.cancel_scope, console)
@@ -254,7 +255,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     async def main() -> list[dict[str, Any]]:
         async with (
-            target(args) as tgt,
+            target(args, ledger=args.ledger if replay is not None else None) as tgt,
             GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client,
         ):
             graph = Graph(client)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from . import profiles as profiles_mod
 from .errors import ConfigError
 from .settings import AUTHORITY_HOST, GRAPH_URL, ClientSettings, ConnectionSettings, Credential
@@ -42,7 +44,9 @@ def add_connection_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--mock",
         action="store_true",
-        help="run against the embedded mock Graph (no tenant or credentials needed)",
+        help="run against the embedded mock Graph (no tenant or credentials needed); its "
+        "tenant is kept beside the ledger (runs/x.jsonl -> runs/x.mock/), where the next "
+        "--mock command with that ledger (run, plan, monitor, cleanup) finds it",
     )
     g.add_argument(
         "--profile",
@@ -134,11 +138,21 @@ def _opt(args: argparse.Namespace, name: str) -> str | None:
     return os.environ.get(ENV[name]) or None
 
 
+#: The Graph a ledger of the embedded mock's kept tenant records (its URL has a random port).
+MOCK_GRAPH = "mock:embedded"
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     conn: ConnectionSettings
     time_scale: float
     label: str
+    identity: str | None = None  # what the ledger records as its Graph (default: base URL)
+
+    @property
+    def ledger_graph(self) -> str:
+        """The Graph a ledger records and checks: the base URL, or :data:`MOCK_GRAPH`."""
+        return self.identity or self.conn.base_url
 
 
 def from_flags(args: argparse.Namespace) -> Target:
@@ -303,28 +317,86 @@ def _credential(args: argparse.Namespace, *, explicit_only: bool = False) -> Cre
 
 
 @contextlib.asynccontextmanager
-async def target(args: argparse.Namespace) -> AsyncIterator[Target]:
-    """The Graph to use; with ``--mock``, an embedded mock that lives as long as the block."""
+async def target(
+    args: argparse.Namespace, *, ledger: Path | None = None, create: bool = False
+) -> AsyncIterator[Target]:
+    """The Graph to use; with ``--mock``, an embedded mock that lives as long as the block.
+
+    Given the ``ledger`` of the command, the embedded mock serves the tenant kept beside it
+    (``runs/x.jsonl`` -> ``runs/x.mock/``, see :mod:`.mockgraph.persist`) and saves it there;
+    ``create`` (``run``) makes a new one when neither the ledger nor the tenant exists yet."""
     if not getattr(args, "mock", False):
         yield from_flags(args)
         return
     from .cli import mock_settings_from_args
+    from .mockgraph import persist
     from .mockgraph.server import MockGraph
 
     settings = mock_settings_from_args(args, default_time_scale=0.02)
-    async with MockGraph(settings) as mock:
-        info = mock.info
-        assert info is not None
-        conn = ConnectionSettings(
-            graph_url=info.graph_url,
-            api_version=args.api_version or "v1.0",
-            authority_host=info.authority_host,
-            tenant_id=info.tenant_id,
-            client_id=info.client_id,
-            credential=Credential(client_secret=info.client_secret),
-            ca_file=Path(info.ca_file),
+    keep = None
+    if ledger is not None:
+        keep = persist.beside(ledger)
+        if not persist.exists(keep):
+            _no_kept_tenant(ledger, keep, create=create)
+    try:
+        mock = MockGraph(settings, keep=keep, create=create)
+    except persist.KeepError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        async with mock:
+            info = mock.info
+            assert info is not None
+            conn = ConnectionSettings(
+                graph_url=info.graph_url,
+                api_version=args.api_version or "v1.0",
+                authority_host=info.authority_host,
+                tenant_id=info.tenant_id,
+                client_id=info.client_id,
+                credential=Credential(client_secret=info.client_secret),
+                ca_file=Path(info.ca_file),
+            )
+            where = f", tenant kept in {keep}" if keep is not None else ""
+            yield Target(
+                conn,
+                info.time_scale,
+                f"embedded mock Graph (time scale {info.time_scale}{where})",
+                MOCK_GRAPH if keep is not None else None,
+            )
+    except persist.KeepError as exc:  # the last save failed (a full disk)
+        raise ConfigError(str(exc)) from None
+
+
+def _no_kept_tenant(ledger: Path, keep: Path, *, create: bool) -> None:
+    """Refuse a ``--mock`` ledger whose kept tenant is missing (nothing it records can be
+    reached), unless ``create`` and there is no ledger yet either."""
+    written = _ledger_graph(ledger)
+    if written is not None and written != MOCK_GRAPH:
+        raise ConfigError(
+            f"{ledger} records a run against {written}, not a tenant the embedded mock "
+            "kept: connect to that Graph without --mock (a ledger of a --mock run from "
+            "before tenants were kept has none: start a new demo)"
         )
-        yield Target(conn, info.time_scale, f"embedded mock Graph (time scale {info.time_scale})")
+    if written is not None or not create:
+        raise ConfigError(
+            f"the mock tenant of {ledger} is gone: {keep} is missing (deleted?), and "
+            "with it everything the ledger records; start a new demo with `bulkprov run "
+            "MANIFEST --mock` (a new ledger)"
+        )
+
+
+def _ledger_graph(ledger: Path) -> str | None:
+    """The Graph a ledger's header records, or None when there is no ledger (yet)."""
+    try:
+        with ledger.open("rb") as fh:
+            first = fh.readline()
+    except OSError:
+        return None
+    try:
+        header = orjson.loads(first)
+    except orjson.JSONDecodeError:
+        return None  # torn or not a ledger: the ledger itself will say so
+    graph = header.get("graph") if isinstance(header, dict) else None
+    return str(graph) if graph is not None else None
 
 
 def client_settings(args: argparse.Namespace, time_scale: float) -> ClientSettings:

@@ -43,14 +43,6 @@ def _read_ledger(path: Path) -> ledger_mod.Replay:
     return replay
 
 
-def _refuse_mock(args: argparse.Namespace, command: str) -> None:
-    if getattr(args, "mock", False):
-        raise ConfigError(
-            f"{command} works on the Graph the run used; an embedded mock starts empty. "
-            "Use --mock-info with the info file of a running `bulkprov mock-graph`"
-        )
-
-
 async def _signals(stop: Callable[[], None], scope: anyio.CancelScope, console: Console) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         count = 0
@@ -110,7 +102,6 @@ def _confirm(console: Console) -> bool:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    _refuse_mock(args, "cleanup")
     configure(console_level=("warning", "info", "debug")[min(args.verbose, 2)])
     console = Console(stderr=True, highlight=False)
     replay = _read_ledger(args.ledger)
@@ -118,12 +109,12 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         async with (
-            target(args) as tgt,
+            target(args, ledger=args.ledger) as tgt,
             GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client,
         ):
             await client.tokens.token()  # an authority that cannot be reached: say so first
             ledger_mod.check_target(
-                args.ledger, header, graph=client.conn.base_url, tenant=client.conn.tenant_id
+                args.ledger, header, graph=tgt.ledger_graph, tenant=client.conn.tenant_id
             )
             graph = Graph(client)
             ledger = ledger_mod.Ledger(args.ledger, fsync=args.fsync)
@@ -133,7 +124,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
                 # ledger is refused at once, and the plan is made from what the lock holds
                 plan_from = ledger.prepare(
                     manifest=None,
-                    graph=client.conn.base_url,
+                    graph=tgt.ledger_graph,
                     tenant=client.conn.tenant_id,
                     command="cleanup",
                     create=False,
@@ -225,7 +216,6 @@ def _print_cleanup(console: Console, result: cleanup_mod.CleanupResult, stats: A
 
 # ---------------------------------------------------------------------- monitor
 def cmd_monitor(args: argparse.Namespace) -> int:
-    _refuse_mock(args, "monitor")
     configure(console_level=("warning", "info", "debug")[min(args.verbose, 2)])
     replay = _read_ledger(args.ledger)
     header = replay.header or {}
@@ -240,11 +230,11 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     async def main() -> tuple[list[dict[str, Any]], Monitor]:
         async with (
-            target(args) as tgt,
+            target(args, ledger=args.ledger) as tgt,
             GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client,
         ):
             await client.tokens.token()  # an authority that cannot be reached: say so first
-            base, tenant = client.conn.base_url, client.conn.tenant_id
+            base, tenant = tgt.ledger_graph, client.conn.tenant_id
             ledger_mod.check_target(args.ledger, header, graph=base, tenant=tenant)
             ledger = None
             if args.restart:

@@ -240,12 +240,16 @@ class Runner:
         on_result: Callable[[JSON], None] | None = None,
         rules: RefRules = DEFAULT_RULES,
         summary: ManifestSummary | None = None,
+        ledger_graph: str | None = None,
     ) -> None:
         """``summary``: what :func:`validate` found in the manifest, if the caller validated
         it already (with the same ``rules``); otherwise :meth:`run` validates it first."""
         self.manifest = manifest
         self.rules = rules
         self.summary = summary
+        # the Graph the ledger records (default: the base URL; the embedded mock's kept
+        # tenant has a random port, so it is recorded as connect.MOCK_GRAPH)
+        self.ledger_graph = ledger_graph or client.conn.base_url
         self.ledger_path = ledger_path
         self.client = client
         self.graph = Graph(client)
@@ -286,7 +290,7 @@ class Runner:
         # a run refused for its manifest or its ledger leaves no ledger behind
         replay = ledger.prepare(
             manifest=self.manifest.name,
-            graph=self.client.conn.base_url,
+            graph=self.ledger_graph,
             tenant=self.client.conn.tenant_id,
             instances=names,
         )

@@ -52,9 +52,28 @@ class Connector:
                     message=f"{self.invalid_message} The {key} credential is missing.",
                 )
             pattern = self.patterns.get(key)
-            if pattern is not None and re.fullmatch(pattern, value) is None:
+            if pattern is not None and not _matches(pattern, value):
                 return CredentialError(code=self.invalid_code, message=self.invalid_message)
         return None
+
+
+class KeptSecret(str):
+    """A saved credential restored from a kept demo tenant (:mod:`.persist`): its value was
+    never written down, only which of the catalog's patterns for its key it matched, so the
+    connectors judge it as they judged the value."""
+
+    matches: frozenset[str]
+
+    def __new__(cls, matches: frozenset[str]) -> KeptSecret:
+        self = super().__new__(cls, "(kept)")
+        self.matches = matches
+        return self
+
+
+def _matches(pattern: str, value: str) -> bool:
+    if isinstance(value, KeptSecret):
+        return pattern in value.matches
+    return re.fullmatch(pattern, value) is not None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -677,6 +696,17 @@ def find_sync_template(app: GalleryApp, template_id: str) -> SyncTemplate | None
             return sync_template
     wanted = template_id.casefold()
     return next((t for t in app.sync_templates if t.id.casefold() == wanted), None)
+
+
+def matching_patterns(key: str, value: str) -> frozenset[str]:
+    """The catalog's patterns for credential ``key`` that ``value`` matches in full: what a
+    :class:`KeptSecret` remembers of a value."""
+    return frozenset(
+        pattern
+        for app in GALLERY
+        for t in app.sync_templates
+        if (pattern := t.connector.patterns.get(key)) is not None and _matches(pattern, value)
+    )
 
 
 def default_sync_template(app: GalleryApp) -> SyncTemplate:

@@ -35,6 +35,7 @@ JSON = dict[str, Any]
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 SECRET_KEYS = frozenset(SYNCHRONIZATION_SECRETS)
 MASK = "*****"
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
 
 @dataclass(slots=True)
@@ -222,6 +223,8 @@ class GraphService(onprem.OnPremisesRoutes):
         self.throttle_log: deque[float] = deque(maxlen=100_000)
         self._bursts: dict[tuple[str, str], int] = {}
         self.arm_bursts(settings.faults)
+        # set by a mock that keeps its tenants on disk: called after every write request
+        self.journal: Callable[[Tenant], None] | None = None
 
     # ------------------------------------------------------------------ settings at run time
     def apply_settings(self, settings: MockSettings) -> None:
@@ -431,7 +434,15 @@ class GraphService(onprem.OnPremisesRoutes):
             ctx = Ctx(req=req, tenant=tenant, claims=claims, now=self.clock.now())
             tenant.advance(ctx.now)
             handler: Handler = getattr(self, "h_" + route.handler)
-            resp = await handler(ctx, **params)
+            try:
+                resp = await handler(ctx, **params)
+            finally:
+                # a kept tenant journals what a write changed before it is answered
+                if self.journal is not None and req.method in WRITE_METHODS:
+                    addressed = params.get("id")
+                    if addressed in tenant.applications or addressed in tenant.service_principals:
+                        tenant.touch(addressed)
+                    self.journal(tenant)
             resp.headers["x-ms-resource-unit"] = str(charge.ru)
             if verdict.limit_percentage >= 80:
                 resp.headers["x-ms-throttle-limit-percentage"] = f"{verdict.limit_percentage:.1f}"

@@ -76,11 +76,26 @@ class TlsFiles:
 
 
 def make_tls(
-    directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
+    directory: Path,
+    hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1"),
+    *,
+    reuse: bool = False,
 ) -> TlsFiles:
-    """Create a CA and a server certificate for ``hosts`` under ``directory``."""
+    """Create a CA and a server certificate for ``hosts`` under ``directory``; with ``reuse``,
+    keep the ones already there while the certificate has more than a day to run."""
     directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
+    files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
+    if reuse and all(f.is_file() for f in (files.ca_file, files.cert_file, files.key_file)):
+        try:
+            kept = x509.load_pem_x509_certificate(files.cert_file.read_bytes())
+            ext = kept.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            named = {str(n.value) for n in ext.value}
+        except (ValueError, x509.ExtensionNotFound):
+            named = set()
+        else:
+            if kept.not_valid_after_utc > now + dt.timedelta(days=1) and named >= set(hosts):
+                return files
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bulkprov mock Graph CA")])
     ca_cert = (
@@ -134,7 +149,6 @@ def make_tls(
         )
         .sign(ca_key, hashes.SHA256())
     )
-    files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
     files.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     files.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     files.key_file.write_bytes(

@@ -9,7 +9,8 @@ Routes:
 - ``/_mock/info``, ``/_mock/stats``, ``/_mock/control``: for tests, benchmarks and operators.
 
 ``async with MockGraph(settings) as mock:`` runs it in-process on a free loopback port;
-``bulkprov mock-graph`` runs it until interrupted.
+``bulkprov mock-graph`` runs it until interrupted. ``MockGraph(settings, keep=DIR)`` keeps its
+tenants in a directory and serves them again the next time (:mod:`.persist`: ``--mock``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any, Self
 import orjson
 from aiohttp import web
 
+from . import persist
 from .clock import ScaledClock
 from .graph import GraphService, MockRequest, MockResponse
 from .identity import ClientRegistration, MockUser, OAuthError, TokenService, make_tls
@@ -121,24 +123,46 @@ class MockGraph:
         http_port: int | None = None,
         state_dir: Path | None = None,
         client_secret: str | None = None,
+        keep: Path | None = None,
+        create: bool = False,
     ) -> None:
+        """``keep``: a directory to keep the tenants in (:mod:`.persist`): they are read back
+        from it (a new one is made there with ``create``), journaled and saved to it as they
+        change; the TLS files go there too, ``state_dir`` is not used."""
         self.settings = settings or MockSettings()
         self.host = host
         self.port = port
         self.http_port = http_port
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        if state_dir is None:
+        self.keeper: persist.Keeper | None = None
+        saved: persist.Saved | None = None
+        if keep is not None:
+            self.keeper = persist.Keeper(keep)
+            saved = self.keeper.open(create=create)
+            state_dir = keep
+        elif state_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="bulkprov-mock-")
             state_dir = Path(self._tmp.name)
         self.state_dir = state_dir
-        self.clock = ScaledClock(self.settings.time_scale)
+        if saved is not None:  # Graph time goes on from where the kept tenant stopped
+            self.clock = ScaledClock(self.settings.time_scale, start=saved.now, wall0=saved.wall0)
+        else:
+            self.clock = ScaledClock(self.settings.time_scale)
         self.tokens = TokenService(token_lifetime=self.settings.token_lifetime)
         self.tokens.auto_approve_polls = self.settings.device_code_auto_approve
         self.client_secret = client_secret or secrets.token_urlsafe(30)
-        rng = random.Random(f"{self.settings.faults.seed}:state")
+        if self.keeper is not None:
+            # a kept tenant has an id of its own, and new objects must not take the ids that
+            # a seeded generator gave the objects already kept
+            rng = random.Random(secrets.randbits(64))
+            ids = [str(t["id"]) for t in saved.tenants] if saved is not None else [
+                str(uuid.uuid4()) for _ in range(self.settings.tenants)
+            ]
+        else:
+            rng = random.Random(f"{self.settings.faults.seed}:state")
+            ids = [tenant_id(n) for n in range(1, self.settings.tenants + 1)]
         tenants = {}
-        for n in range(1, self.settings.tenants + 1):
-            tid = tenant_id(n)
+        for n, tid in enumerate(ids, start=1):
             tenants[tid] = Tenant(tid, self.settings, self.clock, rng)
             reg = ClientRegistration(client_id=CLIENT_ID, tenant_id=tid, display_name="bulkprov")
             reg.add_secret(self.client_secret)
@@ -148,11 +172,28 @@ class MockGraph:
         self._token_rng = random.Random(f"{self.settings.faults.seed}:token")
         self._runner: web.AppRunner | None = None
         self._lag_watch: asyncio.Task[None] | None = None
+        self._saver: asyncio.Task[None] | None = None
+        self._served = 0  # requests answered: a kept tenant is saved when it moved on
         self.info: MockInfo | None = None
+        if self.keeper is not None:
+            try:
+                for n, t in enumerate(tenants.values()):
+                    t.touched = set()
+                    if saved is not None:
+                        persist.restore(t, saved.tenants[n])
+                self.keeper.snapshot(list(tenants.values()), self.clock)
+            except BaseException:
+                self.keeper.release()  # the kept files stay as they were
+                raise
+            self.service.journal = self.keeper.journal
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> MockInfo:
-        tls = make_tls(self.state_dir / "tls", hosts=_hosts(self.host))
+        tls = make_tls(
+            self.state_dir / "tls", hosts=_hosts(self.host), reuse=self.keeper is not None
+        )
+        if self.keeper is not None:
+            self.keeper.private(tls.ca_file.parent)
         ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_ctx.load_cert_chain(tls.cert_file, tls.key_file)
         app = web.Application(client_max_size=8 * 1024 * 1024)
@@ -162,6 +203,8 @@ class MockGraph:
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_ctx)
         await site.start()
         self._lag_watch = asyncio.get_running_loop().create_task(self._watch_loop_lag())
+        if self.keeper is not None:
+            self._saver = asyncio.get_running_loop().create_task(self._save_periodically())
         port = _bound_port(site)
         http_url = None
         if self.http_port is not None:
@@ -200,21 +243,42 @@ class MockGraph:
                 recent.popleft()
             throttler.loop_lag = max(lag for _, lag in recent) / self.settings.time_scale
 
+    async def _save_periodically(self, period: float = persist.PERIOD) -> None:
+        """Snapshot a kept tenant every ``period`` real seconds in which requests came in
+        (job cycles and provisioning logs, which the journal does not hold)."""
+        assert self.keeper is not None
+        saved_at = self._served
+        while True:
+            await asyncio.sleep(period)
+            if self._served != saved_at:
+                saved_at = self._served
+                with contextlib.suppress(persist.KeepError):  # the journal still has it all
+                    self.keeper.snapshot(list(self.service.tenants.values()), self.clock)
+
     async def aclose(self) -> None:
-        if self._lag_watch is not None:
-            self._lag_watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._lag_watch
-            self._lag_watch = None
+        for name in ("_lag_watch", "_saver"):
+            task = getattr(self, name)
+            if task is not None:
+                setattr(self, name, None)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+        if self.keeper is not None:
+            keeper, self.keeper = self.keeper, None
+            keeper.close(list(self.service.tenants.values()), self.clock)
         if self._tmp is not None:
             tmp, self._tmp = self._tmp, None
             tmp.cleanup()
 
     async def __aenter__(self) -> Self:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.aclose()
+            raise
         return self
 
     async def __aexit__(
@@ -285,11 +349,13 @@ class MockGraph:
         )
 
     async def _h_graph(self, request: web.Request) -> web.StreamResponse:
+        self._served += 1
         body = await request.read()
         resp = await self.service.handle(self._mock_request(request, body))
         return await self._send(request, resp)
 
     async def _h_batch(self, request: web.Request) -> web.StreamResponse:
+        self._served += 1
         body = await request.read()
         req = self._mock_request(request, body)
         # the envelope's token is checked first; items are then checked one by one
@@ -462,6 +528,9 @@ class MockGraph:
                     sp = t.service_principals.get(sp_id)
                     if sp is not None:
                         sp.target_broken = bool(body.get("broken", True))
+                        if self.keeper is not None:
+                            t.touch(sp.id)
+                            self.keeper.journal(t)
                         break
                 else:
                     raise KeyError(sp_id)

@@ -127,6 +127,9 @@ class Tenant:
         self._events: list[tuple[float, int, str, str, int]] = []  # (t, seq, sp, job, generation)
         self._seq = 0
         self.created = Counter[str]()
+        # ids of the objects changed since a kept tenant last journaled them (see .persist);
+        # None: the tenant is not kept, nothing is tracked
+        self.touched: set[str] | None = None
 
     # ------------------------------------------------------------------ visibility
     def new_visibility(self, now: float) -> Visibility:
@@ -166,16 +169,31 @@ class Tenant:
             app_object_id=application.id,
         )
         application.sp_id = sp.id
-        self.applications[application.id] = application
-        self.service_principals[sp.id] = sp
-        self.sp_by_app_id[app_id] = sp
-        self.app_order.append(application)
-        self.sp_order.append(sp)
-        self.apps_by_name.setdefault(display_name.casefold(), []).append(application)
-        self.sps_by_name.setdefault(display_name.casefold(), []).append(sp)
+        self.add(application, sp)
         self.created["applications"] += 1
         self.created["servicePrincipals"] += 1
         return application, sp
+
+    def touch(self, object_id: str) -> None:
+        """Note that an object changed (a kept tenant journals it before answering)."""
+        if self.touched is not None:
+            self.touched.add(object_id)
+
+    def add(self, application: Application | None, sp: ServicePrincipal | None) -> None:
+        """File an application and/or service principal (new, or restored from disk)."""
+        if application is not None:
+            self.applications[application.id] = application
+            self.app_order.append(application)
+            self.apps_by_name.setdefault(application.display_name.casefold(), []).append(
+                application
+            )
+            self.touch(application.id)
+        if sp is not None:
+            self.service_principals[sp.id] = sp
+            self.sp_by_app_id[sp.app_id] = sp
+            self.sp_order.append(sp)
+            self.sps_by_name.setdefault(sp.display_name.casefold(), []).append(sp)
+            self.touch(sp.id)
 
     def rename_application(self, application: Application, name: str) -> None:
         _unindex(self.apps_by_name, application.display_name, application)
@@ -189,6 +207,7 @@ class Tenant:
 
     def delete_application(self, application: Application, now: float) -> None:
         application.deleted = now
+        self.touch(application.id)
         if application.sp_id is not None:
             sp = self.service_principals.get(application.sp_id)
             if sp is not None and sp.deleted is None:
@@ -196,6 +215,7 @@ class Tenant:
 
     def delete_service_principal(self, sp: ServicePrincipal, now: float) -> None:
         sp.deleted = now
+        self.touch(sp.id)
         for job in sp.jobs.values():
             job.generation += 1
             job.next_cycle_end = None
@@ -203,6 +223,7 @@ class Tenant:
 
     def purge(self, object_id: str) -> bool:
         """Permanently delete a soft-deleted object."""
+        self.touch(object_id)
         application = self.applications.get(object_id)
         if application is not None and application.deleted is not None:
             del self.applications[object_id]
@@ -240,6 +261,7 @@ class Tenant:
         if sp.secrets and job.code == "NotConfigured":
             job.code = "Paused"
         sp.jobs[job_id] = job
+        self.touch(sp.id)
         self.created["jobs"] += 1
         return job
 
@@ -271,6 +293,19 @@ class Tenant:
         job.next_cycle_end = at
         self._seq += 1
         heapq.heappush(self._events, (at, self._seq, job.sp_id, job.id, job.generation))
+
+    def reschedule(self) -> None:
+        """Rebuild the heap of cycle ends from the jobs' ``next_cycle_end`` (after a restore)."""
+        self._events.clear()
+        jobs = [
+            j
+            for sp in self.sp_order
+            for j in sp.jobs.values()
+            if sp.deleted is None and j.next_cycle_end is not None
+        ]
+        for job in sorted(jobs, key=lambda j: j.next_cycle_end or 0.0):
+            assert job.next_cycle_end is not None
+            self._schedule(job, job.next_cycle_end)
 
     def advance(self, now: float) -> None:
         """Play every job cycle that ended by ``now``."""
