@@ -772,7 +772,9 @@ class Pipeline:
             lambda: self.graph.put_job_schema(sp_id, job_id, body),
             since,
         )
-        got = await self.graph.job_schema(sp_id, job_id)
+        got = await self._replicated(  # a replica may not have the job yet: 404, try again
+            "the job (read the schema back)", lambda: self.graph.job_schema(sp_id, job_id), since
+        )
         diff = schema_mod.first_difference(schema_mod.normalise(wanted), schema_mod.normalise(got))
         if diff is not None:
             path, exported, actual = diff
