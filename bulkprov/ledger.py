@@ -339,6 +339,19 @@ def _regular_or_absent(path: Path) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """What :meth:`Ledger.prepare` found, for :meth:`Ledger.begin` to act on."""
+
+    manifest: str | None
+    graph: str
+    tenant: str
+    command: str
+    existing: bool  # the file is a ledger already (else begin() writes its header)
+    cut: int  # the offset where its whole records end
+    size: int  # its size when prepared
+
+
 class LedgerBusy(LedgerError):
     """Another bulkprov process holds the ledger."""
 
@@ -432,7 +445,7 @@ class Ledger:
         self._key: bytes | None = None
         self.replay = Replay(None, {}, 0, False)
         self._lock: LedgerLock | None = None
-        self._prepared: dict[str, Any] | None = None
+        self._prepared: _Prepared | None = None
         self._made_dir = False
 
     def open(
@@ -551,15 +564,7 @@ class Ledger:
                 self.check_manifest(instances)
         if command == "run":
             self._fingerprint_key()  # no key to be had: the run stops before it writes
-        self._prepared = {
-            "manifest": manifest,
-            "graph": graph,
-            "tenant": tenant,
-            "command": command,
-            "existing": existing,
-            "cut": cut,
-            "size": size,
-        }
+        self._prepared = _Prepared(manifest, graph, tenant, command, existing, cut, size)
 
     def begin(self) -> None:
         """Start writing a prepared ledger: cut a torn last line, create the file (mode 600)
@@ -570,44 +575,44 @@ class Ledger:
         self._prepared = None
         self._made_dir = False
         try:
-            if p["cut"] != p["size"]:
+            if p.cut != p.size:
                 # only now that the file is known to be this run's ledger: never cut another
                 with open(self.path, "r+b") as fh:
-                    fh.truncate(p["cut"])
+                    fh.truncate(p.cut)
                 self.replay.torn = True
                 if self.replay.bad_last_line is not None:
                     log.warning(
                         "ledger_corrupt_last_line_cut",
                         ledger=str(self.path),
                         line=self.replay.bad_last_line,
-                        bytes=p["size"] - p["cut"],
+                        bytes=p.size - p.cut,
                     )
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             os.chmod(self.path, 0o600)
         except OSError as exc:
             self.close()
             raise LedgerError(f"cannot open ledger {self.path}: {exc.strerror}") from None
-        if not p["existing"]:
+        if not p.existing:
             self.salt = secrets.token_bytes(16)
             self.append(
                 {
                     "type": "header",
                     "version": VERSION,
                     "created": now_iso(),
-                    "manifest": p["manifest"],
-                    "graph": p["graph"],
-                    "tenant": p["tenant"],
+                    "manifest": p.manifest,
+                    "graph": p.graph,
+                    "tenant": p.tenant,
                     "salt": self.salt.hex(),
                     "fingerprintKey": (
-                        key_id(self._fingerprint_key()) if p["command"] == "run" else None
+                        key_id(self._fingerprint_key()) if p.command == "run" else None
                     ),
                 }
             )
         run: dict[str, Any] = {"type": "run", "at": now_iso(), "pid": os.getpid()}
-        if p["command"] == "run":
-            run["manifest"] = p["manifest"]
+        if p.command == "run":
+            run["manifest"] = p.manifest
         else:
-            run["command"] = p["command"]
+            run["command"] = p.command
         self.append(run)
 
     def check_manifest(self, instances: Collection[str] | Mapping[str, str]) -> None:
