@@ -459,7 +459,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     steps = Table(title="steps done")
     steps.add_column("step")
     steps.add_column("instances", justify="right")
-    from .pipeline import ALL_STEPS
+    from .steps import ALL_STEPS
 
     for step in ALL_STEPS:
         steps.add_row(step, str(summary["stepsDone"].get(step, 0)))

@@ -31,7 +31,7 @@ from .errors import ConfigError, GraphError
 from .files import write_atomic
 from .graph import Graph
 from .ledger import now_iso
-from .pipeline import _configuration_fields
+from .planner import configuration_fields
 
 log = structlog.get_logger("bulkprov.export")
 JSON = dict[str, Any]
@@ -164,7 +164,7 @@ async def export(
             schema = await graph.job_schema(sp_id, str(job["id"]))
             templates = await graph.sync_templates(sp_id)
             tpl = next((t for t in templates if t.get("id") == job.get("templateId")), None)
-            fields = _configuration_fields(tpl) if tpl else []
+            fields = configuration_fields(tpl) if tpl else []
             try:
                 saved = await graph.secret_keys(sp_id)
             except GraphError as err:

@@ -29,7 +29,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .pipeline import ALL_STEPS, Events
+from .steps import ALL_STEPS
+from .steps.base import Events
 
 DEFAULT_INTERVAL = 5.0  # real seconds between plain progress lines
 RATE_WINDOW = 30.0  # real seconds a rate is measured over

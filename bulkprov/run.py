@@ -31,6 +31,7 @@ from .ledger import Ledger, Redactor
 from .manifest import Instance, Lines, ManifestSummary, iter_instances, validate
 from .pipeline import Events, Interrupted, Outcome, Pipeline, ResolvedTemplate
 from .planner import TemplateNeeds
+from .records import Step
 from .refs import DEFAULT_RULES, RefRules
 from .settings import RunSettings
 
@@ -303,6 +304,12 @@ class Runner:
             # a re-run of a finished ledger sets nothing up: it has no need to know the needs
             needs = await read_needs(self.graph, templates) if finished < summary.count else {}
             ledger.begin()
+            collector = LogCollector(
+                self.graph,
+                interval=5.0,
+                time_scale=self.client.settings.time_scale,
+                redactor=self.redactor,
+            )
             pipeline = Pipeline(
                 self.graph,
                 ledger,
@@ -315,13 +322,8 @@ class Runner:
                 stop=self.stop,
                 shared_names=summary.shared_names,
                 needs=needs,
-            )
-            pipeline.agent_groups = groups
-            collector = LogCollector(
-                self.graph,
-                interval=5.0,
-                time_scale=self.client.settings.time_scale,
-                redactor=self.redactor,
+                agent_groups=groups,
+                logs=collector,
             )
             await self._pool(pipeline, ledger, collector, summary.count)
         finally:
@@ -405,7 +407,7 @@ class Runner:
     ) -> None:
         inst, state = out.inst, out.state
         try:
-            data = await pipeline._step(out, "monitor", lambda: pipeline.monitor(out))
+            data = await pipeline.step(out, Step.MONITOR)
         except StepError as err:
             status = "timeout" if err.code == "MonitorDeadline" else "failed"
             self._final(ledger, inst, state, status, error=err, out=out)
@@ -413,15 +415,10 @@ class Runner:
         except Interrupted:
             self._final(ledger, inst, state, "interrupted", out=out)
             return
-        data = data or {}
         logs: JSON | None = None
         if self.settings.collect_logs and data.get("timeBegan"):
             try:
-                logs = await pipeline._step(
-                    out,
-                    "logs",
-                    lambda: collector.summary(state.ids["jobId"], str(data["timeBegan"])),
-                )
+                logs = await pipeline.step(out, Step.LOGS)
             except StepError:
                 logs = None
         status = "quarantined" if data.get("jobStatus") == "Quarantine" else "done"

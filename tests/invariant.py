@@ -21,7 +21,7 @@ from typing import Any
 from bulkprov import ledger as ledger_mod
 from bulkprov.manifest import iter_instances
 from bulkprov.mockgraph import MockGraph
-from bulkprov.pipeline import ALL_STEPS
+from bulkprov.steps import ALL_STEPS
 
 
 @dataclass

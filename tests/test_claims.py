@@ -25,6 +25,7 @@ from bulkprov.manifest import Instance
 from bulkprov.mockgraph import MockGraph
 from bulkprov.pipeline import Outcome, Pipeline, ResolvedTemplate
 from bulkprov.settings import RunSettings
+from bulkprov.steps.instantiate import Instantiate
 
 from .enginekit import aws_manifest, run_engine, tenant_stats
 
@@ -103,8 +104,8 @@ async def _play(choices: list[int], tmp_path: Path, count: int, lose: int | None
         inst = _instance(i)
         CURRENT.set(inst.key)
         out = Outcome(inst=inst, state=InstanceState(inst.key), started_at=0.0)
-        data = await pipeline.instantiate(out)
-        held[inst.key] = data["applicationId"]
+        data = await Instantiate().run(pipeline.context(out))
+        held[inst.key] = data.ids.application_id
 
     started = 0
     async with anyio.create_task_group() as tg:

@@ -143,9 +143,11 @@ async def test_a_crashing_step_leaks_its_secret_nowhere(
     run's failures (summary.json) hold neither the secret nor an encoded form of it, and the
     JSON log holds the (masked) traceback."""
     from bulkprov.client import GraphClient
-    from bulkprov.pipeline import Outcome, Pipeline
+    from bulkprov.records import Step
     from bulkprov.run import Runner
     from bulkprov.settings import ClientSettings, RunSettings
+    from bulkprov.steps.base import Context, StepResult
+    from bulkprov.steps.credentials import Start, credentials
 
     secret = canary()
     write_secrets(tmp_path / "secrets", secret=secret)
@@ -153,13 +155,13 @@ async def test_a_crashing_step_leaks_its_secret_nowhere(
     manifest.write_text("key,displayName,template,cred.ClientSecret,cred.SecretToken,start\n"
                         f"a,AWS canary,{AWS},file:secrets/key-id,file:secrets/secret,true\n")
 
-    async def start(self: Pipeline, out: Outcome) -> dict[str, Any]:
-        creds = self._credentials(out)
+    async def start(self: Start, ctx: Context) -> StepResult:
+        creds = credentials(ctx, Step.START)
         token = creds[1]["value"]  # the secret, in a local variable of the failing frame
         basic = base64.b64encode(f"svc:{token}".encode()).decode()
         raise RuntimeError(f"target said: Authorization: Basic {basic}; key={quote(token)}")
 
-    monkeypatch.setattr(Pipeline, "start", start)
+    monkeypatch.setattr(Start, "run", start)
     red = Redactor()
     console = io.StringIO()
     log_file = tmp_path / "log.jsonl"
