@@ -107,6 +107,9 @@ _EXPECTED = (TimeoutError, StepError, GraphError, TransportError, NotYetReplicat
 
 
 class Pipeline:
+    """Runs the steps of one run's instances: :meth:`setup` for each, then :meth:`step` for
+    its monitor and logs (``Runner`` decides which instances are monitored)."""
+
     def __init__(
         self,
         graph: Graph,
