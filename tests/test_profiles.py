@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
@@ -12,7 +11,8 @@ import pytest
 from bulkprov import profiles
 from bulkprov.auth import TokenProvider
 from bulkprov.cli import build_parser
-from bulkprov.connect import from_flags
+from bulkprov.cliconnect import connection_options
+from bulkprov.connect import ConnectionOptions, from_flags
 from bulkprov.errors import ConfigError
 from bulkprov.settings import ConnectionSettings, Credential, ManagedIdentity
 
@@ -75,8 +75,8 @@ def write(tmp_path: Path, text: str = GOOD, name: str = "profiles.toml") -> Path
     return path
 
 
-def args(*argv: str) -> argparse.Namespace:
-    return build_parser().parse_args(["plan", "m.csv", *argv])
+def args(*argv: str) -> ConnectionOptions:
+    return connection_options(build_parser().parse_args(["plan", "m.csv", *argv]))
 
 
 class TestParse:
