@@ -16,9 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .exitcodes import ExitCode
 
@@ -501,8 +500,7 @@ def _secrets_dir_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) ->
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Command:
+class Command(NamedTuple):  # (not a dataclass: `bulkprov --help` would import dataclasses)
     name: str
     help: str  # its line in `bulkprov --help`
     build: Build  # adds its options and sets ``func``, the function that runs it

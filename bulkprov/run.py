@@ -268,7 +268,7 @@ class Runner:
         self.rules = rules
         self.summary = summary
         # the Graph the ledger records (default: the base URL; the embedded mock's kept
-        # tenant has a random port, so it is recorded as connect.MOCK_GRAPH)
+        # tenant has a random port, so it is recorded as mockgraph.cli.MOCK_GRAPH)
         self.ledger_graph = ledger_graph or client.conn.base_url
         self.ledger_path = ledger_path
         self.client = client
