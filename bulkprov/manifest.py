@@ -460,10 +460,16 @@ def _migration_fields(
     check_files: bool,
 ) -> tuple[Path | None, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
     """``schema``, ``schedule`` and ``jobSettings`` of a record (written by ``export``)."""
+    return (
+        _schema_field(record.get("schema"), base_dir, bad, check_files),
+        _schedule_field(record.get("schedule"), bad),
+        _job_settings_field(record.get("jobSettings"), bad),
+    )
+
+
+def _schema_field(raw: Any, base_dir: Path, bad: _Bad, check_files: bool) -> Path | None:
     from . import schema as schema_mod
 
-    schema_file: Path | None = None
-    raw = record.get("schema")
     if isinstance(raw, str) and raw.strip():
         schema_file = Path(raw.strip())
         if not schema_file.is_absolute():
@@ -475,52 +481,60 @@ def _migration_fields(
                 schema_mod.load(schema_file)
             except ValueError as exc:
                 bad("schema", str(exc))
-    elif raw is not None and raw != "":
+        return schema_file
+    if raw is not None and raw != "":
         bad("schema", f"must be the path of a schema file, got {type(raw).__name__}")
-    schedule: list[tuple[str, str]] = []
-    raw = record.get("schedule")
-    if isinstance(raw, dict):
-        for k, v in raw.items():
-            if k == "interval":
-                if not isinstance(v, str) or not DURATION_RE.match(v):
-                    bad(
-                        "schedule.interval",
-                        f"must be an ISO 8601 duration such as PT40M, got {v!r}",
-                    )
-                    continue
-            elif k == "state":
-                if v not in SCHEDULE_STATES:
-                    bad("schedule.state", f"must be one of {', '.join(sorted(SCHEDULE_STATES))}")
-                    continue
-            elif k == "expiration":
-                if v is not None and not isinstance(v, str):
-                    bad("schedule.expiration", "must be a date-time string or null")
-                    continue
-                if v is None:
-                    continue
-            else:
-                bad(f"schedule.{k}", "is not a property of synchronizationSchedule")
-                continue
-            schedule.append((k, str(v)))
-    elif raw is not None:
+    return None
+
+
+def _schedule_field(raw: Any, bad: _Bad) -> tuple[tuple[str, str], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
         bad("schedule", 'must be an object such as {"interval": "PT40M", "state": "Active"}')
-    settings: list[tuple[str, str]] = []
-    raw = record.get("jobSettings")
-    if isinstance(raw, list):
-        for i, item in enumerate(raw):
-            if (
-                not isinstance(item, dict)
-                or set(item) != {"name", "value"}
-                or not isinstance(item["name"], str)
-                or not item["name"]
-                or not isinstance(item["value"], str)
-            ):
-                bad(f"jobSettings[{i}]", 'must be {"name": string, "value": string}')
+        return ()
+    schedule: list[tuple[str, str]] = []
+    for k, v in raw.items():
+        if k == "interval":
+            if not isinstance(v, str) or not DURATION_RE.match(v):
+                bad("schedule.interval", f"must be an ISO 8601 duration such as PT40M, got {v!r}")
                 continue
-            settings.append((item["name"], item["value"]))
-    elif raw is not None:
+        elif k == "state":
+            if v not in SCHEDULE_STATES:
+                bad("schedule.state", f"must be one of {', '.join(sorted(SCHEDULE_STATES))}")
+                continue
+        elif k == "expiration":
+            if v is not None and not isinstance(v, str):
+                bad("schedule.expiration", "must be a date-time string or null")
+                continue
+            if v is None:
+                continue
+        else:
+            bad(f"schedule.{k}", "is not a property of synchronizationSchedule")
+            continue
+        schedule.append((k, str(v)))
+    return tuple(schedule)
+
+
+def _job_settings_field(raw: Any, bad: _Bad) -> tuple[tuple[str, str], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
         bad("jobSettings", 'must be a list of {"name": ..., "value": ...}')
-    return schema_file, tuple(schedule), tuple(settings)
+        return ()
+    settings: list[tuple[str, str]] = []
+    for i, item in enumerate(raw):
+        if (
+            not isinstance(item, dict)
+            or set(item) != {"name", "value"}
+            or not isinstance(item["name"], str)
+            or not item["name"]
+            or not isinstance(item["value"], str)
+        ):
+            bad(f"jobSettings[{i}]", 'must be {"name": string, "value": string}')
+            continue
+        settings.append((item["name"], item["value"]))
+    return tuple(settings)
 
 
 def validate(
