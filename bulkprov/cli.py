@@ -1,19 +1,29 @@
-"""The ``bulkprov`` command line."""
+"""The ``bulkprov`` command line.
+
+Each command is a :class:`Command`: its name, its line of help, and the function that builds its
+parser. A command's parser is built only when the command is invoked (or its help shown), and
+only then are the modules its options and its work come from imported: ``bulkprov --help``
+imports none of them. The mock's options come from :mod:`bulkprov.mockgraph.cli`; the mock
+itself is loaded only by ``mock-graph``, ``--mock`` and ``--mock-info``.
+
+To add a command: a function that builds its parser (its options, and
+``p.set_defaults(func=...)`` with the function that runs it and returns an
+:class:`~bulkprov.exitcodes.ExitCode`), and a :class:`Command` in :data:`COMMANDS`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, NamedTuple
 
-if TYPE_CHECKING:  # the mock is imported where it is used: `bulkprov status` needs no aiohttp
-    from .mockgraph.settings import MockSettings
+from .exitcodes import ExitCode
 
 PROGRESS_EVERY = 5.0  # real seconds between plain progress lines (stderr not a terminal)
+
+Build = Callable[[argparse.ArgumentParser], None]
 
 
 def package_version() -> str:
@@ -56,6 +66,50 @@ class Parser(argparse.ArgumentParser):
         return commands[command]
 
 
+class _Version(argparse._VersionAction):
+    """``--version``: the package's metadata is read only when it is asked for."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        self.version = f"%(prog)s {package_version()}"
+        super().__call__(parser, namespace, values, option_string)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser, built by its :data:`Build` function when it is first used: parsed,
+    or its usage or help shown."""
+
+    def __init__(self, *args: Any, build: Build | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._build = build
+
+    def complete(self) -> CommandParser:
+        """Build the parser now (once)."""
+        build, self._build = self._build, None
+        if build is not None:
+            build(self)
+        return self
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self.complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self.complete()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self.complete()
+        return super().format_help()
+
+
 def _progress_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--progress-every",
@@ -78,253 +132,90 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
+def _connection_options(p: argparse.ArgumentParser) -> None:
+    """The connection flags, and the options of the embedded mock that ``--mock`` starts."""
+    from .cliconnect import add_connection_options
+    from .mockgraph.cli import add_mock_options
+
+    add_connection_options(p)
+    add_mock_options(p)
 
 
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
+# ---------------------------------------------------------------------- the commands
+def _mock_graph(p: argparse.ArgumentParser) -> None:
+    from .mockgraph.cli import configure_parser
+
+    configure_parser(p)
 
 
-def add_mock_options(p: argparse.ArgumentParser) -> None:
-    """The options that shape a mock Graph (shared by ``mock-graph`` and the ``--mock`` of
-    ``run``, ``plan``, ``export``, ``monitor`` and ``cleanup``)."""
-    g = p.add_argument_group("mock Graph behaviour (defaults: Graph's published figures)")
-    g.add_argument(
-        "--time-scale",
-        type=_positive_float,
-        default=None,
-        help="real seconds per Graph second: 0.01 runs latency, quotas, Retry-After, "
-        "replication and job cycles 100x faster (default 1.0 for mock-graph, 0.02 for "
-        "--mock; a client of a running mock-graph takes the mock's own)",
-    )
-    g.add_argument(
-        "--seed", type=int, default=1406, help="seed of the injected faults (default %(default)s)"
-    )
-    g.add_argument(
-        "--tenants", type=int, default=1, help="number of tenants served (default %(default)s)"
-    )
-    g.add_argument(
-        "--tenant-size",
-        choices=("small", "medium", "large"),
-        default="small",
-        help="sizes the resource-unit quota: 3,500 / 5,000 / 8,000 RU per 10 s "
-        "(default %(default)s)",
-    )
-    g.add_argument("--no-throttle", action="store_true", help="switch throttling off")
-    g.add_argument("--no-latency", action="store_true", help="answer without service time")
-    g.add_argument(
-        "--no-replication",
-        action="store_true",
-        help="new objects read back at once (no replication delay)",
-    )
-    g.add_argument(
-        "--replication-max",
-        type=float,
-        default=None,
-        help="longest replication delay of a new object, Graph seconds (default 12)",
-    )
-    g.add_argument(
-        "--fault-rate",
-        type=_rate,
-        default=0.0,
-        help="probability that any request answers 500/502/503/504 (default %(default)s)",
-    )
-    g.add_argument(
-        "--drop-rate",
-        type=_rate,
-        default=0.0,
-        help="probability that any request's connection is dropped (default %(default)s)",
-    )
-    g.add_argument(
-        "--instantiate-404-rate",
-        type=_rate,
-        default=0.0,
-        help="probability that instantiate creates the objects but answers 404 "
-        "(default %(default)s)",
-    )
-    g.add_argument(
-        "--instantiate-timeout-rate",
-        type=_rate,
-        default=0.0,
-        help="probability that instantiate creates the objects but answers only after the "
-        "client's timeout (default %(default)s)",
-    )
-    g.add_argument(
-        "--token-lifetime",
-        type=_positive_float,
-        default=3599.0,
-        help="access token lifetime in real seconds (default %(default)s)",
-    )
+def _run(p: argparse.ArgumentParser) -> None:
+    from .commands import cmd_run
 
-
-def mock_settings_from_args(
-    args: argparse.Namespace, *, default_time_scale: float = 1.0
-) -> MockSettings:
-    from .mockgraph.settings import (
-        FaultSettings,
-        LatencySettings,
-        MockSettings,
-        ReplicationSettings,
-        ThrottleSettings,
-    )
-
-    replication = ReplicationSettings(enabled=not args.no_replication)
-    if args.replication_max is not None:
-        replication = ReplicationSettings(
-            enabled=not args.no_replication,
-            min_delay=min(replication.min_delay, args.replication_max),
-            max_delay=args.replication_max,
-        )
-    return MockSettings(
-        time_scale=args.time_scale if args.time_scale is not None else default_time_scale,
-        tenants=args.tenants,
-        throttle=ThrottleSettings(enabled=not args.no_throttle, tenant_size=args.tenant_size),
-        latency=LatencySettings(enabled=not args.no_latency),
-        replication=replication,
-        faults=FaultSettings(
-            seed=args.seed,
-            error_rate={"*": args.fault_rate} if args.fault_rate else {},
-            drop_rate={"*": args.drop_rate} if args.drop_rate else {},
-            instantiate_404_rate=args.instantiate_404_rate,
-            instantiate_timeout_rate=args.instantiate_timeout_rate,
-        ),
-        token_lifetime=args.token_lifetime,
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="bulkprov",
-        description="Configure Microsoft Entra app provisioning for many gallery apps at once "
-        "through Microsoft Graph.",
-    )
-    parser.add_argument(
-        "--version",
-        action="version",
-        version=f"%(prog)s {package_version()}",
-        help="print bulkprov's version and exit",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    parser.commands = sub.choices
-
-    mock = sub.add_parser(
-        "mock-graph",
-        help="serve the embedded mock Microsoft Graph",
-        description="Serve a mock Microsoft Graph (HTTPS, with its own CA) with Graph's quotas, "
-        "429s, latency, replication delays and faults, and an OAuth2 token endpoint "
-        "that MSAL accepts. Prints what a client needs to connect.",
-    )
-    mock.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
-    )
-    mock.add_argument(
-        "--port", type=int, default=8443, help="HTTPS port, 0: any free port (default %(default)s)"
-    )
-    mock.add_argument(
-        "--http-port", type=int, default=None, help="also serve plain HTTP on this port (for curl)"
-    )
-    mock.add_argument(
-        "--info-file",
-        type=Path,
-        default=None,
-        help="write the connection details (JSON, mode 600) to this file",
-    )
-    mock.add_argument(
-        "--profiles-file",
-        type=Path,
-        default=None,
-        help="write a profiles file (TOML, mode 600) with two profiles per tenant: tenantN "
-        "(app-only, client secret in FILE.secret) and tenantN-device (device code, delegated)",
-    )
-    mock.add_argument(
-        "--state-dir",
-        type=Path,
-        default=None,
-        help="where the TLS CA and certificate are written (default: a temp dir)",
-    )
-    add_mock_options(mock)
-    mock.set_defaults(func=cmd_mock_graph)
-
-    from .connect import add_connection_options
-
-    run = sub.add_parser(
-        "run",
-        help="onboard every instance of a manifest",
-        description="Validate the manifest, then take every instance through the provisioning "
+    p.description = (
+        "Validate the manifest, then take every instance through the provisioning "
         "steps concurrently under Graph's quotas, recording each step in the "
         "ledger. Run it again with the same ledger to resume: finished instances "
         "are skipped and no application is created twice. Exit codes: 0 all done, "
         "1 some instance failed, 2 bad input, 3 some job quarantined, 130 "
-        "interrupted.",
+        "interrupted."
     )
-    run.add_argument("manifest", type=Path, help="CSV, JSON or JSONL manifest")
-    run.add_argument(
+    p.add_argument("manifest", type=Path, help="CSV, JSON or JSONL manifest")
+    p.add_argument(
         "--ledger",
         type=Path,
         default=None,
         help="JSONL ledger to write and resume from (required unless --mock)",
     )
-    _run_options(run)
-    _progress_option(run)
-    add_connection_options(run)
-    add_mock_options(run)
-    run.set_defaults(func=cmd_run)
+    _run_options(p)
+    _progress_option(p)
+    _connection_options(p)
+    p.set_defaults(func=cmd_run)
 
-    plan = sub.add_parser(
-        "plan",
-        help="validate a manifest and show what a run would do",
-        description="Validate the whole manifest (every problem at once, with file, line and "
+
+def _plan(p: argparse.ArgumentParser) -> None:
+    from .commands import cmd_plan
+
+    p.description = (
+        "Validate the whole manifest (every problem at once, with file, line and "
         "field), resolve its templates (and agent groups), and show per instance whether a "
         "run would create, adopt or skip it, finds a conflict, or would refuse it (an "
         "agentGroup under an app-only credential). Sends no write to Graph. Exit code 1 for "
-        "a conflict or a refusal.",
+        "a conflict or a refusal."
     )
-    plan.add_argument("manifest", type=Path, help="CSV, JSON or JSONL manifest")
-    plan.add_argument(
+    p.add_argument("manifest", type=Path, help="CSV, JSON or JSONL manifest")
+    p.add_argument(
         "--ledger",
         type=Path,
         default=None,
         help="the ledger a run would resume from: its finished instances show as done",
     )
-    plan.add_argument(
+    p.add_argument(
         "--offline", action="store_true", help="only validate the manifest; no Graph call"
     )
-    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
-    plan.add_argument(
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument(
         "--allow-inline-secrets",
         action="store_true",
         help="accept secret values written in the manifest itself",
     )
-    _secrets_dir_option(plan)
-    plan.add_argument(
+    _secrets_dir_option(p)
+    p.add_argument(
         "--on-existing",
         choices=("adopt", "fail"),
         default="adopt",
         help="what a run would do with an application of that name and template that "
         "already exists: adopt it or fail the instance (default %(default)s)",
     )
-    add_connection_options(plan)
-    add_mock_options(plan)
-    plan.set_defaults(func=cmd_plan)
+    _connection_options(p)
+    p.set_defaults(func=cmd_plan)
 
-    export = sub.add_parser(
-        "export",
-        help="write a tenant's provisioning set-up as a manifest another tenant can run",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Read the source tenant (no writes) and write, for every service principal "
+
+def _export(p: argparse.ArgumentParser) -> None:
+    from .commands import cmd_export
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.description = (
+        "Read the source tenant (no writes) and write, for every service principal "
         "that has a synchronization job:\n\n"
         "  OUT/manifest.json       one instance per app (its first job): gallery template,\n"
         "                          display name,"
@@ -336,42 +227,46 @@ def build_parser() -> argparse.ArgumentParser:
         "  OUT/secrets.env         the variables the credentials refer to, to fill in:\n"
         "                          Graph never returns secret values\n\n"
         "Then, against the target tenant: `bulkprov plan OUT/manifest.json` (refuses until "
-        "every secret variable is set) and `bulkprov run OUT/manifest.json --ledger ...`.",
+        "every secret variable is set) and `bulkprov run OUT/manifest.json --ledger ...`."
     )
-    export.add_argument("--out", type=Path, required=True, help="directory to write (created)")
-    export.add_argument(
+    p.add_argument("--out", type=Path, required=True, help="directory to write (created)")
+    p.add_argument(
         "--template", default=None, help="only apps of this gallery template (display name or id)"
     )
-    export.add_argument(
+    p.add_argument(
         "--name",
         default=None,
         help="only apps whose display name contains this text (case-insensitive), or matches "
         "it as a glob when it has * ? or [",
     )
-    export.add_argument(
+    p.add_argument(
         "--ids-file",
         type=Path,
         default=None,
         help="only the service principals listed in this file (object ids or appIds, one a line)",
     )
-    export.add_argument(
+    p.add_argument(
         "--force", action="store_true", help="write into an --out directory that has a manifest"
     )
-    _progress_option(export)
-    add_connection_options(export)
-    add_mock_options(export)
-    export.set_defaults(func=cmd_export)
+    _progress_option(p)
+    _connection_options(p)
+    p.set_defaults(func=cmd_export)
 
-    status = sub.add_parser("status", help="summarise a ledger, per step and per instance")
-    status.add_argument("ledger", type=Path, help="the JSONL ledger a run wrote")
-    status.add_argument("--json", action="store_true", help="print the summary as JSON")
-    status.add_argument("--all", action="store_true", help="list every instance")
-    status.set_defaults(func=cmd_status)
 
-    cleanup = sub.add_parser(
-        "cleanup",
-        help="delete what a run created",
-        description="Delete the synchronization jobs, service principals and applications "
+def _status(p: argparse.ArgumentParser) -> None:
+    from .commands import cmd_status
+
+    p.add_argument("ledger", type=Path, help="the JSONL ledger a run wrote")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--all", action="store_true", help="list every instance")
+    p.set_defaults(func=cmd_status)
+
+
+def _cleanup(p: argparse.ArgumentParser) -> None:
+    from .day2 import cmd_cleanup
+
+    p.description = (
+        "Delete the synchronization jobs, service principals and applications "
         "that the run(s) recorded in LEDGER created, in reverse order (job, service "
         "principal, application). Applications the run adopted are kept (only the jobs the "
         "run created on them are deleted) unless --include-adopted. Lists what it will "
@@ -381,74 +276,72 @@ def build_parser() -> argparse.ArgumentParser:
         "applications stay restorable in /directory/deletedItems for 30 days unless "
         "--purge. Connects like `run`; the ledger's tenant and Graph must match. Exit "
         "codes: 0 done (or nothing to do, or --dry-run), 1 some deletion failed or not "
-        "confirmed, 2 bad input, 130 interrupted.",
+        "confirmed, 2 bad input, 130 interrupted."
     )
-    cleanup.add_argument("ledger", type=Path, help="the JSONL ledger a run wrote")
-    cleanup.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    cleanup.add_argument(
+    p.add_argument("ledger", type=Path, help="the JSONL ledger a run wrote")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument(
         "--dry-run", action="store_true", help="list every object it would delete; delete nothing"
     )
-    cleanup.add_argument(
+    p.add_argument(
         "--include-adopted",
         action="store_true",
         help="also delete the applications (and service principals) the run adopted",
     )
-    cleanup.add_argument(
+    p.add_argument(
         "--purge",
         action="store_true",
         help="also delete them permanently from /directory/deletedItems (not restorable); "
         "a later cleanup with --purge purges what an earlier one deleted",
     )
-    cleanup.add_argument(
+    p.add_argument(
         "--concurrency",
         type=int,
         default=16,
         help="instances cleaned up at once (default %(default)s)",
     )
-    cleanup.add_argument(
-        "--fsync", action="store_true", help="fsync the ledger after every record"
-    )
-    cleanup.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    _progress_option(cleanup)
-    add_connection_options(cleanup)
-    add_mock_options(cleanup)
-    cleanup.set_defaults(func=cmd_cleanup)
+    p.add_argument("--fsync", action="store_true", help="fsync the ledger after every record")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    _progress_option(p)
+    _connection_options(p)
+    p.set_defaults(func=cmd_cleanup)
 
-    monitor = sub.add_parser(
-        "monitor",
-        help="show the state of every job a run set up",
-        description="Read every synchronization job recorded in LEDGER: status code, "
+
+def _monitor(p: argparse.ArgumentParser) -> None:
+    from .day2 import cmd_monitor
+
+    p.description = (
+        "Read every synchronization job recorded in LEDGER: status code, "
         "quarantine reason and error code, the errors of the last and last successful "
         "executions, and the latest provisioning-log failures per service principal (read "
         "for all of them at once: the reports quota is 5 requests per 10 s). --restart "
         "restarts the quarantined jobs (after their credentials were fixed) and reads them "
         "again. Connects like `run`; the ledger's tenant and Graph must match. Exit codes: "
         "0 no job quarantined, 1 some job could not be read, 2 bad input, 3 some job "
-        "quarantined.",
+        "quarantined."
     )
-    monitor.add_argument("ledger", type=Path, help="the JSONL ledger a run wrote")
-    monitor.add_argument(
+    p.add_argument("ledger", type=Path, help="the JSONL ledger a run wrote")
+    p.add_argument(
         "--json",
         action="store_true",
         help="print JSON Lines on stdout: one object per instance with a job",
     )
-    monitor.add_argument("--all", action="store_true", help="list every job, not only those "
-                         "needing attention")
-    monitor.add_argument(
+    p.add_argument(
+        "--all", action="store_true", help="list every job, not only those needing attention"
+    )
+    p.add_argument(
         "--restart",
         action="store_true",
         help="restart quarantined jobs (POST .../restart); recorded in the ledger",
     )
-    monitor.add_argument(
+    p.add_argument(
         "--reset-scope",
         type=_reset_scope,
         default="Watermark, Escrows, QuarantineState",
         help="criteria.resetScope of a restart (default '%(default)s')",
     )
-    monitor.add_argument(
-        "--no-logs", action="store_true", help="do not read the provisioning logs"
-    )
-    monitor.add_argument(
+    p.add_argument("--no-logs", action="store_true", help="do not read the provisioning logs")
+    p.add_argument(
         "--since",
         type=_iso_datetime,
         default=None,
@@ -456,24 +349,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="provisioning failures at or after this UTC time, e.g. 2025-01-31T00:00:00Z "
         "(default: when the ledger was created)",
     )
-    monitor.add_argument(
+    p.add_argument(
         "--failures",
         type=int,
         default=3,
         help="latest provisioning failures shown per instance (default %(default)s)",
     )
-    monitor.add_argument(
+    p.add_argument(
         "--concurrency", type=int, default=32, help="jobs read at once (default %(default)s)"
     )
-    monitor.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    add_connection_options(monitor)
-    add_mock_options(monitor)
-    monitor.set_defaults(func=cmd_monitor)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    _connection_options(p)
+    p.set_defaults(func=cmd_monitor)
 
-    templates = sub.add_parser(
-        "templates",
-        help="list gallery application templates and the credential keys they need",
-        description="List the application templates of the Microsoft Entra gallery whose "
+
+def _templates(p: argparse.ArgumentParser) -> None:
+    from .templates import cmd_templates
+
+    p.description = (
+        "List the application templates of the Microsoft Entra gallery whose "
         "display name contains SEARCH (Graph's $filter=contains(displayName, ...); case "
         "does not matter), or the one whose id SEARCH is: id, display name, publisher and "
         "whether it supports provisioning (supportedProvisioningTypes holds sync). With "
@@ -482,31 +376,29 @@ def build_parser() -> argparse.ArgumentParser:
         "tells them only through an existing instance's synchronization templates, so they "
         "are read from the tenant's first service principal of that template, and shown "
         "as unknown when there is none. Reads only. Connects like `plan`. Exit codes: 0 "
-        "some template matches, 1 none, 2 bad input.",
+        "some template matches, 1 none, 2 bad input."
     )
-    templates.add_argument(
+    p.add_argument(
         "search",
         nargs="?",
         default=None,
         metavar="SEARCH",
         help="part of the display name, or a template id (default: every template)",
     )
-    templates.add_argument(
+    p.add_argument(
         "--keys",
         action="store_true",
         help="show each template's credential keys (one request or two per template; "
         "shown anyway when one template matches)",
     )
-    templates.add_argument(
+    p.add_argument(
         "--provisioning",
         action="store_true",
         help="only the templates that support provisioning",
     )
-    templates.add_argument("--json", action="store_true", help="print the templates as JSON")
-    add_connection_options(templates)
-    add_mock_options(templates)
-    templates.set_defaults(func=cmd_templates)
-    return parser
+    p.add_argument("--json", action="store_true", help="print the templates as JSON")
+    _connection_options(p)
+    p.set_defaults(func=cmd_templates)
 
 
 def _reset_scope(text: str) -> str:
@@ -555,8 +447,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         "--monitor-deadline",
         type=float,
         default=900.0,
-        help="Graph seconds a started job may take to reach steady state "
-        "(default %(default)s)",
+        help="Graph seconds a started job may take to reach steady state (default %(default)s)",
     )
     g.add_argument(
         "--allow-inline-secrets",
@@ -609,93 +500,50 @@ def _secrets_dir_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) ->
     )
 
 
-def cmd_mock_graph(args: argparse.Namespace) -> int:
-    from .mockgraph.server import MockGraph, write_info, write_profiles
-
-    settings = mock_settings_from_args(args)
-
-    async def serve() -> None:
-        state_dir = args.state_dir
-        async with MockGraph(
-            settings, host=args.host, port=args.port, http_port=args.http_port, state_dir=state_dir
-        ) as mock:
-            info = mock.info
-            assert info is not None
-            if args.info_file is not None:
-                write_info(args.info_file, info)
-            if args.profiles_file is not None:
-                write_profiles(args.profiles_file, info)
-            print("bulkprov mock Graph is serving", flush=True)
-            print(f"  Graph base URL   {info.graph_url}/v1.0  (and /beta)")
-            if info.http_url:
-                print(f"  plain HTTP       {info.http_url}/v1.0")
-            print(f"  authority        {info.authority}")
-            print(f"  CA file          {info.ca_file}")
-            print(f"  tenant id        {info.tenant_id}")
-            if len(info.tenant_ids) > 1:
-                print(f"  other tenants    {', '.join(info.tenant_ids[1:])}")
-            print(f"  client id        {info.client_id}  (also a public client: device code)")
-            if info.users:
-                print(f"  signs in         {info.users[0]}  (device code, approved by the mock)")
-            if args.profiles_file is not None:
-                names = ", ".join(
-                    f"tenant{n}, tenant{n}-device" for n in range(1, len(info.tenant_ids) + 1)
-                )
-                print(f"  profiles         {args.profiles_file} ({names})")
-            if args.info_file is not None or args.profiles_file is not None:
-                where = args.info_file or f"{args.profiles_file}.secret"
-                print(f"  client secret    in {where}")
-            else:
-                print(f"  client secret    {info.client_secret}")
-            print(f"  time scale       {info.time_scale} real s per Graph s")
-            print(f"  stats            {info.graph_url}/_mock/stats", flush=True)
-            await asyncio.Event().wait()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
-    return 0
+class Command(NamedTuple):  # (not a dataclass: `bulkprov --help` would import dataclasses)
+    name: str
+    help: str  # its line in `bulkprov --help`
+    build: Build  # adds its options and sets ``func``, the function that runs it
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from .commands import cmd_run as run
-
-    return run(args)
-
-
-def cmd_plan(args: argparse.Namespace) -> int:
-    from .commands import cmd_plan as plan
-
-    return plan(args)
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from .commands import cmd_export as export
-
-    return export(args)
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from .commands import cmd_status as status
-
-    return status(args)
+COMMANDS = (
+    Command("mock-graph", "serve the embedded mock Microsoft Graph", _mock_graph),
+    Command("run", "onboard every instance of a manifest", _run),
+    Command("plan", "validate a manifest and show what a run would do", _plan),
+    Command(
+        "export",
+        "write a tenant's provisioning set-up as a manifest another tenant can run",
+        _export,
+    ),
+    Command("status", "summarise a ledger, per step and per instance", _status),
+    Command("cleanup", "delete what a run created", _cleanup),
+    Command("monitor", "show the state of every job a run set up", _monitor),
+    Command(
+        "templates",
+        "list gallery application templates and the credential keys they need",
+        _templates,
+    ),
+)
 
 
-def cmd_cleanup(args: argparse.Namespace) -> int:
-    from .day2 import cmd_cleanup as cleanup
-
-    return cleanup(args)
-
-
-def cmd_monitor(args: argparse.Namespace) -> int:
-    from .day2 import cmd_monitor as monitor
-
-    return monitor(args)
-
-
-def cmd_templates(args: argparse.Namespace) -> int:
-    from .templates import cmd_templates as templates
-
-    return templates(args)
+def build_parser(*, complete: bool = False) -> argparse.ArgumentParser:
+    """The parser of ``bulkprov``; each command's own parser is built when it is used, or
+    here already with ``complete``."""
+    parser = Parser(
+        prog="bulkprov",
+        description="Configure Microsoft Entra app provisioning for many gallery apps at once "
+        "through Microsoft Graph.",
+    )
+    parser.add_argument("--version", action=_Version, help="print bulkprov's version and exit")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=CommandParser
+    )
+    parser.commands = sub.choices
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, build=command.build)
+        if complete:
+            p.complete()
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -705,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except BaseException as exc:  # every way out gets its message and exit code
         return report_error(exc, verbose=int(getattr(args, "verbose", 0) or 0))
-    return code
+    return int(code)
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -715,7 +563,7 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def report_error(exc: BaseException, *, verbose: int = 0) -> int:
+def report_error(exc: BaseException, *, verbose: int = 0) -> ExitCode:
     """Say what stopped a command in one line per cause, and give its exit code: 2 for bulkprov's
     own errors (bad input, settings or ledger; a Graph or authority that cannot be used), 130
     for an interruption, 1 for anything unexpected (a bug: its type and where it happened, and
@@ -729,14 +577,14 @@ def report_error(exc: BaseException, *, verbose: int = 0) -> int:
     leaves = _leaves(exc)
     if any(isinstance(e, KeyboardInterrupt) for e in leaves):
         print("bulkprov: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     seen: set[str] = set()
-    code = 2
+    code = ExitCode.USAGE
     for e in leaves:
         if isinstance(e, BulkProvError):
             text = f"bulkprov: error: {e}"
         else:
-            code = 1
+            code = ExitCode.INTERNAL
             frames = traceback.extract_tb(e.__traceback__)
             ours = [f for f in frames if "bulkprov" in f.filename] or frames
             where = f" at {Path(ours[-1].filename).name}:{ours[-1].lineno}" if ours else ""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,22 +19,26 @@ from rich.table import Table
 
 from . import ledger as ledger_mod
 from . import planner
-from .client import GraphClient
-from .connect import client_settings, target
+from .cliconnect import connection_options
+from .client import ClientStats, GraphClient
+from .connect import ConnectionOptions, client_settings, target
 from .display import cell, printable
 from .errors import ConfigError, GraphError, ManifestError
+from .exitcodes import ExitCode
 from .files import check_writable, write_atomic
 from .graph import Graph
+from .jsontypes import JSON
 from .ledger import Redactor
 from .log import configure
 from .manifest import Instance, iter_instances, validate
+from .pipeline import ResolvedTemplate
+from .planner import TemplateNeeds
 from .progress import Progress, TaskProgress
 from .redact import shorten
 from .refs import RefRules
-from .run import Runner, read_needs, resolve_agent_groups, resolve_templates
-from .settings import RunSettings
+from .run import Runner, RunResult, read_needs, resolve_agent_groups, resolve_templates
+from .settings import Credential, RunSettings
 
-EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_QUARANTINE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 STATUS_ROWS = 200  # instances `status` lists before it says how many more there are
 
 
@@ -41,28 +46,28 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def ref_rules(args: argparse.Namespace) -> RefRules:
+def ref_rules(opts: ConnectionOptions, secrets_dirs: Sequence[Path] | None = None) -> RefRules:
     """What the manifest's references may reach: ``--secrets-dir`` and the profile's
     ``secrets_dirs`` besides the manifest's directory; never the variable or the file that
     bulkprov's own credential comes from (flags, BULKPROV_* variables, the profile)."""
     from . import profiles as profiles_mod
-    from .connect import ENV, SECRET_ENV
+    from .connect import SECRET_ENV
 
     dirs: list[Path] = []
-    for d in getattr(args, "secrets_dir", None) or ():
+    for d in secrets_dirs or ():
         if not d.is_dir():
             why = "does not exist" if not d.exists() else "is not a directory"
             raise ConfigError(f"--secrets-dir {d}: {why}")
         dirs.append(d)
-    own_env = {getattr(args, "client_secret_env", None) or SECRET_ENV}
+    own_env = {opts.client_secret_env or SECRET_ENV}
     own_files: set[Path] = set()
     for name in ("client_secret_file", "certificate_file", "mock_info"):
-        value = getattr(args, name, None) or os.environ.get(ENV[name])
+        value = opts.env(name)
         if value:
             own_files.add(Path(value))
-    profile = getattr(args, "profile", None) or os.environ.get(profiles_mod.ENV_NAME)
-    if profile and not getattr(args, "mock", False):
-        path = profiles_mod.profiles_path(getattr(args, "profiles", None))
+    profile = opts.profile_name()
+    if profile and opts.mock is None:
+        path = profiles_mod.profiles_path(opts.profiles)
         prof = profiles_mod.select(path, profile)
         dirs.extend(prof.checked_secrets_dirs())
         env, files = prof.own_sources()
@@ -88,8 +93,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = _stderr()
     if args.summary_json is not None:
         check_writable(args.summary_json, "--summary-json")
+    opts = replace(connection_options(args), write_quota=args.write_quota, ru_quota=args.ru_quota)
     # validate before anything else: a bad manifest makes no Graph call at all
-    rules = ref_rules(args)
+    rules = ref_rules(opts, args.secrets_dir)
     summary = validate(args.manifest, allow_inline_secrets=args.allow_inline_secrets, rules=rules)
     if summary.problems:
         raise ManifestError(summary.problems)
@@ -102,15 +108,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         fsync=args.fsync,
     )
 
-    async def main() -> tuple[Any, Any, str]:
-        async with target(args, ledger=args.ledger, create=True) as tgt:
+    async def main() -> tuple[RunResult, ClientStats, str]:
+        async with target(opts, ledger=args.ledger, create=True) as tgt:
             console.print(
                 f"bulkprov: {summary.count} instances from {args.manifest} -> "
                 f"{tgt.label}; ledger {args.ledger}",
                 markup=False,
                 soft_wrap=True,
             )
-            async with GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client:
+            async with GraphClient(tgt.conn, client_settings(opts, tgt.time_scale)) as client:
                 progress = Progress(
                     summary.count, console, client.stats, interval=args.progress_every
                 )
@@ -135,43 +141,51 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     result, stats, label = anyio.run(main)
     _print_run_summary(console, result, stats, args.ledger, redactor)
-    summary_failed = False
-    if args.summary_json is not None:
-        try:
-            write_atomic(  # 0600: it holds the failures' messages
-                args.summary_json,
-                orjson.dumps(
-                    {
-                        "total": result.total,
-                        "skipped": result.skipped,
-                        # by status: "statuses" counts the skipped instances too (as it always
-                        # did), "thisRun" and "skippedStatuses" apart
-                        "statuses": dict(result.statuses),
-                        "thisRun": dict(result.this_run),
-                        "skippedStatuses": dict(result.skipped_statuses),
-                        "elapsed": result.elapsed,
-                        "client": stats.as_dict(),
-                        "failures": result.failures,
-                        "target": label,
-                    },
-                    option=orjson.OPT_INDENT_2,
-                ),
-            )
-        except OSError as exc:
-            # the run's work is done and in the ledger: say so, and only then fail
-            console.print(
-                f"bulkprov: error: cannot write --summary-json {args.summary_json}: "
-                f"{exc.strerror}; the run itself is recorded in {args.ledger}",
-                markup=False,
-            )
-            summary_failed = True
+    summary_written = args.summary_json is None or _write_summary_json(
+        args, console, result, stats, label
+    )
     if result.interrupted or result.statuses["interrupted"]:
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     if result.failed:
-        return EXIT_FAILED
+        return ExitCode.FAILED
     if result.statuses["quarantined"]:
-        return EXIT_QUARANTINE
-    return EXIT_INPUT if summary_failed else EXIT_OK
+        return ExitCode.QUARANTINED
+    return ExitCode.OK if summary_written else ExitCode.USAGE
+
+
+def _write_summary_json(
+    args: argparse.Namespace, console: Console, result: RunResult, stats: ClientStats, label: str
+) -> bool:
+    """Write ``--summary-json``; False (said on the console) when it cannot be written."""
+    try:
+        write_atomic(  # 0600: it holds the failures' messages
+            args.summary_json,
+            orjson.dumps(
+                {
+                    "total": result.total,
+                    "skipped": result.skipped,
+                    # by status: "statuses" counts the skipped instances too (as it always
+                    # did), "thisRun" and "skippedStatuses" apart
+                    "statuses": dict(result.statuses),
+                    "thisRun": dict(result.this_run),
+                    "skippedStatuses": dict(result.skipped_statuses),
+                    "elapsed": result.elapsed,
+                    "client": stats.as_dict(),
+                    "failures": result.failures,
+                    "target": label,
+                },
+                option=orjson.OPT_INDENT_2,
+            ),
+        )
+    except OSError as exc:
+        # the run's work is done and in the ledger: say so, and only then fail
+        console.print(
+            f"bulkprov: error: cannot write --summary-json {args.summary_json}: "
+            f"{exc.strerror}; the run itself is recorded in {args.ledger}",
+            markup=False,
+        )
+        return False
+    return True
 
 
 async def _signals(runner: Runner, scope: anyio.CancelScope, console: Console) -> None:
@@ -239,7 +253,8 @@ def _print_run_summary(
 def cmd_plan(args: argparse.Namespace) -> int:
     configure(console_level="warning")
     console = Console(highlight=False)
-    rules = ref_rules(args)
+    opts = connection_options(args)
+    rules = ref_rules(opts, args.secrets_dir)
     summary = validate(args.manifest, allow_inline_secrets=args.allow_inline_secrets, rules=rules)
     if summary.problems:
         raise ManifestError(summary.problems)
@@ -250,85 +265,30 @@ def cmd_plan(args: argparse.Namespace) -> int:
             f"{args.manifest}: {summary.count} instances, "
             f"{len(summary.templates)} distinct templates; the manifest is valid"
         )
-        return EXIT_OK
+        return ExitCode.OK
     replay = ledger_mod.read(args.ledger) if args.ledger and args.ledger.exists() else None
 
-    async def main() -> list[dict[str, Any]]:
+    async def main() -> list[JSON]:
         async with (
-            target(args, ledger=args.ledger if replay is not None else None) as tgt,
-            GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client,
+            target(opts, ledger=args.ledger if replay is not None else None) as tgt,
+            GraphClient(tgt.conn, client_settings(opts, tgt.time_scale)) as client,
         ):
             graph = Graph(client)
             templates = await resolve_templates(graph, summary)
-            needs = await read_needs(graph, templates)
-            credential = tgt.conn.credential
-            groups: dict[str, str] = {}
-            if summary.agent_groups and credential.delegated:
-                groups = await resolve_agent_groups(graph, summary)
-            claimed = replay.claimed("applicationId") if replay else {}
-            rows: list[dict[str, Any]] = []
-            limiter = anyio.CapacityLimiter(32)
-
-            def decide(inst: Instance, apps: list[Any] | None = None) -> planner.Decision:
-                tid = templates[inst.template].id
-                return planner.decide(
-                    inst,
-                    replay.instances.get(inst.key) if replay else None,
-                    template_id=tid,
-                    needs=needs.get(tid),
-                    apps=apps,
-                    claimed=claimed,
-                    on_existing=args.on_existing,
-                    delegated=credential.delegated,
-                    credential_kind=credential.kind,
-                )
-
-            def fill(row: dict[str, Any], decision: planner.Decision) -> None:
-                row["action"] = decision.action
-                if decision.application_id:
-                    row["applicationId"] = decision.application_id
-                if decision.code:
-                    row["code"] = decision.code
-                note = "; ".join(n for n in (row.get("note"), decision.note) if n)
-                if note:
-                    row["note"] = note
-
-            async def lookup(inst: Instance, row: dict[str, Any]) -> None:
-                """The decisions that depend on the applications of the instance's name."""
-                async with limiter:
-                    try:
-                        apps = await graph.applications_named(inst.display_name)
-                    except GraphError as err:
-                        row["action"] = "unknown"
-                        row["note"] = f"{err.status} {err.code}"
-                        return
-                fill(row, decide(inst, apps))
-
-            async with anyio.create_task_group() as tg:
-                for inst in iter_instances(
-                    args.manifest, allow_inline_secrets=args.allow_inline_secrets, rules=rules
-                ):
-                    row = {
-                        "key": inst.key,
-                        "where": inst.where,
-                        "displayName": inst.display_name,
-                        "template": templates[inst.template].display_name,
-                        "templateId": templates[inst.template].id,
-                        "start": inst.start,
-                        "schema": inst.schema_file.name if inst.schema_file else None,
-                    }
-                    rows.append(row)
-                    if inst.agent_group is not None:
-                        row["agentGroup"] = inst.agent_group
-                        if credential.delegated:
-                            row["agentGroupId"] = groups[inst.agent_group]
-                            row["note"] = f"assign agent group {inst.agent_group}"
-                    decision = decide(inst)
-                    if decision.action == "lookup":
-                        tg.start_soon(lookup, inst, row)
-                    else:
-                        fill(row, decision)
-            return rows
+            planning = _Planning(
+                graph,
+                templates,
+                await read_needs(graph, templates),
+                tgt.conn.credential,
+                replay,
+                on_existing=args.on_existing,
+            )
+            if summary.agent_groups and planning.credential.delegated:
+                planning.groups = await resolve_agent_groups(graph, summary)
+            instances = iter_instances(
+                args.manifest, allow_inline_secrets=args.allow_inline_secrets, rules=rules
+            )
+            return await planning.rows(instances)
 
     rows = anyio.run(main)
     counts = Counter(r["action"] for r in rows)
@@ -338,26 +298,117 @@ def cmd_plan(args: argparse.Namespace) -> int:
             + "\n"
         )
     else:
-        table = Table(
-            title=f"plan for {args.manifest}: "
-            + ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
+        _print_plan(console, args.manifest, rows, counts)
+    return ExitCode.FAILED if counts.get("conflict") or counts.get("refuse") else ExitCode.OK
+
+
+@dataclass(slots=True)
+class _Planning:
+    """What ``plan`` decides for each instance, from the templates, their needs, the
+    connection's credential and the ledger; the applications of an instance's name are looked
+    up (32 at once) only when the decision depends on them."""
+
+    graph: Graph
+    templates: dict[str, ResolvedTemplate]
+    needs: dict[str, TemplateNeeds]
+    credential: Credential
+    replay: ledger_mod.Replay | None
+    on_existing: str
+    groups: dict[str, str] = field(default_factory=dict)  # agent group -> its id (delegated)
+    claimed: dict[str, str] = field(init=False)
+    limiter: anyio.CapacityLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.claimed = self.replay.claimed("applicationId") if self.replay else {}
+        self.limiter = anyio.CapacityLimiter(32)
+
+    async def rows(self, instances: Iterable[Instance]) -> list[JSON]:
+        rows: list[JSON] = []
+        async with anyio.create_task_group() as tg:
+            for inst in instances:
+                row = self.row(inst)
+                rows.append(row)
+                decision = self.decide(inst)
+                if decision.action == "lookup":
+                    tg.start_soon(self.lookup, inst, row)
+                else:
+                    self.fill(row, decision)
+        return rows
+
+    def row(self, inst: Instance) -> JSON:
+        template = self.templates[inst.template]
+        row: JSON = {
+            "key": inst.key,
+            "where": inst.where,
+            "displayName": inst.display_name,
+            "template": template.display_name,
+            "templateId": template.id,
+            "start": inst.start,
+            "schema": inst.schema_file.name if inst.schema_file else None,
+        }
+        if inst.agent_group is not None:
+            row["agentGroup"] = inst.agent_group
+            if self.credential.delegated:
+                row["agentGroupId"] = self.groups[inst.agent_group]
+                row["note"] = f"assign agent group {inst.agent_group}"
+        return row
+
+    def decide(self, inst: Instance, apps: list[Any] | None = None) -> planner.Decision:
+        tid = self.templates[inst.template].id
+        return planner.decide(
+            inst,
+            self.replay.instances.get(inst.key) if self.replay else None,
+            template_id=tid,
+            needs=self.needs.get(tid),
+            apps=apps,
+            claimed=self.claimed,
+            on_existing=self.on_existing,
+            delegated=self.credential.delegated,
+            credential_kind=self.credential.kind,
         )
-        for col in ("instance", "line", "displayName", "template", "schema", "action", "note"):
-            table.add_column(col, overflow="fold")
-        for r in rows[:25]:
-            table.add_row(
-                cell(r["key"]),
-                cell(r["where"].rsplit(":", 1)[-1]),
-                cell(r["displayName"]),
-                cell(r["template"]),
-                "yes" if r["schema"] else "",
-                cell(r["action"]),
-                cell(r.get("note", "")),
-            )
-        if len(rows) > 25:
-            table.caption = f"... {len(rows) - 25} more (--json lists all)"
-        console.print(table)
-    return EXIT_FAILED if counts.get("conflict") or counts.get("refuse") else EXIT_OK
+
+    @staticmethod
+    def fill(row: JSON, decision: planner.Decision) -> None:
+        row["action"] = decision.action
+        if decision.application_id:
+            row["applicationId"] = decision.application_id
+        if decision.code:
+            row["code"] = decision.code
+        note = "; ".join(n for n in (row.get("note"), decision.note) if n)
+        if note:
+            row["note"] = note
+
+    async def lookup(self, inst: Instance, row: JSON) -> None:
+        """The decisions that depend on the applications of the instance's name."""
+        async with self.limiter:
+            try:
+                apps = await self.graph.applications_named(inst.display_name)
+            except GraphError as err:
+                row["action"] = "unknown"
+                row["note"] = f"{err.status} {err.code}"
+                return
+        self.fill(row, self.decide(inst, apps))
+
+
+def _print_plan(console: Console, manifest: Path, rows: list[JSON], counts: Counter[str]) -> None:
+    table = Table(
+        title=f"plan for {manifest}: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
+    )
+    for col in ("instance", "line", "displayName", "template", "schema", "action", "note"):
+        table.add_column(col, overflow="fold")
+    for r in rows[:25]:
+        table.add_row(
+            cell(r["key"]),
+            cell(r["where"].rsplit(":", 1)[-1]),
+            cell(r["displayName"]),
+            cell(r["template"]),
+            "yes" if r["schema"] else "",
+            cell(r["action"]),
+            cell(r.get("note", "")),
+        )
+    if len(rows) > 25:
+        table.caption = f"... {len(rows) - 25} more (--json lists all)"
+    console.print(table)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -365,6 +416,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     configure(console_level="warning")
     console = _stderr()
+    opts = connection_options(args)
     out: Path = args.out
     if (out / "manifest.json").exists() and not args.force:
         raise ConfigError(f"{out / 'manifest.json'} exists; pass --force to overwrite it")
@@ -376,8 +428,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     async def main() -> Any:
         async with (
-            target(args) as tgt,
-            GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client,
+            target(opts) as tgt,
+            GraphClient(tgt.conn, client_settings(opts, tgt.time_scale)) as client,
         ):
             source = f"tenant {tgt.conn.tenant_id} ({tgt.label})"
             progress = TaskProgress(
@@ -404,7 +456,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"  {len(result.variables)} secret references to fill in: see {out / 'secrets.env'} "
             "(plan and run refuse the manifest until every variable is set)"
         )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def status_summary(replay: ledger_mod.Replay) -> dict[str, Any]:
@@ -447,7 +499,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     summary = status_summary(replay)
     if args.json:
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return EXIT_OK
+        return ExitCode.OK
     console = Console(highlight=False)
     header = summary["header"]
     console.print(
@@ -494,4 +546,4 @@ def cmd_status(args: argparse.Namespace) -> int:
                 cell(shorten(detail, 240)),
             )
         console.print(t)
-    return EXIT_OK
+    return ExitCode.OK

@@ -1,6 +1,10 @@
 """Where a command's Graph comes from: a connection profile, flags and BULKPROV_* variables, a
 mock's info file, or the embedded mock (``--mock``).
 
+What the command line says is a :class:`ConnectionOptions` of plain values (made from its
+flags by :func:`bulkprov.cliconnect.connection_options`); :func:`from_flags` and
+:func:`target` resolve it against the environment and the profiles file.
+
 Precedence, per setting: an explicit flag, then the chosen profile (``--profile`` or
 ``BULKPROV_PROFILE``), then the BULKPROV_* variable, then the default. A credential flag
 (``--client-secret-env``, ``--client-secret-file``, ``--certificate-file``) replaces the
@@ -8,19 +12,19 @@ profile's credential as a whole."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import orjson
+from typing import TYPE_CHECKING, Any
 
 from . import profiles as profiles_mod
 from .errors import ConfigError
 from .settings import AUTHORITY_HOST, GRAPH_URL, ClientSettings, ConnectionSettings, Credential
+
+if TYPE_CHECKING:
+    from .mockgraph.settings import MockSettings
 
 ENV = {
     "graph_url": "BULKPROV_GRAPH_URL",
@@ -37,109 +41,42 @@ SECRET_ENV = "BULKPROV_CLIENT_SECRET"
 MOCK_HINT = "is `bulkprov mock-graph` still running?"
 
 
-def add_connection_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group(
-        "connection (each flag also reads the BULKPROV_* variable named in its help)"
-    )
-    g.add_argument(
-        "--mock",
-        action="store_true",
-        help="run against the embedded mock Graph (no tenant or credentials needed); its "
-        "tenant is kept beside the ledger (runs/x.jsonl -> runs/x.mock/), where the next "
-        "--mock command with that ledger (run, plan, monitor, cleanup) finds it",
-    )
-    g.add_argument(
-        "--profile",
-        default=None,
-        metavar="NAME",
-        help="connection profile from the profiles file [BULKPROV_PROFILE]; flags given "
-        "as well override its values",
-    )
-    g.add_argument(
-        "--profiles",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="profiles file (TOML) [BULKPROV_PROFILES] (default "
-        "$XDG_CONFIG_HOME/bulkprov/profiles.toml, i.e. ~/.config/bulkprov/profiles.toml)",
-    )
-    g.add_argument(
-        "--mock-info",
-        type=Path,
-        default=None,
-        help="connect to a running `bulkprov mock-graph` through its --info-file "
-        "[BULKPROV_MOCK_INFO]",
-    )
-    g.add_argument(
-        "--graph-url",
-        default=None,
-        help=f"Graph base URL without version [BULKPROV_GRAPH_URL] (default {GRAPH_URL};"
-        " e.g. https://graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn)",
-    )
-    g.add_argument(
-        "--api-version",
-        choices=("v1.0", "beta"),
-        default=None,
-        help="Graph API version of the provisioning calls (default v1.0; on-premises agent "
-        "group assignment always uses beta)",
-    )
-    g.add_argument(
-        "--authority-host",
-        default=None,
-        help=f"identity platform [BULKPROV_AUTHORITY_HOST] (default {AUTHORITY_HOST})",
-    )
-    g.add_argument("--tenant-id", default=None, help="tenant id [BULKPROV_TENANT_ID]")
-    g.add_argument(
-        "--client-id", default=None, help="app registration (client) id [BULKPROV_CLIENT_ID]"
-    )
-    g.add_argument(
-        "--client-secret-env",
-        default=None,
-        metavar="VAR",
-        help=f"environment variable holding the client secret (default {SECRET_ENV}); "
-        "secrets are never taken from the command line",
-    )
-    g.add_argument(
-        "--client-secret-file",
-        type=Path,
-        default=None,
-        help="file holding the client secret [BULKPROV_CLIENT_SECRET_FILE]",
-    )
-    g.add_argument(
-        "--certificate-file",
-        type=Path,
-        default=None,
-        help="PEM file with the private key and certificate of the app [BULKPROV_CERTIFICATE_FILE]",
-    )
-    g.add_argument(
-        "--ca-file",
-        type=Path,
-        default=None,
-        help="CA bundle to trust for Graph and the authority [BULKPROV_CA_FILE]",
-    )
-    g.add_argument(
-        "--allow-http",
-        action="store_true",
-        help="allow a non-TLS Graph or authority that is not on loopback",
-    )
-    g.add_argument(
-        "--client-time-scale",
-        dest="client_time_scale",
-        type=float,
-        default=None,
-        help=argparse.SUPPRESS,
-    )
+@dataclass(frozen=True, slots=True)
+class ConnectionOptions:
+    """What a command was told about its Graph, each ``None`` (``False``) when not given: the
+    BULKPROV_* variable, the profile or the default decides then."""
 
+    profile: str | None = None  # --profile
+    profiles: Path | None = None  # --profiles (the profiles file)
+    mock_info: Path | None = None  # --mock-info: a running `bulkprov mock-graph`
+    graph_url: str | None = None
+    api_version: str | None = None
+    authority_host: str | None = None
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret_env: str | None = None  # the variable holding the client secret
+    client_secret_file: Path | None = None
+    certificate_file: Path | None = None
+    ca_file: Path | None = None
+    allow_http: bool = False
+    time_scale: float | None = None  # --client-time-scale: the client's real s per Graph s
+    write_quota: str | None = None  # the client's quotas, N/SECONDS (default Graph's)
+    ru_quota: str | None = None
+    mock: MockSettings | None = None  # --mock: the embedded mock to start
 
-def _opt(args: argparse.Namespace, name: str) -> str | None:
-    value = getattr(args, name, None)
-    if value is not None:
-        return str(value)
-    return os.environ.get(ENV[name]) or None
+    def flag(self, name: str) -> str | None:
+        """The option ``name`` as text, when given."""
+        value = getattr(self, name)
+        return None if value is None else str(value)
 
+    def env(self, name: str) -> str | None:
+        """The option ``name`` as given, else its BULKPROV_* variable."""
+        value = self.flag(name)
+        return value if value is not None else (os.environ.get(ENV[name]) or None)
 
-#: The Graph a ledger of the embedded mock's kept tenant records (its URL has a random port).
-MOCK_GRAPH = "mock:embedded"
+    def profile_name(self) -> str | None:
+        """The profile chosen by ``--profile`` or ``BULKPROV_PROFILE``."""
+        return self.profile or os.environ.get(profiles_mod.ENV_NAME) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,62 +88,68 @@ class Target:
 
     @property
     def ledger_graph(self) -> str:
-        """The Graph a ledger records and checks: the base URL, or :data:`MOCK_GRAPH`."""
+        """The Graph a ledger records and checks: the base URL, or
+        :data:`bulkprov.mockgraph.cli.MOCK_GRAPH`."""
         return self.identity or self.conn.base_url
 
 
-def from_flags(args: argparse.Namespace) -> Target:
-    profile_name = getattr(args, "profile", None) or os.environ.get(profiles_mod.ENV_NAME)
+def from_flags(opts: ConnectionOptions) -> Target:
+    """The Graph that the options, the BULKPROV_* variables and the chosen profile name (never
+    the embedded mock: see :func:`target`)."""
+    profile_name = opts.profile_name()
     if profile_name:
-        if getattr(args, "mock_info", None):
+        if opts.mock_info:
             raise ConfigError("give --profile or --mock-info, not both")
-        return from_profile(args, profile_name)
-    info_path = _opt(args, "mock_info")
-    scale_text = _scale_text(args)
+        return from_profile(opts, profile_name)
+    info_path = opts.env("mock_info")
     if info_path:
-        from .mockgraph.server import MockInfo
-
-        try:
-            info = MockInfo.from_json(Path(info_path).read_bytes())
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"cannot read mock info file {info_path}: {exc}") from None
-        conn = ConnectionSettings(
-            graph_url=info.graph_url,
-            api_version=args.api_version or "v1.0",
-            authority_host=info.authority_host,
-            tenant_id=args.tenant_id or info.tenant_id,
-            client_id=info.client_id,
-            credential=Credential(client_secret=info.client_secret),
-            ca_file=Path(info.ca_file),
-            unreachable_hint=MOCK_HINT,
-        )
-        _check_files(conn, mock_info=Path(info_path))
-        scale = float(scale_text) if scale_text else info.time_scale
-        return Target(conn, scale, f"mock Graph at {info.graph_url}")
-    tenant, client = _opt(args, "tenant_id"), _opt(args, "client_id")
+        return _from_mock_info(opts, Path(info_path))
+    tenant, client = opts.env("tenant_id"), opts.env("client_id")
     if not tenant or not client:
         raise ConfigError(
             "no Graph to talk to: give --profile, or --tenant-id and --client-id (or "
             "BULKPROV_TENANT_ID / BULKPROV_CLIENT_ID) with a credential, or --mock"
         )
-    credential = _credential(args)
+    credential = _credential(opts)
     if credential is None:
         raise ConfigError(
-            f"no client credential: set {args.client_secret_env or SECRET_ENV}, or give "
+            f"no client credential: set {opts.client_secret_env or SECRET_ENV}, or give "
             "--client-secret-file or --certificate-file (or use --profile)"
         )
     conn = ConnectionSettings(
-        graph_url=_opt(args, "graph_url") or GRAPH_URL,
-        api_version=args.api_version or "v1.0",
-        authority_host=_opt(args, "authority_host") or AUTHORITY_HOST,
+        graph_url=opts.env("graph_url") or GRAPH_URL,
+        api_version=opts.api_version or "v1.0",
+        authority_host=opts.env("authority_host") or AUTHORITY_HOST,
         tenant_id=tenant,
         client_id=client,
         credential=credential,
-        ca_file=Path(p) if (p := _opt(args, "ca_file")) else None,
-        allow_http=args.allow_http,
+        ca_file=Path(p) if (p := opts.env("ca_file")) else None,
+        allow_http=opts.allow_http,
     )
     _check_files(conn)
-    return Target(conn, float(scale_text) if scale_text else 1.0, conn.graph_url)
+    return Target(conn, _time_scale(opts, 1.0), conn.graph_url)
+
+
+def _from_mock_info(opts: ConnectionOptions, info_path: Path) -> Target:
+    """A running ``bulkprov mock-graph``, from the info file it wrote."""
+    from .mockgraph.server import MockInfo
+
+    try:
+        info = MockInfo.from_json(info_path.read_bytes())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"cannot read mock info file {info_path}: {exc}") from None
+    conn = ConnectionSettings(
+        graph_url=info.graph_url,
+        api_version=opts.api_version or "v1.0",
+        authority_host=info.authority_host,
+        tenant_id=opts.tenant_id or info.tenant_id,
+        client_id=info.client_id,
+        credential=Credential(client_secret=info.client_secret),
+        ca_file=Path(info.ca_file),
+        unreachable_hint=MOCK_HINT,
+    )
+    _check_files(conn, mock_info=info_path)
+    return Target(conn, _time_scale(opts, info.time_scale), f"mock Graph at {info.graph_url}")
 
 
 def _check_files(conn: ConnectionSettings, *, mock_info: Path | None = None) -> None:
@@ -229,26 +172,27 @@ def _check_files(conn: ConnectionSettings, *, mock_info: Path | None = None) -> 
         )
 
 
-def _scale_text(args: argparse.Namespace) -> str | None:
-    if getattr(args, "client_time_scale", None) is not None:
-        return str(args.client_time_scale)
-    return _opt(args, "time_scale")
+def _time_scale(opts: ConnectionOptions, default: float) -> float:
+    """The client's time scale: ``--client-time-scale``, else BULKPROV_TIME_SCALE, else
+    ``default``."""
+    text = opts.env("time_scale")
+    return float(text) if text else default
 
 
-def from_profile(args: argparse.Namespace, name: str) -> Target:
+def from_profile(opts: ConnectionOptions, name: str) -> Target:
     """A profile's connection, with explicit flags overriding its values."""
-    path = profiles_mod.profiles_path(getattr(args, "profiles", None))
+    path = profiles_mod.profiles_path(opts.profiles)
     prof = profiles_mod.select(path, name)
 
-    def pick(flag: str, value: str | None, env: bool = True) -> str | None:
-        explicit = getattr(args, flag, None)
+    def pick(flag: str, value: str | None) -> str | None:
+        explicit = opts.flag(flag)
         if explicit is not None:
-            return str(explicit)
+            return explicit
         if value is not None:
             return value
-        return (os.environ.get(ENV[flag]) or None) if env else None
+        return os.environ.get(ENV[flag]) or None
 
-    credential = _credential(args, explicit_only=True) or prof.credential()
+    credential = _credential(opts, explicit_only=True) or prof.credential()
     tenant = pick("tenant_id", prof.tenant_id)
     client = pick("client_id", prof.client_id)
     if credential.managed_identity is not None and not client:
@@ -259,37 +203,32 @@ def from_profile(args: argparse.Namespace, name: str) -> Target:
     if not client:
         raise prof.error("client_id", "is required")
     ca = pick("ca_file", str(prof.ca_file) if prof.ca_file else None)
-    scale_text = _scale_text(args)
     try:
         conn = ConnectionSettings(
             graph_url=pick("graph_url", prof.graph_url) or GRAPH_URL,
-            api_version=args.api_version or prof.api_version or "v1.0",
+            api_version=opts.api_version or prof.api_version or "v1.0",
             authority_host=pick("authority_host", prof.authority_host) or AUTHORITY_HOST,
             tenant_id=tenant,
             client_id=client,
             credential=credential,
             ca_file=Path(ca) if ca else None,
-            allow_http=bool(args.allow_http or prof.allow_http),
+            allow_http=bool(opts.allow_http or prof.allow_http),
             **({"scope": prof.scope} if prof.scope else {}),
         )
     except ConfigError as exc:
         raise prof.error(None, str(exc)) from None
     _check_files(conn)
     return Target(
-        conn,
-        float(scale_text) if scale_text else 1.0,
-        f"{conn.graph_url} (profile {name}, {credential.kind})",
+        conn, _time_scale(opts, 1.0), f"{conn.graph_url} (profile {name}, {credential.kind})"
     )
 
 
-def _credential(args: argparse.Namespace, *, explicit_only: bool = False) -> Credential | None:
+def _credential(opts: ConnectionOptions, *, explicit_only: bool = False) -> Credential | None:
     """The credential the flags (and, unless ``explicit_only``, the variables) give, if any."""
     if explicit_only:
-        cert = getattr(args, "certificate_file", None)
-        secret_file = getattr(args, "client_secret_file", None)
+        cert, secret_file = opts.flag("certificate_file"), opts.flag("client_secret_file")
     else:
-        cert = _opt(args, "certificate_file")
-        secret_file = _opt(args, "client_secret_file")
+        cert, secret_file = opts.env("certificate_file"), opts.env("client_secret_file")
     if cert:
         try:
             return Credential(certificate_pem=Path(cert).read_bytes())
@@ -305,7 +244,7 @@ def _credential(args: argparse.Namespace, *, explicit_only: bool = False) -> Cre
         if not secret:
             raise ConfigError(f"client secret file {secret_file} is empty")
         return Credential(client_secret=secret)
-    var = getattr(args, "client_secret_env", None)
+    var = opts.client_secret_env
     if explicit_only and var is None:
         return None
     from_env = os.environ.get(var or SECRET_ENV)
@@ -318,93 +257,42 @@ def _credential(args: argparse.Namespace, *, explicit_only: bool = False) -> Cre
 
 @contextlib.asynccontextmanager
 async def target(
-    args: argparse.Namespace, *, ledger: Path | None = None, create: bool = False
+    opts: ConnectionOptions, *, ledger: Path | None = None, create: bool = False
 ) -> AsyncIterator[Target]:
-    """The Graph to use; with ``--mock``, an embedded mock that lives as long as the block.
-
-    Given the ``ledger`` of the command, the embedded mock serves the tenant kept beside it
-    (``runs/x.jsonl`` -> ``runs/x.mock/``, see :mod:`.mockgraph.persist`) and saves it there;
-    ``create`` (``run``) makes a new one when neither the ledger nor the tenant exists yet."""
-    if not getattr(args, "mock", False):
-        yield from_flags(args)
+    """The Graph to use; with ``opts.mock``, an embedded mock that lives as long as the block
+    (:func:`bulkprov.mockgraph.cli.embedded_mock`: the ``ledger`` of the command keeps its
+    tenant, and ``create`` (``run``) makes a new one when there is neither yet)."""
+    if opts.mock is None:
+        yield from_flags(opts)
         return
-    from .cli import mock_settings_from_args
-    from .mockgraph import persist
-    from .mockgraph.server import MockGraph
+    from .mockgraph.cli import embedded_mock
 
-    settings = mock_settings_from_args(args, default_time_scale=0.02)
-    keep = None
-    if ledger is not None:
-        keep = persist.beside(ledger)
-        if not persist.exists(keep):
-            _no_kept_tenant(ledger, keep, create=create)
-    try:
-        mock = MockGraph(settings, keep=keep, create=create)
-    except persist.KeepError as exc:
-        raise ConfigError(str(exc)) from None
-    try:
-        async with mock:
-            info = mock.info
-            assert info is not None
-            conn = ConnectionSettings(
-                graph_url=info.graph_url,
-                api_version=args.api_version or "v1.0",
-                authority_host=info.authority_host,
-                tenant_id=info.tenant_id,
-                client_id=info.client_id,
-                credential=Credential(client_secret=info.client_secret),
-                ca_file=Path(info.ca_file),
-            )
-            where = f", tenant kept in {keep}" if keep is not None else ""
-            yield Target(
-                conn,
-                info.time_scale,
-                f"embedded mock Graph (time scale {info.time_scale}{where})",
-                MOCK_GRAPH if keep is not None else None,
-            )
-    except persist.KeepError as exc:  # the last save failed (a full disk)
-        raise ConfigError(str(exc)) from None
-
-
-def _no_kept_tenant(ledger: Path, keep: Path, *, create: bool) -> None:
-    """Refuse a ``--mock`` ledger whose kept tenant is missing (nothing it records can be
-    reached), unless ``create`` and there is no ledger yet either."""
-    written = _ledger_graph(ledger)
-    if written is not None and written != MOCK_GRAPH:
-        raise ConfigError(
-            f"{ledger} records a run against {written}, not a tenant the embedded mock "
-            "kept: connect to that Graph without --mock (a ledger of a --mock run from "
-            "before tenants were kept has none: start a new demo)"
+    async with embedded_mock(opts.mock, ledger=ledger, create=create) as mock:
+        info = mock.info
+        conn = ConnectionSettings(
+            graph_url=info.graph_url,
+            api_version=opts.api_version or "v1.0",
+            authority_host=info.authority_host,
+            tenant_id=info.tenant_id,
+            client_id=info.client_id,
+            credential=Credential(client_secret=info.client_secret),
+            ca_file=Path(info.ca_file),
         )
-    if written is not None or not create:
-        raise ConfigError(
-            f"the mock tenant of {ledger} is gone: {keep} is missing (deleted?), and "
-            "with it everything the ledger records; start a new demo with `bulkprov run "
-            "MANIFEST --mock` (a new ledger)"
+        where = f", tenant kept in {mock.keep}" if mock.keep is not None else ""
+        yield Target(
+            conn,
+            info.time_scale,
+            f"embedded mock Graph (time scale {info.time_scale}{where})",
+            mock.ledger_graph,
         )
 
 
-def _ledger_graph(ledger: Path) -> str | None:
-    """The Graph a ledger's header records, or None when there is no ledger (yet)."""
-    try:
-        with ledger.open("rb") as fh:
-            first = fh.readline()
-    except OSError:
-        return None
-    try:
-        header = orjson.loads(first)
-    except orjson.JSONDecodeError:
-        return None  # torn or not a ledger: the ledger itself will say so
-    graph = header.get("graph") if isinstance(header, dict) else None
-    return str(graph) if graph is not None else None
-
-
-def client_settings(args: argparse.Namespace, time_scale: float) -> ClientSettings:
+def client_settings(opts: ConnectionOptions, time_scale: float) -> ClientSettings:
     from .settings import Quota
 
     kwargs: dict[str, Any] = {}
-    if getattr(args, "write_quota", None):
-        kwargs["write_quota"] = Quota.parse(args.write_quota)
-    if getattr(args, "ru_quota", None):
-        kwargs["ru_quota"] = Quota.parse(args.ru_quota)
+    if opts.write_quota:
+        kwargs["write_quota"] = Quota.parse(opts.write_quota)
+    if opts.ru_quota:
+        kwargs["ru_quota"] = Quota.parse(opts.ru_quota)
     return ClientSettings(time_scale=time_scale, **kwargs)

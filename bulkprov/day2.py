@@ -16,11 +16,12 @@ from rich.table import Table
 
 from . import cleanup as cleanup_mod
 from . import ledger as ledger_mod
+from .cliconnect import connection_options
 from .client import GraphClient
-from .commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_QUARANTINE
 from .connect import client_settings, target
 from .display import cell, printable
 from .errors import ConfigError
+from .exitcodes import ExitCode
 from .graph import Graph
 from .log import configure
 from .monitor import Monitor, MonitorSettings, exit_status
@@ -106,11 +107,12 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     console = Console(stderr=True, highlight=False)
     replay = _read_ledger(args.ledger)
     header = replay.header or {}
+    opts = connection_options(args)
 
     async def main() -> int:
         async with (
-            target(args, ledger=args.ledger) as tgt,
-            GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client,
+            target(opts, ledger=args.ledger) as tgt,
+            GraphClient(tgt.conn, client_settings(opts, tgt.time_scale)) as client,
         ):
             await client.tokens.token()  # an authority that cannot be reached: say so first
             ledger_mod.check_target(
@@ -155,14 +157,14 @@ async def _cleanup(
     )
     if not p.targets:
         console.print("nothing to delete")
-        return EXIT_OK
+        return ExitCode.OK
     _print_plan(console, p, full=args.dry_run)
     if args.dry_run:
         console.print("dry run: nothing deleted")
-        return EXIT_OK
+        return ExitCode.OK
     if not args.yes and not await anyio.to_thread.run_sync(_confirm, console):
         console.print("not confirmed: nothing deleted")
-        return EXIT_FAILED
+        return ExitCode.FAILED
     ledger.begin()
     progress = TaskProgress(
         "cleanup", "instances", console, total=len(p.targets), interval=args.progress_every
@@ -180,8 +182,8 @@ async def _cleanup(
         tg.cancel_scope.cancel()
     _print_cleanup(console, result, client.stats)
     if result.interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if result.errors else EXIT_OK
+        return ExitCode.INTERRUPTED
+    return ExitCode.FAILED if result.errors else ExitCode.OK
 
 
 def _print_cleanup(console: Console, result: cleanup_mod.CleanupResult, stats: Any) -> None:
@@ -219,6 +221,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     configure(console_level=("warning", "info", "debug")[min(args.verbose, 2)])
     replay = _read_ledger(args.ledger)
     header = replay.header or {}
+    opts = connection_options(args)
     settings = MonitorSettings(
         concurrency=args.concurrency,
         logs=not args.no_logs,
@@ -230,8 +233,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     async def main() -> tuple[list[dict[str, Any]], Monitor]:
         async with (
-            target(args, ledger=args.ledger) as tgt,
-            GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client,
+            target(opts, ledger=args.ledger) as tgt,
+            GraphClient(tgt.conn, client_settings(opts, tgt.time_scale)) as client,
         ):
             await client.tokens.token()  # an authority that cannot be reached: say so first
             base, tenant = tgt.ledger_graph, client.conn.tenant_id
@@ -257,7 +260,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     else:
         _print_monitor(args, rows, monitor)
     verdict = exit_status(rows)
-    return {"failed": EXIT_FAILED, "quarantined": EXIT_QUARANTINE}.get(verdict, EXIT_OK)
+    return {"failed": ExitCode.FAILED, "quarantined": ExitCode.QUARANTINED}.get(
+        verdict, ExitCode.OK
+    )
 
 
 def _print_monitor(args: argparse.Namespace, rows: list[dict[str, Any]], monitor: Monitor) -> None:

@@ -116,6 +116,39 @@ async def export(
 
     ``on_progress(read, total)`` is told how many of the matching service principals have
     been read: once they are listed, and after each one."""
+    sps = await _matching(graph, flt)
+    result = ExportResult(manifest=out_dir / "manifest.json", scanned=len(sps))
+    found_jobs = await _read_jobs(graph, sps, result, concurrency, on_progress)
+    schemas = out_dir / "schemas"
+    schemas.mkdir(parents=True, exist_ok=True)
+    keys: set[str] = set()
+    env_taken: set[str] = set()
+    for sp in sps:
+        item = found_jobs.get(str(sp["id"]))
+        if item is None:
+            continue
+        key = instance_key(str(sp["displayName"]), keys)
+        secret_keys = list(dict.fromkeys([*item["keys"], *item["saved"]]))
+        credentials: dict[str, str] = {}
+        for sk in secret_keys:
+            var = env_name(key, sk, env_taken)
+            credentials[sk] = f"env:{var}"
+            result.variables.append((var, key, sk))
+        schema_path = schemas / f"{key}.json"
+        schema_path.write_bytes(orjson.dumps(item["schema"], option=orjson.OPT_INDENT_2) + b"\n")
+        result.instances.append(_instance(sp, item["job"], key, credentials, result))
+    manifest = {
+        "version": 1,
+        "description": f"exported by bulkprov export from {source} at {now_iso()}",
+        "instances": result.instances,
+    }
+    _write(result.manifest, orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+    _write_secrets_env(out_dir / "secrets.env", result.variables)
+    return result
+
+
+async def _matching(graph: Graph, flt: ExportFilter) -> list[JSON]:
+    """The gallery apps' service principals that ``flt`` selects, by display name and id."""
     template_id: str | None = None
     if flt.template is not None:
         found = await graph.find_templates(flt.template)
@@ -138,7 +171,19 @@ async def export(
         )
     ]
     sps.sort(key=lambda sp: (str(sp.get("displayName")), str(sp.get("id"))))
-    result = ExportResult(manifest=out_dir / "manifest.json", scanned=len(sps))
+    return sps
+
+
+async def _read_jobs(
+    graph: Graph,
+    sps: list[JSON],
+    result: ExportResult,
+    concurrency: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> dict[str, JSON]:
+    """Service principal id -> its first job, the job's schema, the credential keys of its
+    synchronization template and those saved, for each of ``sps`` that has a job (``concurrency``
+    read at once); extra jobs are noted in ``result.skipped``."""
     found_jobs: dict[str, JSON] = {}
     limiter = anyio.CapacityLimiter(concurrency)
     read_count = 0
@@ -189,73 +234,59 @@ async def export(
     async with anyio.create_task_group() as tg:
         for sp in sps:
             tg.start_soon(counted, sp)
+    return found_jobs
 
-    schemas = out_dir / "schemas"
-    schemas.mkdir(parents=True, exist_ok=True)
-    keys: set[str] = set()
-    env_taken: set[str] = set()
-    for sp in sps:
-        item = found_jobs.get(str(sp["id"]))
-        if item is None:
-            continue
-        job = item["job"]
-        key = instance_key(str(sp["displayName"]), keys)
-        secret_keys = list(dict.fromkeys([*item["keys"], *item["saved"]]))
-        credentials: dict[str, str] = {}
-        for sk in secret_keys:
-            var = env_name(key, sk, env_taken)
-            credentials[sk] = f"env:{var}"
-            result.variables.append((var, key, sk))
-        schedule = job.get("schedule") or {}
-        status = job.get("status") or {}
-        running = schedule.get("state") == "Active" or status.get("code") in (
-            "Active",
-            "Quarantine",
-        )
-        schema_path = schemas / f"{key}.json"
-        schema_path.write_bytes(orjson.dumps(item["schema"], option=orjson.OPT_INDENT_2) + b"\n")
-        record: JSON = {
-            "key": key,
-            "displayName": sp["displayName"],
-            "template": sp["applicationTemplateId"],
-            "syncTemplate": job.get("templateId"),
-            "start": bool(running and credentials),
-            "validate": bool(credentials),
-            "schema": f"schemas/{key}.json",
-        }
-        sched = {k: schedule[k] for k in ("interval", "state") if schedule.get(k) is not None}
-        if sched:
-            record["schedule"] = sched
-        settings = [
-            {"name": str(s["name"]), "value": str(s.get("value") or "")}
-            for s in job.get("synchronizationJobSettings") or []
-            if isinstance(s, dict) and s.get("name")
-        ]
-        if settings:
-            record["jobSettings"] = settings
-        if credentials:
-            record["credentials"] = credentials
-        if running and not credentials:
-            result.skipped.append(
-                (str(sp["displayName"]), "runs in the source but needs no credentials; not started")
-            )
-        result.instances.append(record)
-    manifest = {
-        "version": 1,
-        "description": f"exported by bulkprov export from {source} at {now_iso()}",
-        "instances": result.instances,
+
+def _instance(
+    sp: JSON, job: JSON, key: str, credentials: dict[str, str], result: ExportResult
+) -> JSON:
+    """The manifest instance of one exported job (a job that runs but needs no credential is
+    noted in ``result.skipped``: it is not started)."""
+    schedule = job.get("schedule") or {}
+    status = job.get("status") or {}
+    running = schedule.get("state") == "Active" or status.get("code") in (
+        "Active",
+        "Quarantine",
+    )
+    record: JSON = {
+        "key": key,
+        "displayName": sp["displayName"],
+        "template": sp["applicationTemplateId"],
+        "syncTemplate": job.get("templateId"),
+        "start": bool(running and credentials),
+        "validate": bool(credentials),
+        "schema": f"schemas/{key}.json",
     }
-    _write(result.manifest, orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+    sched = {k: schedule[k] for k in ("interval", "state") if schedule.get(k) is not None}
+    if sched:
+        record["schedule"] = sched
+    settings = [
+        {"name": str(s["name"]), "value": str(s.get("value") or "")}
+        for s in job.get("synchronizationJobSettings") or []
+        if isinstance(s, dict) and s.get("name")
+    ]
+    if settings:
+        record["jobSettings"] = settings
+    if credentials:
+        record["credentials"] = credentials
+    if running and not credentials:
+        result.skipped.append(
+            (str(sp["displayName"]), "runs in the source but needs no credentials; not started")
+        )
+    return record
+
+
+def _write_secrets_env(path: Path, variables: list[tuple[str, str, str]]) -> None:
+    """``secrets.env``: a line ``VAR=`` to fill in for each credential of the manifest."""
     lines = [
         "# Secrets for the credentials of manifest.json (Graph never returns secret values).",
         "# Fill in each value, then: set -a; . ./secrets.env; set +a",
         "# and run `bulkprov plan manifest.json` against the target tenant.",
     ]
-    for var, key, sk in result.variables:
+    for var, key, sk in variables:
         lines.append(f"# {key}: {sk}")
         lines.append(f"{var}=")
-    _write(out_dir / "secrets.env", ("\n".join(lines) + "\n").encode(), mode=0o600)
-    return result
+    _write(path, ("\n".join(lines) + "\n").encode(), mode=0o600)
 
 
 def _write(path: Path, data: bytes, mode: int = 0o644) -> None:

@@ -33,11 +33,7 @@ in memory whole.
 
 from __future__ import annotations
 
-import codecs
-import csv
 import difflib
-import io
-import json
 import re
 import stat
 from collections.abc import Callable, Iterator
@@ -47,6 +43,7 @@ from typing import Any, ClassVar
 
 from .errors import ManifestError, Problem
 from .graphenums import SYNCHRONIZATION_SECRETS
+from .manifestfile import detect_format, records
 from .refs import DEFAULT_RULES, CredentialRef, RefRules, Secret, parse_ref
 
 __all__ = [
@@ -204,136 +201,9 @@ class ManifestSummary:
         return f"{n} {what} shared by several instances: {', '.join(parts)}{rest}"
 
 
-def detect_format(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        return "csv"
-    if suffix in (".jsonl", ".ndjson"):
-        return "jsonl"
-    if suffix == ".json":
-        return "json"
-    raise ManifestError(
-        [Problem(str(path), None, None, "unknown manifest format: use .csv, .json or .jsonl")]
-    )
-
-
-_WIDE_BOMS = (
-    (codecs.BOM_UTF32_LE, "UTF-32"),
-    (codecs.BOM_UTF32_BE, "UTF-32"),
-    (codecs.BOM_UTF16_LE, "UTF-16"),
-    (codecs.BOM_UTF16_BE, "UTF-16"),
-)
-
-
-def _decode(path: Path, data: bytes) -> str:
-    """The manifest's text: UTF-8, with or without a BOM. UTF-16 and UTF-32 (what spreadsheet
-    programs call "Unicode") are recognised and refused with a clear error rather than guessed:
-    their NUL bytes would otherwise pass as characters."""
-    _refuse_wide(path, data)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ManifestError(
-            [
-                Problem(
-                    str(path),
-                    line,
-                    None,
-                    f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-                    "save the manifest as UTF-8",
-                )
-            ]
-        ) from None
-
-
-def _refuse_wide(path: Path, data: bytes) -> None:
-    """Refuse UTF-16/UTF-32 text, judged from its first bytes (BOM, NUL bytes)."""
-    wide = next((enc for bom, enc in _WIDE_BOMS if data.startswith(bom)), None)
-    nul = data.find(b"\x00", 0, 1 << 16)
-    if wide is not None or nul >= 0:
-        how = f"a {wide} byte-order mark" if wide else f"NUL bytes (the first at offset {nul})"
-        line = 1 if wide else data.count(b"\n", 0, nul) + 1
-        raise ManifestError(
-            [
-                Problem(
-                    str(path),
-                    line,
-                    None,
-                    f"the manifest is not UTF-8: it has {how}, as UTF-16 or UTF-32 text "
-                    "(\"Unicode\" in spreadsheet programs) has; save it as UTF-8 (CSV UTF-8)",
-                )
-            ]
-        )
-
-
-def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
-    """(line, raw record) for each instance of the file, or a Problem for unreadable parts.
-
-    CSV and JSONL are read a line at a time (a manifest of 100k rows is never in memory
-    whole); a JSON document is parsed whole."""
-    name = str(path)
-    fmt = detect_format(path)
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(1 << 16)
-            small = len(head) < 1 << 16
-    except OSError as exc:
-        raise ManifestError([Problem(name, None, None, f"cannot read: {exc.strerror}")]) from None
-    if fmt == "json" or small:
-        text = _decode(path, path.read_bytes() if not small else head)
-        if not text.strip():
-            raise ManifestError([Problem(name, None, None, "the manifest is empty")])
-        if fmt == "json":
-            yield from _json_records(name, text)
-            return
-        lines: Iterator[str] = iter(io.StringIO(text, newline="" if fmt == "csv" else "\n"))
-        yield from _text_records(name, path, fmt, lines)
-        return
-    _refuse_wide(path, head)  # before anything is read as text
-    try:
-        with path.open(encoding="utf-8-sig", newline="" if fmt == "csv" else "\n") as text_fh:
-            yield from _text_records(name, path, fmt, text_fh)
-    except UnicodeDecodeError:
-        _decode(path, path.read_bytes())  # raises, naming the line of the bad byte
-        raise
-
-
-def _text_records(
-    name: str, path: Path, fmt: str, lines: Iterator[str]
-) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
-    if fmt == "csv":
-        yield from _csv_records(name, lines, "\t" if path.suffix.lower() == ".tsv" else ",")
-        return
-    # JSONL: lines end at "\n" only: str.splitlines() would also split on U+2028, U+0085 and
-    # others that JSON allows unescaped inside a string (and line numbers count "\n" alone)
-    for n, raw_line in enumerate(lines, start=1):
-        if not raw_line.strip():
-            continue
-        try:
-            obj = json.loads(raw_line)
-        except json.JSONDecodeError as exc:
-            yield n, Problem(name, n, None, f"not valid JSON: {exc.msg} (column {exc.colno})")
-            continue
-        except (ValueError, RecursionError) as exc:  # huge integers, deep nesting
-            yield n, Problem(name, n, None, f"not usable JSON: {_json_limit(exc)}")
-            continue
-        if not isinstance(obj, dict):
-            yield n, Problem(name, n, None, "each line must be a JSON object")
-            continue
-        yield n, obj
-
-
-def _csv_records(
-    name: str, lines: Iterator[str], delimiter: str
-) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
-    reader = csv.reader(lines, delimiter=delimiter, strict=True)
-    try:
-        header = next(reader)
-    except csv.Error as exc:
-        raise ManifestError([Problem(name, 1, None, f"bad CSV header: {exc}")]) from None
-    header = [h.strip() for h in header]
-    problems = []
+def _csv_header_problems(name: str, header: list[str]) -> list[Problem]:
+    """What is wrong with a CSV manifest's header (its stripped columns)."""
+    problems: list[Problem] = []
     for i, column in enumerate(header):
         if column in JSON_ONLY:
             problems.append(Problem(name, 1, column, "is only allowed in JSON and JSONL manifests"))
@@ -364,138 +234,7 @@ def _csv_records(
     problems.extend(Problem(name, 1, c, "column appears more than once") for c in sorted(dupes))
     missing = [c for c in REQUIRED if c not in header]
     problems.extend(Problem(name, 1, c, "required column is missing") for c in missing)
-    if problems:
-        raise ManifestError(problems)
-    line = reader.line_num + 1
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            message = f"bad CSV quoting: {exc}"
-            if "field larger than field limit" in str(exc):
-                message = (
-                    f"a field is longer than {csv.field_size_limit()} characters: a quote "
-                    "that is never closed, or a value far too long"
-                )
-            yield line, Problem(name, line, None, message)
-            return  # the csv module cannot resynchronise after a quoting error
-        start, line = line, reader.line_num + 1
-        if not row or all(not c.strip() for c in row):
-            continue
-        if len(row) != len(header):
-            yield (
-                start,
-                Problem(name, start, None, f"has {len(row)} fields, the header has {len(header)}"),
-            )
-            continue
-        record: dict[str, Any] = {}
-        creds: dict[str, str] = {}
-        for column, value in zip(header, row, strict=True):
-            if column.startswith("cred."):
-                if value.strip():
-                    creds[column[5:]] = value.strip()
-            elif value.strip() != "":
-                record[column] = value.strip()
-        if creds:
-            record["credentials"] = creds
-        yield start, record
-
-
-def _json_records(name: str, text: str) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ManifestError(
-            [Problem(name, exc.lineno, None, f"not valid JSON: {exc.msg} (column {exc.colno})")]
-        ) from None
-    except (ValueError, RecursionError) as exc:  # huge integers, deep nesting
-        raise ManifestError(
-            [Problem(name, 1, None, f"not usable JSON: {_json_limit(exc)}")]
-        ) from None
-    if isinstance(doc, dict):
-        unknown = set(doc) - {"instances", "version", "description"}
-        if unknown:
-            raise ManifestError(
-                [Problem(name, 1, k, "unknown top-level field") for k in sorted(unknown)]
-            )
-        doc = doc.get("instances")
-        offsets = _member_elements(text, "instances") if isinstance(doc, list) else []
-    else:
-        offsets = _array_elements(text, _skip_ws(text, 0))[0] if isinstance(doc, list) else []
-    if not isinstance(doc, list):
-        raise ManifestError(
-            [
-                Problem(
-                    name, 1, "instances", 'expected a list of instances (or {"instances": [...]})'
-                )
-            ]
-        )
-    for item, line in zip(doc, _lines_at(text, offsets), strict=True):
-        if not isinstance(item, dict):
-            yield line, Problem(name, line, None, "each instance must be a JSON object")
-        else:
-            yield line, item
-
-
-def _json_limit(exc: BaseException) -> str:
-    if isinstance(exc, RecursionError):
-        return "nested too deeply"
-    return str(exc).split(";")[0]
-
-
-def _skip_ws(text: str, pos: int) -> int:
-    while text[pos] in " \t\r\n":
-        pos += 1
-    return pos
-
-
-def _member_elements(text: str, member: str) -> list[int]:
-    """Offsets of the elements of the array that is the top-level object's ``member`` in valid
-    JSON ``text`` (the last one if repeated, as ``json.loads`` keeps the last); found by walking
-    the top-level members, so an escaped key or a nested object with the same key cannot
-    mislead it."""
-    decoder = json.JSONDecoder()
-    pos = _skip_ws(text, 0) + 1  # past "{"
-    found: list[int] = []
-    while True:
-        pos = _skip_ws(text, pos)
-        if text[pos] == "}":
-            return found
-        if text[pos] == ",":
-            pos = _skip_ws(text, pos + 1)
-        key, pos = decoder.raw_decode(text, pos)
-        pos = _skip_ws(text, _skip_ws(text, pos) + 1)  # past ":"
-        if key == member and text[pos] == "[":
-            found, pos = _array_elements(text, pos)
-        else:
-            _value, pos = decoder.raw_decode(text, pos)
-
-
-def _array_elements(text: str, start: int) -> tuple[list[int], int]:
-    """Offsets of the elements of the valid JSON array that begins at ``start``, and the offset
-    just past its end."""
-    decoder = json.JSONDecoder()
-    offsets: list[int] = []
-    pos = start + 1
-    while True:
-        while text[pos] in " \t\r\n,":
-            pos += 1
-        if text[pos] == "]":
-            return offsets, pos + 1
-        offsets.append(pos)
-        _obj, pos = decoder.raw_decode(text, pos)
-
-
-def _lines_at(text: str, offsets: list[int]) -> Iterator[int]:
-    """The line number of each of the ascending ``offsets``, counting each newline once (a
-    count from the start of the text for each would be quadratic in the manifest's size)."""
-    line, counted = 1, 0
-    for offset in offsets:
-        line += text.count("\n", counted, offset)
-        counted = offset
-        yield line
+    return problems
 
 
 def _hint(word: str, choices: Any) -> str:
@@ -541,6 +280,60 @@ def build_instance(
     for k in record:
         if k not in FIELDS and k != "credentials":
             bad(k, f"unknown field{_hint(k, (*FIELDS, 'credentials'))}")
+    strings = _strings(record, bad)
+    flags = _flags(record, bad)
+    raw_creds = record.get("credentials", {})
+    if not isinstance(raw_creds, dict):
+        bad("credentials", "must be an object of key -> reference")
+        raw_creds = {}
+    refs: list[CredentialRef] = []
+    for ckey, cval in raw_creds.items():
+        ref = _credential(
+            ckey,
+            cval,
+            f"{cred_field}{ckey}",
+            base_dir,
+            bad,
+            allow_inline_secrets=allow_inline_secrets,
+            check_refs=check_refs,
+            rules=rules,
+            checked_files=checked_files,
+        )
+        if ref is not None:
+            refs.append(ref)
+    if (flags["start"] or flags["validate"]) and not raw_creds:
+        bad(
+            "credentials",
+            "are required to validate or start the job (set start and validate "
+            "to false to only create the app and job)",
+        )
+    schema_file, schedule, job_settings = _migration_fields(record, base_dir, bad, check_refs)
+    if problems:
+        return None, problems
+    assert strings["key"] and strings["displayName"] and strings["template"]
+    return Instance(
+        key=strings["key"],
+        display_name=strings["displayName"],
+        template=strings["template"],
+        sync_template=strings["syncTemplate"],
+        credentials=tuple(refs),
+        start=flags["start"],
+        validate=flags["validate"],
+        profile=strings["profile"],
+        file=name,
+        line=line,
+        schema_file=schema_file,
+        schedule=schedule,
+        job_settings=job_settings,
+        agent_group=strings["agentGroup"],
+    ), []
+
+
+_Bad = Callable[[str | None, str], None]  # (field, message): note a problem of the record
+
+
+def _strings(record: dict[str, Any], bad: _Bad) -> dict[str, str | None]:
+    """The record's string fields, stripped; None for each that is missing or not valid."""
     strings: dict[str, str | None] = {}
     for f in ("key", "displayName", "template", "syncTemplate", "profile", "agentGroup"):
         v = record.get(f)
@@ -576,6 +369,11 @@ def build_instance(
     if strings["agentGroup"] is not None and len(strings["agentGroup"]) > 256:
         bad("agentGroup", "is longer than 256 characters (an agent group id or display name)")
         strings["agentGroup"] = None
+    return strings
+
+
+def _flags(record: dict[str, Any], bad: _Bad) -> dict[str, bool]:
+    """``start`` and ``validate`` (default true)."""
     flags: dict[str, bool] = {}
     for f in ("start", "validate"):
         v = record.get(f, True)
@@ -584,68 +382,48 @@ def build_instance(
             bad(f, f"must be true or false, got {v!r}")
             b = False  # not True: "credentials are required" would be a spurious second problem
         flags[f] = b
-    refs: list[CredentialRef] = []
-    raw_creds = record.get("credentials", {})
-    if not isinstance(raw_creds, dict):
-        bad("credentials", "must be an object of key -> reference")
-        raw_creds = {}
-    for ckey, cval in raw_creds.items():
-        fname = f"{cred_field}{ckey}"
-        if ckey not in SECRET_KEYS:
-            bad(fname, f"is not a synchronization secret key{_hint(ckey, SECRET_KEYS)}")
-            continue
-        if not isinstance(cval, str) or not cval.strip():
-            bad(fname, "must be a reference string such as env:VAR or file:PATH")
-            continue
-        ref = parse_ref(ckey, cval.strip(), base_dir, rules)
-        if ref.scheme == "literal" and ckey not in PLAIN_KEYS and not allow_inline_secrets:
-            bad(
-                fname,
-                "is an inline secret value; use env:VAR or file:PATH, or pass "
-                "--allow-inline-secrets",
-            )
-            continue
-        if ref.scheme == "env" and not ENV_RE.match(ref.target):
-            bad(fname, f"env:{ref.target} is not a valid environment variable name")
-            continue
-        if ref.scheme == "env" and (why := rules.env_refusal(ref.target)) is not None:
-            bad(fname, why)
-            continue
-        if ref.scheme == "file" and not ref.target.strip():
-            bad(fname, "file: needs the path of the file that holds the secret")
-            continue
-        if check_refs and ref.scheme != "literal":
-            why = _check_ref(ref, checked_files)
-            if why is not None:
-                bad(fname, why)
-                continue
-        refs.append(ref)
-    if (flags["start"] or flags["validate"]) and not raw_creds:
-        bad(
-            "credentials",
-            "are required to validate or start the job (set start and validate "
-            "to false to only create the app and job)",
+    return flags
+
+
+def _credential(
+    ckey: str,
+    cval: Any,
+    fname: str,
+    base_dir: Path,
+    bad: _Bad,
+    *,
+    allow_inline_secrets: bool,
+    check_refs: bool,
+    rules: RefRules,
+    checked_files: dict[str, str | None] | None,
+) -> CredentialRef | None:
+    """The reference of credential ``ckey`` (a problem of field ``fname`` when it is not one
+    that may be used)."""
+    if ckey not in SECRET_KEYS:
+        bad(fname, f"is not a synchronization secret key{_hint(ckey, SECRET_KEYS)}")
+        return None
+    if not isinstance(cval, str) or not cval.strip():
+        bad(fname, "must be a reference string such as env:VAR or file:PATH")
+        return None
+    ref = parse_ref(ckey, cval.strip(), base_dir, rules)
+    why: str | None = None
+    if ref.scheme == "literal" and ckey not in PLAIN_KEYS and not allow_inline_secrets:
+        why = (
+            "is an inline secret value; use env:VAR or file:PATH, or pass "
+            "--allow-inline-secrets"
         )
-    schema_file, schedule, job_settings = _migration_fields(record, base_dir, bad, check_refs)
-    if problems:
-        return None, problems
-    assert strings["key"] and strings["displayName"] and strings["template"]
-    return Instance(
-        key=strings["key"],
-        display_name=strings["displayName"],
-        template=strings["template"],
-        sync_template=strings["syncTemplate"],
-        credentials=tuple(refs),
-        start=flags["start"],
-        validate=flags["validate"],
-        profile=strings["profile"],
-        file=name,
-        line=line,
-        schema_file=schema_file,
-        schedule=schedule,
-        job_settings=job_settings,
-        agent_group=strings["agentGroup"],
-    ), []
+    elif ref.scheme == "env" and not ENV_RE.match(ref.target):
+        why = f"env:{ref.target} is not a valid environment variable name"
+    elif ref.scheme == "env":
+        why = rules.env_refusal(ref.target)
+    elif ref.scheme == "file" and not ref.target.strip():
+        why = "file: needs the path of the file that holds the secret"
+    if why is None and check_refs and ref.scheme != "literal":
+        why = _check_ref(ref, checked_files)
+    if why is not None:
+        bad(fname, why)
+        return None
+    return ref
 
 
 def _check_ref(ref: CredentialRef, checked_files: dict[str, str | None] | None) -> str | None:
@@ -682,10 +460,16 @@ def _migration_fields(
     check_files: bool,
 ) -> tuple[Path | None, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
     """``schema``, ``schedule`` and ``jobSettings`` of a record (written by ``export``)."""
+    return (
+        _schema_field(record.get("schema"), base_dir, bad, check_files),
+        _schedule_field(record.get("schedule"), bad),
+        _job_settings_field(record.get("jobSettings"), bad),
+    )
+
+
+def _schema_field(raw: Any, base_dir: Path, bad: _Bad, check_files: bool) -> Path | None:
     from . import schema as schema_mod
 
-    schema_file: Path | None = None
-    raw = record.get("schema")
     if isinstance(raw, str) and raw.strip():
         schema_file = Path(raw.strip())
         if not schema_file.is_absolute():
@@ -697,52 +481,60 @@ def _migration_fields(
                 schema_mod.load(schema_file)
             except ValueError as exc:
                 bad("schema", str(exc))
-    elif raw is not None and raw != "":
+        return schema_file
+    if raw is not None and raw != "":
         bad("schema", f"must be the path of a schema file, got {type(raw).__name__}")
-    schedule: list[tuple[str, str]] = []
-    raw = record.get("schedule")
-    if isinstance(raw, dict):
-        for k, v in raw.items():
-            if k == "interval":
-                if not isinstance(v, str) or not DURATION_RE.match(v):
-                    bad(
-                        "schedule.interval",
-                        f"must be an ISO 8601 duration such as PT40M, got {v!r}",
-                    )
-                    continue
-            elif k == "state":
-                if v not in SCHEDULE_STATES:
-                    bad("schedule.state", f"must be one of {', '.join(sorted(SCHEDULE_STATES))}")
-                    continue
-            elif k == "expiration":
-                if v is not None and not isinstance(v, str):
-                    bad("schedule.expiration", "must be a date-time string or null")
-                    continue
-                if v is None:
-                    continue
-            else:
-                bad(f"schedule.{k}", "is not a property of synchronizationSchedule")
-                continue
-            schedule.append((k, str(v)))
-    elif raw is not None:
+    return None
+
+
+def _schedule_field(raw: Any, bad: _Bad) -> tuple[tuple[str, str], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
         bad("schedule", 'must be an object such as {"interval": "PT40M", "state": "Active"}')
-    settings: list[tuple[str, str]] = []
-    raw = record.get("jobSettings")
-    if isinstance(raw, list):
-        for i, item in enumerate(raw):
-            if (
-                not isinstance(item, dict)
-                or set(item) != {"name", "value"}
-                or not isinstance(item["name"], str)
-                or not item["name"]
-                or not isinstance(item["value"], str)
-            ):
-                bad(f"jobSettings[{i}]", 'must be {"name": string, "value": string}')
+        return ()
+    schedule: list[tuple[str, str]] = []
+    for k, v in raw.items():
+        if k == "interval":
+            if not isinstance(v, str) or not DURATION_RE.match(v):
+                bad("schedule.interval", f"must be an ISO 8601 duration such as PT40M, got {v!r}")
                 continue
-            settings.append((item["name"], item["value"]))
-    elif raw is not None:
+        elif k == "state":
+            if v not in SCHEDULE_STATES:
+                bad("schedule.state", f"must be one of {', '.join(sorted(SCHEDULE_STATES))}")
+                continue
+        elif k == "expiration":
+            if v is not None and not isinstance(v, str):
+                bad("schedule.expiration", "must be a date-time string or null")
+                continue
+            if v is None:
+                continue
+        else:
+            bad(f"schedule.{k}", "is not a property of synchronizationSchedule")
+            continue
+        schedule.append((k, str(v)))
+    return tuple(schedule)
+
+
+def _job_settings_field(raw: Any, bad: _Bad) -> tuple[tuple[str, str], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
         bad("jobSettings", 'must be a list of {"name": ..., "value": ...}')
-    return schema_file, tuple(schedule), tuple(settings)
+        return ()
+    settings: list[tuple[str, str]] = []
+    for i, item in enumerate(raw):
+        if (
+            not isinstance(item, dict)
+            or set(item) != {"name", "value"}
+            or not isinstance(item["name"], str)
+            or not item["name"]
+            or not isinstance(item["value"], str)
+        ):
+            bad(f"jobSettings[{i}]", 'must be {"name": string, "value": string}')
+            continue
+        settings.append((item["name"], item["value"]))
+    return tuple(settings)
 
 
 def validate(
@@ -760,7 +552,7 @@ def validate(
     base_dir = path.parent
     cred_field = _cred_field(path)
     checked_files: dict[str, str | None] = {}  # file: target -> why it cannot be read, or None
-    for line, record in _records(path):
+    for line, record in records(path, _csv_header_problems):
         if isinstance(record, Problem):
             summary.problems.append(record)
             continue
@@ -846,7 +638,7 @@ def iter_instances(
     read when needed, under ``rules``)."""
     base_dir = path.parent
     cred_field = _cred_field(path)
-    for line, record in _records(path):
+    for line, record in records(path, _csv_header_problems):
         if isinstance(record, Problem):
             raise ManifestError([record])
         inst, problems = build_instance(

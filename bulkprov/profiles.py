@@ -233,10 +233,64 @@ def select(path: Path, name: str) -> Profile:
     return profiles[name]
 
 
+_Bad = Callable[[str | None, str], ConfigError]  # (field, message) -> the error naming them
+
+
 def _parse(path: Path, name: str, raw: Any) -> Profile:
     def bad(field_name: str | None, message: str) -> ConfigError:
         return profile_error(path, name, field_name, message)
 
+    values = _string_values(name, raw, bad)
+    allow_http = raw.get("allow_http")
+    if allow_http is not None and not isinstance(allow_http, bool):
+        raise bad("allow_http", "must be true or false")
+    secrets_dirs = _secrets_dirs(path, raw.get("secrets_dirs", []), bad)
+    mi_ids = {
+        k: values[f"managed_identity_{k}"]
+        for k in MANAGED_IDENTITY_IDS
+        if f"managed_identity_{k}" in values
+    }
+    auth = _auth_kind(values, mi_ids, bad)
+    secret_ref, cert, managed = _credential_fields(path, auth, values, mi_ids, bad)
+    required = ("tenant_id",) if auth == "managed_identity" else ("tenant_id", "client_id")
+    for key in required:
+        if key not in values:
+            raise bad(key, "is required")
+    api = values.get("api_version")
+    if api is not None and api not in ("v1.0", "beta"):
+        raise bad("api_version", "must be v1.0 or beta")
+    for key in ("graph_url", "authority_host"):
+        if key in values and not re.match(r"^https?://[^/\s]+", values[key]):
+            raise bad(key, f"must be an absolute URL, got {values[key]!r}")
+    ca = values.get("ca_file")
+    return Profile(
+        name=name,
+        file=path,
+        auth=auth,
+        tenant_id=values.get("tenant_id"),
+        client_id=values.get("client_id"),
+        client_secret_ref=secret_ref,
+        certificate_file=cert,
+        managed_identity=managed,
+        graph_url=values.get("graph_url"),
+        authority_host=values.get("authority_host"),
+        ca_file=_beside(path, ca) if ca is not None else None,
+        api_version=api,
+        scope=values.get("scope"),
+        allow_http=allow_http,
+        secrets_dirs=secrets_dirs,
+    )
+
+
+def _beside(path: Path, text: str) -> Path:
+    """A path a profiles file gives: ``~`` expanded, relative to the file's directory."""
+    given = Path(text).expanduser()
+    return given if given.is_absolute() else path.parent / given
+
+
+def _string_values(name: str, raw: Any, bad: _Bad) -> dict[str, str]:
+    """The profile's string fields, stripped, after checking its name and that it is a table
+    of known fields."""
     if not _NAME_RE.fullmatch(name):
         raise bad(None, "a profile name is 1-64 letters, digits and . _ - characters")
     if not isinstance(raw, dict):
@@ -256,16 +310,11 @@ def _parse(path: Path, name: str, raw: Any) -> Profile:
         if not isinstance(v, str) or not v.strip():
             raise bad(key, "must be a non-empty string")
         values[key] = v.strip()
-    allow_http = raw.get("allow_http")
-    if allow_http is not None and not isinstance(allow_http, bool):
-        raise bad("allow_http", "must be true or false")
-    secrets_dirs = _secrets_dirs(path, raw.get("secrets_dirs", []), bad)
+    return values
 
-    mi_ids = {
-        k: values[f"managed_identity_{k}"]
-        for k in MANAGED_IDENTITY_IDS
-        if f"managed_identity_{k}" in values
-    }
+
+def _auth_kind(values: dict[str, str], mi_ids: dict[str, str], bad: _Bad) -> str:
+    """``auth``, or the kind of credential the fields given imply."""
     if "auth" in values:
         auth = AUTH_KINDS.get(values["auth"])
         if auth is None:
@@ -283,6 +332,14 @@ def _parse(path: Path, name: str, raw: Any) -> Profile:
             'or auth = "device_code" / "managed_identity"',
         )
     assert auth in CREDENTIAL_KINDS
+    return auth
+
+
+def _credential_fields(
+    path: Path, auth: str, values: dict[str, str], mi_ids: dict[str, str], bad: _Bad
+) -> tuple[str | None, Path | None, ManagedIdentity | None]:
+    """The client secret reference, certificate file or managed identity of ``auth``; the
+    fields of another kind of credential are refused."""
 
     def forbid(*fields: str) -> None:
         for f in fields:
@@ -290,81 +347,46 @@ def _parse(path: Path, name: str, raw: Any) -> Profile:
                 raise bad(f, f"does not apply to auth {auth!r}")
 
     mi_fields = [f"managed_identity_{k}" for k in MANAGED_IDENTITY_IDS]
-    secret_ref: str | None = None
-    cert: Path | None = None
-    managed: ManagedIdentity | None = None
     if auth == "secret":
         forbid("certificate_file", *mi_fields)
-        ref = values.get("client_secret")
-        if ref is None:
-            raise bad("client_secret", "is required (env:VAR or file:PATH)")
-        scheme, sep, target = ref.partition(":")
-        if not sep or scheme not in ("env", "file") or not target:
-            raise bad(
-                "client_secret",
-                "must be a reference, env:VAR or file:PATH; a secret value is never written "
-                "in a profiles file",
-            )
-        if scheme == "env" and not _ENV_RE.fullmatch(target):
-            raise bad("client_secret", f"env:{target} is not a valid environment variable name")
-        secret_ref = ref
-    elif auth == "certificate":
+        return _secret_ref(values.get("client_secret"), bad), None, None
+    if auth == "certificate":
         forbid("client_secret", *mi_fields)
         if "certificate_file" not in values:
             raise bad("certificate_file", "is required (a PEM file with key and certificate)")
-        cert = Path(values["certificate_file"]).expanduser()
-        if not cert.is_absolute():
-            cert = path.parent / cert
-    elif auth == "device_code":
+        return None, _beside(path, values["certificate_file"]), None
+    if auth == "device_code":
         forbid("client_secret", "certificate_file", *mi_fields)
-    else:
-        forbid("client_secret", "certificate_file")
-        if len(mi_ids) > 1:
-            raise bad(
-                ", ".join(f"managed_identity_{k}" for k in mi_ids),
-                "give at most one id of a user-assigned identity",
-            )
-        if mi_ids:
-            ((id_type, ident),) = mi_ids.items()
-            managed = ManagedIdentity(id_type=id_type, id=ident)
-        else:
-            managed = ManagedIdentity()
-    required = ("tenant_id",) if auth == "managed_identity" else ("tenant_id", "client_id")
-    for key in required:
-        if key not in values:
-            raise bad(key, "is required")
-    api = values.get("api_version")
-    if api is not None and api not in ("v1.0", "beta"):
-        raise bad("api_version", "must be v1.0 or beta")
-    for key in ("graph_url", "authority_host"):
-        if key in values and not re.match(r"^https?://[^/\s]+", values[key]):
-            raise bad(key, f"must be an absolute URL, got {values[key]!r}")
-    ca = values.get("ca_file")
-    ca_path: Path | None = None
-    if ca is not None:
-        ca_path = Path(ca).expanduser()
-        if not ca_path.is_absolute():
-            ca_path = path.parent / ca_path
-    return Profile(
-        name=name,
-        file=path,
-        auth=auth,
-        tenant_id=values.get("tenant_id"),
-        client_id=values.get("client_id"),
-        client_secret_ref=secret_ref,
-        certificate_file=cert,
-        managed_identity=managed,
-        graph_url=values.get("graph_url"),
-        authority_host=values.get("authority_host"),
-        ca_file=ca_path,
-        api_version=api,
-        scope=values.get("scope"),
-        allow_http=allow_http,
-        secrets_dirs=secrets_dirs,
-    )
+        return None, None, None
+    forbid("client_secret", "certificate_file")
+    if len(mi_ids) > 1:
+        raise bad(
+            ", ".join(f"managed_identity_{k}" for k in mi_ids),
+            "give at most one id of a user-assigned identity",
+        )
+    if mi_ids:
+        ((id_type, ident),) = mi_ids.items()
+        return None, None, ManagedIdentity(id_type=id_type, id=ident)
+    return None, None, ManagedIdentity()
 
 
-def _secrets_dirs(path: Path, raw: Any, bad: Callable[[str, str], ConfigError]) -> tuple[Path, ...]:
+def _secret_ref(ref: str | None, bad: _Bad) -> str:
+    """``client_secret``: a reference (env:VAR or file:PATH), never a value."""
+    if ref is None:
+        raise bad("client_secret", "is required (env:VAR or file:PATH)")
+    scheme, sep, target = ref.partition(":")
+    if not sep or scheme not in ("env", "file") or not target:
+        raise bad(
+            "client_secret",
+            "must be a reference, env:VAR or file:PATH; a secret value is never written "
+            "in a profiles file",
+        )
+    if scheme == "env" and not _ENV_RE.fullmatch(target):
+        raise bad("client_secret", f"env:{target} is not a valid environment variable name")
+    return ref
+
+
+def _secrets_dirs(path: Path, raw: Any, bad: _Bad) -> tuple[Path, ...]:
     """``secrets_dirs = ["...", ...]``: directories, relative to the profiles file."""
     if isinstance(raw, str):
         raw = [raw]

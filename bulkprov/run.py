@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import structlog
@@ -37,6 +37,7 @@ from .settings import RunSettings
 
 log = structlog.get_logger("bulkprov.run")
 JSON = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -87,23 +88,64 @@ def _search_word(name: str) -> str:
 async def resolve_templates(graph: Graph, summary: ManifestSummary) -> dict[str, ResolvedTemplate]:
     """One Graph lookup per distinct template; unknown or ambiguous ones are manifest problems
     naming every line that uses them."""
-    resolved: dict[str, ResolvedTemplate] = {}
+
+    def missing(name: str) -> str:
+        return (
+            f"no gallery application template {name!r} (`bulkprov templates "
+            f"{_search_word(name)}` lists the templates whose names contain its first word)"
+        )
+
+    return await _resolve_names(
+        summary,
+        summary.templates,
+        graph.find_templates,
+        lambda t: ResolvedTemplate(str(t["id"]), str(t["displayName"])),
+        column="template",
+        plural="gallery templates",
+        missing=missing,
+    )
+
+
+async def resolve_agent_groups(graph: Graph, summary: ManifestSummary) -> dict[str, str]:
+    """Each distinct ``agentGroup`` of the manifest -> its id (a delegated connection only);
+    unknown or ambiguous ones are manifest problems naming the lines that use them."""
+    return await _resolve_names(
+        summary,
+        summary.agent_groups,
+        graph.find_agent_groups,
+        lambda g: str(g["id"]),
+        column="agentGroup",
+        plural="agent groups",
+        missing=lambda name: f"no provisioning agent group {name!r} in the tenant",
+    )
+
+
+async def _resolve_names(
+    summary: ManifestSummary,
+    names: Mapping[str, Lines],
+    find: Callable[[str], Awaitable[list[JSON]]],
+    make: Callable[[JSON], T],
+    *,
+    column: str,
+    plural: str,
+    missing: Callable[[str], str],
+) -> dict[str, T]:
+    """Each of ``names`` (a manifest column's distinct values) -> what the one object ``find``
+    finds of it gives; none or several found is a problem on every line that uses the name."""
+    resolved: dict[str, T] = {}
     problems: list[Problem] = []
-    for name, lines in summary.templates.items():
+    for name, lines in names.items():
         with wait_out_throttling():  # giving up on a 429 storm here would end the run
-            found = await graph.find_templates(name)
+            found = await find(name)
         if len(found) == 1:
-            resolved[name] = ResolvedTemplate(str(found[0]["id"]), str(found[0]["displayName"]))
+            resolved[name] = make(found[0])
             continue
         if not found:
-            message = (
-                f"no gallery application template {name!r} (`bulkprov templates "
-                f"{_search_word(name)}` lists the templates whose names contain its first word)"
-            )
+            message = missing(name)
         else:
-            ids = ", ".join(str(t.get("id")) for t in found[:5])
-            message = f"{len(found)} gallery templates are named {name!r} ({ids}); use the id"
-        problems.extend(_at_lines(summary, lines, "template", message, name))
+            ids = ", ".join(str(f.get("id")) for f in found[:5])
+            message = f"{len(found)} {plural} are named {name!r} ({ids}); use the id"
+        problems.extend(_at_lines(summary, lines, column, message, name))
     if problems:
         raise ManifestError(problems)
     return resolved
@@ -126,28 +168,6 @@ async def read_needs(
         except (GraphError, TransportError) as err:
             log.info("needs_unread", template=tid, error=str(err)[:200])
     return needs
-
-
-async def resolve_agent_groups(graph: Graph, summary: ManifestSummary) -> dict[str, str]:
-    """Each distinct ``agentGroup`` of the manifest -> its id (a delegated connection only);
-    unknown or ambiguous ones are manifest problems naming the lines that use them."""
-    resolved: dict[str, str] = {}
-    problems: list[Problem] = []
-    for name, lines in summary.agent_groups.items():
-        with wait_out_throttling():
-            found = await graph.find_agent_groups(name)
-        if len(found) == 1:
-            resolved[name] = str(found[0]["id"])
-            continue
-        if not found:
-            message = f"no provisioning agent group {name!r} in the tenant"
-        else:
-            ids = ", ".join(str(g.get("id")) for g in found[:5])
-            message = f"{len(found)} agent groups are named {name!r} ({ids}); use the id"
-        problems.extend(_at_lines(summary, lines, "agentGroup", message, name))
-    if problems:
-        raise ManifestError(problems)
-    return resolved
 
 
 class LogCollector:
@@ -249,7 +269,7 @@ class Runner:
         self.rules = rules
         self.summary = summary
         # the Graph the ledger records (default: the base URL; the embedded mock's kept
-        # tenant has a random port, so it is recorded as connect.MOCK_GRAPH)
+        # tenant has a random port, so it is recorded as mockgraph.cli.MOCK_GRAPH)
         self.ledger_graph = ledger_graph or client.conn.base_url
         self.ledger_path = ledger_path
         self.client = client

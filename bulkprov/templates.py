@@ -28,16 +28,17 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from .cliconnect import connection_options
 from .client import GraphClient
 from .connect import client_settings, target
 from .display import cell, printable
 from .errors import GraphError
+from .exitcodes import ExitCode
 from .graph import Graph, odata_string
 from .log import configure
 from .manifest import PLAIN_KEYS, SECRET_KEYS
 
 JSON = dict[str, Any]
-EXIT_OK, EXIT_NONE = 0, 1
 _KEY_CASE = {k.lower(): k for k in SECRET_KEYS}
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 NO_INSTANCE = "unknown (no instance in the tenant)"
@@ -223,11 +224,12 @@ def keys_text(info: TemplateInfo) -> str:
 
 def cmd_templates(args: argparse.Namespace) -> int:
     configure(console_level="warning")
+    opts = connection_options(args)
 
     async def main() -> list[TemplateInfo]:
         async with (
-            target(args) as tgt,
-            GraphClient(tgt.conn, client_settings(args, tgt.time_scale)) as client,
+            target(opts) as tgt,
+            GraphClient(tgt.conn, client_settings(opts, tgt.time_scale)) as client,
         ):
             return await lookup(
                 Graph(client), args.search, keys=args.keys, provisioning_only=args.provisioning
@@ -241,12 +243,12 @@ def cmd_templates(args: argparse.Namespace) -> int:
             "templates": [i.as_json() for i in infos],
         }
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return EXIT_OK if infos else EXIT_NONE
+        return ExitCode.OK if infos else ExitCode.NONE_FOUND
     console = Console(highlight=False)
     what = f" whose name contains '{printable(args.search)}'" if args.search else ""
     if not infos:
         console.print(f"no gallery application template{what}", markup=False)
-        return EXIT_NONE
+        return ExitCode.NONE_FOUND
     with_keys = any(i.keys is not None or i.keys_note for i in infos)
     if len(infos) == 1:
         _print_one(console, infos[0])
@@ -261,7 +263,7 @@ def cmd_templates(args: argparse.Namespace) -> int:
         )
     if any(i.keys_note == NO_INSTANCE for i in infos):
         console.print(WHY_UNKNOWN, markup=False)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _print_one(console: Console, i: TemplateInfo) -> None:

@@ -38,7 +38,6 @@ def quiet_mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     while not info.exists() or not info.read_bytes():
         assert proc.poll() is None and time.monotonic() < deadline, "the mock did not start"
         time.sleep(0.05)
-    time.sleep(0.05)
     yield info
     proc.terminate()
     proc.wait(timeout=10)

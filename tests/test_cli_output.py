@@ -68,7 +68,7 @@ class TestCommandLine:
         """Every option and positional of every subcommand has help text, and each that has
         a default shows it with %(default)s, so the help cannot drift from the code."""
         missing: list[str] = []
-        parser = cli.build_parser()
+        parser = cli.build_parser(complete=True)
         for name, sub in {"bulkprov": parser, **subparsers(parser)}.items():
             for action in sub._actions:
                 if isinstance(action, argparse._SubParsersAction):

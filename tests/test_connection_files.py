@@ -14,6 +14,7 @@ import pytest
 
 from bulkprov import connect
 from bulkprov.cli import build_parser
+from bulkprov.cliconnect import connection_options
 from bulkprov.mockgraph import MockGraph
 from bulkprov.mockgraph.server import write_info
 from bulkprov.profiles import ProfileWarning
@@ -41,7 +42,7 @@ async def test_private_files_draw_no_warning(mock: MockGraph, tmp_path: Path) ->
     (warnings are errors in this suite)."""
     args = build_parser().parse_args(["plan", "m.csv", "--mock-info",
                                       str(info_file(mock, tmp_path))])
-    assert connect.from_flags(args).conn.unreachable_hint == connect.MOCK_HINT
+    assert connect.from_flags(connection_options(args)).conn.unreachable_hint == connect.MOCK_HINT
 
 
 async def test_a_mock_info_file_others_can_write_warns(mock: MockGraph, tmp_path: Path) -> None:
@@ -50,7 +51,7 @@ async def test_a_mock_info_file_others_can_write_warns(mock: MockGraph, tmp_path
     path.chmod(0o620)
     args = build_parser().parse_args(["plan", "m.csv", "--mock-info", str(path)])
     with pytest.warns(ProfileWarning, match=warning("mock info file", path)):
-        connect.from_flags(args)
+        connect.from_flags(connection_options(args))
 
 
 async def test_a_ca_file_others_can_write_warns(
@@ -64,7 +65,7 @@ async def test_a_ca_file_others_can_write_warns(
     args = build_parser().parse_args(["plan", "m.csv", "--tenant-id", "t", "--client-id", "c",
                                       "--ca-file", str(ca)])
     with pytest.warns(ProfileWarning, match=warning("CA file", ca)):
-        connect.from_flags(args)
+        connect.from_flags(connection_options(args))
 
 
 async def test_a_profiles_ca_file_others_can_write_warns(tmp_path: Path) -> None:
@@ -81,7 +82,7 @@ async def test_a_profiles_ca_file_others_can_write_warns(tmp_path: Path) -> None
     args = build_parser().parse_args(["plan", "m.csv", "--profiles", str(profiles),
                                       "--profile", "p"])
     with pytest.warns(ProfileWarning, match=warning("CA file", ca)):
-        connect.from_flags(args)
+        connect.from_flags(connection_options(args))
 
 
 async def test_the_cli_warns_once_on_stderr(mock: MockGraph, tmp_path: Path) -> None:

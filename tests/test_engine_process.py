@@ -42,7 +42,6 @@ def mock_process(tmp_path: Path) -> Iterator[MockInfo]:
         assert proc.poll() is None, "the mock exited"
         assert time.monotonic() < deadline, "the mock did not start"
         time.sleep(0.05)
-    time.sleep(0.05)
     yield MockInfo.from_json(info_file.read_bytes())
     proc.terminate()
     proc.wait(timeout=10)

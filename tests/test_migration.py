@@ -40,7 +40,6 @@ def two_tenants(tmp_path: Path) -> Iterator[tuple[MockInfo, Path]]:
         assert proc.poll() is None, "the mock exited"
         assert time.monotonic() < deadline, "the mock did not start"
         time.sleep(0.05)
-    time.sleep(0.05)
     yield MockInfo.from_json(info_file.read_bytes()), info_file
     proc.terminate()
     proc.wait(timeout=10)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
@@ -12,7 +11,8 @@ import pytest
 from bulkprov import profiles
 from bulkprov.auth import TokenProvider
 from bulkprov.cli import build_parser
-from bulkprov.connect import from_flags
+from bulkprov.cliconnect import connection_options
+from bulkprov.connect import ConnectionOptions, from_flags
 from bulkprov.errors import ConfigError
 from bulkprov.settings import ConnectionSettings, Credential, ManagedIdentity
 
@@ -75,8 +75,8 @@ def write(tmp_path: Path, text: str = GOOD, name: str = "profiles.toml") -> Path
     return path
 
 
-def args(*argv: str) -> argparse.Namespace:
-    return build_parser().parse_args(["plan", "m.csv", *argv])
+def args(*argv: str) -> ConnectionOptions:
+    return connection_options(build_parser().parse_args(["plan", "m.csv", *argv]))
 
 
 class TestParse:
@@ -272,6 +272,37 @@ class TestConnectPrecedence:
                                'auth = "device_code"\ngraph_url = "http://graph.example.com"\n')
         with pytest.raises(ConfigError, match=r"profile 'p': graph_url .* is not TLS"):
             from_flags(args("--profiles", str(path), "--profile", "p"))
+
+
+class TestPlainValues:
+    """A connection resolves from a ConnectionOptions of plain values, without argparse; the
+    command line's flags make the same one."""
+
+    def test_options_without_the_command_line(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Values given win; a value not given falls back to its BULKPROV_* variable."""
+        monkeypatch.setenv("BULKPROV_CLIENT_SECRET", "from-the-variable")
+        monkeypatch.setenv("BULKPROV_CLIENT_ID", CLIENT)
+        monkeypatch.setenv("BULKPROV_GRAPH_URL", "https://graph.microsoft.us")
+        opts = ConnectionOptions(tenant_id=TENANT, api_version="beta", time_scale=0.5)
+        tgt = from_flags(opts)
+        assert (tgt.conn.tenant_id, tgt.conn.client_id) == (TENANT, CLIENT)
+        assert tgt.conn.base_url == "https://graph.microsoft.us/beta"
+        assert tgt.conn.credential.client_secret == "from-the-variable"
+        assert tgt.time_scale == 0.5
+        secret = tmp_path / "secret"
+        secret.write_text("from-a-file\n")
+        tgt = from_flags(ConnectionOptions(tenant_id=TENANT, client_secret_file=secret))
+        assert tgt.conn.credential.client_secret == "from-a-file"
+
+    def test_the_flags_make_the_same_options(self, tmp_path: Path) -> None:
+        """connection_options turns the flags into the values they name (None: not given)."""
+        path = write(tmp_path)
+        assert args("--profiles", str(path), "--profile", "admin", "--tenant-id", TENANT,
+                    "--allow-http", "--client-time-scale", "0.1") == ConnectionOptions(
+            profile="admin", profiles=path, tenant_id=TENANT, allow_http=True, time_scale=0.1)
+        assert args() == ConnectionOptions()
 
 
 class TestManagedIdentity:
