@@ -470,6 +470,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_mock_options(monitor)
     monitor.set_defaults(func=cmd_monitor)
 
+    from .report import add_parser as add_report_parser  # its arguments only: no model, no HTML
+
+    add_report_parser(sub, options=(add_connection_options, add_mock_options)).set_defaults(
+        func=cmd_report
+    )
+
     templates = sub.add_parser(
         "templates",
         help="list gallery application templates and the credential keys they need",
@@ -690,6 +696,12 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from .day2 import cmd_monitor as monitor
 
     return monitor(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import cmd_report as report
+
+    return report(args)
 
 
 def cmd_templates(args: argparse.Namespace) -> int:
