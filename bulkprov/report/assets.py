@@ -56,7 +56,7 @@ svg.chart text { font-family: inherit; fill: var(--ink); }
 .bound-area { fill: var(--bound); opacity: 0.07; }
 .c-done { fill: var(--done); } .c-quar { fill: var(--quar); } .c-fail { fill: var(--fail); }
 .c-todo { fill: var(--todo); } .c-gone { fill: var(--gone); }
-.box { fill: #dfe7f3; stroke: #6b7f99; stroke-width: 1; opacity: 0.9; }
+.box { fill: #dfe7f3; stroke: #6b7f99; stroke-width: 1; }
 .box.slow { fill: #e7dcf7; stroke: var(--accent); stroke-width: 1.6; }
 .step-label { font-size: 12px; }
 .step-label.slow { font-weight: 700; fill: var(--accent) !important; }
