@@ -118,6 +118,8 @@ class Page(HTMLParser):
             self.headers.append(str(a["data-col"]))
         elif self._table and tag == "td" and self.rows:
             self._cell = []
+        elif self._cell is not None and tag in ("span", "br", "strong"):
+            self._cell.append(" ")  # a line of its own in the cell
 
     def handle_endtag(self, tag: str) -> None:
         if self._in and self._in[-1] == tag:
@@ -135,7 +137,7 @@ class Page(HTMLParser):
         elif where == "style":
             self.styles.append(data)
         if self._cell is not None:
-            self._cell.append(data + " ")
+            self._cell.append(data)
 
     def row(self, key: str) -> dict[str, str]:
         """The attention row of instance ``key``, by column name."""

@@ -171,8 +171,8 @@ class TestPage:
 def test_the_write_quota_bound() -> None:
     """The bound: the bucket's burst at once, then its refill, never more than the run's
     instances; when it lets the last one finish."""
-    race = Race(label="r", finished=[1.0] * 900, failed=[2.0] * 100, burst=3000, rate=20,
-                per_instance=5)
+    race = Race(label="r", finished=[1.0] * 900, failed=[2.0] * 100, set_up=[0.5] * 900,
+                burst=3000, rate=20, per_instance=5)
     assert race.bound(0) == 600 and race.bound(10) == 640 and race.bound(1e6) == 1000
     assert race.bound_reaches_all() == 100
     small = dataclasses.replace(race, finished=[1.0] * 10, failed=[])
@@ -318,7 +318,7 @@ class TestLive:
         assert row["live"].startswith("Quarantine") and AWS_INVALID in row["live"]
         assert row["manifest"] == "m.csv:3"
         assert [k for k, _ in page.rows] == ["job"]  # the healthy ones need no attention
-        assert "Jobs now: 2 Active, 1 Quarantine." in html
+        assert "Jobs now: 2 Active, 1 Quarantine" in html
         assert mock.info is not None and mock.info.client_secret not in html
 
     @pytest.mark.anyio

@@ -14,7 +14,7 @@ CSS = """
 :root {
   --ink: #1d232b; --muted: #5b6570; --line: #d9dee3; --soft: #f4f6f8; --paper: #fff;
   --done: #2e7d32; --quar: #e08a00; --fail: #c62828; --todo: #8d969e; --gone: #b0b7be;
-  --bound: #1f5fbf; --accent: #6a3cc0;
+  --bound: #1f5fbf; --accent: #6a3cc0; --setup: #4db6ac;
 }
 * { box-sizing: border-box; }
 html { -webkit-text-size-adjust: 100%; }
@@ -52,6 +52,7 @@ svg.chart text { font-family: inherit; fill: var(--ink); }
 .axis-label { font-size: 11px; fill: var(--muted) !important; }
 .line { fill: none; stroke-width: 2.2; stroke-linejoin: round; }
 .c-done-s { stroke: var(--done); } .c-fail-s { stroke: var(--fail); }
+.c-setup-s { stroke: var(--setup); }
 .bound { stroke: var(--bound); stroke-dasharray: 6 4; stroke-width: 1.6; }
 .bound-area { fill: var(--bound); opacity: 0.07; }
 .c-done { fill: var(--done); } .c-quar { fill: var(--quar); } .c-fail { fill: var(--fail); }
@@ -72,10 +73,12 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 .scroll { overflow-x: auto; }
 td .sub { display: block; color: var(--muted); font-size: 11.5px; }
-td.msg { min-width: 260px; overflow-wrap: anywhere; }
+td.msg { min-width: 200px; overflow-wrap: anywhere; }
+td.where { white-space: nowrap; } td.inst { min-width: 110px; }
+td.live { min-width: 96px; max-width: 170px; }
 td.id { overflow-wrap: anywhere; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas,
   monospace; font-size: 11px; min-width: 88px; max-width: 190px; }
-td.tpl { min-width: 90px; max-width: 150px; }
+td.tpl { min-width: 80px; max-width: 120px; }
 .attention-table { font-size: 12px; }
 .pill { display: inline-block; padding: 0 7px; border-radius: 9px; font-size: 11.5px;
   font-weight: 600; color: #fff; background: var(--todo); white-space: nowrap; }
@@ -96,7 +99,7 @@ tr[hidden] { display: none; }
 .two { display: grid; grid-template-columns: 1fr; gap: 12px; }
 @media (min-width: 980px) { .two.cols { grid-template-columns: 1fr 1fr; } }
 @media print {
-  @page { size: A4; margin: 12mm; }
+  @page { size: A4 landscape; margin: 10mm; }
   * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
   body { background: #fff; font-size: 10pt; }
   main { max-width: none; padding: 0; }
@@ -106,6 +109,14 @@ tr[hidden] { display: none; }
   .controls { display: none; }
   .printed-filter { display: block !important; }
   thead { display: table-header-group; }
+  .attention-table { table-layout: fixed; font-size: 7.5pt; }
+  .attention-table td, .attention-table th { overflow-wrap: anywhere; white-space: normal;
+    min-width: 0; max-width: none; padding: 3px 4px; }
+  .attention-table .pill { white-space: normal; }
+  .attention-table th[data-col="reason"] { width: 24%; }
+  .attention-table th[data-col="code"], .attention-table th[data-col="live"] { width: 11%; }
+  .attention-table th[data-col="instance"], .attention-table th[data-col="request"] {
+    width: 10%; }
   tr { break-inside: avoid; }
   .scroll { overflow: visible; }
   th button::after { content: ""; }

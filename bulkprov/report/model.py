@@ -44,6 +44,20 @@ CATEGORY: dict[str, str] = {
     Status.REMOVED: REMOVED,
 }
 IN_PROGRESS = "in progress"  # no final record (yet)
+#: The steps that set an instance up (each run takes them in this order), before monitor.
+SETUP_STEPS = frozenset(
+    {
+        Step.INSTANTIATE,
+        Step.REPLICATE,
+        Step.AGENT_GROUP,
+        Step.SYNC_TEMPLATE,
+        Step.JOB,
+        Step.SCHEMA,
+        Step.VALIDATE,
+        Step.SECRETS,
+        Step.START,
+    }
+)
 #: Steps that send one write to Graph each time they end (done or error). Instantiate's
 #: writes are its ``attempt`` records, the job's a ``done`` that did not adopt one.
 WRITE_STEPS = frozenset(
@@ -135,6 +149,9 @@ class Run:
     end: float | None = None  # its last record
     writes: int = 0  # writes its steps sent (as the ledger tells them)
     finished: list[tuple[float, str]] = field(default_factory=list)  # (t, status)
+    # key -> when its last setup step (instantiate ... start) ended in this run, for the
+    # instances whose setup this run completed: what the write quota bounds
+    set_up: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -283,7 +300,14 @@ class _Fold:
         if event == Event.ERROR:
             inst.step_errors += 1
             inst.last_error = _failure(rec)
+        self._set_up(inst.key, step, str(event), t)
         self._writes(step, str(event), data)
+
+    def _set_up(self, key: str, step: str, event: str, t: Any) -> None:
+        if self.run is None or event != Event.DONE or not isinstance(t, int | float):
+            return
+        if step in SETUP_STEPS:
+            self.run.set_up[key] = float(t)
 
     def _writes(self, step: str, event: str, data: JSON) -> None:
         if self.run is None:
@@ -311,6 +335,8 @@ class _Fold:
         inst.quarantine = _quarantine(rec.get("quarantine"))
         if self.run is not None and inst.status != Status.REMOVED:
             inst.run = self.run.index
+            if inst.error is not None and inst.error.step in SETUP_STEPS:
+                self.run.set_up.pop(inst.key, None)  # its setup did not complete
             if isinstance(t, int | float):
                 self.run.finished.append((float(t), inst.status))
 

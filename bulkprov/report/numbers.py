@@ -33,3 +33,8 @@ def duration(seconds: float) -> str:
 def ms_text(ms: float) -> str:
     """A step's time, given in milliseconds."""
     return duration(ms / 1000)
+
+
+def tick_ms(ms: float) -> str:
+    """A log axis' tick: ``20 ms``, ``5 s``, ``100 s``."""
+    return f"{ms:g} ms" if ms < 1000 else f"{ms / 1000:g} s"

@@ -139,6 +139,9 @@ def _headline(report: Report, t: Text) -> str:
     if report.live_at:
         states = Counter(i.live.status for i in report.instances if i.live is not None)
         shown = ", ".join(f"{n:,} {t(s)}" for s, n in sorted(states.items())) or "no job"
+        failing = sum(1 for i in report.instances if i.live is not None and i.live.failures)
+        if failing:
+            shown += f"; {failing:,} with provisioning failures since the ledger began"
         live = f'<p class="note">Jobs now: {shown}.</p>'
     return (
         '<section class="headline"><h2>Headline</h2>'
@@ -154,6 +157,7 @@ def _races(report: Report, settings: ChartSettings) -> list[tuple[LedgerModel, R
 
 def race_for(model: LedgerModel, run: Run, settings: ChartSettings, many: bool) -> Race:
     start = run.start or 0.0
+    set_up = [t - start for t in run.set_up.values()]
     ok = [t - start for t, status in run.finished if status in ("done", "quarantined")]
     bad = [t - start for t, status in run.finished if status not in ("done", "quarantined")]
     n = len(run.finished)
@@ -162,6 +166,7 @@ def race_for(model: LedgerModel, run: Run, settings: ChartSettings, many: bool) 
         label=f"{where}run {run.index + 1}: {n:,} instances finished over time",
         finished=ok,
         failed=bad,
+        set_up=set_up,
         burst=float(settings.write_limit),
         rate=settings.write_limit / settings.write_window / settings.time_scale,
         per_instance=run.writes / n if n else 0.0,
@@ -196,14 +201,15 @@ def _bound_note(race: Race, settings: ChartSettings, t: Text) -> str:
         return "The ledger records no write of this run: no quota line."
     reach = race.bound_reaches_all()
     when = (
-        "the quota's first burst covers every instance of the run"
+        "its first burst covers every instance of the run"
         if reach <= 0
-        else f"the quota allows the last of them after {t(duration(reach))} at the soonest"
+        else f"it lets the last of them be set up after {t(duration(reach))} at the soonest"
     )
     return (
         f"Dashed: the most instances Graph's write quota ({settings.write_limit:,} writes per "
-        f"{settings.write_window:g} s, starting full) lets finish, at "
-        f"{race.per_instance:.1f} writes per instance as this run sent them; {when}. "
+        f"{settings.write_window:g} s, starting full) lets be set up, at "
+        f"{race.per_instance:.1f} writes per instance as this run sent them; {when}. Done "
+        "comes later: after the job's first cycle and its provisioning logs (monitor, logs). "
         f"Time scale {settings.time_scale:g} real s per Graph s ({t(settings.time_scale_source)})."
     )
 
@@ -307,5 +313,7 @@ def _notes(report: Report, t: Text) -> str:
         other = ", ".join(f"{n} {c}" for c, n in sorted(m.commands.items()))
         if other:
             notes.append(f"{m.path.name}: also written by {other}.")
+    if not notes:
+        return ""
     items = "".join(f"<li>{t(n)}</li>" for n in notes)
     return f'<section class="notes"><h2>Notes</h2><ul class="note">{items}</ul></section>'

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
-from .numbers import duration, ms_text, percentile
+from .numbers import duration, ms_text, percentile, tick_ms
 
 #: Class of each status category's colour (the page's CSS gives the colours).
 CATEGORY_CLASS = {
@@ -59,6 +59,7 @@ class Race:
     label: str
     finished: Sequence[float]  # real seconds since the run began: done or quarantined
     failed: Sequence[float]  # ... failed, timed out or interrupted
+    set_up: Sequence[float]  # ... set up (through start): what the write quota bounds
     burst: float  # writes the quota's bucket holds at the start
     rate: float  # writes it refills per real second
     per_instance: float  # writes an instance of this run sent, on average
@@ -100,7 +101,7 @@ def _steps(times: Sequence[float], sx: float, sy: float, x0: float, y0: float) -
 
 def race_chart(race: Race) -> str:
     """Finished and failed instances over time, with the quota's bound as a dashed line."""
-    end = max([*race.finished, *race.failed, 0.001])
+    end = max([*race.finished, *race.failed, *race.set_up, 0.001])
     reach = race.bound_reaches_all()
     xmax = end * 1.04 if reach > 3 * end else max(end, reach) * 1.04
     ymax = max(1, race.total)
@@ -110,6 +111,10 @@ def race_chart(race: Race) -> str:
     body = [_axes(xmax, ymax, sx, sy, x0, y0, pw)]
     if race.per_instance > 0:
         body.append(_bound_line(race, xmax, sx, sy, x0, y0))
+    if race.set_up:
+        body.append(
+            f'<polyline class="line c-setup-s" points="{_steps(race.set_up, sx, sy, x0, y0)}"/>'
+        )
     body.append(
         f'<polyline class="line c-done-s" points="{_steps(race.finished, sx, sy, x0, y0)}"/>'
     )
@@ -140,7 +145,7 @@ def _axes(xmax: float, ymax: int, sx: float, sy: float, x0: float, y0: float, pw
         parts.append(
             f'<line class="grid" x1="{_f(px)}" y1="{_f(y0)}" x2="{_f(px)}" y2="{_f(y0 + 4)}"/>'
             f'<text class="tick" x="{_f(px)}" y="{_f(y0 + 18)}" text-anchor="middle">'
-            f"{_e(duration(x))}</text>"
+            f"{_e(duration(x) if x else '0')}</text>"
         )
         x += xstep
     parts.append(
@@ -168,18 +173,21 @@ def _bound_line(race: Race, xmax: float, sx: float, sy: float, x0: float, y0: fl
 
 
 def _race_legend(race: Race) -> str:
-    items = [("c-done-s", f"done or quarantined ({len(race.finished):,})")]
+    items = []
+    if race.set_up:
+        items.append(("c-setup-s", f"set up ({len(race.set_up):,})"))
+    items.append(("c-done-s", f"done or quarantined ({len(race.finished):,})"))
     if race.failed:
         items.append(("c-fail-s", f"failed ({len(race.failed):,})"))
     if race.per_instance > 0:
-        items.append(("bound", "most the write quota allows"))
+        items.append(("bound", "write-quota bound on set up"))
     parts, x = [], float(LEFT)
     for cls, text in items:
         parts.append(
             f'<line class="line {cls}" x1="{_f(x)}" y1="14" x2="{_f(x + 22)}" y2="14"/>'
             f'<text class="legend" x="{_f(x + 28)}" y="18">{_e(text)}</text>'
         )
-        x += 40 + 7.0 * len(text)
+        x += 40 + 6.6 * len(text)
     return "".join(parts)
 
 
@@ -247,10 +255,11 @@ def _log_axis(a: float, b: float, px: Scale, height: int, n: int) -> str:
             x = px(ms)
             cls = "grid" if m == 1 else "grid minor"
             parts.append(f'<line class="{cls}" x1="{_f(x)}" y1="24" x2="{_f(x)}" y2="{bottom}"/>')
-            parts.append(
-                f'<text class="tick" x="{_f(x)}" y="{bottom + 16}" text-anchor="middle">'
-                f"{_e(ms_text(ms))}</text>"
-            )
+            if m == 1 or b - a <= 3:
+                parts.append(
+                    f'<text class="tick" x="{_f(x)}" y="{bottom + 16}" text-anchor="middle">'
+                    f"{_e(tick_ms(ms))}</text>"
+                )
     parts.append(
         f'<text class="axis-label" x="{LABEL + (SW - LABEL - STATS - 16) / 2}" y="{height - 4}" '
         'text-anchor="middle">time the step took (log scale)</text>'

@@ -18,7 +18,7 @@ KINDS = {
     "failed": "failed",
     "quarantined": "quarantined",
     "drifted": "drifted",
-    "job": "job in trouble now",
+    "job": "job in trouble",  # --live: quarantined, deleted or unreadable now
     "unfinished": "not finished",
 }
 LIVE_TROUBLE = frozenset({"Quarantine", "missing", "error"})
@@ -33,7 +33,7 @@ def attention_kind(i: Instance) -> str | None:
         return "quarantined"
     if i.drift is not None and i.drift.drifted:
         return "drifted"
-    if i.live is not None and (i.live.status in LIVE_TROUBLE or i.live.failures):
+    if i.live is not None and i.live.status in LIVE_TROUBLE:
         return "job"
     if i.category == NOT_DONE and i.started is not None:
         return "unfinished"
@@ -62,6 +62,11 @@ def _td(text: str, cls: str = "", v: str | None = None) -> str:
     return f"<td{c}{value}>{text}</td>"
 
 
+def breakable(escaped: str) -> str:
+    """Escaped text with a line-break opportunity inside CamelCase words (Graph's codes)."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "<wbr>", escaped)
+
+
 def _failure(i: Instance) -> Failure | None:
     return i.error or i.last_error
 
@@ -76,7 +81,7 @@ def _kind(kind: str, i: Instance, t: Text) -> str:
 
 def _instance(kind: str, i: Instance, t: Text) -> str:
     name = f'<span class="sub">{t(i.display_name)}</span>' if i.display_name else ""
-    return _td(f"<code>{t(i.key)}</code>{name}", v=t(i.key))
+    return _td(f"<code>{t(i.key)}</code>{name}", "inst", v=t(i.key))
 
 
 def _reason(kind: str, i: Instance, t: Text, limit: int) -> str:
@@ -90,14 +95,14 @@ def _reason(kind: str, i: Instance, t: Text, limit: int) -> str:
         text = f.message if f is not None else ""
     if not text and i.live is not None and kind == "job":
         text = i.live.detail or ""
-    return _td(t(text, limit), "msg")
+    return _td(breakable(t(text, limit)), "msg")
 
 
 def _code(kind: str, i: Instance, t: Text) -> str:
     if kind == "quarantined" and i.quarantine is not None:
-        return _td(t(i.quarantine.code), "id")
+        return _td(breakable(t(i.quarantine.code)), "id")
     f = _failure(i)
-    return _td(t(f.code if f else ""), "id")
+    return _td(breakable(t(f.code if f else "")), "id")
 
 
 def _step(kind: str, i: Instance, t: Text) -> str:
@@ -129,13 +134,14 @@ def _live(kind: str, i: Instance, t: Text) -> str:
     if lv is None:
         return _td('<span class="empty">no job</span>', v="")
     parts = [f"<strong>{t(lv.status)}</strong>"]
-    if lv.detail:
-        parts.append(f'<span class="sub">{t(lv.detail, 200)}</span>')
+    if lv.detail and kind != "quarantined":  # a quarantined row's reason says it already
+        parts.append(f'<span class="sub">{breakable(t(lv.detail, 200))}</span>')
     if lv.last_execution:
-        parts.append(f'<span class="sub">last run: {t(lv.last_execution)}</span>')
+        state = lv.last_execution.split(" ")[0]
+        parts.append(f'<span class="sub">last run {t(state)}</span>')
     if lv.failures:
         parts.append(f'<span class="sub">{lv.failures:,} provisioning failures</span>')
-    return _td("".join(parts), v=t(lv.status))
+    return _td("".join(parts), "live", v=t(lv.status))
 
 
 def _template(kind: str, i: Instance, t: Text) -> str:
@@ -146,7 +152,7 @@ def _where(kind: str, i: Instance, t: Text) -> str:
     if not i.where:
         return _td("", v="")
     file, _, line = i.where.rpartition(":")
-    return _td(f"<code>{t(i.where)}</code>", v=t(f"{file}:{line.zfill(9)}"))
+    return _td(t(i.where), "id where", v=t(f"{file}:{line.zfill(9)}"))
 
 
 def _when(kind: str, i: Instance, t: Text) -> str:
@@ -179,7 +185,7 @@ def columns(report: Report, limit: int) -> list[Column]:
         Column("step", "step", _step),
         Column("code", "error code", _code),
         Column("reason", "reason", lambda k, i, t: _reason(k, i, t, limit)),
-        Column("request", "Graph request id", _request),
+        Column("request", "request id", _request),
         Column("next", "next attempt", _next),
     ]
     if report.has_drift:
@@ -187,8 +193,8 @@ def columns(report: Report, limit: int) -> list[Column]:
     if report.live_at:
         cols.append(Column("live", "job now", _live))
     if any(i.where for i in report.instances):
-        cols.append(Column("manifest", "manifest line", _where))
-    cols.append(Column("when", "last record (UTC)", _when, num=True))
+        cols.append(Column("manifest", "manifest", _where))
+    cols.append(Column("when", "when (UTC)", _when, num=True))
     return cols
 
 
