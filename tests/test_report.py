@@ -175,7 +175,7 @@ def test_the_write_quota_bound() -> None:
                 burst=3000, rate=20, per_instance=5)
     assert race.bound(0) == 600 and race.bound(10) == 640 and race.bound(1e6) == 1000
     assert race.bound_reaches_all() == 100
-    small = dataclasses.replace(race, finished=[1.0] * 10, failed=[])
+    small = dataclasses.replace(race, finished=[1.0] * 10, failed=[], set_up=[0.5] * 10)
     assert small.bound(0) == 10 and small.bound_reaches_all() == 0
 
 
@@ -257,11 +257,13 @@ def test_requests_and_429s_from_the_run_summary(run: FinishedRun, tmp_path: Path
     ("not a ledger", "is not a bulkprov ledger"),
     ("out is a directory", "is a directory"),
     ("bad summary", "is not a run summary"),
+    ("out is the ledger", "is an input of the report"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           run: FinishedRun, case: str, phrase: str) -> None:
-    """A missing or foreign ledger, an --out that is a directory, a file that is no run
-    summary: one line naming it, exit 2, no page written."""
+    """A missing or foreign ledger, an --out that is a directory or the ledger itself, a file
+    that is no run summary: one line naming it, exit 2, no page written, the ledger as it
+    was."""
     (tmp_path / "notes.jsonl").write_text('{"hello": 1}\n')
     (tmp_path / "dir").mkdir()
     args = {
@@ -270,11 +272,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
         "out is a directory": [str(run.ledger), "--out", str(tmp_path / "dir")],
         "bad summary": [str(run.ledger), "--out", str(tmp_path / "r.html"), "--summary-json",
                         str(tmp_path / "notes.jsonl")],
+        "out is the ledger": [str(run.ledger), "--out", str(run.ledger)],
     }[case]
+    before = run.ledger.read_bytes()
     code, said = report(capsys, *args)
     assert code == 2 and phrase in said, said
     assert said.startswith("bulkprov: error:") and said.count("\n") == 1
     assert not (tmp_path / "r.html").exists()
+    assert run.ledger.read_bytes() == before
 
 
 def test_the_cli_imports_the_report_only_to_run_it() -> None:
@@ -315,7 +320,8 @@ class TestLive:
         assert "live" in page.headers and "manifest" in page.headers
         row = page.row("acct-00001")
         assert row["data-kind"] == "job"
-        assert row["live"].startswith("Quarantine") and AWS_INVALID in row["live"]
+        assert row["live"].startswith("Quarantine") and row["code"] == AWS_INVALID
+        assert row["reason"] == "EncounteredQuarantineException" and row["next"]
         assert row["manifest"] == "m.csv:3"
         assert [k for k, _ in page.rows] == ["job"]  # the healthy ones need no attention
         assert "Jobs now: 2 Active, 1 Quarantine" in html

@@ -23,7 +23,7 @@ body {
   font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
     sans-serif;
 }
-main { max-width: 1240px; margin: 0 auto; padding: 24px 20px 48px; }
+main { max-width: 1320px; margin: 0 auto; padding: 24px 20px 48px; }
 h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 17px; margin: 0 0 10px; }
 h3 { font-size: 14px; margin: 14px 0 6px; color: var(--muted); font-weight: 600; }
@@ -73,14 +73,15 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 .scroll { overflow-x: auto; }
 td .sub { display: block; color: var(--muted); font-size: 11.5px; }
-td.msg { min-width: 200px; overflow-wrap: anywhere; }
+td.msg { min-width: 190px; overflow-wrap: anywhere; }
 td.where { white-space: nowrap; } td.inst { min-width: 110px; }
-td.live { min-width: 96px; max-width: 170px; }
+td.live { min-width: 90px; max-width: 150px; }
 td.id { overflow-wrap: anywhere; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas,
-  monospace; font-size: 11px; min-width: 88px; max-width: 190px; }
+  monospace; font-size: 11px; min-width: 80px; max-width: 170px; }
 td.tpl { min-width: 80px; max-width: 120px; }
 .attention-table { font-size: 12px; }
-.pill { display: inline-block; padding: 0 7px; border-radius: 9px; font-size: 11.5px;
+.attention-table th, .attention-table td { padding: 5px 6px; }
+.pill { display: inline-block; padding: 0 6px; border-radius: 9px; font-size: 11px;
   font-weight: 600; color: #fff; background: var(--todo); white-space: nowrap; }
 .pill.failed { background: var(--fail); } .pill.quarantined { background: var(--quar); }
 .pill.drifted { background: var(--accent); } .pill.job { background: var(--bound); }

@@ -92,6 +92,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     configure(console_level=("warning", "info", "debug")[min(args.verbose, 2)])
     check_writable(args.out, "--out")
+    _not_an_input(args)
     report = read(args.ledger)
     attach_lines(report, args.manifest)
     report.client = read_client_totals(args.summary_json or ())
@@ -110,6 +111,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _not_an_input(args: argparse.Namespace) -> None:
+    """Refuse an --out that would overwrite a ledger, the manifest or a run summary."""
+    out = args.out.resolve()
+    inputs = [*args.ledger, *(args.summary_json or ()), *([args.manifest] if args.manifest else [])]
+    for path in inputs:
+        if path.resolve() == out:
+            raise ConfigError(f"--out {args.out} is an input of the report: give another file")
 
 
 def _needs_attention(i: Instance) -> bool:

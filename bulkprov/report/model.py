@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from .. import ledger as ledger_mod
-from ..errors import LedgerError, ManifestError
+from ..errors import ConfigError, LedgerError, ManifestError
 from ..jsontypes import JSON
 from ..records import Event, Status, Step
 
@@ -98,6 +98,8 @@ class Live:
 
     status: str  # the job's status code, or "missing" / "error" when it could not be read
     detail: str | None  # quarantine reason and code, or why it could not be read
+    code: str | None  # the quarantine's error code, or why the job could not be read
+    reason: str | None  # the quarantine's reason, or the error reading the job
     next_attempt: str | None
     last_execution: str | None
     failures: int | None  # provisioning-log failures since the ledger began
@@ -152,6 +154,7 @@ class Run:
     # key -> when its last setup step (instantiate ... start) ended in this run, for the
     # instances whose setup this run completed: what the write quota bounds
     set_up: dict[str, float] = field(default_factory=dict)
+    keys: set[str] = field(default_factory=set)  # the instances it wrote a record of
 
 
 @dataclass(slots=True)
@@ -264,6 +267,8 @@ class _Fold:
         inst = self.instances.get(key)
         if inst is None:
             inst = self.instances[key] = Instance(key, self.tenant, self.index)
+        if self.run is not None:
+            self.run.keys.add(key)
         if kind == "step":
             self._step(inst, rec)
         elif kind == "instance":
@@ -495,9 +500,12 @@ def live_state(row: JSON) -> Live:
     code = _object(last.get("error")).get("code")
     last_text = " ".join(str(x) for x in (last.get("state"), code) if x) or None
     failures = _object(row.get("logs")).get("failures")
+    codes = row.get("errorCodes") if isinstance(row.get("errorCodes"), list) else []
     return Live(
         status=str(row.get("status") or "unknown"),
         detail=detail,
+        code=_text(q.get("code")) if q else (_text(codes[0]) if codes else None),
+        reason=_text(q.get("reason")) if q else _text(row.get("error")),
         next_attempt=_text(q.get("nextAttempt")),
         last_execution=last_text,
         failures=failures if isinstance(failures, int) else None,
@@ -524,9 +532,9 @@ def read_client_totals(paths: Iterable[Path]) -> ClientTotals | None:
             client = data["client"]
             values = [int(client[k]) for k in ("requests", "throttled", "retries")]
         except OSError as exc:
-            raise LedgerError(f"cannot read the run summary {path}: {exc.strerror}") from None
+            raise ConfigError(f"cannot read the run summary {path}: {exc.strerror}") from None
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise LedgerError(
+            raise ConfigError(
                 f"{path} is not a run summary (bulkprov run --summary-json writes one)"
             ) from None
         totals = [a + b for a, b in zip(totals, values, strict=True)]

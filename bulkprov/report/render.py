@@ -151,7 +151,7 @@ def _headline(report: Report, t: Text) -> str:
 
 # ---------------------------------------------------------------------- race plot
 def _races(report: Report, settings: ChartSettings) -> list[tuple[LedgerModel, Run]]:
-    runs = [(m, r) for m in report.ledgers for r in m.runs if r.finished and r.start]
+    runs = [(m, r) for m in report.ledgers for r in m.runs if (r.finished or r.set_up) and r.start]
     return runs[-settings.races :]
 
 
@@ -161,6 +161,7 @@ def race_for(model: LedgerModel, run: Run, settings: ChartSettings, many: bool) 
     ok = [t - start for t, status in run.finished if status in ("done", "quarantined")]
     bad = [t - start for t, status in run.finished if status not in ("done", "quarantined")]
     n = len(run.finished)
+    touched = max(n, len(run.keys))  # the instances it wrote for, finished or not
     where = f"{model.path.name}, " if many else ""
     return Race(
         label=f"{where}run {run.index + 1}: {n:,} instances finished over time",
@@ -169,7 +170,7 @@ def race_for(model: LedgerModel, run: Run, settings: ChartSettings, many: bool) 
         set_up=set_up,
         burst=float(settings.write_limit),
         rate=settings.write_limit / settings.write_window / settings.time_scale,
-        per_instance=run.writes / n if n else 0.0,
+        per_instance=run.writes / touched if touched else 0.0,
     )
 
 

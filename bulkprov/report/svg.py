@@ -66,7 +66,8 @@ class Race:
 
     @property
     def total(self) -> int:
-        return len(self.finished) + len(self.failed)
+        """The run's instances (those it set up, for a run stopped before they finished)."""
+        return max(len(self.finished) + len(self.failed), len(self.set_up))
 
     def bound(self, t: float) -> float:
         """The most instances the write quota lets finish by ``t`` (all of the run's)."""

@@ -93,14 +93,16 @@ def _reason(kind: str, i: Instance, t: Text, limit: int) -> str:
     else:
         f = _failure(i)
         text = f.message if f is not None else ""
-    if not text and i.live is not None and kind == "job":
-        text = i.live.detail or ""
+    if kind == "job" and i.live is not None:
+        text = i.live.reason or i.live.detail or ""
     return _td(breakable(t(text, limit)), "msg")
 
 
 def _code(kind: str, i: Instance, t: Text) -> str:
     if kind == "quarantined" and i.quarantine is not None:
         return _td(breakable(t(i.quarantine.code)), "id")
+    if kind == "job" and i.live is not None:
+        return _td(breakable(t(i.live.code)), "id")
     f = _failure(i)
     return _td(breakable(t(f.code if f else "")), "id")
 
@@ -134,13 +136,14 @@ def _live(kind: str, i: Instance, t: Text) -> str:
     if lv is None:
         return _td('<span class="empty">no job</span>', v="")
     parts = [f"<strong>{t(lv.status)}</strong>"]
-    if lv.detail and kind != "quarantined":  # a quarantined row's reason says it already
+    if lv.detail and kind not in ("quarantined", "job"):  # their reason says it already
         parts.append(f'<span class="sub">{breakable(t(lv.detail, 200))}</span>')
     if lv.last_execution:
         state = lv.last_execution.split(" ")[0]
         parts.append(f'<span class="sub">last run {t(state)}</span>')
     if lv.failures:
-        parts.append(f'<span class="sub">{lv.failures:,} provisioning failures</span>')
+        many = "s" if lv.failures > 1 else ""
+        parts.append(f'<span class="sub">{lv.failures:,} provisioning failure{many}</span>')
     return _td("".join(parts), "live", v=t(lv.status))
 
 
