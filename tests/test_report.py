@@ -355,3 +355,25 @@ class TestLive:
         assert err.startswith("bulkprov: error: cannot reach the token endpoint")
         assert err.count("\n") == 1 and "Traceback" not in err
         assert not out.exists()
+
+
+def test_a_torn_last_line_is_left_out(run: FinishedRun, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A ledger whose last line was torn by a kill is reported without it, and says so."""
+    torn = tmp_path / "torn.jsonl"
+    torn.write_bytes(run.ledger.read_bytes() + b'{"type":"instance","key":"acct-0')
+    out = tmp_path / "r.html"
+    code, said = report(capsys, str(torn), "--out", str(out))
+    assert code == 0, said
+    html = out.read_text()
+    assert card(html, "instances") == str(run.result.total)
+    assert "its last line is torn" in html
+
+
+def test_live_reads_one_tenant(run: FinishedRun, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    """--live with the ledgers of two tenants is refused before any connection."""
+    other = _doctored(run, tmp_path, header={"tenant": "00000000-0000-0000-0000-00000000beef"})
+    code, said = report(capsys, str(run.ledger), str(other), "--out", str(tmp_path / "r.html"),
+                        "--live")
+    assert code == 2 and "--live reads one tenant's jobs" in said, said
