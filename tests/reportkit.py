@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from bulkprov.log import configure
 from bulkprov.mockgraph import FaultSettings, MockGraph, MockSettings
 from bulkprov.run import RunResult
 
@@ -73,6 +74,7 @@ def write_manifest(directory: Path, n_aws: int, bad_every: int = 7) -> tuple[Pat
 def finished_run(directory: Path, n_aws: int = 24) -> FinishedRun:
     """Run the manifest of :func:`write_manifest` to its end against a mock with faults
     (5xx and dropped connections on every route), the ledger in ``runs/`` beside it."""
+    configure(console_level="warning")  # a module fixture: logging as an earlier test left it
     manifest, plan = write_manifest(directory, n_aws)
     settings = MockSettings.quiet(
         time_scale=0.01,
