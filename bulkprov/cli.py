@@ -363,6 +363,14 @@ def _monitor(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_monitor)
 
 
+def _report(p: argparse.ArgumentParser) -> None:
+    from .report import cmd_report, configure_parser  # its arguments only: no model, no HTML
+
+    configure_parser(p)
+    _connection_options(p)
+    p.set_defaults(func=cmd_report)
+
+
 def _templates(p: argparse.ArgumentParser) -> None:
     from .templates import cmd_templates
 
@@ -518,6 +526,7 @@ COMMANDS = (
     Command("status", "summarise a ledger, per step and per instance", _status),
     Command("cleanup", "delete what a run created", _cleanup),
     Command("monitor", "show the state of every job a run set up", _monitor),
+    Command("report", "write an HTML report of a ledger", _report),
     Command(
         "templates",
         "list gallery application templates and the credential keys they need",

@@ -57,8 +57,9 @@ def test_help_loads_no_module_of_the_mock() -> None:
         timeout=60,
     )
     listed = re.findall(r"^    (\S+)", out.stdout, flags=re.MULTILINE)
-    assert listed[:8] == [
-        "mock-graph", "run", "plan", "export", "status", "cleanup", "monitor", "templates"
+    assert listed[:9] == [
+        "mock-graph", "run", "plan", "export", "status", "cleanup", "monitor", "report",
+        "templates",
     ], out.stdout
 
 

@@ -1,0 +1,542 @@
+"""What a report shows, read from one or more ledgers: a small typed model.
+
+:func:`read_ledger` is the report's one reader of a ledger: it reads the file once, a line at
+a time, folds each record into the model and hands the same lines to
+:func:`bulkprov.ledger.replay_lines` (whose :class:`~bulkprov.ledger.Replay` the ``--live``
+reads of ``monitor`` need). Nothing else in the package opens a ledger.
+
+Times are the ledger's: ``t`` (epoch seconds) on step and instance records, ``at`` (ISO) on run
+records, ``ms`` (real milliseconds) on a step's ``done`` and ``error`` records.
+
+A ``drift`` record (``{"type": "drift", "key": ..., "t": ..., "drifted": true, "fields": [...],
+"message": ...}``) is read when a ledger has one; no command writes it yet, and the report
+shows a drift column only for ledgers that hold such records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .. import ledger as ledger_mod
+from ..errors import ConfigError, LedgerError, ManifestError
+from ..jsontypes import JSON
+from ..records import Event, Status, Step
+
+#: The categories an instance's status falls in, in the headline's order.
+DONE, QUARANTINED, FAILED, NOT_DONE, REMOVED = (
+    "done",
+    "quarantined",
+    "failed",
+    "not yet done",
+    "removed",
+)
+CATEGORY: dict[str, str] = {
+    Status.DONE: DONE,
+    Status.QUARANTINED: QUARANTINED,
+    Status.FAILED: FAILED,
+    Status.TIMEOUT: FAILED,
+    Status.REMOVED: REMOVED,
+}
+IN_PROGRESS = "in progress"  # no final record (yet)
+#: The steps that set an instance up (each run takes them in this order), before monitor.
+SETUP_STEPS = frozenset(
+    {
+        Step.INSTANTIATE,
+        Step.REPLICATE,
+        Step.AGENT_GROUP,
+        Step.SYNC_TEMPLATE,
+        Step.JOB,
+        Step.SCHEMA,
+        Step.VALIDATE,
+        Step.SECRETS,
+        Step.START,
+    }
+)
+#: Steps that send one write to Graph each time they end (done or error). Instantiate's
+#: writes are its ``attempt`` records, the job's a ``done`` that did not adopt one.
+WRITE_STEPS = frozenset(
+    {Step.AGENT_GROUP, Step.SCHEMA, Step.VALIDATE, Step.SECRETS, Step.START, Step.RESTART}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Where and why an instance failed (its final record's ``error``, or a step's error)."""
+
+    step: str | None
+    code: str | None
+    message: str
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantine:
+    reason: str | None
+    code: str | None
+    message: str | None
+    next_attempt: str | None
+    series_count: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    drifted: bool
+    fields: tuple[str, ...]
+    message: str | None
+    t: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """A job's state as ``monitor`` read it for ``--live``."""
+
+    status: str  # the job's status code, or "missing" / "error" when it could not be read
+    detail: str | None  # quarantine reason and code, or why it could not be read
+    code: str | None  # the quarantine's error code, or why the job could not be read
+    reason: str | None  # the quarantine's reason, or the error reading the job
+    next_attempt: str | None
+    last_execution: str | None
+    failures: int | None  # provisioning-log failures since the ledger began
+
+
+@dataclass(frozen=True, slots=True)
+class StepSample:
+    step: str
+    ms: int
+    ok: bool
+    key: str
+
+
+@dataclass(slots=True)
+class Instance:
+    key: str
+    tenant: str
+    ledger: int  # index of its ledger in :attr:`Report.ledgers`
+    display_name: str | None = None
+    template: str | None = None
+    template_id: str | None = None
+    status: str = IN_PROGRESS
+    started: float | None = None  # first step record
+    ended: float | None = None  # its final record
+    seconds: float | None = None  # as its final record says
+    run: int | None = None  # the run (index in its ledger's runs) that wrote its final record
+    job_status: str | None = None
+    error: Failure | None = None  # the final record's
+    last_error: Failure | None = None  # the latest step error (an unfinished instance's)
+    quarantine: Quarantine | None = None
+    step_errors: int = 0
+    origin: str | None = None  # created, recovered or adopted
+    where: str | None = None  # manifest file:line, when the manifest was found
+    drift: Drift | None = None
+    live: Live | None = None
+
+    @property
+    def category(self) -> str:
+        return CATEGORY.get(self.status, NOT_DONE)
+
+
+@dataclass(slots=True)
+class Run:
+    """One ``run`` of a ledger: from its run record to the next command's."""
+
+    index: int
+    at: str | None
+    start: float | None  # epoch seconds (from ``at``, else its first record)
+    end: float | None = None  # its last record
+    writes: int = 0  # writes its steps sent (as the ledger tells them)
+    finished: list[tuple[float, str]] = field(default_factory=list)  # (t, status)
+    # key -> when its last setup step (instantiate ... start) ended in this run, for the
+    # instances whose setup this run completed: what the write quota bounds
+    set_up: dict[str, float] = field(default_factory=dict)
+    keys: set[str] = field(default_factory=set)  # the instances it wrote a record of
+
+
+@dataclass(slots=True)
+class LedgerModel:
+    path: Path
+    header: JSON
+    runs: list[Run]
+    commands: dict[str, int]  # other commands that wrote to it
+    torn: bool
+    drift_records: int
+    replay: ledger_mod.Replay
+    manifest: Path | None = None  # the manifest whose lines are shown
+    manifest_note: str | None = None  # why no manifest lines are shown, if not
+
+    @property
+    def tenant(self) -> str:
+        return str(self.header.get("tenant") or "?")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTotals:
+    """Requests and 429s as a run's ``--summary-json`` recorded them (the ledger does not)."""
+
+    requests: int
+    throttled: int
+    retries: int
+
+
+@dataclass(slots=True)
+class Report:
+    ledgers: list[LedgerModel]
+    instances: list[Instance]
+    samples: list[StepSample]
+    client: ClientTotals | None = None
+    live_at: str | None = None  # when --live read the jobs
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tenants(self) -> list[str]:
+        return sorted({i.tenant for i in self.instances} | {m.tenant for m in self.ledgers})
+
+    @property
+    def has_drift(self) -> bool:
+        return any(m.drift_records for m in self.ledgers)
+
+
+def _epoch(iso: Any) -> float | None:
+    if not isinstance(iso, str):
+        return None
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _failure(rec: JSON) -> Failure:
+    return Failure(
+        step=_text(rec.get("step")),
+        code=_text(rec.get("code")),
+        message=str(rec.get("message") or ""),
+        request_id=_text(rec.get("requestId")),
+    )
+
+
+def _quarantine(q: Any) -> Quarantine | None:
+    if not isinstance(q, dict):
+        return None
+    count = q.get("seriesCount")
+    return Quarantine(
+        reason=_text(q.get("reason")),
+        code=_text(q.get("code")),
+        message=_text(q.get("message")),
+        next_attempt=_text(q.get("nextAttempt")),
+        series_count=count if isinstance(count, int) else None,
+    )
+
+
+class _Fold:
+    """Folds a ledger's records, in order, into instances, runs and step samples."""
+
+    def __init__(self, index: int, tenant: str, report: Report) -> None:
+        self.index = index
+        self.tenant = tenant
+        self.report = report
+        self.instances: dict[str, Instance] = {}
+        self.runs: list[Run] = []
+        self.run: Run | None = None  # the run the records belong to (None: another command)
+        self.drift = 0
+
+    def record(self, rec: JSON) -> None:
+        kind = rec.get("type")
+        if kind == "header":
+            self.tenant = str(rec.get("tenant") or "?")
+            return
+        t = rec.get("t")
+        if self.run is not None and isinstance(t, int | float):
+            self.run.end = float(t)
+            if self.run.start is None:
+                self.run.start = float(t)
+        if kind == "run":
+            self._run(rec)
+            return
+        key = rec.get("key")
+        if not isinstance(key, str):
+            return
+        inst = self.instances.get(key)
+        if inst is None:
+            inst = self.instances[key] = Instance(key, self.tenant, self.index)
+        if self.run is not None:
+            self.run.keys.add(key)
+        if kind == "step":
+            self._step(inst, rec)
+        elif kind == "instance":
+            self._instance(inst, rec)
+        elif kind == "drift":
+            self._drift(inst, rec)
+
+    def _run(self, rec: JSON) -> None:
+        if rec.get("command", "run") != "run":
+            self.run = None
+            return
+        self.run = Run(len(self.runs), _text(rec.get("at")), _epoch(rec.get("at")))
+        self.runs.append(self.run)
+
+    def _step(self, inst: Instance, rec: JSON) -> None:
+        t = rec.get("t")
+        if inst.started is None and isinstance(t, int | float):
+            inst.started = float(t)
+        step, event = str(rec.get("step")), rec.get("event")
+        if isinstance(rec.get("displayName"), str):
+            inst.display_name = rec["displayName"]
+        data = rec.get("data")
+        if not isinstance(data, dict):
+            data = {}
+        if event in (Event.DONE, Event.ERROR):
+            ms = rec.get("ms")
+            if isinstance(ms, int | float) and ms >= 0:
+                ok = event == Event.DONE
+                self.report.samples.append(StepSample(step, int(ms), ok, inst.key))
+            if step == Step.INSTANTIATE and event == Event.DONE:
+                for how in ("created", "recovered", "adopted"):
+                    if data.get(how):
+                        inst.origin = how
+        if event == Event.ERROR:
+            inst.step_errors += 1
+            inst.last_error = _failure(rec)
+        self._set_up(inst.key, step, str(event), t)
+        self._writes(step, str(event), data)
+
+    def _set_up(self, key: str, step: str, event: str, t: Any) -> None:
+        if self.run is None or event != Event.DONE or not isinstance(t, int | float):
+            return
+        if step in SETUP_STEPS:
+            self.run.set_up[key] = float(t)
+
+    def _writes(self, step: str, event: str, data: JSON) -> None:
+        if self.run is None:
+            return
+        if step == Step.INSTANTIATE and event in (Event.ATTEMPT, Event.DEDUPE):
+            self.run.writes += 1  # a POST, or the DELETE of a duplicate
+        elif (step == Step.JOB and event == Event.DONE and not data.get("adopted")) or (
+            step in WRITE_STEPS and event in (Event.DONE, Event.ERROR)
+        ):
+            self.run.writes += 1
+
+    def _instance(self, inst: Instance, rec: JSON) -> None:
+        inst.status = str(rec.get("status") or IN_PROGRESS)
+        for name, attr in (("displayName", "display_name"), ("template", "template")):
+            if isinstance(rec.get(name), str):
+                setattr(inst, attr, rec[name])
+        inst.template_id = _text(rec.get("templateId")) or inst.template_id
+        t = rec.get("t")
+        inst.ended = float(t) if isinstance(t, int | float) else inst.ended
+        seconds = rec.get("seconds")
+        inst.seconds = float(seconds) if isinstance(seconds, int | float) else inst.seconds
+        inst.job_status = _text(rec.get("jobStatus")) or inst.job_status
+        error = rec.get("error")
+        inst.error = _failure(error) if isinstance(error, dict) else None
+        inst.quarantine = _quarantine(rec.get("quarantine"))
+        if self.run is not None and inst.status != Status.REMOVED:
+            inst.run = self.run.index
+            if inst.error is not None and inst.error.step in SETUP_STEPS:
+                self.run.set_up.pop(inst.key, None)  # its setup did not complete
+            if isinstance(t, int | float):
+                self.run.finished.append((float(t), inst.status))
+
+    def _drift(self, inst: Instance, rec: JSON) -> None:
+        self.drift += 1
+        fields = rec.get("fields")
+        t = rec.get("t")
+        inst.drift = Drift(
+            drifted=bool(rec.get("drifted", True)),
+            fields=tuple(str(f) for f in fields) if isinstance(fields, list) else (),
+            message=_text(rec.get("message")),
+            t=float(t) if isinstance(t, int | float) else None,
+        )
+
+
+def _whole_lines(fh: Iterable[bytes], torn: list[bool]) -> Iterator[bytes]:
+    """The file's lines without their newline; a last line without one (torn) is left out."""
+    for line in fh:
+        if not line.endswith(b"\n"):
+            torn.append(True)
+            return
+        yield line.rstrip(b"\r\n")
+
+
+def _tap(lines: Iterable[bytes], fold: _Fold) -> Iterator[bytes]:
+    """The lines, each folded into the model on its way to the ledger's own replay."""
+    for raw in lines:
+        if raw.strip():
+            try:
+                rec = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                rec = None  # replay_lines refuses it unless it is the last line
+            if isinstance(rec, dict):
+                fold.record(rec)
+        yield raw
+
+
+def read_ledger(path: Path, report: Report) -> LedgerModel:
+    """Read the ledger at ``path`` into ``report`` (its instances and step samples) and give
+    what it says of itself. A file that is not a ledger is a one-line :class:`LedgerError`."""
+    if not path.exists():
+        raise LedgerError(f"no ledger at {path}")
+    if not path.is_file():
+        what = "a directory" if path.is_dir() else "not a regular file"
+        raise LedgerError(f"ledger {path} is {what}: give the path of a ledger file")
+    fold = _Fold(len(report.ledgers), "?", report)
+    torn: list[bool] = []
+    try:
+        with path.open("rb") as fh:
+            replay = ledger_mod.replay_lines(_tap(_whole_lines(fh, torn), fold))
+    except OSError as exc:
+        raise LedgerError(f"cannot read ledger {path}: {exc.strerror}") from None
+    except LedgerError as exc:
+        raise LedgerError(f"{path}: {exc}") from None
+    if replay.header is None:
+        raise LedgerError(f"{path} is not a bulkprov ledger (no header line)")
+    header = {k: v for k, v in replay.header.items() if k != "salt"}
+    model = LedgerModel(
+        path=path,
+        header=header,
+        runs=fold.runs,
+        commands=dict(replay.commands),
+        torn=replay.torn or bool(torn),
+        drift_records=fold.drift,
+        replay=replay,
+    )
+    report.ledgers.append(model)
+    report.instances.extend(fold.instances.values())
+    return model
+
+
+def read(paths: Iterable[Path]) -> Report:
+    """The report of these ledgers (one per tenant of a multi-tenant onboarding)."""
+    report = Report(ledgers=[], instances=[], samples=[])
+    for path in paths:
+        read_ledger(path, report)
+    return report
+
+
+# ---------------------------------------------------------------------- manifest lines
+def manifest_candidates(model: LedgerModel, given: Path | None) -> list[Path]:
+    """Where the manifest of a ledger may be: ``given``, else the name its header records,
+    as given, beside the ledger, and one directory up (``runs/x.jsonl`` beside ``m.csv``)."""
+    if given is not None:
+        return [given]
+    name = model.header.get("manifest")
+    if not isinstance(name, str) or not name:
+        return []
+    recorded = Path(name)
+    if recorded.is_absolute():
+        return [recorded]
+    return [recorded, model.path.parent / recorded, model.path.parent.parent / recorded]
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestLine:
+    where: str  # file:line
+    display_name: str
+    template: str
+
+
+def manifest_lines(path: Path) -> dict[str, ManifestLine]:
+    """key -> where, display name and template of every instance of a manifest. Its
+    references are not read (no secret is needed, none is touched)."""
+    from ..manifest import iter_instances
+
+    return {
+        inst.key: ManifestLine(f"{path.name}:{inst.line}", inst.display_name, inst.template)
+        for inst in iter_instances(path, allow_inline_secrets=True)
+    }
+
+
+def attach_lines(report: Report, given: Path | None = None) -> None:
+    """Give each instance its manifest file and line, from the manifest its ledger names when
+    it is found and is that ledger's (every display name the ledger recorded matches); the
+    manifest's instances the ledger never saw are added, not yet done."""
+    for index, model in enumerate(report.ledgers):
+        path = next((p for p in manifest_candidates(model, given) if p.is_file()), None)
+        if path is None:
+            model.manifest_note = "its manifest was not found (--manifest names it): no lines"
+            continue
+        try:
+            lines = manifest_lines(path)
+        except (ManifestError, OSError, UnicodeDecodeError):
+            model.manifest_note = f"{path} could not be read as a manifest: no lines"
+            continue
+        mine = {i.key: i for i in report.instances if i.ledger == index}
+        if any(
+            i.display_name and key in lines and lines[key].display_name != i.display_name
+            for key, i in mine.items()
+        ):
+            model.manifest_note = f"{path} is not this ledger's manifest: no lines"
+            continue
+        model.manifest = path
+        for key, line in lines.items():
+            inst = mine.get(key)
+            if inst is None:
+                inst = Instance(key, model.tenant, index, line.display_name, line.template)
+                report.instances.append(inst)
+            inst.where = line.where
+            inst.template = inst.template or line.template
+
+
+# ---------------------------------------------------------------------- live state
+def _object(value: Any) -> JSON:
+    return value if isinstance(value, dict) else {}
+
+
+def live_state(row: JSON) -> Live:
+    """A ``monitor`` row (see :func:`bulkprov.monitor.job_row`) as the report shows it."""
+    q = _object(row.get("quarantine"))
+    last = _object(row.get("lastExecution"))
+    detail = _text(row.get("error"))
+    if q:
+        detail = ": ".join(str(x) for x in (q.get("reason"), q.get("code")) if x)
+    code = _object(last.get("error")).get("code")
+    last_text = " ".join(str(x) for x in (last.get("state"), code) if x) or None
+    failures = _object(row.get("logs")).get("failures")
+    codes = row.get("errorCodes") if isinstance(row.get("errorCodes"), list) else []
+    return Live(
+        status=str(row.get("status") or "unknown"),
+        detail=detail,
+        code=_text(q.get("code")) if q else (_text(codes[0]) if codes else None),
+        reason=_text(q.get("reason")) if q else _text(row.get("error")),
+        next_attempt=_text(q.get("nextAttempt")),
+        last_execution=last_text,
+        failures=failures if isinstance(failures, int) else None,
+    )
+
+
+def attach_live(report: Report, ledger: int, rows: Iterable[JSON], at: str) -> None:
+    """Give the instances of ledger ``ledger`` the live state ``monitor`` read of their jobs."""
+    by_key = {i.key: i for i in report.instances if i.ledger == ledger}
+    for row in rows:
+        inst = by_key.get(str(row.get("key")))
+        if inst is not None:
+            inst.live = live_state(row)
+    report.live_at = at
+
+
+def read_client_totals(paths: Iterable[Path]) -> ClientTotals | None:
+    """Requests, 429s and retries summed over runs' ``--summary-json`` files."""
+    totals = [0, 0, 0]
+    seen = False
+    for path in paths:
+        try:
+            data = orjson.loads(path.read_bytes())
+            client = data["client"]
+            values = [int(client[k]) for k in ("requests", "throttled", "retries")]
+        except OSError as exc:
+            raise ConfigError(f"cannot read the run summary {path}: {exc.strerror}") from None
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise ConfigError(
+                f"{path} is not a run summary (bulkprov run --summary-json writes one)"
+            ) from None
+        totals = [a + b for a, b in zip(totals, values, strict=True)]
+        seen = True
+    return ClientTotals(*totals) if seen else None
