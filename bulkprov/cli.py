@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .tls import small_tls_read_buffers
+
 if TYPE_CHECKING:  # the mock is imported where it is used: `bulkprov status` needs no aiohttp
     from .mockgraph.settings import MockSettings
 
@@ -699,6 +701,7 @@ def cmd_templates(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    small_tls_read_buffers()  # process-wide, once: every TLS connection reads one record
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
