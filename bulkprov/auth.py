@@ -36,6 +36,7 @@ from msal.exceptions import MsalError
 from .errors import AuthError, AuthorityUnreachable, Redirected, origin
 from .reach import CONNECT_TIMEOUT, explain
 from .redact import Redactor, shorten
+from .retry import jittered
 from .settings import ConnectionSettings
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -310,8 +311,7 @@ class TokenProvider:
             if error in FATAL_ERRORS:
                 break  # a configuration problem, or the user did not sign in: do not retry
             if attempt < self._attempts:
-                delay = min(30.0, 0.5 * 2 ** (attempt - 1))
-                await self._sleep(delay * self._rng.uniform(0.5, 1))
+                await self._sleep(jittered(attempt, 0.5, 30.0, self._rng))
         tries = f" after {attempt} attempts" if attempt > 1 else ""
         raise AuthError(
             f"no token for client {self._conn.client_id} from {self._conn.authority}{tries}: "

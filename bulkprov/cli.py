@@ -558,6 +558,9 @@ def build_parser(*, complete: bool = False) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .tls import small_tls_read_buffers  # after parsing: `--help` needs no asyncio
+
+    small_tls_read_buffers()  # process-wide, once: every TLS connection reads one record
     try:
         code: int = args.func(args)
     except BaseException as exc:  # every way out gets its message and exit code

@@ -1,9 +1,11 @@
-"""The Graph client: one aiohttp session, Graph's quotas on the client side, retries, errors.
+"""The Graph client: Graph's quotas on the client side (:mod:`bulkprov.limiter`), retries, errors.
 
 Every request passes, in order: the throttle-scope gates (closed for everyone after a 429 until
 its Retry-After has passed), the rate limiters (resource units, writes, reports: Graph's quotas,
-adapted down after a 429 and recovering while quiet), a token, the HTTP exchange, and
-:func:`bulkprov.retry.decide`. Errors carry method, path, request-id and client-request-id.
+adapted down after a 429 and recovering while quiet), a token, the HTTP exchange (through a
+:class:`bulkprov.transport.Transport`: aiohttp, or a test's own), and
+:func:`bulkprov.retry.decide`. Errors carry method, path, request-id and client-request-id, all
+taken from the :class:`Response` (:meth:`Response.context`).
 
 No redirect is followed: a 3xx answer fails the request (:class:`Redirected`, naming the status
 and the ``Location`` host), since Graph redirects none of these calls and the request, token
@@ -17,29 +19,25 @@ inside :func:`wait_out_throttling` a request retries 429s without the policy's l
 
 from __future__ import annotations
 
-import asyncio.sslproto
 import contextlib
 import dataclasses
-import math
 import random
 import re
-import ssl
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
 import orjson
 import structlog
-from aiolimiter import AsyncLimiter
 
 from .auth import TokenProvider
 from .errors import (
@@ -51,12 +49,13 @@ from .errors import (
     UnsafeRequest,
     origin,
 )
-from .reach import CONNECT_TIMEOUT, explain
-from .retry import Action, backoff, decide, parse_retry_after
-from .settings import ClientSettings, ConnectionSettings, Quota
+from .limiter import AdaptiveLimiter, ScopeGate, Sleep
+from .reach import explain
+from .retry import Action, Decision, RetryPolicy, backoff, decide, parse_retry_after
+from .settings import ClientSettings, ConnectionSettings
+from .transport import NO_ANSWER, AiohttpTransport, Answer, Request, Transport
 
 log = structlog.get_logger("bulkprov.client")
-Sleep = Callable[[float], Awaitable[None]]
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 #: Tries, before Graph has answered once, of a Graph that cannot be connected to at all.
 FRESH_ATTEMPTS = 2
@@ -116,26 +115,47 @@ def wait_out_throttling() -> Iterator[None]:
         _wait_out.reset(token)
 
 
-# asyncio gives every TLS connection a 256 KiB read buffer (SSLProtocol.max_size), written at
-# connect time, so it is resident: with the pool's 200 connections that is 50 MB, for answers
-# of a few KiB. A TLS record holds at most 16 KiB, so reading one record at a time is enough.
-TLS_READ_BUFFER = 16 * 1024
+class Tokens(Protocol):
+    """Where the client gets its access tokens (:class:`bulkprov.auth.TokenProvider`)."""
 
+    async def token(self) -> str: ...
 
-def small_tls_read_buffers() -> None:
-    """Cap asyncio's per-connection TLS read buffer at one TLS record (process-wide)."""
-    proto = asyncio.sslproto.SSLProtocol
-    if getattr(proto, "max_size", 0) > TLS_READ_BUFFER:
-        proto.max_size = TLS_READ_BUFFER
+    async def invalidate(self, token: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Response:
+    """Graph's answer to a request, and which request it answers: an error about the answer
+    names them all (:meth:`context`, the one place that puts them together)."""
+
     status: int
     body: Any
     headers: Mapping[str, str]
     request_id: str | None
     client_request_id: str
+    method: str = ""
+    path: str = ""  # below the versioned base URL, as errors and logs name it
+
+    def context(self) -> dict[str, Any]:
+        """The request an error about this answer names: method, path and both ids."""
+        return {
+            "method": self.method,
+            "path": self.path,
+            "request_id": self.request_id,
+            "client_request_id": self.client_request_id,
+        }
+
+    def invalid(self, problem: str) -> GraphError:
+        """This answer is not what Graph documents (code ``InvalidResponse``)."""
+        return GraphError(self.status, "InvalidResponse", problem, **self.context())
+
+    def items(self) -> list[Any]:
+        """The ``value`` of a collection answer."""
+        body = self.body
+        if not isinstance(body, dict) or not isinstance(body.get("value"), list):
+            raise self.invalid("a collection answer without 'value'")
+        value: list[Any] = body["value"]
+        return value
 
 
 @dataclass(slots=True)
@@ -154,87 +174,6 @@ class ClientStats:
             "transportErrors": self.transport_errors,
             "byStatus": {str(k): v for k, v in sorted(self.by_status.items())},
         }
-
-
-REPEAT_WINDOW = 60.0  # Graph seconds: a 429 episode this soon after the last cut halves
-
-
-class AdaptiveLimiter:
-    """A quota as an aiolimiter leaky bucket whose effective rate backs off after a 429.
-
-    Each acquisition takes ``amount / factor`` of the bucket, so a factor of 0.8 spends the
-    quota 20% slower; the factor creeps back to 1 while no 429 arrives.
-    """
-
-    def __init__(
-        self,
-        quota: Quota,
-        *,
-        time_scale: float,
-        backoff: float,
-        recovery: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.quota = quota
-        # a burst a tenth of a percent short of Graph's (at the same refill rate): the
-        # client's count and Graph's never agree to the token, and a 429 at the moment the
-        # burst runs out (a rate cut) costs far more than the few requests kept back
-        burst = float(quota.limit - quota.limit // 1000)
-        self._limiter = AsyncLimiter(burst, burst * quota.window / quota.limit * time_scale)
-        self._time_scale = time_scale
-        self._backoff = backoff
-        self._recovery = recovery
-        self._clock = clock
-        self.factor = 1.0
-        self._since = clock()
-        self._last_cut = -math.inf  # when the rate was last cut
-
-    def _recover(self) -> None:
-        now = self._clock()
-        if self.factor < 1.0:
-            graph_seconds = (now - self._since) / self._time_scale
-            self.factor = min(1.0, self.factor + self._recovery * graph_seconds)
-        self._since = now
-
-    async def acquire(self, amount: float = 1.0) -> None:
-        self._recover()
-        await self._limiter.acquire(min(self._limiter.max_rate, amount / self.factor))
-
-    async def throttled(self, sent_at: float) -> None:
-        """A 429 in this scope for a request sent at ``sent_at`` (this limiter's clock): slow
-        down, and spend what the bucket still holds, so requests resume at the refill rate
-        rather than in a burst. Once per episode: the other requests that were already on
-        their way when the rate was cut come back 429 too, and say nothing new."""
-        if sent_at <= self._last_cut:
-            return
-        self._recover()
-        now = self._clock()
-        # a first 429 after a calm spell cuts gently (the quota mirrors Graph's, so it is
-        # likely a stray); 429s that keep coming mean the real quota is lower: halve
-        recent = (now - self._last_cut) / self._time_scale < REPEAT_WINDOW
-        self.factor = max(0.02, self.factor * (0.5 if recent else self._backoff))
-        self._last_cut = now
-        amount = float(self.quota.limit)
-        while amount >= 1:
-            if self._limiter.has_capacity(amount):
-                await self._limiter.acquire(amount)
-            else:
-                amount /= 2
-
-
-class ScopeGate:
-    """Closed until a moment: every request in the scope waits for it."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self.until = 0.0
-
-    def close_for(self, real_seconds: float) -> None:
-        self.until = max(self.until, self._clock() + real_seconds)
-
-    async def wait(self, sleep: Sleep) -> None:
-        while (remaining := self.until - self._clock()) > 0:
-            await sleep(remaining)
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:
@@ -275,29 +214,95 @@ def _decode(
         return None, not_json(raw, headers)
 
 
+@dataclass(slots=True)
+class _Call:
+    """One request over all its tries: what is sent, and what each budget of tries has used."""
+
+    method: str
+    url: str
+    path: str  # as errors and logs name it: the URL's path below the versioned base URL
+    params: Mapping[str, str] | None
+    body: bytes | None
+    kind: str  # its connections and quotas: write, read or reports
+    ru: int  # resource units it costs
+    idempotent: bool
+    policy: RetryPolicy
+    attempt: int = 0  # every try
+    throttles: int = 0  # tries answered 429, and the others: each kind has its budget
+    tries: int = 0
+    reauthed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Try:
+    """One try of a request: Graph's answer, or why none came."""
+
+    token: str
+    client_request_id: str
+    sent_at: float  # on the client's clock
+    answer: Answer | None
+    lost: BaseException | None = None
+
+    @property
+    def status(self) -> int | None:
+        return None if self.answer is None else self.answer.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {} if self.answer is None else self.answer.headers
+
+    @property
+    def reason(self) -> str:
+        """Why no answer came ("" when one did)."""
+        exc = self.lost
+        if exc is None:
+            return ""
+        return type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
+
+    def response(self, call: _Call, body: Any = None) -> Response:
+        assert self.answer is not None
+        headers = self.answer.headers
+        return Response(
+            self.answer.status,
+            body,
+            headers,
+            headers.get("request-id"),
+            self.client_request_id,
+            call.method,
+            call.path,
+        )
+
+
 class GraphClient:
-    """``async with GraphClient(conn, settings) as client: await client.get("/...")``."""
+    """``async with GraphClient(conn, settings) as client: await client.get("/...")``.
+
+    ``transport`` (or an aiohttp ``session``) replaces the HTTP layer, ``tokens`` the token
+    provider, and ``sleep``/``clock`` the client's time (real seconds): a test answers the
+    client without a server and without waiting."""
 
     def __init__(
         self,
         conn: ConnectionSettings,
         settings: ClientSettings | None = None,
         *,
-        tokens: TokenProvider | None = None,
+        tokens: Tokens | None = None,
         session: aiohttp.ClientSession | None = None,
+        transport: Transport | None = None,
         sleep: Sleep = anyio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.conn = conn
         self.settings = settings or ClientSettings()
-        self.tokens = tokens or TokenProvider(conn)
-        self._own_session = session is None
-        self._session = session
+        self.tokens: Tokens = tokens or TokenProvider(conn)
+        if transport is None and session is not None:
+            transport = AiohttpTransport(session)
+        self._transport = transport
         self._sleep = sleep
         self._clock = clock
         self._rng = random.Random(self.settings.seed)
         self.stats = ClientStats()
         self._origin = _origin(conn.graph_url)
+        self._base_path = urlsplit(conn.base_url).path
         self._patient = dataclasses.replace(self.settings.retry, max_throttle_attempts=sys.maxsize)
         self._reached = False  # Graph has answered (anything) since the client started
         self._limiters: dict[str, AdaptiveLimiter] | None = None
@@ -306,6 +311,7 @@ class GraphClient:
         self._gates: dict[str, ScopeGate] = {
             k: ScopeGate(clock) for k in ("ru", "write", "reports")
         }
+        self._opened: Transport | None = None  # the transport the client opened, and closes
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -333,22 +339,13 @@ class GraphClient:
                 ("reports", s.reports_quota),
             )
         }
-        if self._session is None:
-            ctx: ssl.SSLContext | bool = True
-            if self.conn.ca_file is not None:
-                ctx = ssl.create_default_context(cafile=str(self.conn.ca_file))
-            small_tls_read_buffers()
-            connector = aiohttp.TCPConnector(limit=s.connections, ssl=ctx)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                json_serialize=lambda o: orjson.dumps(o).decode(),
-                headers={"User-Agent": "bulkprov/0.1", "Accept": "application/json"},
-            )
+        if self._transport is None:
+            self._transport = self._opened = AiohttpTransport.open(self.conn, s.connections)
         return self
 
     async def aclose(self) -> None:
-        if not self._closed and self._own_session and self._session is not None:
-            await self._session.close()
+        if not self._closed and self._opened is not None:
+            await self._opened.aclose()
         self._closed = True
 
     async def __aexit__(
@@ -406,184 +403,174 @@ class GraphClient:
         idempotent: bool | None = None,
     ) -> Response:
         """Send a request, retrying what is safe to retry; raise on any error answer."""
-        assert self._session is not None and self._limiters is not None, "use `async with`"
+        assert self._transport is not None and self._limiters is not None, "use `async with`"
         url = self.url(path)
-        kind = self._kind(method, url)
-        if idempotent is None:
-            idempotent = method != "POST"
-        ru = self._ru(method, url, params)
-        body = None if json is None else orjson.dumps(json)
-        scale = self.settings.time_scale
-        timeout = aiohttp.ClientTimeout(
-            total=self.settings.request_timeout * scale, sock_connect=CONNECT_TIMEOUT
+        call = _Call(
+            method=method,
+            url=url,
+            path=urlsplit(url).path.removeprefix(self._base_path),
+            params=params,
+            body=None if json is None else orjson.dumps(json),
+            kind=self._kind(method, url),
+            ru=self._ru(method, url, params),
+            idempotent=method != "POST" if idempotent is None else idempotent,
+            policy=self._patient if _wait_out.get() else self.settings.retry,
         )
-        policy = self._patient if _wait_out.get() else self.settings.retry
-        display = urlsplit(url).path.removeprefix(urlsplit(self.conn.base_url).path)
-        attempt = 0  # every try
-        throttles = tries = 0  # tries answered 429, and the others: each kind has its budget
-        reauthed = False
         while True:
-            attempt += 1
-            token = await self.tokens.token()
-            # a request is admitted to the quotas only once a connection is free for it: a
-            # request that waited for a connection after taking its token would reach Graph
-            # later than the client's bucket assumes, and Graph's bucket, full and capped
-            # meanwhile, would have less to give. Each kind has its own connections, so that
-            # writes queued on their quota never hold up reads.
-            async with self._slots[kind]:
-                await self._admit(kind, ru)
-                sent_at = self._clock()
-                client_request_id = str(uuid.uuid4())
-                headers = {
-                    "Authorization": f"Bearer {token}",
-                    "client-request-id": client_request_id,
-                }
-                if body is not None:
-                    headers["Content-Type"] = "application/json"
-                status: int | None = None
-                resp_headers: Mapping[str, str] = {}
-                raw = b""
-                reason = ""
-                lost: BaseException | None = None
-                self.stats.requests += 1
-                try:
-                    async with self._session.request(
-                        method,
-                        url,
-                        params=params,
-                        data=body,
-                        headers=headers,
-                        timeout=timeout,
-                        allow_redirects=False,
-                    ) as resp:
-                        raw = await resp.read()
-                        status = resp.status
-                        resp_headers = resp.headers
-                        if status == 429:
-                            # close the scope before this connection returns to the pool:
-                            # no request may take it into the closed scope meanwhile
-                            self._close_gate(kind, resp_headers)
-                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                    reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
-                    lost = exc
-                    self.stats.transport_errors += 1
-            request_id = resp_headers.get("request-id")
-            if status is not None:
-                self.stats.by_status[status] += 1
-                self._reached = True
-                if 300 <= status < 400 and status != 304:
-                    raise Redirected(
-                        f"{method} {display}",
-                        status,
-                        url,
-                        resp_headers.get("Location"),
-                        request_id=request_id,
-                        client_request_id=client_request_id,
-                    )
-            if status == 429:
-                throttles += 1
-            else:
-                tries += 1
-            if lost is not None and not self._reached:
-                self._unreachable(lost, method, display, tries, idempotent, client_request_id)
-            decision = decide(
-                status=status,
-                headers=resp_headers,
-                attempt=throttles if status == 429 else tries,
-                idempotent=idempotent,
-                reauthed=reauthed,
-                policy=policy,
-                rng=self._rng,
-            )
-            if decision.action is Action.OK:
-                parsed, problem = _decode(raw, status or 0, method, resp_headers)
-                if problem is None:
-                    return Response(
-                        status or 0, parsed, resp_headers, request_id, client_request_id
-                    )
-                # a success status without Graph's JSON: a proxy's or a portal's page, or an
-                # answer cut short. A read is asked again; a write may have taken effect, so
-                # the step that sent it finds out (reconciles)
-                if idempotent and tries < self.settings.retry.max_attempts:
-                    self.stats.retries += 1
-                    delay = backoff(tries, self.settings.retry, self._rng)
-                    log.info(
-                        "retrying",
-                        method=method,
-                        path=display,
-                        status=status,
-                        reason=problem,
-                        attempt=attempt,
-                        delay=delay,
-                        request_id=request_id,
-                    )
-                    await self._sleep(delay * scale)
-                    continue
-                after = f" (after {attempt} attempts)" if attempt > 1 else ""
-                raise GraphError(
-                    status or 0,
-                    "InvalidResponse",
-                    f"{problem}{after}",
-                    method=method,
-                    path=display,
-                    request_id=request_id,
-                    client_request_id=client_request_id,
-                )
-            if decision.action is Action.REAUTH:
-                reauthed = True
-                await self.tokens.invalidate(token)
-                continue
-            if decision.action is Action.RETRY:
-                self.stats.retries += 1
-                if status == 429:
-                    await self._on_throttled(kind, decision.scope, decision.delay, sent_at)
-                    log.info(
-                        "throttled",
-                        method=method,
-                        path=display,
-                        scope=decision.scope,
-                        retry_after=decision.delay,
-                        request_id=request_id,
-                    )
-                else:
-                    log.info(
-                        "retrying",
-                        method=method,
-                        path=display,
-                        status=status,
-                        reason=reason or None,
-                        attempt=attempt,
-                        delay=decision.delay,
-                        request_id=request_id,
-                    )
-                    await self._sleep(decision.delay * scale)
-                continue
-            if status is None:
-                raise TransportError(method, display, reason, client_request_id=client_request_id)
-            raise self._error(
-                status, raw, resp_headers, method, display, request_id, client_request_id
-            )
+            sent = await self._send_once(call)
+            response = await self._judge(call, sent)
+            if response is not None:
+                return response
 
-    def _unreachable(
-        self,
-        lost: BaseException,
-        method: str,
-        path: str,
-        tries: int,
-        idempotent: bool,
-        client_request_id: str,
+    async def _send_once(self, call: _Call) -> _Try:
+        """One try: a token, a connection for the request's kind, the quotas, the exchange."""
+        assert self._transport is not None
+        call.attempt += 1
+        token = await self.tokens.token()
+        # a request is admitted to the quotas only once a connection is free for it: a
+        # request that waited for a connection after taking its token would reach Graph
+        # later than the client's bucket assumes, and Graph's bucket, full and capped
+        # meanwhile, would have less to give. Each kind has its own connections, so that
+        # writes queued on their quota never hold up reads.
+        async with self._slots[call.kind]:
+            await self._admit(call.kind, call.ru)
+            sent_at = self._clock()
+            client_request_id = str(uuid.uuid4())
+            headers = {"Authorization": f"Bearer {token}", "client-request-id": client_request_id}
+            if call.body is not None:
+                headers["Content-Type"] = "application/json"
+            request = Request(
+                call.method,
+                call.url,
+                headers,
+                call.body,
+                call.params,
+                timeout=self.settings.request_timeout * self.settings.time_scale,
+            )
+            self.stats.requests += 1
+            try:
+                async with self._transport.send(request) as answer:
+                    if answer.status == 429:
+                        # close the scope before this connection returns to the pool: no
+                        # request may take it into the closed scope meanwhile
+                        self._close_gate(call.kind, answer.headers)
+            except NO_ANSWER as exc:
+                self.stats.transport_errors += 1
+                return _Try(token, client_request_id, sent_at, None, exc)
+        self.stats.by_status[answer.status] += 1
+        self._reached = True
+        return _Try(token, client_request_id, sent_at, answer)
+
+    async def _judge(self, call: _Call, sent: _Try) -> Response | None:
+        """What a try's answer means: the response, another try (None), or an error."""
+        status = sent.status
+        if status is not None and 300 <= status < 400 and status != 304:
+            response = sent.response(call)
+            raise Redirected(
+                f"{response.method} {response.path}",
+                status,
+                call.url,
+                response.headers.get("Location"),
+                request_id=response.request_id,
+                client_request_id=response.client_request_id,
+            )
+        if status == 429:
+            call.throttles += 1
+        else:
+            call.tries += 1
+        if sent.lost is not None and not self._reached:
+            self._unreachable(call, sent)
+        decision = decide(
+            status=status,
+            headers=sent.headers,
+            attempt=call.throttles if status == 429 else call.tries,
+            idempotent=call.idempotent,
+            reauthed=call.reauthed,
+            policy=call.policy,
+            rng=self._rng,
+        )
+        if decision.action is Action.OK:
+            return await self._accept(call, sent)
+        if decision.action is Action.REAUTH:
+            call.reauthed = True
+            await self.tokens.invalidate(sent.token)
+            return None
+        if decision.action is Action.RETRY:
+            await self._wait_to_retry(call, sent, decision)
+            return None
+        if sent.answer is None:
+            raise TransportError(
+                call.method, call.path, sent.reason, client_request_id=sent.client_request_id
+            )
+        raise _error(sent.response(call), sent.answer.body)
+
+    async def _accept(self, call: _Call, sent: _Try) -> Response | None:
+        """A success status: its response, or another try (None) when the body is not a
+        usable Graph answer."""
+        assert sent.answer is not None
+        answer = sent.answer
+        parsed, problem = _decode(answer.body, answer.status, call.method, answer.headers)
+        response = sent.response(call, parsed)
+        if problem is None:
+            return response
+        # a success status without Graph's JSON: a proxy's or a portal's page, or an answer
+        # cut short. A read is asked again; a write may have taken effect, so the step that
+        # sent it finds out (reconciles)
+        if call.idempotent and call.tries < call.policy.max_attempts:
+            self.stats.retries += 1
+            delay = backoff(call.tries, call.policy, self._rng)
+            self._log_retry(call, response.status, problem, delay, response.request_id)
+            await self._sleep(delay * self.settings.time_scale)
+            return None
+        after = f" (after {call.attempt} attempts)" if call.attempt > 1 else ""
+        raise response.invalid(f"{problem}{after}")
+
+    async def _wait_to_retry(self, call: _Call, sent: _Try, decision: Decision) -> None:
+        """A 429 closes its scope for everyone; anything else waits out its back-off."""
+        self.stats.retries += 1
+        request_id = sent.headers.get("request-id")
+        if sent.status == 429:
+            await self._on_throttled(call.kind, decision.scope, decision.delay, sent.sent_at)
+            log.info(
+                "throttled",
+                method=call.method,
+                path=call.path,
+                scope=decision.scope,
+                retry_after=decision.delay,
+                request_id=request_id,
+            )
+            return
+        self._log_retry(call, sent.status, sent.reason or None, decision.delay, request_id)
+        await self._sleep(decision.delay * self.settings.time_scale)
+
+    @staticmethod
+    def _log_retry(
+        call: _Call, status: int | None, reason: str | None, delay: float, request_id: str | None
     ) -> None:
+        log.info(
+            "retrying",
+            method=call.method,
+            path=call.path,
+            status=status,
+            reason=reason,
+            attempt=call.attempt,
+            delay=delay,
+            request_id=request_id,
+        )
+
+    def _unreachable(self, call: _Call, sent: _Try) -> None:
         """Before Graph has answered once, a Graph that cannot be connected to at all is not
         worth the policy's minute of retries: :class:`GraphUnreachable` after a quick one."""
-        failure = explain(lost)
-        if failure.connecting and (tries >= FRESH_ATTEMPTS or not idempotent):
+        assert sent.lost is not None
+        failure = explain(sent.lost)
+        if failure.connecting and (call.tries >= FRESH_ATTEMPTS or not call.idempotent):
             raise GraphUnreachable(
-                method,
-                path,
+                call.method,
+                call.path,
                 origin(self.conn.graph_url),
                 failure.reason,
                 hint=self.conn.unreachable_hint,
-                client_request_id=client_request_id,
+                client_request_id=sent.client_request_id,
             )
 
     async def _admit(self, kind: str, ru: int) -> None:
@@ -617,7 +604,12 @@ class GraphClient:
         if retry_after is None:
             return  # _on_throttled closes it for the back-off the policy chooses
         name = _scope_name(kind, lower.get("x-ms-throttle-scope"))
-        self._gates[name].close_for(retry_after * self.settings.time_scale * 1.02 + 0.005)
+        self._gates[name].close_for(self._gate_seconds(retry_after))
+
+    def _gate_seconds(self, retry_after: float) -> float:
+        """Real seconds a scope stays closed for a Retry-After (Graph seconds): a hair past
+        it, so the first request after the wait is not early."""
+        return retry_after * self.settings.time_scale * 1.02 + 0.005
 
     async def _on_throttled(
         self, kind: str, scope: str | None, retry_after: float, sent_at: float
@@ -626,71 +618,59 @@ class GraphClient:
         assert self._limiters is not None
         self.stats.throttled += 1
         name = _scope_name(kind, scope)
-        scale = self.settings.time_scale
-        # a hair past Retry-After so the first request after the wait is not early
-        self._gates[name].close_for(retry_after * scale * 1.02 + 0.005)
+        self._gates[name].close_for(self._gate_seconds(retry_after))
         await self._limiters[name].throttled(sent_at)
-
-    @staticmethod
-    def _error(
-        status: int,
-        raw: bytes,
-        headers: Mapping[str, str],
-        method: str,
-        path: str,
-        request_id: str | None,
-        client_request_id: str,
-    ) -> GraphError:
-        code, message, details = f"HTTP{status}", "", []
-        try:
-            body = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
-            body = None
-            message = f"{not_json(raw, headers)}: a proxy or gateway answered, not Graph"
-        if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            err = body["error"]
-            code = str(err.get("code") or code)
-            message = str(err.get("message") or "")[:MAX_GRAPH_MESSAGE]
-            details = [
-                str(d.get("code"))
-                for d in err.get("details") or []
-                if isinstance(d, dict) and d.get("code")
-            ]
-        kw: dict[str, Any] = {
-            "method": method,
-            "path": path,
-            "request_id": request_id,
-            "client_request_id": client_request_id,
-        }
-        if status == 429:
-            lower = {k.lower(): v for k, v in headers.items()}
-            return Throttled(
-                parse_retry_after(lower.get("retry-after")), lower.get("x-ms-throttle-scope"), **kw
-            )
-        return GraphError(status, code, message, detail_codes=details, **kw)
 
     async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> Any:
         return (await self.request("GET", path, params=params)).body
+
+    async def answers(
+        self, path: str, *, params: Mapping[str, str] | None = None
+    ) -> AsyncIterator[Response]:
+        """Each page of a collection as its response (its ``value`` a list, or
+        ``InvalidResponse``), following the whole ``@odata.nextLink`` until absent."""
+        response = await self.request("GET", path, params=params)
+        while True:
+            response.items()
+            yield response
+            next_link = response.body.get("@odata.nextLink")
+            if not next_link:
+                return
+            response = await self.request("GET", str(next_link))
 
     async def pages(
         self, path: str, *, params: Mapping[str, str] | None = None
     ) -> AsyncIterator[list[Any]]:
         """Each page of a collection, following the whole ``@odata.nextLink`` until absent."""
-        body = await self.get(path, params=params)
-        while True:
-            if not isinstance(body, dict) or not isinstance(body.get("value"), list):
-                raise GraphError(
-                    200,
-                    "InvalidResponse",
-                    "a collection answer without 'value'",
-                    method="GET",
-                    path=path,
-                )
-            yield body["value"]
-            next_link = body.get("@odata.nextLink")
-            if not next_link:
-                return
-            body = await self.get(str(next_link))
+        async for response in self.answers(path, params=params):
+            yield response.items()
+
+
+def _error(response: Response, raw: bytes) -> GraphError:
+    """The error an error status stands for, with Graph's code, message and detail codes."""
+    code, message, details = f"HTTP{response.status}", "", []
+    try:
+        body = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        body = None
+        message = f"{not_json(raw, response.headers)}: a proxy or gateway answered, not Graph"
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        code = str(err.get("code") or code)
+        message = str(err.get("message") or "")[:MAX_GRAPH_MESSAGE]
+        details = [
+            str(d.get("code"))
+            for d in err.get("details") or []
+            if isinstance(d, dict) and d.get("code")
+        ]
+    if response.status == 429:
+        lower = {k.lower(): v for k, v in response.headers.items()}
+        return Throttled(
+            parse_retry_after(lower.get("retry-after")),
+            lower.get("x-ms-throttle-scope"),
+            **response.context(),
+        )
+    return GraphError(response.status, code, message, detail_codes=details, **response.context())
 
 
 def _scope_name(kind: str, scope: str | None) -> str:

@@ -30,6 +30,7 @@ import structlog
 from .errors import ConfigError, GraphError
 from .files import write_atomic
 from .graph import Graph
+from .ids import is_guid
 from .ledger import now_iso
 from .planner import configuration_fields
 
@@ -73,7 +74,7 @@ def read_ids_file(path: Path) -> frozenset[str]:
         item = line.split("#", 1)[0].strip()
         if not item:
             continue
-        if not re.fullmatch(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}", item):
+        if not is_guid(item):
             raise ConfigError(f"{path} line {n}: {item!r} is not a service principal id or appId")
         ids.add(item.lower())
     if not ids:

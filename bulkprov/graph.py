@@ -5,26 +5,25 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import ParamSpec, TypeVar
 from urllib.parse import quote
 
 import structlog
 
 from .client import GraphClient, Response
 from .errors import GraphError, UnsafeRequest
+from .ids import is_guid
+from .jsontypes import JSON
 
 log = structlog.get_logger("bulkprov.graph")
 
-JSON = dict[str, Any]
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,255}$")  # job and sync template ids
 
 
 def guid(value: str, what: str) -> str:
     """``value`` if it is a GUID (an object id), else :class:`UnsafeRequest`."""
-    # fullmatch: "$" would also accept a trailing newline
-    if not isinstance(value, str) or _GUID.fullmatch(value) is None:
+    if not is_guid(value):
         raise UnsafeRequest(f"{what} {value!r} is not a GUID; refusing to put it in a URL")
     return value
 
@@ -43,46 +42,29 @@ def odata_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _entity(resp: Response, *required: str, method: str = "", path: str = "") -> JSON:
+def _lacking(obj: JSON, required: tuple[str, ...]) -> list[str]:
+    """Which of the ``required`` string properties ``obj`` lacks (or has empty)."""
+    return [k for k in required if not isinstance(obj.get(k), str) or not obj[k]]
+
+
+def _entity(resp: Response, *required: str) -> JSON:
+    """The object an answer is, with its ``required`` string properties."""
     body = resp.body
     if not isinstance(body, dict):
-        missing = "a JSON object"
-    else:
-        missing = ", ".join(k for k in required if not isinstance(body.get(k), str) or not body[k])
-    if missing:
-        raise GraphError(
-            resp.status,
-            "InvalidResponse",
-            f"the answer lacks {missing}",
-            method=method,
-            path=path,
-            request_id=resp.request_id,
-            client_request_id=resp.client_request_id,
-        )
-    assert isinstance(body, dict)
+        raise resp.invalid("the answer lacks a JSON object")
+    if missing := _lacking(body, required):
+        raise resp.invalid(f"the answer lacks {', '.join(missing)}")
     return body
 
 
-def _items(items: list[Any], path: str, *required: str) -> list[JSON]:
-    """The objects of a collection, each with its ``required`` string properties."""
+def _items(resp: Response, *required: str) -> list[JSON]:
+    """The objects of a collection page, each with its ``required`` string properties."""
+    items = resp.items()
     for item in items:
         if not isinstance(item, dict):
-            raise GraphError(
-                200,
-                "InvalidResponse",
-                "an item of the collection is not an object",
-                method="GET",
-                path=path,
-            )
-        missing = [k for k in required if not isinstance(item.get(k), str) or not item[k]]
-        if missing:
-            raise GraphError(
-                200,
-                "InvalidResponse",
-                f"an item of the collection lacks {', '.join(missing)}",
-                method="GET",
-                path=path,
-            )
+            raise resp.invalid("an item of the collection is not an object")
+        if missing := _lacking(item, required):
+            raise resp.invalid(f"an item of the collection lacks {', '.join(missing)}")
     return items
 
 
@@ -115,21 +97,37 @@ class Graph:
     def __init__(self, client: GraphClient) -> None:
         self.client = client
 
+    async def collect(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        required: tuple[str, ...] = (),
+        limit: int | None = None,
+    ) -> list[JSON]:
+        """The items of a collection, page after page: each an object with its ``required``
+        string properties when any are named; reading stops once ``limit`` are had."""
+        found: list[JSON] = []
+        async for resp in self.client.answers(path, params=params):
+            found.extend(_items(resp, *required) if required else resp.items())
+            if limit is not None and len(found) >= limit:
+                return found[:limit]
+        return found
+
     # application templates
     @_reread
     async def find_templates(self, name_or_id: str) -> list[JSON]:
-        if _GUID.fullmatch(name_or_id):
+        if is_guid(name_or_id):
             try:
                 return [await self.client.get(f"/applicationTemplates/{name_or_id}")]
             except GraphError as err:
                 if err.status == 404:
                     return []
                 raise
-        found: list[JSON] = []
         params = {"$filter": f"displayName eq {odata_string(name_or_id)}"}
-        async for page in self.client.pages("/applicationTemplates", params=params):
-            found.extend(page)
-        return _items(found, "/applicationTemplates", "id", "displayName")
+        return await self.collect(
+            "/applicationTemplates", params=params, required=("id", "displayName")
+        )
 
     async def instantiate(self, template_id: str, display_name: str) -> tuple[JSON, JSON]:
         resp = await self.client.request(
@@ -147,15 +145,7 @@ class Graph:
             if not isinstance(o, dict) or not isinstance(o.get(k), str) or not o[k]
         ]
         if missing:
-            raise GraphError(
-                resp.status,
-                "InvalidResponse",
-                f"instantiate answered without {', '.join(missing)}",
-                method="POST",
-                path=f"/applicationTemplates/{template_id}/instantiate",
-                request_id=resp.request_id,
-                client_request_id=resp.client_request_id,
-            )
+            raise resp.invalid(f"instantiate answered without {', '.join(missing)}")
         assert isinstance(app, dict) and isinstance(sp, dict)
         return app, sp
 
@@ -166,25 +156,19 @@ class Graph:
             f"applicationTemplateId eq {odata_string(template_id)} and "
             f"displayName eq {odata_string(display_name)}"
         )
-        found: list[JSON] = []
         params = {
             "$filter": flt,
             "$select": "id,appId,displayName,applicationTemplateId,createdDateTime,tags",
         }
-        async for page in self.client.pages("/applications", params=params):
-            found.extend(page)
-        return _items(found, "/applications", "id", "appId")
+        return await self.collect("/applications", params=params, required=("id", "appId"))
 
     async def applications_named(self, display_name: str) -> list[JSON]:
         """Every application with this display name, whatever its template."""
-        found: list[JSON] = []
         params = {
             "$filter": f"displayName eq {odata_string(display_name)}",
             "$select": "id,appId,displayName,applicationTemplateId,createdDateTime",
         }
-        async for page in self.client.pages("/applications", params=params):
-            found.extend(page)
-        return _items(found, "/applications", "id", "appId")
+        return await self.collect("/applications", params=params, required=("id", "appId"))
 
     async def some_service_principal(self, template_id: str) -> JSON | None:
         """One service principal of this gallery template, if the tenant has any."""
@@ -193,39 +177,27 @@ class Graph:
             "$select": "id,appId,displayName",
             "$top": "1",
         }
-        body = await self.client.get("/servicePrincipals", params=params)
-        items = body.get("value") if isinstance(body, dict) else None
-        if not isinstance(items, list):
-            raise GraphError(
-                200,
-                "InvalidResponse",
-                "a collection answer without 'value'",
-                method="GET",
-                path="/servicePrincipals",
-            )
-        return _items(items, "/servicePrincipals", "id")[0] if items else None
+        items = _items(await self.client.request("GET", "/servicePrincipals", params=params), "id")
+        return items[0] if items else None
 
     async def service_principals(self, template_id: str | None = None) -> list[JSON]:
         """The service principals of the tenant (of one gallery template, if given)."""
         params = {"$select": "id,appId,displayName,applicationTemplateId"}
         if template_id is not None:
             params["$filter"] = f"applicationTemplateId eq {odata_string(template_id)}"
-        found: list[JSON] = []
-        async for page in self.client.pages("/servicePrincipals", params=params):
-            found.extend(page)
-        return found
+        return await self.collect("/servicePrincipals", params=params)
 
     @_reread
     async def service_principal_by_app_id(self, app_id: str) -> JSON:
         path = f"/servicePrincipals(appId='{guid(app_id, 'appId')}')"
         resp = await self.client.request("GET", path, params={"$select": "id,appId,displayName"})
-        return _entity(resp, "id", "appId", method="GET", path=path)
+        return _entity(resp, "id", "appId")
 
     @_reread
     async def service_principal(self, sp_id: str) -> JSON:
         path = f"/servicePrincipals/{guid(sp_id, 'service principal id')}"
         resp = await self.client.request("GET", path, params={"$select": "id,appId,displayName"})
-        return _entity(resp, "id", method="GET", path=path)
+        return _entity(resp, "id")
 
     @_reread
     async def application(self, app_object_id: str) -> JSON:
@@ -258,19 +230,11 @@ class Graph:
 
     @_reread
     async def sync_templates(self, sp_id: str) -> list[JSON]:
-        out: list[JSON] = []
-        path = f"{self._sync(sp_id)}/templates"
-        async for page in self.client.pages(path):
-            out.extend(page)
-        return _items(out, path, "id")
+        return await self.collect(f"{self._sync(sp_id)}/templates", required=("id",))
 
     @_reread
     async def jobs(self, sp_id: str) -> list[JSON]:
-        out: list[JSON] = []
-        path = f"{self._sync(sp_id)}/jobs"
-        async for page in self.client.pages(path):
-            out.extend(page)
-        return _items(out, path, "id")
+        return await self.collect(f"{self._sync(sp_id)}/jobs", required=("id",))
 
     async def create_job(
         self, sp_id: str, template_id: str, settings: list[JSON] | None = None
@@ -280,7 +244,7 @@ class Graph:
         if settings:
             body["synchronizationJobSettings"] = settings
         resp = await self.client.request("POST", path, json=body, idempotent=False)
-        return _entity(resp, "id", method="POST", path=path)
+        return _entity(resp, "id")
 
     async def job_schema(self, sp_id: str, job_id: str) -> JSON:
         resp = await self.client.request(
@@ -305,16 +269,9 @@ class Graph:
     async def job(self, sp_id: str, job_id: str) -> JSON:
         path = f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}"
         resp = await self.client.request("GET", path)
-        job = _entity(resp, "id", method="GET", path=path)
+        job = _entity(resp, "id")
         if not isinstance(job.get("status") or {}, dict):
-            raise GraphError(
-                resp.status,
-                "InvalidResponse",
-                "the job's status is not an object",
-                method="GET",
-                path=path,
-                request_id=resp.request_id,
-            )
+            raise resp.invalid("the job's status is not an object")
         return job
 
     async def validate_credentials(self, sp_id: str, job_id: str, credentials: list[JSON]) -> None:
@@ -364,21 +321,14 @@ class Graph:
         if since:
             clauses.append(f"activityDateTime ge {since}")
         params = {"$top": str(top), "$filter": " and ".join(clauses)}
-        out: list[JSON] = []
-        async for page in self.client.pages("/auditLogs/provisioning", params=params):
-            out.extend(page)
-            if len(out) >= limit:
-                return out[:limit], True
-        return out, False
+        found = await self.collect("/auditLogs/provisioning", params=params, limit=limit)
+        return found, len(found) >= limit
 
     async def provisioning_logs(self, *, since: str | None, top: int = 999) -> list[JSON]:
         params = {"$top": str(top)}
         if since:
             params["$filter"] = f"activityDateTime ge {since}"
-        out: list[JSON] = []
-        async for page in self.client.pages("/auditLogs/provisioning", params=params):
-            out.extend(page)
-        return out
+        return await self.collect("/auditLogs/provisioning", params=params)
 
     # on-premises provisioning agents (Graph beta; delegated permissions only)
     def _beta(self, path: str) -> str:
@@ -387,18 +337,15 @@ class Graph:
     async def find_agent_groups(self, name_or_id: str) -> list[JSON]:
         """The provisioning agent groups with this id or display name."""
         base = "/onPremisesPublishingProfiles/provisioning/agentGroups"
-        if _GUID.fullmatch(name_or_id):
+        if is_guid(name_or_id):
             try:
                 return [await self.client.get(self._beta(f"{base}/{name_or_id}"))]
             except GraphError as err:
                 if err.status == 404:
                     return []
                 raise
-        found: list[JSON] = []
         params = {"$filter": f"displayName eq {odata_string(name_or_id)}"}
-        async for page in self.client.pages(self._beta(base), params=params):
-            found.extend(page)
-        return found
+        return await self.collect(self._beta(base), params=params)
 
     async def assign_agent_group(self, app_object_id: str, group_id: str) -> None:
         """Assign the application to a provisioning agent group (PUT connectorGroup/$ref)."""

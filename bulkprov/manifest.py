@@ -61,9 +61,6 @@ __all__ = [
 MAX_FIELD = 4096
 KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,127}$")
 SYNC_TEMPLATE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,255}$")
-GUID_RE = re.compile(
-    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-)
 ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (Unicode Cc)
 

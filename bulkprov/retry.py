@@ -57,12 +57,24 @@ def parse_retry_after(value: str | None) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
+def doubling(attempt: int, base: float, cap: float) -> float:
+    """``base`` doubled for each attempt after the first (1-based), at most ``cap``:
+    min(cap, base * 2**(attempt-1)). bulkprov's one back-off formula."""
+    # the exponent is capped: 2**1100 does not fit a float, and the cap is reached long before
+    return min(cap, base * 2.0 ** min(max(0, attempt - 1), 1000))
+
+
+def jittered(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """:func:`doubling` with equal jitter: uniform in [ceiling/2, ceiling], so tries that
+    failed together do not come back together."""
+    ceiling = doubling(attempt, base, cap)
+    return rng.uniform(ceiling / 2, ceiling)
+
+
 def backoff(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
     """Exponential back-off with equal jitter: uniform in [ceiling/2, ceiling], where ceiling is
     min(max_delay, base_delay * 2**(attempt-1))."""
-    # the exponent is capped: 2**1100 does not fit a float, and the cap is reached long before
-    ceiling = min(policy.max_delay, policy.base_delay * 2.0 ** min(max(0, attempt - 1), 1000))
-    return rng.uniform(ceiling / 2, ceiling)
+    return jittered(attempt, policy.base_delay, policy.max_delay, rng)
 
 
 def decide(

@@ -18,7 +18,6 @@ and are unknown when the tenant has none. Reads only.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -35,12 +34,12 @@ from .display import cell, printable
 from .errors import GraphError
 from .exitcodes import ExitCode
 from .graph import Graph, odata_string
+from .ids import is_guid
 from .log import configure
 from .manifest import PLAIN_KEYS, SECRET_KEYS
 
 JSON = dict[str, Any]
 _KEY_CASE = {k.lower(): k for k in SECRET_KEYS}
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 NO_INSTANCE = "unknown (no instance in the tenant)"
 WHY_UNKNOWN = (
     "unknown: Graph lists a template's credential keys only on the synchronization templates "
@@ -140,22 +139,17 @@ def configuration_fields(sync_template: JSON) -> tuple[CredentialKey, ...] | Non
 
 async def find(graph: Graph, search: str | None) -> list[TemplateInfo]:
     """The gallery templates whose display name contains ``search`` (or whose id it is)."""
-    if search is not None and search.strip() and _is_guid(search.strip()):
+    if search is not None and search.strip() and is_guid(search.strip()):
         found = await graph.find_templates(search.strip())
     else:
         params = {}
         if search is not None and search.strip():
             params["$filter"] = f"contains(displayName, {odata_string(search.strip())})"
-        found = []
-        async for page in graph.client.pages("/applicationTemplates", params=params):
-            found.extend(t for t in page if isinstance(t, dict))
+        found = await graph.collect("/applicationTemplates", params=params)
+        found = [t for t in found if isinstance(t, dict)]  # the others are not templates
     infos = [template_info(t) for t in found if t.get("id")]
     infos.sort(key=lambda i: (i.display_name.casefold(), i.id))
     return infos
-
-
-def _is_guid(text: str) -> bool:
-    return _GUID.fullmatch(text) is not None
 
 
 async def read_keys(graph: Graph, info: TemplateInfo) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from bulkprov.mockgraph import MockGraph, MockSettings
+from bulkprov.tls import restore_tls_read_buffers, small_tls_read_buffers
 
 from .graphclient import PlainGraph
 
@@ -14,6 +15,15 @@ from .graphclient import PlainGraph
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def small_tls_buffers() -> Iterator[None]:
+    """asyncio's TLS read buffers capped at one record, as ``bulkprov``'s entry point does for
+    its process, and restored after the tests."""
+    before = small_tls_read_buffers()
+    yield
+    restore_tls_read_buffers(before)
 
 
 @pytest.fixture(autouse=True)

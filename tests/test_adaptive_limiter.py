@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bulkprov.client import AdaptiveLimiter
+from bulkprov.limiter import AdaptiveLimiter
 from bulkprov.settings import Quota
 
 pytestmark = pytest.mark.anyio

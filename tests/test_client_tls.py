@@ -10,9 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
-from bulkprov.client import TLS_READ_BUFFER, GraphClient
+from bulkprov.client import GraphClient
 from bulkprov.mockgraph import MockGraph
 from bulkprov.settings import ClientSettings
+from bulkprov.tls import TLS_READ_BUFFER
 
 from .enginekit import AWS, connection
 
