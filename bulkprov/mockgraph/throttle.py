@@ -1,7 +1,7 @@
 """Graph's throttling for the mock: token buckets per scope, Retry-After and early retries.
 
 The identity and access service meters every request in resource units (RU) and every write
-(POST, PATCH, PUT, DELETE) once more in writes, in three scopes at once:
+(POST, PATCH, PUT, DELETE) once more in writes, in three scopes at once (:data:`SCOPES`):
 
     app + tenant        RU per 10 s (by tenant size)   writes: 3,000 per 150 s
     app, all tenants    150,000 RU per 20 s            writes: 35,000 per 5 min
@@ -61,6 +61,51 @@ class Charge:
 
 
 @dataclass(frozen=True, slots=True)
+class Scope:
+    """One throttle scope: what it meters, whose bucket it is, and its limit in the settings.
+
+    ``meter`` is ``"reports"`` (1 per reports request), ``"ru"`` (the resource units of every
+    other request) or ``"write"`` (1 per write); ``per`` names the ids that key the bucket and
+    follow ``name`` in ``x-ms-throttle-scope``; ``limit`` and ``window`` name the settings'
+    fields."""
+
+    name: str  # x-ms-throttle-scope without its ids, e.g. "Tenant_Application/Write"
+    meter: str
+    per: tuple[str, ...]  # "app", "tenant"
+    information: str  # x-ms-throttle-information
+    limit: str
+    window: str
+
+    def applies(self, charge: Charge) -> bool:
+        if self.meter == "reports":
+            return charge.reports
+        return not charge.reports and (self.meter == "ru" or charge.write)
+
+    def cost(self, charge: Charge) -> float:
+        return float(charge.ru) if self.meter == "ru" else 1.0
+
+
+RU_EXCEEDED = "ResourceUnitLimitExceeded"
+WRITE_EXCEEDED = "WriteLimitExceeded"
+APP_TENANT = ("app", "tenant")
+#: Every scope, in the order a request's buckets are checked.
+SCOPES: tuple[Scope, ...] = (
+    Scope("Tenant_Application/Reports", "reports", APP_TENANT, RU_EXCEEDED,
+          "reports_limit", "reports_window"),
+    Scope("Tenant_Application/ResourceUnits", "ru", APP_TENANT, RU_EXCEEDED,
+          "effective_ru_limit", "ru_window"),
+    Scope("Application/ResourceUnits", "ru", ("app",), RU_EXCEEDED,
+          "app_ru_limit", "app_ru_window"),
+    Scope("Tenant_Application/Write", "write", APP_TENANT, WRITE_EXCEEDED,
+          "write_limit", "write_window"),
+    Scope("Application/Write", "write", ("app",), WRITE_EXCEEDED,
+          "app_write_limit", "app_write_window"),
+    Scope("Tenant/Write", "write", ("tenant",), WRITE_EXCEEDED,
+          "tenant_write_limit", "tenant_write_window"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """The throttler's answer for one request."""
 
@@ -71,6 +116,16 @@ class Verdict:
     early_retry: bool = False
     limit_percentage: float = 0.0  # highest use of the request's buckets, in percent
     bucket: TokenBucket | None = None  # the bucket that closed, for :meth:`Throttler.delivered`
+
+
+@dataclass(frozen=True, slots=True)
+class _Metered:
+    """One of a request's buckets, with what the request costs it."""
+
+    scope: Scope
+    bucket: TokenBucket
+    cost: float
+    header: str  # x-ms-throttle-scope
 
 
 class Throttler:
@@ -94,115 +149,79 @@ class Throttler:
         bucket.refill(now)
         return bucket
 
+    def _metered(self, app_id: str, tenant_id: str, charge: Charge, now: float) -> list[_Metered]:
+        """The buckets ``charge`` is due in, in :data:`SCOPES` order, refilled to ``now``."""
+        ids = {"app": app_id, "tenant": tenant_id}
+        s = self.settings
+        out = []
+        for scope in SCOPES:
+            if not scope.applies(charge):
+                continue
+            keys = tuple(ids[p] for p in scope.per)
+            limit, window = getattr(s, scope.limit), getattr(s, scope.window)
+            bucket = self._bucket((scope.name, *keys), limit, window, now)
+            out.append(_Metered(scope, bucket, scope.cost(charge), "/".join((scope.name, *keys))))
+        return out
+
     def check(
         self, *, app_id: str, tenant_id: str, charge: Charge, now: float, conn: int = 0
     ) -> Verdict:
         """Charge a request to its buckets, or throttle it. Nothing is charged on a 429."""
-        s = self.settings
-        if not s.enabled:
+        if not self.settings.enabled:
             return Verdict(allowed=True)
-        scopes: list[tuple[TokenBucket, float, str, str]] = []
-        if charge.reports:
-            scopes.append(
-                (
-                    self._bucket(
-                        ("reports", app_id, tenant_id), s.reports_limit, s.reports_window, now
-                    ),
-                    1.0,
-                    f"Tenant_Application/Reports/{app_id}/{tenant_id}",
-                    "ResourceUnitLimitExceeded",
-                )
-            )
-        else:
-            scopes.append(
-                (
-                    self._bucket(("ru", app_id, tenant_id), s.effective_ru_limit, s.ru_window, now),
-                    float(charge.ru),
-                    f"Tenant_Application/ResourceUnits/{app_id}/{tenant_id}",
-                    "ResourceUnitLimitExceeded",
-                )
-            )
-            scopes.append(
-                (
-                    self._bucket(("app_ru", app_id), s.app_ru_limit, s.app_ru_window, now),
-                    float(charge.ru),
-                    f"Application/ResourceUnits/{app_id}",
-                    "ResourceUnitLimitExceeded",
-                )
-            )
-            if charge.write:
-                scopes.append(
-                    (
-                        self._bucket(
-                            ("write", app_id, tenant_id), s.write_limit, s.write_window, now
-                        ),
-                        1.0,
-                        f"Tenant_Application/Write/{app_id}/{tenant_id}",
-                        "WriteLimitExceeded",
-                    )
-                )
-                scopes.append(
-                    (
-                        self._bucket(
-                            ("app_write", app_id), s.app_write_limit, s.app_write_window, now
-                        ),
-                        1.0,
-                        f"Application/Write/{app_id}",
-                        "WriteLimitExceeded",
-                    )
-                )
-                scopes.append(
-                    (
-                        self._bucket(
-                            ("tenant_write", tenant_id),
-                            s.tenant_write_limit,
-                            s.tenant_write_window,
-                            now,
-                        ),
-                        1.0,
-                        f"Tenant/Write/{tenant_id}",
-                        "WriteLimitExceeded",
-                    )
-                )
-        # A scope still inside the Retry-After of an earlier 429 is throttled again. The request
-        # is an early retry when the client provably knew of that 429: it came on a connection
-        # that carried the 429 back (HTTP/1.1 sends nothing more on a connection before its
-        # answer is read), or well after the 429 was delivered (the grace, plus twice the event
-        # loop's recent lag: a client on a busy loop reads the 429 late). Requests already on
-        # their way when the 429 left are throttled too, but they are no retries.
-        for bucket, _cost, scope, info in scopes:
+        metered = self._metered(app_id, tenant_id, charge, now)
+        verdict = self._closed(metered, now, conn) or self._short(metered, now)
+        if verdict is not None:
+            return verdict
+        used = 0.0
+        for m in metered:
+            m.bucket.level -= m.cost
+            used = max(used, m.bucket.percentage_used())
+        return Verdict(allowed=True, limit_percentage=used)
+
+    def _closed(self, metered: list[_Metered], now: float, conn: int) -> Verdict | None:
+        """The 429 of a scope still inside the Retry-After of an earlier 429.
+
+        The request is an early retry when the client provably knew of that 429: it came on a
+        connection that carried the 429 back (HTTP/1.1 sends nothing more on a connection
+        before its answer is read), or well after the 429 was delivered (the grace, plus twice
+        the event loop's recent lag: a client on a busy loop reads the 429 late). Requests
+        already on their way when the 429 left are throttled too, but they are no retries."""
+        for m in metered:
+            bucket = m.bucket
             if now < bucket.closed_until:
                 return Verdict(
                     allowed=False,
                     retry_after=max(1, math.ceil(bucket.closed_until - now)),
-                    scope=scope,
-                    information=info,
+                    scope=m.header,
+                    information=m.scope.information,
                     early_retry=(
                         conn in bucket.informed
                         or now >= bucket.notified_at + self.grace + 2 * self.loop_lag
                     ),
                     limit_percentage=100.0,
                 )
-        for bucket, cost, scope, info in scopes:
-            wait = bucket.shortfall_wait(cost)
+        return None
+
+    def _short(self, metered: list[_Metered], now: float) -> Verdict | None:
+        """The 429 of the first bucket that cannot pay for the request, which it closes."""
+        for m in metered:
+            wait = m.bucket.shortfall_wait(m.cost)
             if wait > 0:
                 retry_after = max(1, math.ceil(wait))
+                bucket = m.bucket
                 bucket.closed_until = now + retry_after
                 bucket.notified_at = math.inf
                 bucket.informed.clear()
                 return Verdict(
                     allowed=False,
                     retry_after=retry_after,
-                    scope=scope,
-                    information=info,
+                    scope=m.header,
+                    information=m.scope.information,
                     limit_percentage=100.0,
                     bucket=bucket,
                 )
-        used = 0.0
-        for bucket, cost, _scope, _info in scopes:
-            bucket.level -= cost
-            used = max(used, bucket.percentage_used())
-        return Verdict(allowed=True, limit_percentage=used)
+        return None
 
 
 def delivered(bucket: TokenBucket, now: float, conn: int) -> None:
