@@ -234,7 +234,13 @@ def malform(resp: MockResponse) -> None:
     kind = resp.malformed
     if kind in ("html_502", "html_200"):
         # a proxy or portal answered: none of Graph's headers or body
-        for name in ("request-id", "client-request-id", "x-ms-ags-diagnostic"):
+        for name in (
+            "request-id",
+            "client-request-id",
+            "x-ms-ags-diagnostic",
+            "x-ms-resource-unit",
+            "x-ms-throttle-limit-percentage",
+        ):
             resp.headers.pop(name, None)
         resp.status = 502 if kind == "html_502" else 200
         resp.raw = PROXY_502 if kind == "html_502" else PORTAL_200

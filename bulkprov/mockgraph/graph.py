@@ -31,6 +31,9 @@ from .wire import Ctx, GraphError, MockRequest, MockResponse, Route
 
 __all__ = ["GraphError", "GraphService", "MockRequest", "MockResponse"]
 
+RESOURCE_UNIT = "x-ms-resource-unit"
+LIMIT_PERCENTAGE = "x-ms-throttle-limit-percentage"
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 DIAGNOSTIC = (
     '{"ServerInfo":{"DataCenter":"Loopback","Slice":"E",'
     '"Ring":"0","ScaleUnit":"000","RoleInstance":"mock"}}'
@@ -52,7 +55,9 @@ class GraphService:
         self.tokens = tokens
         self.tenants = dict(tenants)
         # within 50 ms (real) of a 429's delivery, other requests may already be on their way
-        self.throttler = Throttler(settings.throttle, grace=0.05 / settings.time_scale)
+        self.throttler = Throttler(
+            settings.throttle, grace=0.05 / settings.time_scale, origin=clock.start
+        )
         self._latency_rng = random.Random(f"{settings.faults.seed}:latency")
         self.requests: defaultdict[str, Counter[int]] = defaultdict(Counter)
         self.counters: Counter[str] = Counter()
@@ -160,7 +165,6 @@ class GraphService:
 
     async def _handle(self, req: MockRequest, route: Route, params: dict[str, str]) -> MockResponse:
         claims = self._authenticate(req)
-        tenant = self.tenants[claims.tenant_id]
         charge = Charge(
             ru=resource_units(
                 req.method,
@@ -171,6 +175,23 @@ class GraphService:
             write=req.method in WRITE_METHODS,
             reports=route.route_class == "audit_logs",
         )
+        try:  # every answer of the identity service says what the request cost
+            resp = await self._serve(req, route, params, claims, charge)
+        except GraphError as err:
+            err.headers[RESOURCE_UNIT] = str(charge.ru)
+            raise
+        if resp.drop != "before" and resp.status not in REDIRECTS:
+            resp.headers[RESOURCE_UNIT] = str(charge.ru)
+        return resp
+
+    async def _serve(
+        self,
+        req: MockRequest,
+        route: Route,
+        params: dict[str, str],
+        claims: TokenClaims,
+        charge: Charge,
+    ) -> MockResponse:
         verdict = self._throttle(req, claims, charge)  # at the gateway
         rc = route.route_class
         redirect = await self.faults.gate(req, rc, claims)
@@ -180,12 +201,12 @@ class GraphService:
         if drop == "before":
             return MockResponse(0, drop="before")
         await self.latency(rc)
+        tenant = self.tenants[claims.tenant_id]
         ctx = Ctx(req=req, tenant=tenant, claims=claims, now=self.clock.now())
         tenant.advance(ctx.now)
         resp = await self._dispatch(ctx, route, params)
-        resp.headers["x-ms-resource-unit"] = str(charge.ru)
-        if verdict.limit_percentage >= 80:
-            resp.headers["x-ms-throttle-limit-percentage"] = f"{verdict.limit_percentage:.1f}"
+        if verdict.limit_percentage >= 80:  # as a fraction of the limit: 0.8 and up
+            resp.headers[LIMIT_PERCENTAGE] = f"{verdict.limit_percentage / 100:.2f}"
         resp.drop = drop
         await self.faults.after(req, rc, resp)
         return resp
@@ -205,15 +226,17 @@ class GraphService:
         elif verdict.bucket is None:  # sent before the client could know
             self.counters["throttled_in_flight"] += 1
         bucket = verdict.bucket
+        headers = {
+            "x-ms-throttle-scope": verdict.scope,
+            "x-ms-throttle-information": verdict.information,
+        }
+        if verdict.retry_after is not None:
+            headers = {"Retry-After": str(verdict.retry_after), **headers}
         raise GraphError(
             429,
             "TooManyRequests",
             "Too many requests. Please retry later.",
-            headers={
-                "Retry-After": str(verdict.retry_after),
-                "x-ms-throttle-scope": verdict.scope,
-                "x-ms-throttle-information": verdict.information,
-            },
+            headers=headers,
             on_sent=(lambda: delivered(bucket, self.clock.now(), req.conn)) if bucket else None,
         )
 
@@ -274,6 +297,7 @@ class GraphService:
             "earlyRetries": self.counters["early_retries"],
             "throttledInFlight": self.counters["throttled_in_flight"],
             "throttledAt": list(self.throttle_log),
+            "neighbourWrites": round(self.throttler.neighbour_writes),
             "faults": {
                 k: v
                 for k, v in self.counters.items()

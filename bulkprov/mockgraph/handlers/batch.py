@@ -23,7 +23,14 @@ from ..settings import MockSettings
 from ..wire import GraphError, MockRequest, MockResponse, error_response
 
 #: the headers of an item's answer that the batch's answer carries for it
-ITEM_HEADERS = ("retry-after", "location", "x-ms-throttle-scope", "x-ms-throttle-information")
+ITEM_HEADERS = (
+    "retry-after",
+    "location",
+    "x-ms-throttle-scope",
+    "x-ms-throttle-information",
+    "x-ms-resource-unit",
+    "x-ms-throttle-limit-percentage",
+)
 
 
 def _item_error(status: int, code: str, message: str) -> MockResponse:
