@@ -55,9 +55,9 @@ class TestSchedule:
         """Load shedding from 5 to 20 halves the limit inside that window only."""
         assert list(Schedule(shed=(5.0, 20.0, 0.5)).pieces(t0, t1)) == pieces
 
-    def test_a_bursty_neighbour_writes_in_the_first_part_of_each_period(self) -> None:
+    def test_a_bursty_other_app_writes_in_the_first_part_of_each_period(self) -> None:
         """Another app writing 2/s in the first 3 s of every 10 s, counted from the origin."""
-        s = Schedule(origin=100.0, neighbour=(2.0, 10.0, 3.0))
+        s = Schedule(origin=100.0, other_app=(2.0, 10.0, 3.0))
         assert list(s.pieces(101.0, 115.0)) == [
             (103.0, 1.0, 2.0),
             (110.0, 1.0, 0.0),
@@ -66,39 +66,39 @@ class TestSchedule:
         ]
 
 
-class TestNeighbour:
+class TestOtherApp:
     """Another app of the tenant spends the tenant's write budget (Tenant/Write, 1 per s here)."""
 
-    def test_a_steady_neighbour_takes_its_share_of_the_refill(self) -> None:
+    def test_a_steady_other_app_takes_its_share_of_the_refill(self) -> None:
         """At 0.5 writes/s it leaves half of the tenant bucket's refill: 5 writes in 10 s."""
-        t = throttler(tenant_write_limit=10, tenant_write_window=10.0, neighbour_write_rate=0.5)
+        t = throttler(tenant_write_limit=10, tenant_write_window=10.0, other_app_write_rate=0.5)
         assert writes_allowed(t, 0.0) == 10
         assert writes_allowed(t, 10.0) == 5
-        assert t.neighbour_writes == pytest.approx(5.0)
+        assert t.other_app_writes == pytest.approx(5.0)
         v = write(t, 10.0)
         assert (v.scope, v.information) == ("Tenant/Write/t", "WriteLimitExceeded")
         assert v.retry_after == 2  # the bucket fills at 0.5/s net
 
-    def test_a_bursty_neighbour_takes_all_while_it_writes(self) -> None:
+    def test_a_bursty_other_app_takes_all_while_it_writes(self) -> None:
         """Writing 1/s on average in bursts (2/s in the first half of every 10 s), it takes
         the whole refill while it writes, and none in the other half."""
         t = throttler(
             tenant_write_limit=10,
             tenant_write_window=10.0,
-            neighbour_write_rate=1.0,
-            neighbour_period=10.0,
-            neighbour_duty=0.5,
+            other_app_write_rate=1.0,
+            other_app_period=10.0,
+            other_app_duty=0.5,
         )
         assert writes_allowed(t, 0.0) == 10
         v = write(t, 2.0)
         assert not v.allowed and v.scope == "Tenant/Write/t"
         assert v.retry_after == 4  # nothing until the burst ends at 5, then 1 s for one write
         assert writes_allowed(t, 10.0) == 5
-        assert t.neighbour_writes == pytest.approx(5.0)
+        assert t.other_app_writes == pytest.approx(5.0)
 
-    def test_a_neighbour_draws_on_the_tenant_scope_only(self) -> None:
+    def test_another_app_draws_on_the_tenant_scope_only(self) -> None:
         """It writes in each tenant's Tenant/Write bucket, never in the app's own buckets."""
-        t = throttler(write_limit=10, write_window=10.0, neighbour_write_rate=100.0)
+        t = throttler(write_limit=10, write_window=10.0, other_app_write_rate=100.0)
         assert writes_allowed(t, 0.0) == 10
         v = write(t, 0.5)
         assert v.scope == "Tenant_Application/Write/a/t"
@@ -293,13 +293,13 @@ async def test_per_app_limit_across_tenants_over_https(mock: MockGraph) -> None:
                         throttle=ThrottleSettings(tenant_write_limit=4,
                                                   tenant_write_window=40_000.0))],
 )
-async def test_a_neighbour_set_live_over_https(graph: PlainGraph, mock: MockGraph) -> None:
+async def test_another_app_set_live_over_https(graph: PlainGraph, mock: MockGraph) -> None:
     """/_mock/control turns another app on: it spends the rest of the tenant's writes (the
     stats count them) and the next write is 429 in the Tenant/Write scope."""
     assert mock.info is not None
     r = await graph.post(f"/applicationTemplates/{AWS}/instantiate", {"displayName": "Busy"})
     assert r.status == 201
-    changes = {"throttle": {"neighbour_write_rate": 100.0, "shed_scopes": ["Tenant/Write"]}}
+    changes = {"throttle": {"other_app_write_rate": 100.0, "shed_scopes": ["Tenant/Write"]}}
     r = await graph.post(f"{graph.info.graph_url}/_mock/control",
                          {"action": "settings", "changes": changes})
     assert r.status == 200, r.body
@@ -307,4 +307,23 @@ async def test_a_neighbour_set_live_over_https(graph: PlainGraph, mock: MockGrap
     r = await graph.patch("/applications/00000000-0000-0000-0000-000000000000", {"notes": "x"})
     assert r.status == 429, r.body
     assert r.headers["x-ms-throttle-scope"] == f"Tenant/Write/{mock.info.tenant_id}"
-    assert mock.stats()["neighbourWrites"] == 3  # what the instantiate left of 4
+    assert mock.stats()["otherAppWrites"] == 3  # what the instantiate left of 4
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"retry_after": "later"}, "retry_after must be one of"),
+        ({"retry_after_value": -1.0}, "retry_after_value"),
+        ({"retry_after_factor": 0.0}, "retry_after_factor"),
+        ({"other_app_write_rate": -5.0}, "other_app_write_rate"),
+        ({"other_app_period": 0.5}, "other_app_period"),
+        ({"other_app_duty": 0.0}, "other_app_duty"),
+        ({"shed_factor": 1.5}, "shed_factor"),
+        ({"shed_duration": 0.0}, "shed_duration"),
+    ],
+)
+def test_bad_quota_settings_name_their_field(changes: dict[str, Any], named: str) -> None:
+    """Each new setting is checked, and the error names it."""
+    with pytest.raises(ValueError, match=named):
+        ThrottleSettings(**changes)

@@ -297,7 +297,7 @@ class GraphService:
             "earlyRetries": self.counters["early_retries"],
             "throttledInFlight": self.counters["throttled_in_flight"],
             "throttledAt": list(self.throttle_log),
-            "neighbourWrites": round(self.throttler.neighbour_writes),
+            "otherAppWrites": round(self.throttler.other_app_writes),
             "faults": {
                 k: v
                 for k, v in self.counters.items()

@@ -63,10 +63,10 @@ class ThrottleSettings:
     The limits default to Graph's published ones. The rest shows a Graph less tidy than its
     documentation, each off by default (the defaults are Graph as published):
 
-    - ``neighbour_write_rate``: another app of the tenant spends the tenant's write budget
+    - ``other_app_write_rate``: another app of the tenant spends the tenant's write budget
       (``Tenant/Write``, shared by every app of the tenant) at this many writes per Graph
-      second on average; with ``neighbour_duty`` below 1 it writes in bursts, only in the
-      first ``neighbour_duty`` of every ``neighbour_period`` (at ``rate / duty`` then). Its
+      second on average; with ``other_app_duty`` below 1 it writes in bursts, only in the
+      first ``other_app_duty`` of every ``other_app_period`` (at ``rate / duty`` then). Its
       writes are taken from the bucket while there is room, as a client's would be.
     - ``shed_factor`` below 1: load shedding. From ``shed_start`` for ``shed_duration`` Graph
       seconds after the mock started, the ``shed_scopes`` behave as if their limit were
@@ -106,9 +106,9 @@ class ThrottleSettings:
     # a bucket starts full (a burst of `limit` is allowed) as a token bucket does
     start_full: bool = True
     # another app of the tenant, writing too (Tenant/Write)
-    neighbour_write_rate: float = 0.0  # writes per Graph second, on average; 0: none
-    neighbour_period: float = 60.0  # Graph seconds
-    neighbour_duty: float = 1.0  # the share of each period it writes in; 1: steadily
+    other_app_write_rate: float = 0.0  # writes per Graph second, on average; 0: none
+    other_app_period: float = 60.0  # Graph seconds
+    other_app_duty: float = 1.0  # the share of each period it writes in; 1: steadily
     # load shedding
     shed_factor: float = 1.0  # 1: none
     shed_scopes: tuple[str, ...] = ("Tenant_Application/Write",)
@@ -134,7 +134,7 @@ class ThrottleSettings:
         scopes: Any = self.shed_scopes  # a list or one name, as a control request may send it
         scopes = (scopes,) if isinstance(scopes, str) else tuple(scopes)
         object.__setattr__(self, "shed_scopes", scopes)
-        self._check_neighbour_and_shedding()
+        self._check_other_app_and_shedding()
         if self.retry_after not in RETRY_AFTER_MODES:
             raise ValueError(f"retry_after must be one of {list(RETRY_AFTER_MODES)}")
         if not 0 <= self.retry_after_value < math.inf:
@@ -142,13 +142,13 @@ class ThrottleSettings:
         if not 0 < self.retry_after_factor < math.inf:
             raise ValueError("retry_after_factor must be positive")
 
-    def _check_neighbour_and_shedding(self) -> None:
-        if not 0 <= self.neighbour_write_rate < math.inf:
-            raise ValueError("neighbour_write_rate must be 0 or more")
-        if not 1 <= self.neighbour_period < math.inf:
-            raise ValueError("neighbour_period must be at least 1 Graph second")
-        if not 0 < self.neighbour_duty <= 1:
-            raise ValueError("neighbour_duty must be in (0, 1]")
+    def _check_other_app_and_shedding(self) -> None:
+        if not 0 <= self.other_app_write_rate < math.inf:
+            raise ValueError("other_app_write_rate must be 0 or more")
+        if not 1 <= self.other_app_period < math.inf:
+            raise ValueError("other_app_period must be at least 1 Graph second")
+        if not 0 < self.other_app_duty <= 1:
+            raise ValueError("other_app_duty must be in (0, 1]")
         if not 0 < self.shed_factor <= 1:
             raise ValueError("shed_factor must be in (0, 1]")
         unknown = set(self.shed_scopes) - set(THROTTLE_SCOPES)

@@ -37,12 +37,12 @@ class Schedule:
     """How a scope's limit and another app's draw on it vary, in Graph seconds.
 
     ``shed``: (start, end, factor), the limit is ``factor`` times the published one in
-    [start, end). ``neighbour``: (rate, period, on), another app takes ``rate`` writes per
+    [start, end). ``other_app``: (rate, period, on), another app takes ``rate`` writes per
     Graph second in the first ``on`` seconds of every ``period`` counted from ``origin``."""
 
     origin: float = 0.0
     shed: tuple[float, float, float] | None = None
-    neighbour: tuple[float, float, float] | None = None
+    other_app: tuple[float, float, float] | None = None
 
     def pieces(self, t0: float, t1: float) -> Iterator[Piece]:
         """The stretches of [t0, t1), in order (one, when nothing changes)."""
@@ -55,8 +55,8 @@ class Schedule:
                     end = min(end, start)
                 elif t < stop:
                     end, factor = min(end, stop), shed_factor
-            if self.neighbour is not None:
-                rate, period, on = self.neighbour
+            if self.other_app is not None:
+                rate, period, on = self.other_app
                 base = self.origin + math.floor((t - self.origin) / period) * period
                 if t < base + on:
                     end, drain = min(end, base + on), rate
@@ -197,13 +197,13 @@ def schedule(settings: ThrottleSettings, scope: Scope, origin: float) -> Schedul
     if s.shed_factor != 1.0 and scope.name in s.shed_scopes:
         start = origin + s.shed_start
         shed = (start, start + s.shed_duration, s.shed_factor)
-    neighbour = None
-    if s.neighbour_write_rate > 0 and scope.name == SHARED_BY_APPS:
-        on = s.neighbour_period * s.neighbour_duty
-        neighbour = (s.neighbour_write_rate / s.neighbour_duty, s.neighbour_period, on)
-    if shed is None and neighbour is None:
+    other_app = None
+    if s.other_app_write_rate > 0 and scope.name == SHARED_BY_APPS:
+        on = s.other_app_period * s.other_app_duty
+        other_app = (s.other_app_write_rate / s.other_app_duty, s.other_app_period, on)
+    if shed is None and other_app is None:
         return STEADY
-    return Schedule(origin, shed, neighbour)
+    return Schedule(origin, shed, other_app)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +243,7 @@ class Throttler:
         # waits that long to be read by a client on the same loop, and a request that client
         # sent before it could read it waits as long again to be read here
         self.loop_lag = 0.0
-        self.neighbour_writes = 0.0  # writes another app took from the tenants' budgets
+        self.other_app_writes = 0.0  # writes another app took from the tenants' budgets
         self._buckets: dict[tuple[str, ...], TokenBucket] = {}
 
     def _metered(self, app_id: str, tenant_id: str, charge: Charge, now: float) -> list[_Metered]:
@@ -265,7 +265,7 @@ class Throttler:
                     limit=limit, window=getattr(s, scope.window), level=start, updated=now
                 )
                 self._buckets[key] = bucket
-            self.neighbour_writes += bucket.refill(now, plan)
+            self.other_app_writes += bucket.refill(now, plan)
             out.append(_Metered(scope, bucket, plan, scope.cost(charge), "/".join(key)))
         return out
 
