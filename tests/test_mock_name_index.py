@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bulkprov.mockgraph.graph import name_in_filter
+from bulkprov.mockgraph.handlers.directory import name_in_filter
 
 from .graphclient import PlainGraph
 from .test_mock_directory import AWS, DATABRICKS, collect, instantiate

@@ -9,7 +9,7 @@ import time
 
 # the CLI imports these lazily: imported here, they stay out of the run's CPU as before
 import bulkprov.commands
-import bulkprov.mockgraph  # noqa: F401
+import bulkprov.mockgraph.server  # noqa: F401
 from bulkprov.cli import main
 
 if __name__ == "__main__":

@@ -2,34 +2,37 @@
 
 Start it with ``bulkprov mock-graph --port N`` or in-process with :func:`run_mock`.
 
-The server (and aiohttp) is imported when one of its names is first used, so that the command
-line can take the mock's options (:mod:`.cli`) without loading the mock itself.
+The names below load their module when first used, so that importing a small part of the
+package (its settings, its command line) does not load the server and its dependencies.
 """
 
-from typing import TYPE_CHECKING, Any
+from __future__ import annotations
 
-from .settings import (
-    FaultSettings,
-    JobSettings,
-    LatencySettings,
-    MockSettings,
-    ReplicationSettings,
-    ThrottleSettings,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .server import MockGraph, MockInfo, run_mock
+    from .settings import (
+        FaultSettings,
+        JobSettings,
+        LatencySettings,
+        MockSettings,
+        ReplicationSettings,
+        ThrottleSettings,
+    )
 
-_SERVER_NAMES = frozenset({"MockGraph", "MockInfo", "run_mock"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _SERVER_NAMES:
-        from . import server
-
-        return getattr(server, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+_WHERE = {
+    "MockGraph": "server",
+    "MockInfo": "server",
+    "run_mock": "server",
+    "FaultSettings": "settings",
+    "JobSettings": "settings",
+    "LatencySettings": "settings",
+    "MockSettings": "settings",
+    "ReplicationSettings": "settings",
+    "ThrottleSettings": "settings",
+}
 
 __all__ = [
     "FaultSettings",
@@ -42,3 +45,12 @@ __all__ = [
     "ThrottleSettings",
     "run_mock",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -86,19 +86,43 @@ def make_tls(
     directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
     files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
-    if reuse and all(f.is_file() for f in (files.ca_file, files.cert_file, files.key_file)):
-        try:
-            kept = x509.load_pem_x509_certificate(files.cert_file.read_bytes())
-            ext = kept.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-            named = {str(n.value) for n in ext.value}
-        except (ValueError, x509.ExtensionNotFound):
-            named = set()
-        else:
-            if kept.not_valid_after_utc > now + dt.timedelta(days=1) and named >= set(hosts):
-                return files
+    if reuse and _still_good(files, hosts, now):
+        return files
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bulkprov mock Graph CA")])
-    ca_cert = (
+    ca_cert = _ca_certificate(ca_key, ca_name, now)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _server_certificate(key, ca_key, ca_name, hosts, now)
+    files.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    files.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    files.key_file.chmod(0o600)
+    return files
+
+
+def _still_good(files: TlsFiles, hosts: tuple[str, ...], now: dt.datetime) -> bool:
+    """Whether the certificate kept in ``files`` names every host and runs for another day."""
+    if not all(f.is_file() for f in (files.ca_file, files.cert_file, files.key_file)):
+        return False
+    try:
+        kept = x509.load_pem_x509_certificate(files.cert_file.read_bytes())
+        ext = kept.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        named = {str(n.value) for n in ext.value}
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+    return kept.not_valid_after_utc > now + dt.timedelta(days=1) and named >= set(hosts)
+
+
+def _ca_certificate(
+    ca_key: ec.EllipticCurvePrivateKey, ca_name: x509.Name, now: dt.datetime
+) -> x509.Certificate:
+    return (
         x509.CertificateBuilder()
         .subject_name(ca_name)
         .issuer_name(ca_name)
@@ -124,14 +148,22 @@ def make_tls(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )
-    key = ec.generate_private_key(ec.SECP256R1())
+
+
+def _server_certificate(
+    key: ec.EllipticCurvePrivateKey,
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_name: x509.Name,
+    hosts: tuple[str, ...],
+    now: dt.datetime,
+) -> x509.Certificate:
     sans: list[x509.GeneralName] = []
     for host in hosts:
         try:
             sans.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             sans.append(x509.DNSName(host))
-    cert = (
+    return (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
         .issuer_name(ca_name)
@@ -149,17 +181,6 @@ def make_tls(
         )
         .sign(ca_key, hashes.SHA256())
     )
-    files.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    files.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files.key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    files.key_file.chmod(0o600)
-    return files
 
 
 def make_client_certificate(common_name: str) -> tuple[bytes, bytes, str]:
@@ -339,6 +360,13 @@ class TokenService:
                 f"'{form.get('grant_type', '')}'; the mock supports client_credentials, "
                 "device_code and refresh_token.",
             )
+        reg = self._app_registration(tenant_id, form)
+        self._authenticate_client(reg, form, token_endpoint)
+        return self._app_token(tenant_id, reg)
+
+    def _app_registration(self, tenant_id: str, form: Mapping[str, str]) -> ClientRegistration:
+        """The registration a client-credentials request names, once its scope and tenant
+        are checked."""
         client_id = form.get("client_id", "")
         scope = form.get("scope", "")
         if not any(s.endswith("/.default") for s in scope.split()):
@@ -366,6 +394,12 @@ class TokenService:
                 f"Application with identifier '{client_id}' was not found in the directory "
                 f"'{tenant_id}'.",
             )
+        return reg
+
+    def _authenticate_client(
+        self, reg: ClientRegistration, form: Mapping[str, str], token_endpoint: str
+    ) -> None:
+        """Check the client's secret or its certificate's signed assertion."""
         if "client_secret" in form:
             if not reg.check_secret(form["client_secret"]):
                 raise OAuthError(
@@ -374,7 +408,7 @@ class TokenService:
                     "AADSTS7000215",
                     "Invalid client secret provided. Ensure the secret being sent in the "
                     f"request is the client secret value, not the client secret ID, for a "
-                    f"secret added to app '{client_id}'.",
+                    f"secret added to app '{reg.client_id}'.",
                 )
         elif form.get("client_assertion_type") == ASSERTION_TYPE:
             self._check_assertion(reg, form.get("client_assertion", ""), token_endpoint)
@@ -386,6 +420,9 @@ class TokenService:
                 "The request body must contain the following parameter: 'client_assertion' "
                 "or 'client_secret'.",
             )
+
+    def _app_token(self, tenant_id: str, reg: ClientRegistration) -> dict[str, Any]:
+        """An app-only access token for ``reg`` in ``tenant_id``."""
         now = time.time()
         claims = {
             "aud": GRAPH_AUDIENCE,
@@ -393,10 +430,10 @@ class TokenService:
             "iat": int(now),
             "nbf": int(now),
             "exp": int(now + self.token_lifetime),
-            "appid": client_id,
+            "appid": reg.client_id,
             "app_displayname": reg.display_name,
             "idtyp": "app",
-            "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant_id}/{client_id}")),
+            "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant_id}/{reg.client_id}")),
             "roles": list(APP_ROLES),
             "tid": tenant_id,
             "uti": b64url(secrets.token_bytes(16)),

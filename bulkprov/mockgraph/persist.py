@@ -39,8 +39,14 @@ from typing import Any
 
 import orjson
 
-from . import catalog
-from .catalog import GalleryApp, KeptSecret, SyncTemplate
+from .catalog import (
+    GalleryApp,
+    KeptSecret,
+    SyncTemplate,
+    find_app,
+    find_sync_template,
+    matching_patterns,
+)
 from .clock import ScaledClock
 from .state import NULL_DATE, Application, Job, ServicePrincipal, Tenant, Visibility
 
@@ -332,7 +338,7 @@ def service_principal_json(sp: ServicePrincipal) -> JSON:
                 "matches": sorted(
                     value.matches
                     if isinstance(value, KeptSecret)
-                    else catalog.matching_patterns(key, value)
+                    else matching_patterns(key, value)
                 ),
             }
             for key, value in sp.secrets.items()
@@ -384,7 +390,7 @@ def restore(tenant: Tenant, data: JSON) -> None:
 
 
 def _gallery_app(template_id: str) -> GalleryApp:
-    app = catalog.find_app(template_id)
+    app = find_app(template_id)
     if app is None:
         raise ValueError(f"application template {template_id} is not in the catalog")
     return app
@@ -431,7 +437,7 @@ def _service_principal(raw: JSON) -> ServicePrincipal:
 
 
 def _job(raw: JSON, sp_id: str, app: GalleryApp) -> Job:
-    template: SyncTemplate | None = catalog.find_sync_template(app, raw["template"])
+    template: SyncTemplate | None = find_sync_template(app, raw["template"])
     if template is None:
         raise ValueError(f"synchronization template {raw['template']} is not in the catalog")
     schema = raw.get("schema")

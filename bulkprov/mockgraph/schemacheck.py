@@ -145,29 +145,8 @@ def _check(value: Any, kind: str, path: str) -> None:
         for i, item in enumerate(value):
             _check(item, kind[1:-1], f"{path}[{i}]")
         return
-    if kind == "str":
-        if not isinstance(value, str):
-            raise SchemaBodyError(f"The property '{where}' must be a string.")
-        return
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise SchemaBodyError(f"The property '{where}' must be a boolean.")
-        return
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SchemaBodyError(f"The property '{where}' must be an integer.")
-        return
-    if kind.startswith("enum:"):
-        name = kind[5:]
-        members = (
-            [m.strip() for m in value.split(",")]
-            if isinstance(value, str) and name == "objectFlowTypes"
-            else [value]
-        )
-        if not all(isinstance(m, str) and m in _ENUMS[name] for m in members):
-            raise SchemaBodyError(
-                f"The value '{value}' of '{where}' is not a member of the {name} enumeration."
-            )
+    if kind in _SCALARS or kind.startswith("enum:"):
+        _check_scalar(value, kind, where)
         return
     props = _TYPES[kind]
     if not isinstance(value, dict):
@@ -180,3 +159,29 @@ def _check(value: Any, kind: str, path: str) -> None:
                 f"Property '{key}' does not exist on type 'microsoft.graph.{kind}' (at '{where}')."
             )
         _check(sub, props[key], f"{path}.{key}" if path else key)
+
+
+_SCALARS = {"str": "a string", "bool": "a boolean", "int": "an integer"}
+
+
+def _check_scalar(value: Any, kind: str, where: str) -> None:
+    """A string, boolean, integer or enumeration member (``enum:<name>``)."""
+    if kind.startswith("enum:"):
+        name = kind[5:]
+        members = (
+            [m.strip() for m in value.split(",")]
+            if isinstance(value, str) and name == "objectFlowTypes"
+            else [value]
+        )
+        if not all(isinstance(m, str) and m in _ENUMS[name] for m in members):
+            raise SchemaBodyError(
+                f"The value '{value}' of '{where}' is not a member of the {name} enumeration."
+            )
+        return
+    ok = {
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+    }[kind]
+    if not ok:
+        raise SchemaBodyError(f"The property '{where}' must be {_SCALARS[kind]}.")

@@ -28,13 +28,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
 import orjson
 from aiohttp import web
 
-from . import persist
 from .clock import ScaledClock
-from .graph import GraphService, MockRequest, MockResponse
+from .graph import GraphService
 from .identity import ClientRegistration, MockUser, OAuthError, TokenService, make_tls
+from .persist import PERIOD, Keeper, KeepError, Saved, restore
 from .settings import (
     FaultSettings,
     JobSettings,
@@ -44,6 +45,7 @@ from .settings import (
     ThrottleSettings,
 )
 from .state import Tenant
+from .wire import MockRequest, MockResponse
 
 JSON_CONTENT_TYPE = "application/json"
 GRAPH_CONTENT_TYPE = (
@@ -134,10 +136,10 @@ class MockGraph:
         self.port = port
         self.http_port = http_port
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self.keeper: persist.Keeper | None = None
-        saved: persist.Saved | None = None
+        self.keeper: Keeper | None = None
+        saved: Saved | None = None
         if keep is not None:
-            self.keeper = persist.Keeper(keep)
+            self.keeper = Keeper(keep)
             saved = self.keeper.open(create=create)
             state_dir = keep
         elif state_dir is None:
@@ -171,8 +173,7 @@ class MockGraph:
         self.service = GraphService(self.settings, self.clock, self.tokens, tenants)
         self._token_rng = random.Random(f"{self.settings.faults.seed}:token")
         self._runner: web.AppRunner | None = None
-        self._lag_watch: asyncio.Task[None] | None = None
-        self._saver: asyncio.Task[None] | None = None
+        self._background: contextlib.AsyncExitStack | None = None  # its task group
         self._served = 0  # requests answered: a kept tenant is saved when it moved on
         self.info: MockInfo | None = None
         if self.keeper is not None:
@@ -180,7 +181,7 @@ class MockGraph:
                 for n, t in enumerate(tenants.values()):
                     t.touched = set()
                     if saved is not None:
-                        persist.restore(t, saved.tenants[n])
+                        restore(t, saved.tenants[n])
                 self.keeper.snapshot(list(tenants.values()), self.clock)
             except BaseException:
                 self.keeper.release()  # the kept files stay as they were
@@ -202,9 +203,7 @@ class MockGraph:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_ctx)
         await site.start()
-        self._lag_watch = asyncio.get_running_loop().create_task(self._watch_loop_lag())
-        if self.keeper is not None:
-            self._saver = asyncio.get_running_loop().create_task(self._save_periodically())
+        await self._start_background()
         port = _bound_port(site)
         http_url = None
         if self.http_port is not None:
@@ -228,6 +227,17 @@ class MockGraph:
         )
         return self.info
 
+    async def _start_background(self) -> None:
+        """Run the mock's background work (the loop-lag watch, the periodic save of a kept
+        tenant) under a task group that :meth:`aclose` cancels."""
+        stack = contextlib.AsyncExitStack()
+        tg = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(tg.cancel_scope.cancel)  # runs first: the group then exits at once
+        self._background = stack
+        tg.start_soon(self._watch_loop_lag)
+        if self.keeper is not None:
+            tg.start_soon(self._save_periodically)
+
     async def _watch_loop_lag(self, period: float = 0.02, window: float = 1.0) -> None:
         """Keep the throttler told of the event loop's longest lag over the last ``window``
         seconds, so that a request a busy loop delayed is not judged an early retry."""
@@ -243,7 +253,7 @@ class MockGraph:
                 recent.popleft()
             throttler.loop_lag = max(lag for _, lag in recent) / self.settings.time_scale
 
-    async def _save_periodically(self, period: float = persist.PERIOD) -> None:
+    async def _save_periodically(self, period: float = PERIOD) -> None:
         """Snapshot a kept tenant every ``period`` real seconds in which requests came in
         (job cycles and provisioning logs, which the journal does not hold)."""
         assert self.keeper is not None
@@ -252,17 +262,13 @@ class MockGraph:
             await asyncio.sleep(period)
             if self._served != saved_at:
                 saved_at = self._served
-                with contextlib.suppress(persist.KeepError):  # the journal still has it all
+                with contextlib.suppress(KeepError):  # the journal still has it all
                     self.keeper.snapshot(list(self.service.tenants.values()), self.clock)
 
     async def aclose(self) -> None:
-        for name in ("_lag_watch", "_saver"):
-            task = getattr(self, name)
-            if task is not None:
-                setattr(self, name, None)
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._background is not None:
+            background, self._background = self._background, None
+            await background.aclose()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()

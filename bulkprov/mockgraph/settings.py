@@ -8,6 +8,7 @@ figure comparable to Graph's real pace.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -17,6 +18,19 @@ _V = TypeVar("_V")
 
 # Resource units per 10 s for one app in one tenant, by tenant size (throttling-limits page).
 RU_PER_10S_BY_TENANT_SIZE = MappingProxyType({"small": 3_500, "medium": 5_000, "large": 8_000})
+
+#: The throttle scopes (``x-ms-throttle-scope`` without its ids), in the order a request's
+#: buckets are checked (see :mod:`.throttle`).
+THROTTLE_SCOPES = (
+    "Tenant_Application/Reports",
+    "Tenant_Application/ResourceUnits",
+    "Application/ResourceUnits",
+    "Tenant_Application/Write",
+    "Application/Write",
+    "Tenant/Write",
+)
+#: How the mock tells a throttled client when to come back (see :class:`ThrottleSettings`).
+RETRY_AFTER_MODES = ("graph", "fixed", "scaled", "absent")
 
 #: The route classes that latency and fault settings are keyed by.
 ROUTE_CLASSES = (
@@ -44,7 +58,32 @@ def _frozen(mapping: Mapping[str, _V]) -> Mapping[str, _V]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ThrottleSettings:
-    """Token buckets of the identity and access service, and of the reports service."""
+    """Token buckets of the identity and access service, and of the reports service.
+
+    The limits default to Graph's published ones. The rest shows a Graph less tidy than its
+    documentation, each off by default (the defaults are Graph as published):
+
+    - ``other_app_write_rate``: another app of the tenant spends the tenant's write budget
+      (``Tenant/Write``, shared by every app of the tenant) at this many writes per Graph
+      second on average; with ``other_app_duty`` below 1 it writes in bursts, only in the
+      first ``other_app_duty`` of every ``other_app_period`` (at ``rate / duty`` then). Its
+      writes are taken from the bucket while there is room, as a client's would be.
+    - ``shed_factor`` below 1: load shedding. From ``shed_start`` for ``shed_duration`` Graph
+      seconds after the mock started, the ``shed_scopes`` behave as if their limit were
+      ``shed_factor`` times the published one (capacity and refill rate both).
+    - ``start_full=False``: every bucket starts empty (no burst: the refill rate from the
+      first request on).
+    - ``retry_after``: ``"graph"`` sends Graph's usual ``Retry-After``, the whole seconds until
+      the bucket holds enough again; ``"fixed"`` always ``retry_after_value`` seconds;
+      ``"scaled"`` Graph's value times ``retry_after_factor`` (rounded up: below 1 the client
+      comes back too early and meets another 429, above 1 it waits longer than it needs);
+      ``"absent"`` no ``Retry-After`` at all (the client must back off on its own). The scope
+      stays closed for as long as the 429 said (Graph's value when it said nothing); only a
+      client that was told a time can retry early.
+
+    The per-app limits across tenants (``app_ru_*``, ``app_write_*``) are shared by every
+    tenant the mock serves: its tenants' tokens all name the same app.
+    """
 
     enabled: bool = True
     tenant_size: str = "small"
@@ -66,6 +105,19 @@ class ThrottleSettings:
     reports_window: float = 10.0
     # a bucket starts full (a burst of `limit` is allowed) as a token bucket does
     start_full: bool = True
+    # another app of the tenant, writing too (Tenant/Write)
+    other_app_write_rate: float = 0.0  # writes per Graph second, on average; 0: none
+    other_app_period: float = 60.0  # Graph seconds
+    other_app_duty: float = 1.0  # the share of each period it writes in; 1: steadily
+    # load shedding
+    shed_factor: float = 1.0  # 1: none
+    shed_scopes: tuple[str, ...] = ("Tenant_Application/Write",)
+    shed_start: float = 0.0  # Graph seconds after the mock started
+    shed_duration: float = math.inf  # Graph seconds
+    # what a 429 says about when to come back
+    retry_after: str = "graph"
+    retry_after_value: float = 30.0  # "fixed": Graph seconds (whole, 0 or more)
+    retry_after_factor: float = 1.0  # "scaled"
 
     def __post_init__(self) -> None:
         if self.tenant_size not in RU_PER_10S_BY_TENANT_SIZE:
@@ -79,6 +131,34 @@ class ThrottleSettings:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        scopes: Any = self.shed_scopes  # a list or one name, as a control request may send it
+        scopes = (scopes,) if isinstance(scopes, str) else tuple(scopes)
+        object.__setattr__(self, "shed_scopes", scopes)
+        self._check_other_app_and_shedding()
+        if self.retry_after not in RETRY_AFTER_MODES:
+            raise ValueError(f"retry_after must be one of {list(RETRY_AFTER_MODES)}")
+        if not 0 <= self.retry_after_value < math.inf:
+            raise ValueError("retry_after_value must be 0 or more")
+        if not 0 < self.retry_after_factor < math.inf:
+            raise ValueError("retry_after_factor must be positive")
+
+    def _check_other_app_and_shedding(self) -> None:
+        if not 0 <= self.other_app_write_rate < math.inf:
+            raise ValueError("other_app_write_rate must be 0 or more")
+        if not 1 <= self.other_app_period < math.inf:
+            raise ValueError("other_app_period must be at least 1 Graph second")
+        if not 0 < self.other_app_duty <= 1:
+            raise ValueError("other_app_duty must be in (0, 1]")
+        if not 0 < self.shed_factor <= 1:
+            raise ValueError("shed_factor must be in (0, 1]")
+        unknown = set(self.shed_scopes) - set(THROTTLE_SCOPES)
+        if unknown:
+            raise ValueError(
+                f"unknown throttle scopes in shed_scopes: {sorted(unknown)} "
+                f"(known: {', '.join(THROTTLE_SCOPES)})"
+            )
+        if not 0 <= self.shed_start < math.inf or not self.shed_duration > 0:
+            raise ValueError("shed_start must be 0 or more and shed_duration positive")
 
     @property
     def effective_ru_limit(self) -> int:

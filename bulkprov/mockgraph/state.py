@@ -412,44 +412,7 @@ class Tenant:
         error: tuple[str, str] | None = None,
     ) -> JSON:
         source_id = new_id(self.rng)
-        steps = [
-            {
-                "name": "EntryImportAdd",
-                "provisioningStepType": "import",
-                "status": "success",
-                "description": f"Received {identity_type} '{name}' change of type (Add) from "
-                "Azure Active Directory",
-                "details": {},
-            },
-            {
-                "name": "EntrySynchronizationAdd",
-                "provisioningStepType": "matching",
-                "status": "success",
-                "description": f"{identity_type} '{name}' will be created in {sp.display_name}",
-                "details": {},
-            },
-            {
-                "name": "EntryExportAdd",
-                "provisioningStepType": "export",
-                "status": status,
-                "description": (
-                    f"{identity_type} '{name}' was created in {sp.display_name}"
-                    if status == "success"
-                    else f"Failed to create {identity_type} '{name}' in {sp.display_name}"
-                ),
-                "details": {},
-            },
-        ]
-        status_info: JSON = {"status": status, "errorInformation": None}
-        if error is not None:
-            status_info["errorInformation"] = {
-                "errorCode": error[0],
-                "reason": error[1],
-                "additionalDetails": None,
-                "errorCategory": "nonServiceFailure",
-                "recommendedAction": None,
-            }
-        return {
+        entry: JSON = {
             "id": new_id(self.rng),
             "activityDateTime": self.clock.iso(at),
             "tenantId": self.id,
@@ -463,40 +426,27 @@ class Tenant:
                 "displayName": "Azure AD Provisioning Service",
                 "initiatorType": "system",
             },
-            "servicePrincipal": {"id": sp.id, "displayName": sp.display_name},
-            "sourceSystem": {
-                "id": "0404601d-a9c0-4ec7-bbcd-02660120d8c9",
-                "displayName": "Azure Active Directory",
-                "details": {},
-            },
-            "targetSystem": {
-                "id": sp.id,
-                "displayName": sp.display_name,
-                "details": {
-                    "ApplicationId": sp.app_object_id,
-                    "ServicePrincipalId": sp.id,
-                    "ServicePrincipalDisplayName": sp.display_name,
-                },
-            },
-            "sourceIdentity": {
-                "id": source_id,
-                "displayName": name,
-                "identityType": identity_type,
-                "details": {},
-            },
-            "targetIdentity": {
-                "id": "",
-                "displayName": name if status == "success" else "",
-                "identityType": identity_type,
-                "details": {},
-            },
-            "provisioningStatusInfo": status_info,
-            "provisioningSteps": steps,
-            "modifiedProperties": [
-                {"displayName": "objectId", "oldValue": None, "newValue": source_id},
-                {"displayName": "displayName", "oldValue": None, "newValue": name},
-            ],
         }
+        entry.update(_log_systems(sp))
+        entry["sourceIdentity"] = {
+            "id": source_id,
+            "displayName": name,
+            "identityType": identity_type,
+            "details": {},
+        }
+        entry["targetIdentity"] = {
+            "id": "",
+            "displayName": name if status == "success" else "",
+            "identityType": identity_type,
+            "details": {},
+        }
+        entry["provisioningStatusInfo"] = _log_status(status, error)
+        entry["provisioningSteps"] = _log_steps(sp, identity_type, name, status)
+        entry["modifiedProperties"] = [
+            {"displayName": "objectId", "oldValue": None, "newValue": source_id},
+            {"displayName": "displayName", "oldValue": None, "newValue": name},
+        ]
+        return entry
 
     def _log_initial_cycle(
         self, sp: ServicePrincipal, job: Job, cycle: str, began: float, end: float
@@ -583,3 +533,71 @@ def _unindex(index: dict[str, list[Any]], name: str, obj: object) -> None:
         objs[:] = [o for o in objs if o is not obj]
         if not objs:
             del index[name.casefold()]
+
+
+# ---------------------------------------------------------------------- provisioning log parts
+def _log_systems(sp: ServicePrincipal) -> JSON:
+    """The service principal, source and target systems of a provisioning log entry."""
+    return {
+        "servicePrincipal": {"id": sp.id, "displayName": sp.display_name},
+        "sourceSystem": {
+            "id": "0404601d-a9c0-4ec7-bbcd-02660120d8c9",
+            "displayName": "Azure Active Directory",
+            "details": {},
+        },
+        "targetSystem": {
+            "id": sp.id,
+            "displayName": sp.display_name,
+            "details": {
+                "ApplicationId": sp.app_object_id,
+                "ServicePrincipalId": sp.id,
+                "ServicePrincipalDisplayName": sp.display_name,
+            },
+        },
+    }
+
+
+def _log_status(status: str, error: tuple[str, str] | None) -> JSON:
+    info: JSON = {"status": status, "errorInformation": None}
+    if error is not None:
+        info["errorInformation"] = {
+            "errorCode": error[0],
+            "reason": error[1],
+            "additionalDetails": None,
+            "errorCategory": "nonServiceFailure",
+            "recommendedAction": None,
+        }
+    return info
+
+
+def _log_steps(sp: ServicePrincipal, identity_type: str, name: str, status: str) -> list[JSON]:
+    """The import, matching and export steps of a created entry."""
+    exported = (
+        f"{identity_type} '{name}' was created in {sp.display_name}"
+        if status == "success"
+        else f"Failed to create {identity_type} '{name}' in {sp.display_name}"
+    )
+    return [
+        {
+            "name": "EntryImportAdd",
+            "provisioningStepType": "import",
+            "status": "success",
+            "description": f"Received {identity_type} '{name}' change of type (Add) from "
+            "Azure Active Directory",
+            "details": {},
+        },
+        {
+            "name": "EntrySynchronizationAdd",
+            "provisioningStepType": "matching",
+            "status": "success",
+            "description": f"{identity_type} '{name}' will be created in {sp.display_name}",
+            "details": {},
+        },
+        {
+            "name": "EntryExportAdd",
+            "provisioningStepType": "export",
+            "status": status,
+            "description": exported,
+            "details": {},
+        },
+    ]
