@@ -41,7 +41,7 @@ def mock_settings() -> MockSettings:
 def replay_dump(replay: ledger_mod.Replay) -> dict[str, Any]:
     """All a replay holds, as JSON: what ``replay.json`` of a fixture records."""
     return {
-        "header": replay.header,
+        "header": replay.header.to_json() if replay.header else None,
         "runs": replay.runs,
         "commands": replay.commands,
         "torn": replay.torn,
