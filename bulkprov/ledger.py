@@ -263,17 +263,17 @@ def replay_lines(lines: Iterable[bytes]) -> Replay:
 
 def _fold(replay: Replay, rec: Record | None) -> None:
     """One record into the replay (None: an object that is no record of this release)."""
-    match rec:
-        case Header():
-            replay.header = rec
-        case RunStart():
-            _fold_run(replay, rec)
+    match rec:  # the commonest first
         case StepRecord():
             _fold_step(_state(replay, rec.key, rec.ids), rec)
         case InstanceRecord():
             _fold_instance(replay, rec)
         case CleanupRecord():
             _fold_cleanup(_state(replay, rec.key, None), rec)
+        case RunStart():
+            _fold_run(replay, rec)
+        case Header():
+            replay.header = rec
         case None:
             pass
 

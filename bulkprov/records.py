@@ -82,46 +82,35 @@ FINAL_OK = frozenset({Status.DONE, Status.QUARANTINED})  # finished: a re-run le
 
 # ------------------------------------------------------------------ lenient field readers
 class _Bad:
-    """What a reader gives for a value of the wrong type (it goes to ``extra``)."""
+    """What a conversion gives for a value it does not take (the value goes to ``extra``)."""
 
 
 _BAD = _Bad()
 _E = TypeVar("_E", bound=StrEnum)
 
-
-def _text(v: object) -> object:
-    return v if isinstance(v, str) else _BAD
-
-
-def _int(v: object) -> object:
-    return v if isinstance(v, int) and not isinstance(v, bool) else _BAD
-
-
-def _number(v: object) -> object:
-    return v if isinstance(v, int | float) and not isinstance(v, bool) else _BAD
+# How a field is read: the JSON types its value may have (exactly: a bool is no int), and a
+# conversion of such a value (None: taken as it is)
+_Reader = tuple[tuple[type, ...], Callable[[Any], object] | None]
+_TEXT: _Reader = ((str,), None)
+_INT: _Reader = ((int,), None)
+_NUMBER: _Reader = ((int, float), None)
+_FLAG: _Reader = ((bool,), None)
+_OBJECT: _Reader = ((dict,), None)
 
 
-def _flag(v: object) -> object:
-    return v if isinstance(v, bool) else _BAD
-
-
-def _object(v: object) -> object:
-    return v if isinstance(v, dict) else _BAD
-
-
-def _ids(v: object) -> object:
+def _id_map(v: JSON) -> object:
     """An id map: names to id strings (a None value, as a caller may give, is kept)."""
-    ok = isinstance(v, dict) and all(
-        isinstance(k, str) and (x is None or isinstance(x, str)) for k, x in v.items()
-    )
+    ok = all(isinstance(k, str) and (x is None or isinstance(x, str)) for k, x in v.items())
     return v if ok else _BAD
 
 
-def _name_of(kind: type[_E]) -> Callable[[object], object]:
-    def read(v: object) -> object:
-        return as_name(kind, v) if isinstance(v, str) else _BAD
+_IDS: _Reader = ((dict,), _id_map)
 
-    return read
+
+def _name_of(kind: type[_E]) -> _Reader:
+    """A field holding a name of ``kind``: its member, or the string if it names none."""
+    members: dict[str, _E | str] = {m.value: m for m in kind}
+    return ((str,), lambda v: members.get(v, v))
 
 
 def as_name(kind: type[_E], value: str) -> _E | str:
@@ -132,25 +121,42 @@ def as_name(kind: type[_E], value: str) -> _E | str:
         return value
 
 
-_Field = tuple[str, str, Callable[[object], object]]  # JSON key, attribute, reader
+_Field = tuple[str, str, _Reader]  # JSON key, attribute, reader
 
 
-def _read(raw: Mapping[str, Any], table: tuple[_Field, ...]) -> dict[str, Any]:
-    """The keyword arguments of a record from ``raw`` by ``table``; what the table does not
-    name, or names with a value of another type, goes to ``extra``."""
+class _Spec:
+    """The fields of a record class in the order they are written (JSON key, attribute,
+    reader), and by JSON key for reading."""
+
+    __slots__ = ("by_key", "table")
+
+    def __init__(self, *table: _Field) -> None:
+        self.table = table
+        self.by_key = {key: (attr, *reader) for key, attr, reader in table}
+
+
+def _read(raw: Mapping[str, Any], spec: _Spec) -> dict[str, Any]:
+    """The keyword arguments of a record from ``raw``; a key the record has no field for, or
+    whose value has another type than the field's, goes to ``extra``; null values are left
+    out (they are not written either)."""
     kwargs: dict[str, Any] = {}
     extra: JSON = {}
-    named = {"type"}
-    for key, attr, reader in table:
-        named.add(key)
-        if raw.get(key) is None:
+    by_key = spec.by_key
+    for key, value in raw.items():
+        if value is None or key == "type":
             continue
-        value = reader(raw[key])
-        if value is _BAD:
-            extra[key] = raw[key]
-        else:
-            kwargs[attr] = value
-    extra.update((k, v) for k, v in raw.items() if k not in named)
+        found = by_key.get(key)
+        if found is None or type(value) not in found[1]:
+            extra[key] = value
+            continue
+        attr, _types, convert = found
+        if convert is not None:
+            converted = convert(value)
+            if converted is _BAD:
+                extra[key] = value
+                continue
+            value = converted
+        kwargs[attr] = value
     kwargs["extra"] = extra
     return kwargs
 
@@ -175,11 +181,12 @@ def _write(kind: str, rec: object, table: tuple[_Field, ...], extra: Mapping[str
     return out
 
 
-def _key(raw: Mapping[str, Any]) -> str:
-    key = raw.get("key")
-    if not isinstance(key, str):
+def _keyed(raw: Mapping[str, Any], spec: _Spec) -> dict[str, Any]:
+    """:func:`_read` for a record of an instance, which must have its key."""
+    kwargs = _read(raw, spec)
+    if "key" not in kwargs:
         raise ValueError("a record of an instance without its key")
-    return key
+    return kwargs
 
 
 # ------------------------------------------------------------------ records
@@ -197,22 +204,22 @@ class Header:
     fingerprint_key: str | None = None  # absent in 0.1.0 ledgers
     extra: JSON = field(default_factory=dict)
 
-    TABLE: ClassVar[tuple[_Field, ...]] = (
-        ("version", "version", _int),
-        ("created", "created", _text),
-        ("manifest", "manifest", _text),
-        ("graph", "graph", _text),
-        ("tenant", "tenant", _text),
-        ("salt", "salt", _text),
-        ("fingerprintKey", "fingerprint_key", _text),
+    SPEC: ClassVar[_Spec] = _Spec(
+        ("version", "version", _INT),
+        ("created", "created", _TEXT),
+        ("manifest", "manifest", _TEXT),
+        ("graph", "graph", _TEXT),
+        ("tenant", "tenant", _TEXT),
+        ("salt", "salt", _TEXT),
+        ("fingerprintKey", "fingerprint_key", _TEXT),
     )
 
     def to_json(self) -> JSON:
-        return _write("header", self, self.TABLE, self.extra)
+        return _write("header", self, self.SPEC.table, self.extra)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> Header:
-        return cls(**{"version": None, **_read(raw, cls.TABLE)})
+        return cls(**{"version": None, **_read(raw, cls.SPEC)})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -226,15 +233,15 @@ class RunStart:
     manifest: str | None = None
     extra: JSON = field(default_factory=dict)
 
-    TABLE: ClassVar[tuple[_Field, ...]] = (
-        ("at", "at", _text),
-        ("pid", "pid", _int),
-        ("manifest", "manifest", _text),
-        ("command", "command", _text),
+    SPEC: ClassVar[_Spec] = _Spec(
+        ("at", "at", _TEXT),
+        ("pid", "pid", _INT),
+        ("manifest", "manifest", _TEXT),
+        ("command", "command", _TEXT),
     )
 
     def to_json(self) -> JSON:
-        out = _write("run", self, self.TABLE[:3], {})  # a run's command is left out
+        out = _write("run", self, self.SPEC.table[:3], {})  # a run's command is left out
         if self.command != "run":
             out["command"] = self.command
         out.update((k, v) for k, v in self.extra.items() if v is not None)
@@ -242,7 +249,7 @@ class RunStart:
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> RunStart:
-        kwargs = _read(raw, cls.TABLE)
+        kwargs = _read(raw, cls.SPEC)
         if not kwargs.get("command"):  # "command": "" or absent: a run
             kwargs.pop("command", None)
             kwargs["extra"].pop("command", None)
@@ -275,33 +282,31 @@ class StepRecord:
     reset_scope: str | None = None
     extra: JSON = field(default_factory=dict)
 
-    HEAD: ClassVar[tuple[_Field, ...]] = (
-        ("t", "t", _number),
-        ("key", "key", _text),
+    SPEC: ClassVar[_Spec] = _Spec(
+        ("t", "t", _NUMBER),
+        ("key", "key", _TEXT),
         ("step", "step", _name_of(Step)),
         ("event", "event", _name_of(Event)),
-    )
-    TABLE: ClassVar[tuple[_Field, ...]] = (
-        ("ms", "ms", _int),
-        ("ids", "ids", _ids),
-        ("data", "data", _object),
-        ("attempt", "attempt", _int),
-        ("displayName", "display_name", _text),
-        ("templateId", "template_id", _text),
-        ("settled", "settled", _flag),
-        ("code", "code", _text),
-        ("message", "message", _text),
-        ("requestId", "request_id", _text),
-        ("removed", "removed", _text),
-        ("resetScope", "reset_scope", _text),
+        ("ms", "ms", _INT),
+        ("ids", "ids", _IDS),
+        ("data", "data", _OBJECT),
+        ("attempt", "attempt", _INT),
+        ("displayName", "display_name", _TEXT),
+        ("templateId", "template_id", _TEXT),
+        ("settled", "settled", _FLAG),
+        ("code", "code", _TEXT),
+        ("message", "message", _TEXT),
+        ("requestId", "request_id", _TEXT),
+        ("removed", "removed", _TEXT),
+        ("resetScope", "reset_scope", _TEXT),
     )
 
     def to_json(self) -> JSON:
-        return _write("step", self, self.HEAD + self.TABLE, self.extra)
+        return _write("step", self, self.SPEC.table, self.extra)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> StepRecord:
-        return cls(**{**_read(raw, cls.HEAD + cls.TABLE), "key": _key(raw)})
+        return cls(**_keyed(raw, cls.SPEC))
 
     @classmethod
     def of(
@@ -309,7 +314,7 @@ class StepRecord:
     ) -> StepRecord:
         """A record from the JSON names of its fields (``displayName=``, ``requestId=``...);
         a name no field has is kept in ``extra``."""
-        attrs = {k: a for k, a, _r in cls.TABLE}
+        attrs = _STEP_DATA
         known = {attrs[k]: v for k, v in data.items() if k in attrs}
         extra = {k: v for k, v in data.items() if k not in attrs}
         step, event = as_name(Step, step), as_name(Event, event)
@@ -348,8 +353,10 @@ class InstanceError:
         )
 
 
-def _error(v: object) -> object:
-    return InstanceError.from_json(v) if isinstance(v, dict) else _BAD
+_STEP_DATA = {k: a for k, a, _r in StepRecord.SPEC.table[4:]}  # JSON key -> attribute
+
+
+_ERROR: _Reader = ((dict,), InstanceError.from_json)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -379,32 +386,33 @@ class InstanceRecord:
     purged: bool | None = None
     extra: JSON = field(default_factory=dict)
 
-    TABLE: ClassVar[tuple[_Field, ...]] = (
-        ("t", "t", _number),
-        ("key", "key", _text),
+    SPEC: ClassVar[_Spec] = _Spec(
+        ("t", "t", _NUMBER),
+        ("key", "key", _TEXT),
         ("status", "status", _name_of(Status)),
-        ("at", "at", _text),
-        ("displayName", "display_name", _text),
-        ("template", "template", _text),
-        ("ids", "ids", _ids),
-        ("templateId", "template_id", _text),
-        ("jobStatus", "job_status", _text),
-        ("quarantine", "quarantine", _object),
-        ("lastExecution", "last_execution", _text),
-        ("logs", "logs", _object),
-        ("error", "error", _error),
-        ("timings", "timings", _object),
-        ("seconds", "seconds", _number),
-        ("removedIds", "removed_ids", _object),
-        ("purged", "purged", _flag),
+        ("at", "at", _TEXT),
+        ("displayName", "display_name", _TEXT),
+        ("template", "template", _TEXT),
+        ("ids", "ids", _IDS),
+        ("templateId", "template_id", _TEXT),
+        ("jobStatus", "job_status", _TEXT),
+        ("quarantine", "quarantine", _OBJECT),
+        ("lastExecution", "last_execution", _TEXT),
+        ("logs", "logs", _OBJECT),
+        ("error", "error", _ERROR),
+        ("timings", "timings", _OBJECT),
+        ("seconds", "seconds", _NUMBER),
+        ("removedIds", "removed_ids", _OBJECT),
+        ("purged", "purged", _FLAG),
     )
 
     def to_json(self) -> JSON:
-        return _write("instance", self, self.TABLE, self.extra)
+        return _write("instance", self, self.SPEC.table, self.extra)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> InstanceRecord:
-        return cls(**{**_read(raw, cls.TABLE), "key": _key(raw)})
+        return cls(**_keyed(raw, cls.SPEC))
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CleanupRecord:
@@ -423,26 +431,26 @@ class CleanupRecord:
     request_id: str | None = None
     extra: JSON = field(default_factory=dict)
 
-    TABLE: ClassVar[tuple[_Field, ...]] = (
-        ("key", "key", _text),
-        ("object", "kind", _text),
-        ("id", "object_id", _text),
+    SPEC: ClassVar[_Spec] = _Spec(
+        ("key", "key", _TEXT),
+        ("object", "kind", _TEXT),
+        ("id", "object_id", _TEXT),
         ("event", "event", _name_of(Event)),
-        ("found", "found", _flag),
-        ("code", "code", _text),
-        ("message", "message", _text),
-        ("requestId", "request_id", _text),
+        ("found", "found", _FLAG),
+        ("code", "code", _TEXT),
+        ("message", "message", _TEXT),
+        ("requestId", "request_id", _TEXT),
     )
 
     def to_json(self) -> JSON:
-        out = _write("cleanup", self, self.TABLE, self.extra)
+        out = _write("cleanup", self, self.SPEC.table, self.extra)
         if self.event == Event.ERROR:
             out.setdefault("requestId", None)  # an error's request id is written, null or not
         return out
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> CleanupRecord:
-        return cls(**{**_read(raw, cls.TABLE), "key": _key(raw)})
+        return cls(**_keyed(raw, cls.SPEC))
 
 
 Record = Header | RunStart | StepRecord | InstanceRecord | CleanupRecord

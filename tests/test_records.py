@@ -225,10 +225,10 @@ json_value = st.recursive(
     max_leaves=6,
 )
 KNOWN = {
-    "step": [k for k, _a, _r in StepRecord.HEAD + StepRecord.TABLE if k != "key"],
-    "instance": [k for k, _a, _r in InstanceRecord.TABLE if k not in ("key", "error")],
-    "cleanup": [k for k, _a, _r in CleanupRecord.TABLE if k not in ("key", "event")],
-    "header": [k for k, _a, _r in Header.TABLE],
+    "step": [k for k, _a, _r in StepRecord.SPEC.table if k != "key"],
+    "instance": [k for k, _a, _r in InstanceRecord.SPEC.table if k not in ("key", "error")],
+    "cleanup": [k for k, _a, _r in CleanupRecord.SPEC.table if k not in ("key", "event")],
+    "header": [k for k, _a, _r in Header.SPEC.table],
 }
 
 
