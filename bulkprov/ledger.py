@@ -301,7 +301,8 @@ def _fold_step(st: InstanceState, rec: StepRecord) -> None:
         st.instantiate_attempts += 1
         st.instantiate_pending = True
         st.attempt = {
-            k: v for k, v in (("displayName", rec.display_name), ("templateId", rec.template_id))
+            k: v
+            for k, v in (("displayName", rec.display_name), ("templateId", rec.template_id))
             if v
         }
         if rec.display_name is not None:
