@@ -35,7 +35,8 @@ from .errors import (
     UnsafeRequest,
 )
 from .graph import Graph
-from .ledger import REMOVED, InstanceState, Ledger, Replay, now_iso
+from .ledger import InstanceState, Ledger, Replay, now_iso
+from .records import CleanupRecord, Event, InstanceRecord, Status
 from .redact import shorten
 
 log = structlog.get_logger("bulkprov.cleanup")
@@ -104,8 +105,8 @@ class CleanupResult:
 
 
 def _name(st: InstanceState) -> str:
-    final = st.final or {}
-    return str(final.get("displayName") or st.attempt.get("displayName") or st.key)
+    name = st.record.display_name if st.record else None
+    return str(name or st.attempt.get("displayName") or st.key)
 
 
 def plan(replay: Replay, *, include_adopted: bool = False, purge: bool = False) -> CleanupPlan:
@@ -113,10 +114,11 @@ def plan(replay: Replay, *, include_adopted: bool = False, purge: bool = False) 
     targets: list[Target] = []
     kept: list[Kept] = []
     for key, st in replay.instances.items():
-        if st.status == REMOVED:
-            final = st.final or {}
-            ids = final.get("removedIds") or {}
-            if purge and not final.get("purged") and any(ids.get(k) for k in (SP, APP)):
+        if st.status == Status.REMOVED:
+            final = st.record
+            ids = (final.removed_ids if final else None) or {}
+            purged = final.purged if final else None
+            if purge and not purged and any(ids.get(k) for k in (SP, APP)):
                 t = Target(key, _name(st), None, closes=True, removed_ids=dict(ids))
                 t.purge = [
                     ids[k] for k in (SP, APP) if ids.get(k) and (DELETED, ids[k]) not in st.removed
@@ -254,15 +256,14 @@ class Cleaner:
                 return False
         if t.closes:
             self.ledger.append(
-                {
-                    "type": "instance",
-                    "key": t.key,
-                    "status": REMOVED,
-                    "at": now_iso(),
-                    "displayName": t.name,
-                    "removedIds": t.removed_ids,
-                    "purged": bool(t.purge) or not t.removed_ids,
-                }
+                InstanceRecord(
+                    key=t.key,
+                    status=Status.REMOVED,
+                    at=now_iso(),
+                    display_name=t.name,
+                    removed_ids=t.removed_ids,
+                    purged=bool(t.purge) or not t.removed_ids,
+                )
             )
             self.result.removed += 1
         return True
@@ -278,39 +279,37 @@ class Cleaner:
                 await self.graph.delete_application(object_id)
             else:
                 await self.graph.purge_deleted_item(object_id)
-            event = "done"
+            event = Event.DONE
         except GraphError as err:
             if err.status != 404:
                 return self._error(t, kind, object_id, err.code, err.graph_message, err.request_id)
-            event = "gone"
+            event = Event.GONE
         except STOPS_THE_COMMAND:
             raise
         except (TransportError, UnsafeRequest, BulkProvError) as err:
             return self._error(t, kind, object_id, type(err).__name__, str(err), None)
-        record: JSON = {"type": "cleanup", "key": t.key, "object": kind, "id": object_id}
-        record["event"] = event
-        if t.found:
-            record["found"] = True
-        self.ledger.append(record)
-        (self.result.deleted if event == "done" else self.result.gone)[kind] += 1
+        found = True if t.found else None
+        self.ledger.append(
+            CleanupRecord(key=t.key, kind=kind, object_id=object_id, event=event, found=found)
+        )
+        (self.result.deleted if event == Event.DONE else self.result.gone)[kind] += 1
         if self.on_deleted is not None:
-            self.on_deleted(t.key, kind, event)
+            self.on_deleted(t.key, kind, str(event))
         return True
 
     def _error(
         self, t: Target, kind: str, object_id: str, code: str, message: str, rid: str | None
     ) -> bool:
         self.ledger.append(
-            {
-                "type": "cleanup",
-                "key": t.key,
-                "object": kind,
-                "id": object_id,
-                "event": "error",
-                "code": code,
-                "message": shorten(message, 500, self.ledger.redactor),
-                "requestId": rid,
-            }
+            CleanupRecord(
+                key=t.key,
+                kind=kind,
+                object_id=object_id,
+                event=Event.ERROR,
+                code=code,
+                message=shorten(message, 500, self.ledger.redactor),
+                request_id=rid,
+            )
         )
         self.result.errors.append(
             {

@@ -467,7 +467,7 @@ def status_summary(replay: ledger_mod.Replay) -> dict[str, Any]:
         statuses[st.status or "in progress"] += 1
         for step in st.done:
             steps_done[step] += 1
-        final = st.final or {}
+        final = st.record
         rows.append(
             {
                 "key": key,
@@ -475,9 +475,9 @@ def status_summary(replay: ledger_mod.Replay) -> dict[str, Any]:
                 "applicationId": st.ids.get("applicationId"),
                 "servicePrincipalId": st.ids.get("servicePrincipalId"),
                 "jobId": st.ids.get("jobId"),
-                "jobStatus": final.get("jobStatus"),
-                "error": final.get("error"),
-                "quarantine": final.get("quarantine"),
+                "jobStatus": final.job_status if final else None,
+                "error": final.error.to_json() if final and final.error else None,
+                "quarantine": final.quarantine if final else None,
                 "stepsDone": sorted(st.done),
                 "removed": sorted(kind for kind, _id in st.removed),
             }
@@ -489,7 +489,10 @@ def status_summary(replay: ledger_mod.Replay) -> dict[str, Any]:
         "statuses": dict(statuses),
         "stepsDone": dict(steps_done),
         "tornLastLine": replay.torn,
-        "header": {k: v for k, v in (replay.header or {}).items() if k != "salt"},
+        "header": {
+            k: v for k, v in (replay.header.to_json() if replay.header else {}).items()
+            if k != "salt"
+        },
         "rows": rows,
     }
 

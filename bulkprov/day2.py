@@ -26,6 +26,7 @@ from .graph import Graph
 from .log import configure
 from .monitor import Monitor, MonitorSettings, exit_status
 from .progress import TaskProgress
+from .records import Header
 from .redact import shorten
 
 KIND_LABELS = {
@@ -106,7 +107,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     configure(console_level=("warning", "info", "debug")[min(args.verbose, 2)])
     console = Console(stderr=True, highlight=False)
     replay = _read_ledger(args.ledger)
-    header = replay.header or {}
+    header = replay.header
     opts = connection_options(args)
 
     async def main() -> int:
@@ -143,7 +144,7 @@ async def _cleanup(
     args: argparse.Namespace,
     console: Console,
     label: str,
-    header: dict[str, Any],
+    header: Header | None,
     graph: Graph,
     ledger: ledger_mod.Ledger,
     replay: ledger_mod.Replay,
@@ -152,7 +153,7 @@ async def _cleanup(
     p = cleanup_mod.plan(replay, include_adopted=args.include_adopted, purge=args.purge)
     await cleanup_mod.resolve_lookups(graph, p, replay, purge=args.purge)
     console.print(
-        f"bulkprov cleanup of {args.ledger} (tenant {header.get('tenant')}, "
+        f"bulkprov cleanup of {args.ledger} (tenant {header.tenant if header else None}, "
         f"{label}): {len(p.targets)} instance(s), {_describe(p)}"
     )
     if not p.targets:
@@ -220,7 +221,7 @@ def _print_cleanup(console: Console, result: cleanup_mod.CleanupResult, stats: A
 def cmd_monitor(args: argparse.Namespace) -> int:
     configure(console_level=("warning", "info", "debug")[min(args.verbose, 2)])
     replay = _read_ledger(args.ledger)
-    header = replay.header or {}
+    header = replay.header
     opts = connection_options(args)
     settings = MonitorSettings(
         concurrency=args.concurrency,

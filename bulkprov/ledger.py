@@ -5,14 +5,8 @@ Each append is a single ``write(2)`` of a whole line to a file opened with ``O_A
 the ledger is opened again. Replaying the lines gives, per instance, the ids it has, the steps
 it finished, whether an instantiate may be in flight, and its final result.
 
-Records::
-
-    {"type": "header", "version": 1, "manifest": ..., "graph": ..., "tenant": ..., "salt": ...}
-    {"type": "run", "at": ..., "pid": ...}                       each time a run starts
-    {"type": "run", "command": "cleanup" | "monitor", ...}       another command wrote to it
-    {"type": "step", "key": ..., "step": ..., "event": "start" | "done" | "error", ...}
-    {"type": "instance", "t": ..., "key": ..., "status": "done" | "failed" | "quarantined" | ...}
-    {"type": "cleanup", "key": ..., "object": ..., "id": ..., "event": "done" | "gone" | "error"}
+The records (header, run, step, instance, cleanup) and their format version are
+:mod:`bulkprov.records`; :meth:`Ledger.append` writes one, :func:`replay_lines` folds them.
 
 ``cleanup`` records are written by ``bulkprov cleanup`` as it deletes what a run created
 (``object``: job, servicePrincipal, application, or deletedItem for a purge); ``gone`` means
@@ -50,13 +44,26 @@ import orjson
 import structlog
 
 from .errors import LedgerError
+from .jsontypes import JSON
+from .records import FINAL_OK as FINAL_OK
+from .records import VERSION as VERSION
+from .records import (
+    CleanupRecord,
+    Event,
+    Header,
+    InstanceRecord,
+    Record,
+    RunStart,
+    Status,
+    Step,
+    StepRecord,
+    parse_record,
+)
 from .redact import Redactor as Redactor  # its home was here: importing it from here works
 
 log = structlog.get_logger("bulkprov.ledger")
 
-VERSION = 1
-FINAL_OK = frozenset({"done", "quarantined"})  # finished: a re-run leaves them alone
-REMOVED = "removed"  # the status cleanup gives an instance whose objects it deleted
+REMOVED = Status.REMOVED  # the status cleanup gives an instance whose objects it deleted
 
 
 KEY_FILE_VARIABLE = "BULKPROV_FINGERPRINT_KEY_FILE"
@@ -150,7 +157,7 @@ class InstanceState:
     instantiate_attempts: int = 0  # POSTs started (a write-ahead record each)
     instantiate_pending: bool = False  # a POST started and its outcome was never recorded
     status: str | None = None  # final status, if any
-    final: dict[str, Any] | None = None
+    record: InstanceRecord | None = None  # the instance record that gave it
     errors: int = 0
     # how the instance got its application: "created", "recovered" (a POST whose answer was
     # lost) or "adopted" (it existed before the run); None while unknown
@@ -164,10 +171,15 @@ class InstanceState:
     def finished(self) -> bool:
         return self.status in FINAL_OK
 
+    @property
+    def final(self) -> JSON | None:
+        """:attr:`record` as the JSON the ledger holds (for readers of the record's keys)."""
+        return self.record.to_json() if self.record is not None else None
+
 
 @dataclass(slots=True)
 class Replay:
-    header: dict[str, Any] | None
+    header: Header | None
     instances: dict[str, InstanceState]
     runs: int
     torn: bool  # a torn last line was found (and cut off when opened for writing)
@@ -227,99 +239,118 @@ def _lines_before(path: Path, end: int) -> Iterator[bytes]:
 
 def replay_lines(lines: Iterable[bytes]) -> Replay:
     """Fold ledger lines into per-instance state. A line that does not parse must be the last."""
-    header: dict[str, Any] | None = None
-    states: dict[str, InstanceState] = {}
-    runs = 0
-    commands: dict[str, int] = {}
-    torn = False
-    pending_bad: int | None = None
+    replay = Replay(None, {}, 0, False)
     for n, raw in enumerate(lines, start=1):
-        if pending_bad is not None:
+        if replay.bad_last_line is not None:
             raise LedgerError(
-                f"ledger line {pending_bad} is corrupt (not JSON) and is not the "
+                f"ledger line {replay.bad_last_line} is corrupt (not JSON) and is not the "
                 "last line; refusing to guess what happened (if that line is not a bulkprov "
                 "record, e.g. an edit, remove it and run again)"
             )
         if not raw.strip():
             continue
         try:
-            rec = orjson.loads(raw)
-            if not isinstance(rec, dict):
-                raise TypeError
-        except (orjson.JSONDecodeError, TypeError):
-            pending_bad = n
-            torn = True
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            obj = None
+        if not isinstance(obj, dict):
+            replay.bad_last_line = n  # a whole line that is no record: it must be the last
+            replay.torn = True
             continue
-        kind = rec.get("type")
-        if kind == "header":
-            header = rec
-            continue
-        if kind == "run":
-            command = str(rec.get("command") or "run")
-            if command == "run":
-                runs += 1
-            else:
-                commands[command] = commands.get(command, 0) + 1
-            continue
-        key = rec.get("key")
-        if not isinstance(key, str):
-            continue
-        st = states.get(key)
-        if st is None:
-            st = states[key] = InstanceState(key)
-        ids = rec.get("ids")
-        if isinstance(ids, dict):
-            st.ids.update({k: str(v) for k, v in ids.items() if v})
-        if kind == "step":
-            step, event = rec.get("step"), rec.get("event")
-            if step == "instantiate" and event == "attempt":
-                st.instantiate_attempts += 1
-                st.instantiate_pending = True
-                st.attempt = {
-                    k: str(rec[k]) for k in ("displayName", "templateId") if rec.get(k)
-                }
-                if isinstance(rec.get("displayName"), str):
-                    st.display_name = rec["displayName"]
-            elif event == "done":
-                st.done.add(str(step))
-                data = rec.get("data")
-                if not isinstance(data, dict):
-                    data = {}
-                if step == "instantiate":
-                    st.instantiate_pending = False
-                    for how in ("created", "recovered", "adopted"):
-                        if data.get(how):
-                            st.origin = how
-                elif step == "job":
-                    st.job_adopted = bool(data.get("adopted"))
-            elif event == "error":
-                st.errors += 1
-                if step == "instantiate" and rec.get("settled"):
-                    st.instantiate_pending = False
-        elif kind == "instance":
-            st.status = str(rec.get("status"))
-            st.final = rec
-            if isinstance(rec.get("displayName"), str):
-                st.display_name = rec["displayName"]
-            if st.status == REMOVED:
-                # its objects are deleted: what the ledger knew of them no longer holds
-                fresh = InstanceState(key, status=st.status, final=rec, removed=st.removed)
-                states[key] = fresh
-        elif (
-            kind == "cleanup"
-            and rec.get("event") in ("done", "gone")
-            and isinstance(rec.get("id"), str)
-        ):
-            st.removed.add((str(rec.get("object")), rec["id"]))
-    return Replay(header, states, runs, torn, commands, bad_last_line=pending_bad)
+        _fold(replay, parse_record(obj))
+    return replay
 
 
-def check_target(path: Path, header: dict[str, Any], *, graph: str, tenant: str) -> None:
+def _fold(replay: Replay, rec: Record | None) -> None:
+    """One record into the replay (None: an object that is no record of this release)."""
+    match rec:  # the commonest first
+        case StepRecord():
+            _fold_step(_state(replay, rec.key, rec.ids), rec)
+        case InstanceRecord():
+            _fold_instance(replay, rec)
+        case CleanupRecord():
+            _fold_cleanup(_state(replay, rec.key, None), rec)
+        case RunStart():
+            _fold_run(replay, rec)
+        case Header():
+            replay.header = rec
+        case None:
+            pass
+
+
+def _state(replay: Replay, key: str, ids: Mapping[str, str | None] | None) -> InstanceState:
+    """The state of instance ``key`` (new if the ledger had none), given the ``ids`` of its
+    record."""
+    st = replay.instances.get(key)
+    if st is None:
+        st = replay.instances[key] = InstanceState(key)
+    if ids:
+        st.ids.update({k: str(v) for k, v in ids.items() if v})
+    return st
+
+
+def _fold_run(replay: Replay, rec: RunStart) -> None:
+    if rec.command == "run":
+        replay.runs += 1
+    else:
+        replay.commands[rec.command] = replay.commands.get(rec.command, 0) + 1
+
+
+def _fold_step(st: InstanceState, rec: StepRecord) -> None:
+    if rec.step == Step.INSTANTIATE and rec.event == Event.ATTEMPT:
+        st.instantiate_attempts += 1
+        st.instantiate_pending = True
+        st.attempt = {
+            k: v
+            for k, v in (("displayName", rec.display_name), ("templateId", rec.template_id))
+            if v
+        }
+        if rec.display_name is not None:
+            st.display_name = rec.display_name
+    elif rec.event == Event.DONE:
+        st.done.add(str(rec.step))
+        _fold_done(st, rec.step, rec.data or {})
+    elif rec.event == Event.ERROR:
+        st.errors += 1
+        if rec.step == Step.INSTANTIATE and rec.settled:
+            st.instantiate_pending = False
+
+
+def _fold_done(st: InstanceState, step: Step | str | None, data: Mapping[str, Any]) -> None:
+    """What a step's ``done`` record says of how the instance got its objects."""
+    if step == Step.INSTANTIATE:
+        st.instantiate_pending = False
+        for how in ("created", "recovered", "adopted"):
+            if data.get(how):
+                st.origin = how
+    elif step == Step.JOB:
+        st.job_adopted = bool(data.get("adopted"))
+
+
+def _fold_instance(replay: Replay, rec: InstanceRecord) -> None:
+    st = _state(replay, rec.key, rec.ids)
+    st.status = str(rec.status)
+    st.record = rec
+    if rec.display_name is not None:
+        st.display_name = rec.display_name
+    if st.status == Status.REMOVED:
+        # its objects are deleted: what the ledger knew of them no longer holds
+        fresh = InstanceState(rec.key, status=st.status, record=rec, removed=st.removed)
+        replay.instances[rec.key] = fresh
+
+
+def _fold_cleanup(st: InstanceState, rec: CleanupRecord) -> None:
+    if rec.event in (Event.DONE, Event.GONE) and rec.object_id is not None:
+        st.removed.add((str(rec.kind), rec.object_id))
+
+
+def check_target(path: Path, header: Header | None, *, graph: str, tenant: str) -> None:
     """Refuse a ledger written against another Graph or tenant than the one connected to."""
-    for name, mine in (("graph", graph), ("tenant", tenant)):
-        if header.get(name) != mine:
+    recorded = (header.graph, header.tenant) if header is not None else (None, None)
+    for name, was, mine in (("graph", recorded[0], graph), ("tenant", recorded[1], tenant)):
+        if was != mine:
             raise LedgerError(
-                f"{path} records a run against {name} {header.get(name)!r}, not "
+                f"{path} records a run against {name} {was!r}, not "
                 f"{mine!r}: use another ledger for another {name}"
             )
 
@@ -549,13 +580,13 @@ class Ledger:
             header = self.replay.header
             if header is None:
                 raise LedgerError(f"{self.path} is not a bulkprov ledger (no header line)")
-            if header.get("version") != VERSION:
+            if header.version != VERSION:
                 raise LedgerError(
-                    f"{self.path} is a version {header.get('version')} ledger; "
+                    f"{self.path} is a version {header.version} ledger; "
                     f"this bulkprov writes version {VERSION}"
                 )
             check_target(self.path, header, graph=graph, tenant=tenant)
-            self.salt = bytes.fromhex(str(header.get("salt", "")))
+            self.salt = bytes.fromhex(header.salt or "")
             if callable(instances):
                 # the manifest's names of the ledger's instances only: a fresh ledger costs
                 # nothing, and a resumed one no map of every instance
@@ -595,31 +626,26 @@ class Ledger:
         if not p.existing:
             self.salt = secrets.token_bytes(16)
             self.append(
-                {
-                    "type": "header",
-                    "version": VERSION,
-                    "created": now_iso(),
-                    "manifest": p.manifest,
-                    "graph": p.graph,
-                    "tenant": p.tenant,
-                    "salt": self.salt.hex(),
-                    "fingerprintKey": (
+                Header(
+                    version=VERSION,
+                    created=now_iso(),
+                    manifest=p.manifest,
+                    graph=p.graph,
+                    tenant=p.tenant,
+                    salt=self.salt.hex(),
+                    fingerprint_key=(
                         key_id(self._fingerprint_key()) if p.command == "run" else None
                     ),
-                }
+                )
             )
-        run: dict[str, Any] = {"type": "run", "at": now_iso(), "pid": os.getpid()}
-        if p.command == "run":
-            run["manifest"] = p.manifest
-        else:
-            run["command"] = p.command
-        self.append(run)
+        manifest = p.manifest if p.command == "run" else None
+        self.append(RunStart(at=now_iso(), pid=os.getpid(), command=p.command, manifest=manifest))
 
     def check_manifest(self, instances: Collection[str] | Mapping[str, str]) -> None:
         """Refuse a ledger that belongs to another manifest: one with instances this manifest
         lacks, or (given key -> display name) whose instances had another display name, so
         that its application ids would be taken for this manifest's instances."""
-        source = self.replay.header and self.replay.header.get("manifest")
+        source = self.replay.header.manifest if self.replay.header else None
         foreign = [k for k in self.replay.instances if k not in instances]
         if foreign:
             sample = ", ".join(repr(k) for k in sorted(foreign)[:5])
@@ -672,10 +698,11 @@ class Ledger:
             return "other-key"
         return "same" if hmac.compare_digest(stored, self.fingerprint(key, value)) else "changed"
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: Record) -> None:
+        """Write ``record`` as one line, every registered secret in it masked."""
         if self._fd is None:
             raise LedgerError("the ledger is not open")
-        line = orjson.dumps(self.redactor.value(record)) + b"\n"
+        line = orjson.dumps(self.redactor.value(record.to_json())) + b"\n"
         try:
             if os.fstat(self._fd).st_nlink == 0:
                 # deleted (or its directory) while open: what is written now would be lost
@@ -699,16 +726,11 @@ class Ledger:
                 "and resumes from the ledger once the problem is fixed"
             ) from None
 
-    def step(self, key: str, step: str, event: str, **data: Any) -> None:
-        rec: dict[str, Any] = {
-            "type": "step",
-            "t": round(time.time(), 3),
-            "key": key,
-            "step": step,
-            "event": event,
-        }
-        rec.update({k: v for k, v in data.items() if v is not None})
-        self.append(rec)
+    def step(self, key: str, step: Step | str, event: Event | str, **data: Any) -> None:
+        """Append a :class:`StepRecord` of now, its fields given by their JSON names
+        (``ms=``, ``ids=``, ``data=``, ``displayName=``, ``requestId=``...); None ones are
+        left out."""
+        self.append(StepRecord.of(key, step, event, t=round(time.time(), 3), **data))
 
     def close(self) -> None:
         """Stop writing and release the lock (idempotent)."""

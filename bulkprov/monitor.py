@@ -20,7 +20,8 @@ import structlog
 
 from .errors import STOPS_THE_COMMAND, BulkProvError, GraphError
 from .graph import Graph
-from .ledger import REMOVED, Ledger, Replay
+from .ledger import Ledger, Replay
+from .records import Event, Status, Step
 from .redact import Redactor, shorten
 
 log = structlog.get_logger("bulkprov.monitor")
@@ -148,15 +149,15 @@ class Monitor:
         """One row per instance that has a job, in ledger order."""
         rows = []
         for key, st in self.replay.instances.items():
-            if st.status == REMOVED or not st.ids.get("jobId"):
+            if st.status == Status.REMOVED or not st.ids.get("jobId"):
                 continue
             if not st.ids.get("servicePrincipalId"):
                 continue
-            final = st.final or {}
+            name = st.record.display_name if st.record else None
             rows.append(
                 {
                     "key": key,
-                    "displayName": final.get("displayName") or st.attempt.get("displayName"),
+                    "displayName": name or st.attempt.get("displayName"),
                     "servicePrincipalId": st.ids["servicePrincipalId"],
                     "jobId": st.ids["jobId"],
                     "ledgerStatus": st.status or "in progress",
@@ -208,7 +209,7 @@ class Monitor:
         key, sp_id, job_id = row["key"], row["servicePrincipalId"], row["jobId"]
         scope = self.settings.reset_scope
         t0 = time.monotonic()
-        self.ledger.step(key, "restart", "start", resetScope=scope)
+        self.ledger.step(key, Step.RESTART, Event.START, resetScope=scope)
         try:
             await self.graph.restart_job(sp_id, job_id, scope)
         except STOPS_THE_COMMAND:
@@ -216,12 +217,12 @@ class Monitor:
         except BulkProvError as err:
             code = getattr(err, "code", type(err).__name__)
             message = self.redactor.shorten(str(err), 300)
-            self.ledger.step(key, "restart", "error", code=code, message=message)
+            self.ledger.step(key, Step.RESTART, Event.ERROR, code=code, message=message)
             row["restartError"] = message
             log.warning("restart_failed", instance=key, error=self.redactor.shorten(message, 200))
             return
         ms = int((time.monotonic() - t0) * 1000)
-        self.ledger.step(key, "restart", "done", ms=ms, data={"resetScope": scope})
+        self.ledger.step(key, Step.RESTART, Event.DONE, ms=ms, data={"resetScope": scope})
         row["restarted"] = True
         row["statusBeforeRestart"] = row.get("status")
         await self._read(row)
@@ -230,7 +231,7 @@ class Monitor:
         """The latest provisioning failures of every row's service principal."""
         s = self.settings
         sp_ids = sorted({r["servicePrincipalId"] for r in rows})
-        since = s.since or (self.replay.header or {}).get("created")
+        since = s.since or (self.replay.header.created if self.replay.header else None)
         try:
             entries, self.logs_truncated = await self.graph.provisioning_failures(
                 sp_ids=sp_ids if len(sp_ids) <= s.filter_ids else None,

@@ -31,7 +31,7 @@ from .ledger import Ledger, Redactor
 from .manifest import Instance, Lines, ManifestSummary, iter_instances, validate
 from .pipeline import Events, Interrupted, Outcome, Pipeline, ResolvedTemplate
 from .planner import TemplateNeeds
-from .records import Step
+from .records import InstanceError, InstanceRecord, Status, Step
 from .refs import DEFAULT_RULES, RefRules
 from .settings import RunSettings
 
@@ -456,27 +456,9 @@ class Runner:
         monitor: JSON | None = None,
         logs: JSON | None = None,
     ) -> None:
-        record: JSON = {
-            "type": "instance",
-            "t": round(time.time(), 3),
-            "key": inst.key,
-            "status": status,
-            "displayName": inst.display_name,
-            "template": inst.template,
-            "ids": dict(state.ids),
-        }
-        if state.ids.get("templateId"):
-            record["templateId"] = state.ids["templateId"]
-        if monitor:
-            record["jobStatus"] = monitor.get("jobStatus")
-            if monitor.get("quarantine"):
-                record["quarantine"] = monitor["quarantine"]
-            if monitor.get("lastExecution"):
-                record["lastExecution"] = monitor["lastExecution"]
-        if logs:
-            record["logs"] = logs
+        failure: JSON | None = None
         if error is not None:
-            record["error"] = self.redactor.value(
+            failure = self.redactor.value(
                 {
                     "step": error.step,
                     "code": error.code,
@@ -485,14 +467,26 @@ class Runner:
                 }
             )
             if len(self.result.failures) < 20:
-                self.result.failures.append(
-                    {"key": inst.key, "where": inst.where, **record["error"]}
-                )
-        if out is not None:
-            record["timings"] = dict(out.timings)
-            record["seconds"] = round(time.monotonic() - out.started_at, 3)
+                self.result.failures.append({"key": inst.key, "where": inst.where, **failure})
+        job = monitor or {}
+        record = InstanceRecord(
+            key=inst.key,
+            status=Status(status),
+            t=round(time.time(), 3),
+            display_name=inst.display_name,
+            template=inst.template,
+            ids=dict(state.ids),
+            template_id=state.ids.get("templateId") or None,
+            job_status=job.get("jobStatus"),
+            quarantine=job.get("quarantine") or None,
+            last_execution=job.get("lastExecution") or None,
+            logs=logs or None,
+            error=InstanceError.from_json(failure) if failure is not None else None,
+            timings=dict(out.timings) if out is not None else None,
+            seconds=round(time.monotonic() - out.started_at, 3) if out is not None else None,
+        )
         state.status = status
-        state.final = record
+        state.record = record
         ledger.append(record)
         # its record is written and the manifest's keys are unique: nothing of this run reads
         # the instance's state again, so memory stays flat however long the manifest is
@@ -500,14 +494,14 @@ class Runner:
         self.result.statuses[status] += 1
         self.events.instance_ended(status)
         if self.on_result is not None:
-            self.on_result(record)
+            self.on_result(record.to_json())
         if status not in ("done", "quarantined", "interrupted"):
             log.warning(
                 "instance_failed",
                 instance=inst.key,
                 status=status,
                 step=error.step if error else None,
-                error=record["error"]["message"] if error else None,
+                error=failure["message"] if failure else None,
             )
         if out is not None:
             # nothing of this instance is written or logged any more: its secrets need no

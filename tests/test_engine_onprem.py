@@ -171,7 +171,7 @@ async def test_cli_profiles_from_mock(tmp_path: Path) -> None:
             str(tmp_path / "l.jsonl"), "--no-monitor", env=env)
         assert done.returncode == 0, done.stderr[-2000:]
         replay = ledger_mod.read(tmp_path / "l.jsonl")
-        assert replay.header is not None and replay.header["tenant"] == info.tenant_ids[1]
+        assert replay.header is not None and replay.header.tenant == info.tenant_ids[1]
         assert "agent_group" in replay.instances["onprem"].done
         assert info.client_secret not in done.stdout + done.stderr
     finally:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from bulkprov import ledger as ledger_mod
 from bulkprov.errors import LedgerError
 from bulkprov.ledger import Ledger, Redactor, Replay, replay_lines
+from bulkprov.records import InstanceError, InstanceRecord, RunStart
 
 GRAPH = "https://graph.example.test/v1.0"
 TENANT = "11111111-2222-3333-4444-555555555555"
@@ -46,11 +47,11 @@ def test_append_and_replay_round_trip(path: Path) -> None:
     led.step("a", "instantiate", "done", ids={"applicationId": APP_ID, "appId": None})
     led.step("a", "job", "done", ids={"jobId": "aws.abc.123"})
     led.step("b", "instantiate", "error", code="BadRequest", message="nope")
-    led.append({"type": "instance", "key": "a", "status": "done", "jobStatus": "Active"})
+    led.append(InstanceRecord(key="a", status="done", job_status="Active"))
     led.close()
     for replay in (ledger_mod.read(path), open_ledger(path)[1]):
-        assert replay.header is not None and replay.header["tenant"] == TENANT
-        assert replay.header["graph"] == GRAPH and replay.header["version"] == 1
+        assert replay.header is not None and replay.header.tenant == TENANT
+        assert replay.header.graph == GRAPH and replay.header.version == 1
         a, b = replay.instances["a"], replay.instances["b"]
         assert a.ids == {"applicationId": APP_ID, "jobId": "aws.abc.123"}
         assert a.done == {"instantiate", "job"} and a.finished and a.status == "done"
@@ -65,7 +66,7 @@ def test_append_on_closed_ledger_raises(path: Path) -> None:
     """Appending to a ledger that is not open raises LedgerError."""
     led = Ledger(path)
     with pytest.raises(LedgerError, match="not open"):
-        led.append({"type": "run"})
+        led.append(RunStart())
     led, _ = open_ledger(path)
     led.close()
     led.close()  # idempotent
@@ -188,7 +189,7 @@ def test_ledger_torn_inside_its_header_starts_afresh(path: Path, cut: int) -> No
     led.close()
     assert replay.instances == {}
     replay = ledger_mod.read(path)
-    assert replay.header is not None and replay.header["tenant"] == TENANT
+    assert replay.header is not None and replay.header.tenant == TENANT
     assert replay.runs == 1 and not replay.torn
 
 
@@ -213,7 +214,7 @@ def test_a_ledger_whose_instances_had_other_names_is_refused_untouched(path: Pat
     writing anything, naming an instance and both names; the same names are accepted."""
     led, _ = open_ledger(path)
     led.step("a", "instantiate", "attempt", attempt=1, displayName="AWS prod", templateId="t")
-    led.append({"type": "instance", "key": "b", "status": "done", "displayName": "AWS dev"})
+    led.append(InstanceRecord(key="b", status="done", display_name="AWS dev"))
     led.close()
     before = path.read_bytes()
     with pytest.raises(LedgerError) as info:
@@ -259,8 +260,8 @@ def test_ledger_never_writes_a_registered_secret(path: Path) -> None:
     led, _ = open_ledger(path, redactor=red)
     led.step("a", "secrets", "error", code="X", message=f"rejected {secret}",
              data={"nested": [secret, {"deep": (secret,)}]})
-    led.append({"type": "instance", "key": "a", "status": "failed",
-                "error": {"message": secret * 2}})
+    led.append(InstanceRecord(key="a", status="failed",
+                              error=InstanceError(message=secret * 2)))
     led.close()
     data = path.read_bytes()
     for form in (secret.encode(), orjson.dumps(secret)[1:-1], secret.encode("unicode_escape")):
@@ -331,9 +332,9 @@ def write_ops(path: Path, ops: list[tuple[Any, ...]]) -> None:
             ids = {n: v for n, v in IDS[key].items() if with_ids}
             led.step(key, step, event, settled=settled or None, ids=ids or None, note=note)
         elif o[0] == "instance":
-            led.append({"type": "instance", "key": o[1], "status": o[2]})
+            led.append(InstanceRecord(key=o[1], status=o[2]))
         else:
-            led.append({"type": "run", "at": "now", "pid": 1})
+            led.append(RunStart(at="now", pid=1))
     led.close()
 
 

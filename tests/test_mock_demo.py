@@ -62,8 +62,8 @@ class TestLifeCycle:
         assert f"tenant kept in {kept}" in err.replace("\n", "")
         assert kept.stat().st_mode & 0o777 == 0o700
         assert {p.stat().st_mode & 0o777 for p in kept.rglob("*") if p.is_file()} == {0o600}
-        header = ledger_mod.read(ledger).header or {}
-        assert header["graph"] == "mock:embedded"
+        header = ledger_mod.read(ledger).header
+        assert header is not None and header.graph == "mock:embedded"
 
         code, out, _err = bulkprov(capsys, "status", str(ledger), "--json")
         assert code == 0 and orjson.loads(out)["statuses"] == {"done": 5}
@@ -215,8 +215,9 @@ async def test_ledgers_of_a_running_mock_are_checked_as_before(
     manifest = aws_manifest(tmp_path / "m.csv", 2)
     ledger = tmp_path / "run.jsonl"
     await run_engine(mock, manifest, ledger, monitor=False)
-    header = ledger_mod.read(ledger).header or {}
-    assert mock.info is not None and header["graph"] == f"{mock.info.graph_url}/v1.0"
+    header = ledger_mod.read(ledger).header
+    assert header is not None and mock.info is not None
+    assert header.graph == f"{mock.info.graph_url}/v1.0"
     code, out, err = await cli(mock, tmp_path, "monitor", str(ledger), "--json")
     assert code == 0, err
     assert len(out.splitlines()) == 2
@@ -225,4 +226,4 @@ async def test_ledgers_of_a_running_mock_are_checked_as_before(
         check=False, env={**os.environ, "COLUMNS": "400"})
     err = proc.stderr.decode()
     assert proc.returncode == 2 and err.count("\n") == 1
-    assert f"records a run against {header['graph']}" in err
+    assert f"records a run against {header.graph}" in err

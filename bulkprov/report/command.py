@@ -51,7 +51,7 @@ async def read_live(args: argparse.Namespace, report: Report, redactor: Redactor
         await client.tokens.token()  # an authority that cannot be reached: say so first
         for m in report.ledgers:
             ledger_mod.check_target(
-                m.path, m.header, graph=tgt.ledger_graph, tenant=client.conn.tenant_id
+                m.path, m.replay.header, graph=tgt.ledger_graph, tenant=client.conn.tenant_id
             )
         graph = Graph(client)
         for index, m in enumerate(report.ledgers):

@@ -398,7 +398,7 @@ def read_ledger(path: Path, report: Report) -> LedgerModel:
         raise LedgerError(f"{path}: {exc}") from None
     if replay.header is None:
         raise LedgerError(f"{path} is not a bulkprov ledger (no header line)")
-    header = {k: v for k, v in replay.header.items() if k != "salt"}
+    header = {k: v for k, v in replay.header.to_json().items() if k != "salt"}
     model = LedgerModel(
         path=path,
         header=header,
