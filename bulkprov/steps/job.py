@@ -107,8 +107,7 @@ class Job(BaseStep):
 
 
 def _template_from_ledger(ctx: Context) -> str:
-    final = ctx.state.final or {}
-    tid = final.get("templateId")
+    tid = ctx.state.record.template_id if ctx.state.record else None
     if not tid:
         raise StepError(ctx.key, Step.JOB, "the synchronization template is unknown")
     return str(tid)
