@@ -14,7 +14,7 @@ import http.client
 import os
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -75,40 +75,77 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         queue.extend(x for x in inner if isinstance(x, BaseException))
 
 
+def _certificate(e: BaseException) -> Failure | None:
+    if isinstance(e, ssl.SSLCertVerificationError):
+        detail = e.verify_message or getattr(e, "reason", None) or "not trusted"
+        return Failure(f"TLS certificate verification failed ({detail})", True)
+    return None
+
+
+def _dns(e: BaseException) -> Failure | None:
+    if isinstance(e, socket.gaierror):
+        return Failure(f"DNS lookup failed ({e.strerror or e})", True)
+    if isinstance(e, urllib3.exceptions.NameResolutionError):
+        return Failure("DNS lookup failed", True)
+    return None
+
+
+def _refused(e: BaseException) -> Failure | None:
+    if not isinstance(e, OSError):
+        return None
+    if e.errno == errno.ECONNREFUSED or f"[Errno {errno.ECONNREFUSED}]" in str(e):
+        return Failure("connection refused", True)
+    if e.errno is not None and e.errno in _NOT_REACHED:
+        return Failure(_NOT_REACHED[e.errno], True)
+    return None
+
+
+def _connect_timeout(e: BaseException) -> Failure | None:
+    return Failure("timed out connecting", True) if isinstance(e, _CONNECT_TIMEOUTS) else None
+
+
+def _handshake(e: BaseException) -> Failure | None:
+    if isinstance(e, ssl.SSLError):
+        detail = getattr(e, "reason", None) or e.strerror or str(e)
+        return Failure(f"TLS handshake failed ({detail})", True)
+    return None
+
+
+def _answer_timeout(e: BaseException) -> Failure | None:
+    if isinstance(e, (TimeoutError, requests.Timeout, urllib3.exceptions.TimeoutError)):
+        return Failure("timed out waiting for the answer", False)
+    return None
+
+
+def _dropped(e: BaseException) -> Failure | None:
+    return Failure("connection dropped", False) if isinstance(e, _DROPPED) else None
+
+
+def _os_error(e: BaseException) -> Failure | None:
+    if isinstance(e, OSError) and e.errno is not None:
+        return Failure(os.strerror(e.errno).lower(), False)
+    return None
+
+
+# most telling first: each is tried against the whole chain of causes before the next
+_EXPLAINERS: tuple[Callable[[BaseException], Failure | None], ...] = (
+    _certificate,
+    _dns,
+    _refused,
+    _connect_timeout,
+    _handshake,
+    _answer_timeout,
+    _dropped,
+    _os_error,
+)
+
+
 def explain(exc: BaseException) -> Failure:
     """The reason an exchange got no answer, e.g. ``Failure("connection refused", True)``."""
     chain = list(_causes(exc))
-    for e in chain:
-        if isinstance(e, ssl.SSLCertVerificationError):
-            detail = e.verify_message or getattr(e, "reason", None) or "not trusted"
-            return Failure(f"TLS certificate verification failed ({detail})", True)
-    for e in chain:
-        if isinstance(e, socket.gaierror):
-            return Failure(f"DNS lookup failed ({e.strerror or e})", True)
-        if isinstance(e, urllib3.exceptions.NameResolutionError):
-            return Failure("DNS lookup failed", True)
-    for e in chain:
-        if isinstance(e, OSError) and (
-            e.errno == errno.ECONNREFUSED or f"[Errno {errno.ECONNREFUSED}]" in str(e)
-        ):
-            return Failure("connection refused", True)
-        if isinstance(e, OSError) and e.errno is not None and e.errno in _NOT_REACHED:
-            return Failure(_NOT_REACHED[e.errno], True)
-    for e in chain:
-        if isinstance(e, _CONNECT_TIMEOUTS):
-            return Failure("timed out connecting", True)
-    for e in chain:
-        if isinstance(e, ssl.SSLError):
-            detail = getattr(e, "reason", None) or e.strerror or str(e)
-            return Failure(f"TLS handshake failed ({detail})", True)
-    for e in chain:
-        if isinstance(e, (TimeoutError, requests.Timeout, urllib3.exceptions.TimeoutError)):
-            return Failure("timed out waiting for the answer", False)
-    for e in chain:
-        if isinstance(e, _DROPPED):
-            return Failure("connection dropped", False)
-    for e in chain:
-        if isinstance(e, OSError) and e.errno is not None:
-            return Failure(os.strerror(e.errno).lower(), False)
+    for explainer in _EXPLAINERS:
+        for e in chain:
+            if (failure := explainer(e)) is not None:
+                return failure
     text = str(exc)
     return Failure(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, False)
