@@ -216,3 +216,16 @@ def test_capture_logs_with_the_event_chain_sees_what_the_outputs_get() -> None:
     assert "exc_info" not in event and "timestamp" in event
     assert "RuntimeError: target said *****" in str(event["exception"])
     assert SECRET not in repr(event)
+
+
+def test_a_log_file_left_open_is_a_resource_warning(tmp_path: Path) -> None:
+    """A log file nobody closed warns when collected (the suite's ``filterwarnings`` lets
+    only the mock server's sockets through, so such a leak fails a test)."""
+    import gc
+
+    from bulkprov.log import JsonLogFile
+
+    leaked = JsonLogFile(tmp_path / "run.jsonl", print)
+    with pytest.warns(ResourceWarning, match="unclosed file"):
+        del leaked
+        gc.collect()
