@@ -138,6 +138,7 @@ def _profiles(path: Path) -> dict[str, object]:
         return {}
 
 
+@pytest.mark.slow
 async def test_cli_profiles_from_mock(tmp_path: Path) -> None:
     """`mock-graph --profiles-file` writes one app-only and one device-code profile per tenant;
     `plan` with the app-only one says the agentGroup instance would be refused, and `run`

@@ -94,6 +94,7 @@ def _wait_until(cond: Callable[[], bool], proc: subprocess.Popen[bytes], what: s
         time.sleep(0.01)
 
 
+@pytest.mark.slow
 class TestCrashSafety:
     def test_sigkill_at_random_points_then_resume(self, mock_process: MockInfo,
                                                   tmp_path: Path) -> None:
@@ -174,6 +175,7 @@ def test_secret_never_in_argv_help() -> None:
     assert "--client-secret " not in out.stdout and "--client-secret=" not in out.stdout
 
 
+@pytest.mark.slow
 def test_readme_main_command_works_on_a_fresh_checkout(tmp_path: Path) -> None:
     """`bulkprov run manifests/aws-accounts.csv --mock`, the README's main command, onboards all
     300 example instances with no credentials or setup, and leaves a ledger under runs/."""

@@ -109,6 +109,7 @@ def _plan(info_file: Path, tenant: str, manifest: Path, env: dict[str, str],
     return dict(orjson.loads(r.stdout))
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_export_plan_run_into_another_tenant(two_tenants: tuple[MockInfo, Path],
                                                    tmp_path: Path) -> None:
