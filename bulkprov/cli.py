@@ -565,6 +565,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except BaseException as exc:  # every way out gets its message and exit code
         return report_error(exc, verbose=int(getattr(args, "verbose", 0) or 0))
+    finally:
+        from .log import close as close_logs
+
+        close_logs()  # the command's log file, if it wrote one, is closed as it ends
     return int(code)
 
 

@@ -17,6 +17,7 @@ import pytest
 from bulkprov.mockgraph import MockInfo
 
 from .enginekit import aws_manifest
+from .mockproc import wait_for_info
 
 
 def _cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -34,10 +35,7 @@ def quiet_mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         [sys.executable, "-m", "bulkprov.cli", "mock-graph", "--port", "0", "--info-file",
          str(info), "--time-scale", "0.01", "--no-latency", "--state-dir", str(d / "state")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not info.exists() or not info.read_bytes():
-        assert proc.poll() is None and time.monotonic() < deadline, "the mock did not start"
-        time.sleep(0.05)
+    wait_for_info(info, proc)
     yield info
     proc.terminate()
     proc.wait(timeout=10)

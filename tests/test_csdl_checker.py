@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import gzip
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,10 +90,16 @@ def test_vendored_copy_is_identical_to_shared_file() -> None:
     assert gzip.decompress(VENDORED_CSDL.read_bytes()) == SHARED_CSDL.read_bytes()
 
 
-def test_loader_prefers_shared_file_else_vendored_copy() -> None:
+def test_loader_prefers_shared_file_else_vendored_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The loader reads the shared file when it exists and the vendored gzip otherwise."""
-    expected = SHARED_CSDL if SHARED_CSDL.is_file() else VENDORED_CSDL
-    assert csdl_source() == expected
+    module = sys.modules[csdl_source.__module__]
+    shared = tmp_path / "v1.0-Prod.csdl"
+    monkeypatch.setattr(module, "SHARED_CSDL", shared)
+    assert csdl_source() == VENDORED_CSDL  # no shared file
+    shared.write_bytes(b"<edmx/>")
+    assert csdl_source() == shared
     assert VENDORED_CSDL.is_file()
 
 

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,13 +21,14 @@ from bulkprov import ledger as ledger_mod
 from bulkprov.auth import TokenProvider
 from bulkprov.client import GraphClient
 from bulkprov.errors import ManifestError
-from bulkprov.mockgraph import MockGraph, MockInfo
+from bulkprov.mockgraph import MockGraph
 from bulkprov.mockgraph.onprem import OnPremises
 from bulkprov.run import Runner
 from bulkprov.settings import ClientSettings, Credential, RunSettings
 
 from .enginekit import AWS, connection, tenant_stats, write_secrets
 from .graphclient import PlainGraph
+from .mockproc import wait_for_info
 from .test_mock_onprem import delegated_token
 
 pytestmark = pytest.mark.anyio
@@ -128,6 +130,15 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
                           text=True, timeout=120, env=env)
 
 
+def _profiles(path: Path) -> dict[str, object]:
+    """The profiles the file holds so far (none while it is absent or written in part)."""
+    try:
+        return dict(tomllib.loads(path.read_text()).get("profiles", {}))
+    except (FileNotFoundError, tomllib.TOMLDecodeError):
+        return {}
+
+
+@pytest.mark.slow
 async def test_cli_profiles_from_mock(tmp_path: Path) -> None:
     """`mock-graph --profiles-file` writes one app-only and one device-code profile per tenant;
     `plan` with the app-only one says the agentGroup instance would be refused, and `run`
@@ -140,12 +151,11 @@ async def test_cli_profiles_from_mock(tmp_path: Path) -> None:
          "--no-latency", "--no-replication", "--state-dir", str(tmp_path / "state")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        info = await asyncio.to_thread(wait_for_info, info_file, proc)
         deadline = time.monotonic() + 30
-        while not (prof.exists() and prof.read_text().strip() and info_file.exists()
-                   and info_file.read_bytes()):
+        while len(_profiles(prof)) < 4:  # written after the info file, perhaps in part yet
             assert proc.poll() is None and time.monotonic() < deadline
-            await asyncio.sleep(0.05)
-        info = MockInfo.from_json(info_file.read_bytes())
+            await asyncio.sleep(0.02)
         assert os.stat(prof).st_mode & 0o077 == 0
         assert os.stat(f"{prof}.secret").st_mode & 0o077 == 0
         text = prof.read_text()

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from bulkprov import ledger as ledger_mod
 from bulkprov.mockgraph import MockInfo
 
 from .enginekit import AWS
+from .mockproc import wait_for_info
 
 
 def _cmd(*args: str) -> list[str]:
@@ -37,12 +38,7 @@ def mock_process(tmp_path: Path) -> Iterator[MockInfo]:
              "--instantiate-404-rate", "0.1", "--fault-rate", "0.01", "--replication-max", "8",
              "--state-dir", str(tmp_path / "mockstate")),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not info_file.exists() or not info_file.read_bytes():
-        assert proc.poll() is None, "the mock exited"
-        assert time.monotonic() < deadline, "the mock did not start"
-        time.sleep(0.05)
-    yield MockInfo.from_json(info_file.read_bytes())
+    yield wait_for_info(info_file, proc)
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -77,6 +73,28 @@ def _run(info_file: Path, manifest: Path, ledger: Path, env: dict[str, str], log
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def _records(ledger: Path) -> int:
+    """How many records (lines) the ledger holds so far."""
+    return ledger.read_bytes().count(b"\n") if ledger.exists() else 0
+
+
+def _applications(ledger: Path) -> int:
+    """How many instances the ledger knows an application of."""
+    if not ledger.exists():
+        return 0
+    return sum(1 for s in ledger_mod.read(ledger).instances.values() if s.ids.get("applicationId"))
+
+
+def _wait_until(cond: Callable[[], bool], proc: subprocess.Popen[bytes], what: str,
+                timeout: float = 120.0) -> None:
+    """Poll until ``cond()`` holds or ``proc`` exits (the caller checks how it ended)."""
+    deadline = time.monotonic() + timeout
+    while not cond() and proc.poll() is None:
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
 class TestCrashSafety:
     def test_sigkill_at_random_points_then_resume(self, mock_process: MockInfo,
                                                   tmp_path: Path) -> None:
@@ -91,14 +109,14 @@ class TestCrashSafety:
         rng = random.Random(20261122)
         outputs: list[bytes] = []
         for _ in range(4):
-            runs_before = ledger_mod.read(ledger).runs if ledger.exists() else 0
+            before = _records(ledger)
             proc = _run(info_file, manifest, ledger, env, tmp_path / "log.jsonl")
-            # kill at a random moment of the run itself, however slow the start-up is
-            deadline = time.monotonic() + 60
-            while (not ledger.exists() or ledger_mod.read(ledger).runs == runs_before) \
-                    and time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.02)
-            time.sleep(rng.uniform(0.1, 2.0))
+            # kill at a random point of the run itself: once it has written a random number of
+            # ledger records, however slow the start-up or the machine is
+            def grown(target: int = before + rng.randint(3, 120)) -> bool:
+                return _records(ledger) >= target
+
+            _wait_until(grown, proc, "the run wrote no records")
             proc.send_signal(signal.SIGKILL)
             out, err = proc.communicate(timeout=30)
             outputs += [out, err]
@@ -132,7 +150,9 @@ class TestCrashSafety:
         ledger = tmp_path / "run.jsonl"
         env = {**os.environ, **_canaries()}
         proc = _run(info_file, manifest, ledger, env, tmp_path / "log.jsonl")
-        time.sleep(2.0)
+        # interrupt the run midway: once 5 of its 40 instances have their application
+        _wait_until(lambda: _applications(ledger) >= 5, proc, "the run created nothing")
+        assert proc.poll() is None, "the run ended before it was interrupted"
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=120)
         assert proc.returncode == 130, err.decode()[-2000:]
@@ -155,6 +175,7 @@ def test_secret_never_in_argv_help() -> None:
     assert "--client-secret " not in out.stdout and "--client-secret=" not in out.stdout
 
 
+@pytest.mark.slow
 def test_readme_main_command_works_on_a_fresh_checkout(tmp_path: Path) -> None:
     """`bulkprov run manifests/aws-accounts.csv --mock`, the README's main command, onboards all
     300 example instances with no credentials or setup, and leaves a ledger under runs/."""

@@ -142,6 +142,9 @@ def test_two_runs_on_one_ledger_one_is_refused_and_a_killed_holder_frees_it(
     try:
         _wait_for(lambda: ledger.exists() and ledger_mod.read(ledger).runs == 1, 60,
                   "the first run did not start")
+        # the first run, holding the lock, is paused: it cannot finish (and let go of the
+        # lock) while the second starts up, however fast it is
+        first.send_signal(signal.SIGSTOP)
         before = ledger.read_bytes()
         t0 = time.monotonic()
         second = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60)

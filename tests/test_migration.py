@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from bulkprov.mockgraph import MockInfo
 
 from .enginekit import AWS, KEY_ID, SECRET_KEY
 from .graphclient import PlainGraph
+from .mockproc import wait_for_info
 
 SLACK_TOKEN = "xoxb-1234567890-abcdefghij"
 
@@ -35,12 +35,7 @@ def two_tenants(tmp_path: Path) -> Iterator[tuple[MockInfo, Path]]:
         _cmd("mock-graph", "--port", "0", "--info-file", str(info_file), "--time-scale", "0.01",
              "--tenants", "2", "--no-latency", "--state-dir", str(tmp_path / "mockstate")),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not info_file.exists() or not info_file.read_bytes():
-        assert proc.poll() is None, "the mock exited"
-        assert time.monotonic() < deadline, "the mock did not start"
-        time.sleep(0.05)
-    yield MockInfo.from_json(info_file.read_bytes()), info_file
+    yield wait_for_info(info_file, proc), info_file
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -114,6 +109,7 @@ def _plan(info_file: Path, tenant: str, manifest: Path, env: dict[str, str],
     return dict(orjson.loads(r.stdout))
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_export_plan_run_into_another_tenant(two_tenants: tuple[MockInfo, Path],
                                                    tmp_path: Path) -> None:
