@@ -48,6 +48,7 @@ class Graph:
     competitor: float = 0.0  # writes per second another app spends
     competitor_period: float = 0.0  # 0: steadily; else all of a period's writes at once
     retry_after: float | None = None  # None: until a token is back, rounded up
+    percentage: bool = True  # x-ms-throttle-limit-percentage on answers from 80% used on
 
     def rate_at(self, t: float) -> float:
         f = 1.0
@@ -162,7 +163,7 @@ class _Scope:
             return False, after, None, False
         self.level -= 1.0
         used = 1.0 - self.level / self.g.capacity
-        return True, 0.0, (used if used >= 0.8 else None), False
+        return True, 0.0, (used if used >= 0.8 and self.g.percentage else None), False
 
 
 Proc = Generator[object, None, None]

@@ -59,12 +59,13 @@ GAIN = 0.1  # rate change per unit of share used away from it
 CUSHION = 5.0  # seconds of the rate kept in a bucket whose capacity is known
 SPEND = 20.0  # seconds over which what such a bucket holds beyond the cushion is spent
 CUT = 0.85  # a throttling episode with nothing measured ...
-PROBED = 0.01  # ... unless a probe since the latest calm raised the estimate this much: undo it
+PROBED = 0.001  # ... unless a probe since the latest calm raised the estimate this much: undo it
 PROBE = 0.003  # estimate gained per calm second, at least ...
 PROBE_FILL = 0.005  # ... or this much per second the bucket takes to fill ...
 PROBE_MAX = 0.05  # ... at most
 PROBE_GAIN = 0.0005  # added per second of calm
 CALM_LAG = 10.0  # a calm that lasts shows the estimate of this long ago was under Graph's rate
+MISS_MEMORY = 300.0  # Graph seconds over which probes that ended in a 429 are forgotten
 REVERT_FILL = 10.0  # a probe into a bucket that fills faster than this is undone when hot
 MEMORY = 60.0  # Graph seconds over which the fit forgets
 CONDITIONING = 0.02  # how far from collinear writes and time must be to fit both R and C
@@ -114,6 +115,7 @@ class Pace:
     level_at: float = 0.0
     closed_until: float = 0.0  # until when the latest 429 closed the scope
     retry_after: float = 1.0  # its Retry-After
+    misses: tuple[float, float] = (0.0, 0.0)  # (count, when) of probes that ended in a 429
     sent: float = 0.0  # units let through (the sequence number of the latest)
     refused: float = 0.0  # of which answered 429
     used: float = 0.0  # smoothed share used (0 while calm)
@@ -229,6 +231,11 @@ def _undo(p: Pace) -> float:
     return min(p.estimate, p.calm_estimate)
 
 
+def _misses(p: Pace, t: float) -> float:
+    count, at = p.misses
+    return count * math.exp(-max(0.0, t - at) / MISS_MEMORY)
+
+
 def _calm(p: Pace, t: float, dt: float) -> Pace:
     """An answer under 80%: the fit starts again (the bucket may have filled), and probe."""
     if p.calm_since is None:
@@ -243,6 +250,7 @@ def _calm(p: Pace, t: float, dt: float) -> Pace:
     speed = min(PROBE_MAX, max(PROBE, PROBE_FILL * _fill(p))) + PROBE_GAIN * (t - p.calm_since)
     if _fill(p) < REVERT_FILL:  # a probe into a shallow bucket risks a 429: the dearer, slower
         speed /= max(1.0, p.retry_after)
+    speed /= 1 + _misses(p, t)  # probes that keep ending in a 429 slow down
     return _steer(replace(p, estimate=p.estimate * (1 + speed * dt)))
 
 
@@ -296,6 +304,8 @@ def on_throttled(
     if p.estimate == before and not p.trusting:
         # after a calm, undo what was probed since; else the rate was too high all along
         probed = p.calmed and p.calm_estimate < before * (1 - PROBED)
+        if probed:
+            p = replace(p, misses=(_misses(p, t) + 1, t))
         cut = min(before, p.calm_estimate) if probed else before * CUT
         p = replace(p, estimate=cut)
     p = replace(
