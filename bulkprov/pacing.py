@@ -38,12 +38,18 @@ How it steers:
   10%), keep 5 s of the rate in it and spend anything beyond over 20 s (a real burst is not
   thrown away); otherwise run 1% under the estimate at 100% used, at it at 90%.
 - **Probe when Graph stops complaining.** Answers without the percentage (less than 80% used)
-  raise the estimate, slowly for a shallow bucket (0.3% per second, more the longer the calm),
-  faster for a deep one (scaled by its fill time, at most 5% per second), so that a rate that
-  rose again (load shedding ended, another app stopped) is found. When the percentage comes
-  back after a probe in a shallow bucket, the estimate goes back to where the calm began.
-- **One cut per throttling episode.** A 429 for a request sent before the last cut says nothing
-  new (it was on its way); a new episode with nothing measured cuts the estimate by 15%.
+  raise the estimate by 0.5% per second for each second Graph's bucket takes to fill (one
+  while not known; at least 0.3%, at most 5%), plus 0.05% per second of calm so far; for a
+  bucket that fills in under 10 s, divided by the latest Retry-After; and divided by one plus
+  the probes that ended in a 429 lately. So a rate that rose again (load shedding ended,
+  another app stopped) is found. When the percentage comes back after a
+  probe into a shallow bucket, the estimate goes back to what it was 10 to 20 s into the calm
+  (the bucket was still full then).
+- **One decision per throttling episode.** A 429 for a request sent before the latest episode
+  began says nothing new (it was on its way). A new episode takes the rate from the fit, or
+  from the writes accepted since the previous episode (2 to 60 s before, with the scope closed
+  for at most a quarter of that and no calm between, in which the bucket may have filled);
+  else it undoes the probe since the latest calm, or, with none, cuts the estimate by 15%.
 """
 
 from __future__ import annotations
