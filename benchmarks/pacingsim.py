@@ -296,3 +296,38 @@ class _Sim:
 def simulate(graph: Graph, run: Run | None = None) -> Result:
     """One run of ``run.n`` instances against ``graph``."""
     return _Sim(graph, run or Run()).go()
+
+
+def scenarios() -> dict[str, Graph]:
+    """The cases of issue 16 and tests/test_pacing.py, by name."""
+    shed = ((60.0, 120.0, 0.5),)
+    cases: dict[str, Graph] = {}
+    for rate in (10.0, 15.0, 20.0):
+        cases[f"no burst {rate:g}/s"] = Graph(rate=rate, capacity=150 * rate, start_full=False)
+        cases[f"no burst {rate:g}/s, 1 s bucket"] = Graph(
+            rate=rate, capacity=rate, start_full=False
+        )
+    cases["documented quota"] = Graph()
+    cases["documented, empty at start"] = Graph(start_full=False)
+    cases["shedding 60 s at half"] = Graph(capacity=3000.0, start_full=False, shed=shed)
+    cases["shedding, 1 s bucket"] = Graph(capacity=20.0, start_full=False, shed=shed)
+    cases["shedding, documented"] = Graph(shed=shed)
+    cases["other app 5/s"] = Graph(capacity=3000.0, start_full=False, competitor=5.0)
+    cases["other app 50 per 10 s"] = Graph(
+        capacity=3000.0, start_full=False, competitor=5.0, competitor_period=10.0
+    )
+    cases["Retry-After 10 s, 10/s"] = Graph(
+        rate=10.0, capacity=1500.0, start_full=False, retry_after=10.0
+    )
+    cases["Retry-After 10 s, 10/s, 1 s bucket"] = Graph(
+        rate=10.0, capacity=10.0, start_full=False, retry_after=10.0
+    )
+    cases["no limit percentage, 10/s"] = Graph(
+        rate=10.0, capacity=1500.0, start_full=False, percentage=False
+    )
+    return cases
+
+
+if __name__ == "__main__":  # python -m benchmarks.pacingsim: the table of issue 16's cases
+    for name, graph in scenarios().items():
+        print(f"{name:36} {simulate(graph)}", flush=True)
