@@ -327,10 +327,10 @@ def _fold_done(st: InstanceState, step: Step | str | None, data: Mapping[str, An
                 st.origin = how
     elif step == Step.JOB:
         st.job_adopted = bool(data.get("adopted"))
-    _fold_applied(st, step, data)
+    fold_applied(st, step, data)
 
 
-def _fold_applied(st: InstanceState, step: Step | str | None, data: Mapping[str, Any]) -> None:
+def fold_applied(st: InstanceState, step: Step | str | None, data: Mapping[str, Any]) -> None:
     """The desired state a step's ``done`` record says it applied (``bulkprov.desired``);
     for a ledger of an earlier release, what its step records imply."""
     applied = data.get("applied")
