@@ -3,6 +3,8 @@ steps the change needs, nothing re-created."""
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -62,3 +64,58 @@ async def test_rotate_the_credentials_of_50_instances(mock: MockGraph, tmp_path:
     third = await run_engine(mock, manifest, ledger)  # nothing differs now
     assert third.skipped == 50
     assert not _writes(_by_route(mock))
+
+
+def _set_start(manifest: Path, start: bool) -> None:
+    rows = list(csv.reader(manifest.open()))
+    for row in rows[1:]:
+        row[5] = str(start).lower()
+    with manifest.open("w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+
+
+async def test_start_false_pauses_and_true_starts(mock: MockGraph, tmp_path: Path) -> None:
+    """start true -> false pauses each job (one write each), nothing else is written; back to
+    true starts each again."""
+    manifest = aws_manifest(tmp_path / "m.csv", 5)
+    ledger = tmp_path / "l.jsonl"
+    assert (await run_engine(mock, manifest, ledger)).statuses["done"] == 5
+    _set_start(manifest, False)
+    mock.service.requests.clear()
+    result = await run_engine(mock, manifest, ledger)
+    assert result.statuses["done"] == 5, result.failures[:3]
+    writes = _writes(_by_route(mock))
+    assert writes == {
+        "POST /servicePrincipals/{id}/synchronization/jobs/{jobId}/pause": 5,
+    }
+    assert tenant_stats(mock)["jobStatus"] == {"Paused": 5}
+    # paused behind bulkprov's back after start true again: the run starts what is not running
+    _set_start(manifest, True)
+    mock.service.requests.clear()
+    assert (await run_engine(mock, manifest, ledger)).statuses["done"] == 5
+    assert _writes(_by_route(mock)) == {
+        "POST /servicePrincipals/{id}/synchronization/jobs/{jobId}/start": 5}
+    assert tenant_stats(mock)["jobStatus"] == {"Active": 5}
+
+
+async def test_the_drift_control_changes_a_tenant(mock: MockGraph, tmp_path: Path) -> None:
+    """POST /_mock/control {"action": "drift"} pauses a job behind bulkprov's back."""
+    import ssl
+
+    import httpx
+
+    manifest = aws_manifest(tmp_path / "m.csv", 2)
+    ledger = tmp_path / "l.jsonl"
+    assert (await run_engine(mock, manifest, ledger)).statuses["done"] == 2
+    sp_id = ledger_mod.read(ledger).instances["acct-00001"].ids["servicePrincipalId"]
+    info = mock.info
+    assert info is not None
+    async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=info.ca_file)) as http:
+        base = info.graph_url
+        r = await http.post(f"{base}/_mock/control", content=json.dumps(
+            {"action": "drift", "servicePrincipalId": sp_id, "change": "pause"}))
+        assert r.status_code == 200, r.text
+        bad = await http.post(f"{base}/_mock/control", content=json.dumps(
+            {"action": "drift", "servicePrincipalId": sp_id, "change": "explode"}))
+        assert bad.status_code == 400
+    assert tenant_stats(mock)["jobStatus"] == {"Active": 1, "Paused": 1}
