@@ -291,14 +291,23 @@ def cmd_plan(args: argparse.Namespace) -> int:
             return await planning.rows(instances)
 
     rows = anyio.run(main)
+    changes: dict[str, int] = {}
+    if replay is not None:  # day 2: finished instances whose manifest line changed; dropped ones
+        from . import updates
+
+        instances = iter_instances(
+            args.manifest, allow_inline_secrets=args.allow_inline_secrets, rules=rules
+        )
+        rows += updates.plan_rows(rows, replay, instances, updates.comparer(args.ledger, replay))
+        changes = updates.change_counts(rows)
     counts = Counter(r["action"] for r in rows)
     if args.json:
-        sys.stdout.write(
-            orjson.dumps({"instances": rows, "counts": counts}, option=orjson.OPT_INDENT_2).decode()
-            + "\n"
-        )
+        doc = {"instances": rows, "counts": counts, "changes": changes}
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         _print_plan(console, args.manifest, rows, counts)
+        if changes:
+            console.print("updates: " + ", ".join(f"{n} {k}" for k, n in changes.items()))
     return ExitCode.FAILED if counts.get("conflict") or counts.get("refuse") else ExitCode.OK
 
 

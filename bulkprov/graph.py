@@ -369,3 +369,25 @@ class Graph:
                 return None
             raise
         return _entity(resp, "id")
+
+    # day 2: what an instance already set up is changed by
+    async def patch_application(self, app_object_id: str, body: JSON) -> None:
+        """PATCH /applications/{id} (e.g. ``{"displayName": ...}``): 204."""
+        path = f"/applications/{guid(app_object_id, 'application id')}"
+        await self.client.request("PATCH", path, json=body, idempotent=True)
+
+    async def patch_service_principal(self, sp_id: str, body: JSON) -> None:
+        """PATCH /servicePrincipals/{id} (e.g. ``{"displayName": ...}``): 204."""
+        path = f"/servicePrincipals/{guid(sp_id, 'service principal id')}"
+        await self.client.request("PATCH", path, json=body, idempotent=True)
+
+    async def pause_job(self, sp_id: str, job_id: str) -> None:
+        """POST .../jobs/{id}/pause: 204; the job keeps its progress for the next start."""
+        await self.client.request(
+            "POST", f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}/pause", idempotent=True
+        )
+
+    async def patch_job(self, sp_id: str, job_id: str, body: JSON) -> None:
+        """PATCH .../jobs/{id} (``{"synchronizationJobSettings": [{name, value}...]}``): 204."""
+        path = f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}"
+        await self.client.request("PATCH", path, json=body, idempotent=True)

@@ -166,6 +166,8 @@ class InstanceState:
     attempt: dict[str, str] = field(default_factory=dict)  # displayName, templateId of a POST
     removed: set[tuple[str, str]] = field(default_factory=set)  # cleanup: (kind, id) deleted
     display_name: str | None = None  # as the ledger last recorded it (attempt or final record)
+    # the desired state applied, as the steps' "applied" data says (see bulkprov.desired)
+    applied: JSON = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -325,6 +327,22 @@ def _fold_done(st: InstanceState, step: Step | str | None, data: Mapping[str, An
                 st.origin = how
     elif step == Step.JOB:
         st.job_adopted = bool(data.get("adopted"))
+    fold_applied(st, step, data)
+
+
+def fold_applied(st: InstanceState, step: Step | str | None, data: Mapping[str, Any]) -> None:
+    """The desired state a step's ``done`` record says it applied (``bulkprov.desired``);
+    for a ledger of an earlier release, what its step records imply."""
+    applied = data.get("applied")
+    if isinstance(applied, dict):
+        st.applied.update(applied)
+        return
+    if step == Step.SECRETS and isinstance(data.get("fingerprints"), dict):
+        st.applied["credentials"] = dict(data["fingerprints"])
+    elif step == Step.JOB:
+        st.applied.setdefault("start", False)
+    elif step == Step.START:
+        st.applied["start"] = True
 
 
 def _fold_instance(replay: Replay, rec: InstanceRecord) -> None:

@@ -21,6 +21,7 @@ import anyio
 import structlog
 
 from .client import ThrottleWait, measure_throttle_wait
+from .desired import Change, SchemaFiles
 from .errors import (
     AuthError,
     GraphError,
@@ -32,7 +33,8 @@ from .errors import (
 )
 from .graph import Graph
 from .jsontypes import JSON
-from .ledger import Ledger, Redactor, Replay
+from .ledger import InstanceState, Ledger, Redactor, Replay, fold_applied
+from .manifest import Instance
 from .planner import Decision, TemplateNeeds
 from .records import Event, Step
 from .settings import RunSettings
@@ -51,6 +53,8 @@ from .steps.base import (
 )
 from .steps.claims import Claims
 from .steps.needs import NeedsBook
+from .steps.update import UPDATE_STEPS
+from .updates import changes_of
 
 log = structlog.get_logger("bulkprov.pipeline")
 
@@ -147,6 +151,7 @@ class Pipeline:
             agent_groups=dict(agent_groups or {}),
             logs=logs,
         )
+        self._schemas: SchemaFiles | None = None
 
     @property
     def ledger(self) -> Ledger:
@@ -177,6 +182,33 @@ class Pipeline:
             finally:
                 gate.went(ctx)
 
+    # ------------------------------------------------------------------ day 2
+    def changes(
+        self, inst: Instance, state: InstanceState | None, *, finished_only: bool = True
+    ) -> list[Change]:
+        """What differs between what the ledger says was applied to ``inst`` and its manifest
+        line (``finished_only``: nothing for an instance not finished yet)."""
+        if self._schemas is None:
+            self._schemas = SchemaFiles()
+        return changes_of(
+            state, inst, self.ledger.compare_fingerprint, self._schemas, finished_only=finished_only
+        )
+
+    async def update(self, out: Outcome, changes: list[Change]) -> list[str]:
+        """Take the update steps ``changes`` need (``steps.update``), in order: the names of
+        those taken. Raises StepError on the first that fails, Interrupted if the run drains."""
+        ctx = self.context(out)
+        taken: list[str] = []
+        with structlog.contextvars.bound_contextvars(instance=out.inst.key):
+            for step in UPDATE_STEPS:
+                if not step.wanted(ctx, changes):
+                    continue
+                if self.shared.stop.is_set():
+                    raise Interrupted
+                await self._framed(ctx, step.name, step.needs, step.run)
+                taken.append(step.name)
+        return taken
+
     async def step(self, out: Outcome, name: Step) -> JSON:
         """Run the step ``name`` (monitor, logs) for the instance: what its ``done`` record
         holds as data. Raises StepError if it fails, Interrupted if the run drains."""
@@ -199,7 +231,7 @@ class Pipeline:
     async def _framed(
         self,
         ctx: Context,
-        name: Step,
+        name: Step | str,
         needs: tuple[IdName, ...],
         run: Callable[[Context], Awaitable[StepResult]],
     ) -> StepResult:
@@ -234,11 +266,12 @@ class Pipeline:
             out.state.ids.update(ids)
             out.state.done.add(name)
             data = result.data
+            fold_applied(out.state, name, data)
             self.ledger.step(key, name, Event.DONE, ms=ms, ids=ids or None, data=data or None)
             self.events.step_ended(name, True)
             return result
 
-    def _fail(self, ctx: Context, name: Step, t0: float, failure: _Failure) -> None:
+    def _fail(self, ctx: Context, name: Step | str, t0: float, failure: _Failure) -> None:
         message = self.shared.redactor.shorten(failure.message, MESSAGE_LIMIT)  # masked, cut
         code, request_id = failure.code, failure.request_id
         ms = int((time.monotonic() - t0) * 1000)

@@ -369,7 +369,7 @@ class Runner:
                     if self.stop.is_set():
                         break
                     st = replay.instances.get(inst.key)
-                    if st is not None and st.finished:
+                    if st is not None and st.finished and not pipeline.changes(inst, st):
                         self.result.skipped += 1
                         self.result.statuses[st.status or "done"] += 1
                         self.result.skipped_statuses[st.status or "done"] += 1
@@ -388,8 +388,13 @@ class Runner:
 
                         state = replay.instances[inst.key] = InstanceState(inst.key)
                     out = Outcome(inst=inst, state=state, started_at=time.monotonic())
+                    was = state.status if state.finished else None  # set up before: day 2
                     try:
-                        await pipeline.setup(out)
+                        if was is None:
+                            await pipeline.setup(out)
+                        # what its desired state still needs (nothing for most instances)
+                        changes = pipeline.changes(inst, state, finished_only=False)
+                        taken = await pipeline.update(out, changes)
                     except StepError as err:
                         self.events.setup_ended(False)
                         self._final(ledger, inst, state, "failed", error=err, out=out)
@@ -399,7 +404,9 @@ class Runner:
                         self._final(ledger, inst, state, "interrupted", out=out)
                         continue
                     self.events.setup_ended(True)
-                    if inst.start and s.monitor:
+                    if was is not None:
+                        self._updated(ledger, out, was, taken)
+                    elif inst.start and s.monitor:
                         await send.send(out)
                     else:
                         self._final(ledger, inst, state, "done", out=out)
@@ -443,6 +450,19 @@ class Runner:
                 logs = None
         status = "quarantined" if data.get("jobStatus") == "Quarantine" else "done"
         self._final(ledger, inst, state, status, out=out, monitor=data, logs=logs)
+
+    def _updated(self, ledger: Ledger, out: Outcome, was: str, taken: list[str]) -> None:
+        """The instance record of an instance set up before that took update steps: its job's
+        state as last monitored, done once a start or restart cleared a quarantine."""
+        rec, state = out.state.record, out.state
+        cleared = any(step in ("rotate", "job_start") for step in taken)
+        status = "done" if was == Status.DONE or cleared else was
+        job: JSON = {}
+        if rec is not None:
+            job = {"jobStatus": rec.job_status, "lastExecution": rec.last_execution}
+            if status == Status.QUARANTINED:
+                job["quarantine"] = rec.quarantine
+        self._final(ledger, out.inst, state, status, out=out, monitor=job)
 
     def _final(
         self,

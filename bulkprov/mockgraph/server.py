@@ -540,6 +540,12 @@ class MockGraph:
                         break
                 else:
                     raise KeyError(sp_id)
+            elif action == "drift":  # change a tenant behind bulkprov's back (drift tests)
+                from . import drift
+
+                tenant = drift.apply(self.service.tenants.values(), body)
+                if self.keeper is not None:
+                    self.keeper.journal(tenant)
             elif action == "approve_device_code":
                 self.tokens.decide_device_code(
                     str(body["user_code"]), approve=bool(body.get("approve", True))

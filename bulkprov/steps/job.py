@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import structlog
 
-from .. import planner
+from .. import desired, planner
 from .. import schema as schema_mod
 from ..errors import GraphError, StepError, TransportError
 from ..manifest import Instance
@@ -96,7 +96,8 @@ class Job(BaseStep):
                 last = str(err)
                 continue
             status = (job.get("status") or {}).get("code")
-            return StepResult(Ids(job_id=job["id"]), {"status": status})
+            applied = {"jobSettings": [list(p) for p in ctx.inst.job_settings], "start": False}
+            return StepResult(Ids(job_id=job["id"]), {"status": status, "applied": applied})
         raise StepError(
             ctx.key,
             Step.JOB,
@@ -151,7 +152,8 @@ class Schema(BaseStep):
                 f"the file has {_short(exported)}, Graph has {_short(actual)}",
                 code="SchemaMismatch",
             )
-        return StepResult(data=schema_mod.summary(wanted))
+        applied = {"schema": desired.schema_state(wanted)}
+        return StepResult(data={**schema_mod.summary(wanted), "applied": applied})
 
 
 def _short(value: Any) -> str:
