@@ -67,7 +67,7 @@ async def test_rotate_the_credentials_of_50_instances(mock: MockGraph, tmp_path:
 
 
 def _set_start(manifest: Path, start: bool) -> None:
-    rows = list(csv.reader(manifest.open()))
+    rows = list(csv.reader(manifest.read_text(encoding="utf-8").splitlines()))
     for row in rows[1:]:
         row[5] = str(start).lower()
     with manifest.open("w", newline="") as fh:
