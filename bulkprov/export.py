@@ -21,7 +21,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import anyio
 import orjson
@@ -31,11 +30,11 @@ from .errors import ConfigError, GraphError
 from .files import write_atomic
 from .graph import Graph
 from .ids import is_guid
+from .jsontypes import JSON
 from .ledger import now_iso
 from .planner import configuration_fields
 
 log = structlog.get_logger("bulkprov.export")
-JSON = dict[str, Any]
 _KEY_BAD = re.compile(r"[^A-Za-z0-9._\-]+")
 _ENV_BAD = re.compile(r"[^A-Z0-9]+")
 

@@ -20,12 +20,12 @@ import structlog
 
 from .errors import STOPS_THE_COMMAND, BulkProvError, GraphError
 from .graph import Graph
+from .jsontypes import JSON
 from .ledger import Ledger, Replay
 from .records import Event, Status, Step
 from .redact import Redactor, shorten
 
 log = structlog.get_logger("bulkprov.monitor")
-JSON = dict[str, Any]
 
 DEFAULT_RESET_SCOPE = "Watermark, Escrows, QuarantineState"
 RESET_SCOPES = frozenset(

@@ -27,6 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .client import GraphClient, wait_out_throttling
 from .errors import BulkProvError, GraphError, ManifestError, Problem, StepError, TransportError
 from .graph import Graph
+from .jsontypes import JSON
 from .ledger import Ledger, Redactor
 from .manifest import Instance, Lines, ManifestSummary, iter_instances, validate
 from .pipeline import Events, Interrupted, Outcome, Pipeline, ResolvedTemplate
@@ -36,7 +37,6 @@ from .refs import DEFAULT_RULES, RefRules
 from .settings import RunSettings
 
 log = structlog.get_logger("bulkprov.run")
-JSON = dict[str, Any]
 T = TypeVar("T")
 
 
