@@ -227,18 +227,17 @@ class LogCollector:
                     del job_id
                 continue
             for e in entries:
-                summary = counts.get(str(e.get("jobId")))
+                summary = counts.get(str(e.job_id))
                 if summary is None:
                     continue
                 summary["entries"] += 1
-                status = str((e.get("provisioningStatusInfo") or {}).get("status"))
+                status = str(e.status)
                 summary["byStatus"][status] = summary["byStatus"].get(status, 0) + 1
                 if status == "failure" and "lastFailure" not in summary:
-                    info = (e.get("provisioningStatusInfo") or {}).get("errorInformation") or {}
                     summary["lastFailure"] = {
-                        "errorCode": info.get("errorCode"),
-                        "reason": self.redactor.shorten(str(info.get("reason") or ""), 300),
-                        "at": e.get("activityDateTime"),
+                        "errorCode": e.error_code,
+                        "reason": self.redactor.shorten(str(e.reason or ""), 300),
+                        "at": e.at,
                     }
             for job_id, (_s, event, box) in batch.items():
                 box.append(counts[job_id])
