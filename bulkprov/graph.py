@@ -1,5 +1,12 @@
 """Typed Graph calls for the provisioning steps. Every id is checked and quoted before it is put
-in a URL, and every OData string literal is escaped, so no value can reshape a request."""
+in a URL, and every OData string literal is escaped, so no value can reshape a request.
+
+The answers the steps and the day-2 commands read field by field come back typed: a
+:class:`Job` (with its :class:`JobStatus`, :class:`Quarantine` and :class:`Execution`) and a
+:class:`ProvisioningEntry`. Each is parsed once, leniently as Graph's own clients are (a missing
+or wrongly typed property reads as None); what Graph documents as required and an answer lacks
+is an ``InvalidResponse`` naming the request (:func:`_parsed`). The ledger records the plain
+JSON its readers make of them (``steps.monitor``, ``monitor.job_row``, ``run.LogCollector``)."""
 
 from __future__ import annotations
 
