@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 import structlog
@@ -35,12 +34,12 @@ from .errors import (
     UnsafeRequest,
 )
 from .graph import Graph
+from .jsontypes import JSON
 from .ledger import InstanceState, Ledger, Replay, now_iso
 from .records import CleanupRecord, Event, InstanceRecord, Status
 from .redact import shorten
 
 log = structlog.get_logger("bulkprov.cleanup")
-JSON = dict[str, Any]
 
 JOB, SP, APP, DELETED = "job", "servicePrincipal", "application", "deletedItem"
 ORDER = (JOB, SP, APP)

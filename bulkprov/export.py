@@ -21,7 +21,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import anyio
 import orjson
@@ -29,13 +28,13 @@ import structlog
 
 from .errors import ConfigError, GraphError
 from .files import write_atomic
-from .graph import Graph
+from .graph import Graph, Job
 from .ids import is_guid
+from .jsontypes import JSON
 from .ledger import now_iso
 from .planner import configuration_fields
 
 log = structlog.get_logger("bulkprov.export")
-JSON = dict[str, Any]
 _KEY_BAD = re.compile(r"[^A-Za-z0-9._\-]+")
 _ENV_BAD = re.compile(r"[^A-Z0-9]+")
 
@@ -203,13 +202,13 @@ async def _read_jobs(
                 return
             if len(jobs) > 1:
                 result.skipped.extend(
-                    (str(sp["displayName"]), f"extra job {j.get('id')} (one job per instance)")
+                    (str(sp["displayName"]), f"extra job {j.id} (one job per instance)")
                     for j in jobs[1:]
                 )
             job = jobs[0]
-            schema = await graph.job_schema(sp_id, str(job["id"]))
+            schema = await graph.job_schema(sp_id, job.id)
             templates = await graph.sync_templates(sp_id)
-            tpl = next((t for t in templates if t.get("id") == job.get("templateId")), None)
+            tpl = next((t for t in templates if t.get("id") == job.template_id), None)
             fields = configuration_fields(tpl) if tpl else []
             try:
                 saved = await graph.secret_keys(sp_id)
@@ -239,13 +238,11 @@ async def _read_jobs(
 
 
 def _instance(
-    sp: JSON, job: JSON, key: str, credentials: dict[str, str], result: ExportResult
+    sp: JSON, job: Job, key: str, credentials: dict[str, str], result: ExportResult
 ) -> JSON:
     """The manifest instance of one exported job (a job that runs but needs no credential is
     noted in ``result.skipped``: it is not started)."""
-    schedule = job.get("schedule") or {}
-    status = job.get("status") or {}
-    running = schedule.get("state") == "Active" or status.get("code") in (
+    running = job.schedule_state == "Active" or job.status.code in (
         "Active",
         "Quarantine",
     )
@@ -253,19 +250,16 @@ def _instance(
         "key": key,
         "displayName": sp["displayName"],
         "template": sp["applicationTemplateId"],
-        "syncTemplate": job.get("templateId"),
+        "syncTemplate": job.template_id,
         "start": bool(running and credentials),
         "validate": bool(credentials),
         "schema": f"schemas/{key}.json",
     }
-    sched = {k: schedule[k] for k in ("interval", "state") if schedule.get(k) is not None}
+    schedule = {"interval": job.schedule_interval, "state": job.schedule_state}
+    sched = {k: v for k, v in schedule.items() if v is not None}
     if sched:
         record["schedule"] = sched
-    settings = [
-        {"name": str(s["name"]), "value": str(s.get("value") or "")}
-        for s in job.get("synchronizationJobSettings") or []
-        if isinstance(s, dict) and s.get("name")
-    ]
+    settings = [{"name": name, "value": value or ""} for name, value in job.settings]
     if settings:
         record["jobSettings"] = settings
     if credentials:

@@ -1,11 +1,19 @@
 """Typed Graph calls for the provisioning steps. Every id is checked and quoted before it is put
-in a URL, and every OData string literal is escaped, so no value can reshape a request."""
+in a URL, and every OData string literal is escaped, so no value can reshape a request.
+
+The answers the steps and the day-2 commands read field by field come back typed: a
+:class:`Job` (with its :class:`JobStatus`, :class:`Quarantine` and :class:`Execution`) and a
+:class:`ProvisioningEntry`. Each is parsed once, leniently as Graph's own clients are (a missing
+or wrongly typed property reads as None); what Graph documents as required and an answer lacks
+is an ``InvalidResponse`` naming the request (:func:`_parsed`). The ledger records the plain
+JSON its readers make of them (``steps.monitor``, ``monitor.job_row``, ``run.LogCollector``)."""
 
 from __future__ import annotations
 
 import functools
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 from urllib.parse import quote
 
@@ -91,6 +99,233 @@ def _reread(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     return again
 
 
+# ---------------------------------------------------------------------- Graph's answers, typed
+class Unparsable(ValueError):
+    """A Graph object that lacks what Graph documents; :class:`Graph` raises it as
+    ``InvalidResponse`` naming the request whose answer it was."""
+
+
+def _text(obj: JSON, key: str) -> str | None:
+    value = obj.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _count(obj: JSON, key: str) -> int | None:
+    value = obj.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _object(obj: JSON, key: str) -> JSON:
+    """A nested object, or an empty one where Graph gives null (or anything but an object)."""
+    value = obj.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncError:
+    """A synchronizationError: of a quarantine or of a task execution."""
+
+    code: str | None = None
+    message: str | None = None
+    tenant_actionable: bool | None = None
+
+    @classmethod
+    def from_graph(cls, obj: object) -> SyncError | None:
+        """None where Graph gives no error: null, or an empty object."""
+        if not isinstance(obj, dict) or not obj:
+            return None
+        actionable = obj.get("tenantActionable")
+        return cls(
+            code=_text(obj, "code"),
+            message=_text(obj, "message"),
+            tenant_actionable=actionable if isinstance(actionable, bool) else None,
+        )
+
+    @property
+    def stated(self) -> bool:
+        """Whether it says anything: a code or a message."""
+        return bool(self.code or self.message)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Execution:
+    """A synchronizationTaskExecution: a job's last (or last successful) cycle."""
+
+    state: str | None = None  # synchronizationTaskExecutionResult: Succeeded, Failed, ...
+    time_began: str | None = None
+    time_ended: str | None = None
+    error: SyncError | None = None
+    activity_identifier: str | None = None
+    count_entitled: int | None = None
+    count_imported: int | None = None
+    count_exported: int | None = None
+    count_escrowed: int | None = None
+
+    @classmethod
+    def from_graph(cls, obj: object) -> Execution | None:
+        """None where Graph gives none (null)."""
+        if not isinstance(obj, dict):
+            return None
+        return cls(
+            state=_text(obj, "state"),
+            time_began=_text(obj, "timeBegan"),
+            time_ended=_text(obj, "timeEnded"),
+            error=SyncError.from_graph(obj.get("error")),
+            activity_identifier=_text(obj, "activityIdentifier"),
+            count_entitled=_count(obj, "countEntitled"),
+            count_imported=_count(obj, "countImported"),
+            count_exported=_count(obj, "countExported"),
+            count_escrowed=_count(obj, "countEscrowed"),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quarantine:
+    """A synchronizationQuarantine: why a job is quarantined and when it is tried again."""
+
+    reason: str | None = None  # quarantineReason, e.g. EncounteredQuarantineException
+    error: SyncError | None = None
+    current_began: str | None = None
+    next_attempt: str | None = None
+    series_began: str | None = None
+    series_count: int | None = None
+
+    @classmethod
+    def from_graph(cls, obj: object) -> Quarantine | None:
+        """None where Graph gives none (null)."""
+        if not isinstance(obj, dict):
+            return None
+        return cls(
+            reason=_text(obj, "reason"),
+            error=SyncError.from_graph(obj.get("error")),
+            current_began=_text(obj, "currentBegan"),
+            next_attempt=_text(obj, "nextAttempt"),
+            series_began=_text(obj, "seriesBegan"),
+            series_count=_count(obj, "seriesCount"),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobStatus:
+    """A synchronizationStatus: the job's state (``code``: Active, Paused, Quarantine,
+    NotConfigured, NotRun) and what its cycles came to."""
+
+    code: str | None = None
+    quarantine: Quarantine | None = None
+    last_execution: Execution | None = None
+    last_successful_execution: Execution | None = None
+    steady_state_first_achieved: str | None = None
+    steady_state_last_achieved: str | None = None
+    successive_complete_failures: int | None = None
+
+    @classmethod
+    def from_graph(cls, obj: object) -> JobStatus:
+        """The status of a job; an empty one where Graph gives none, :class:`Unparsable`
+        where it gives something other than an object."""
+        if not obj:
+            return cls()
+        if not isinstance(obj, dict):
+            raise Unparsable("the job's status is not an object")
+        return cls(
+            code=_text(obj, "code"),
+            quarantine=Quarantine.from_graph(obj.get("quarantine")),
+            last_execution=Execution.from_graph(obj.get("lastExecution")),
+            last_successful_execution=Execution.from_graph(obj.get("lastSuccessfulExecution")),
+            steady_state_first_achieved=_text(obj, "steadyStateFirstAchievedTime"),
+            steady_state_last_achieved=_text(obj, "steadyStateLastAchievedTime"),
+            successive_complete_failures=_count(obj, "countSuccessiveCompleteFailures"),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """A synchronizationJob: its id (required), template, schedule, settings and status."""
+
+    id: str
+    template_id: str | None = None
+    schedule_state: str | None = None  # synchronizationScheduleState: Active, Disabled, ...
+    schedule_interval: str | None = None  # an ISO 8601 duration, e.g. PT40M
+    settings: tuple[tuple[str, str | None], ...] = ()  # synchronizationJobSettings
+    status: JobStatus = JobStatus()
+
+    @classmethod
+    def from_graph(cls, obj: object) -> Job:
+        if not isinstance(obj, dict):
+            raise Unparsable("the job is not an object")
+        job_id = _text(obj, "id")
+        if not job_id:
+            raise Unparsable("the job lacks id")
+        schedule = _object(obj, "schedule")
+        settings = obj.get("synchronizationJobSettings")
+        return cls(
+            id=job_id,
+            template_id=_text(obj, "templateId"),
+            schedule_state=_text(schedule, "state"),
+            schedule_interval=_text(schedule, "interval"),
+            settings=tuple(
+                (s["name"], _text(s, "value"))
+                for s in (settings if isinstance(settings, list) else ())
+                if isinstance(s, dict) and isinstance(s.get("name"), str) and s["name"]
+            ),
+            status=JobStatus.from_graph(obj.get("status")),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProvisioningEntry:
+    """A provisioningObjectSummary: one object's provisioning in a cycle, and its outcome.
+
+    Nothing of it is required: an entry is counted for its job whatever else it lacks (its
+    own id included), as Graph's audit answers are read."""
+
+    id: str | None = None
+    at: str | None = None  # activityDateTime
+    job_id: str | None = None
+    cycle_id: str | None = None
+    action: str | None = None  # provisioningAction: create, update, delete, ...
+    status: str | None = None  # provisioningStatusInfo.status: success, failure, skipped...
+    error_code: str | None = None  # provisioningStatusInfo.errorInformation
+    reason: str | None = None
+    error_category: str | None = None
+    service_principal_id: str | None = None
+    source_id: str | None = None
+    source_name: str | None = None
+    target_id: str | None = None
+    target_name: str | None = None
+
+    @classmethod
+    def from_graph(cls, obj: object) -> ProvisioningEntry:
+        if not isinstance(obj, dict):
+            raise Unparsable("a provisioning log entry is not an object")
+        info = _object(obj, "provisioningStatusInfo")
+        error = _object(info, "errorInformation")
+        source, target = _object(obj, "sourceIdentity"), _object(obj, "targetIdentity")
+        return cls(
+            id=_text(obj, "id"),
+            at=_text(obj, "activityDateTime"),
+            job_id=_text(obj, "jobId"),
+            cycle_id=_text(obj, "cycleId"),
+            action=_text(obj, "provisioningAction"),
+            status=_text(info, "status"),
+            error_code=_text(error, "errorCode"),
+            reason=_text(error, "reason"),
+            error_category=_text(error, "errorCategory"),
+            service_principal_id=_text(_object(obj, "servicePrincipal"), "id"),
+            source_id=_text(source, "id"),
+            source_name=_text(source, "displayName"),
+            target_id=_text(target, "id"),
+            target_name=_text(target, "displayName"),
+        )
+
+
+def _parsed(resp: Response, parse: Callable[[JSON], T], obj: JSON) -> T:
+    """``parse(obj)`` of an object of this answer; what it lacks is the answer's fault."""
+    try:
+        return parse(obj)
+    except Unparsable as exc:
+        raise resp.invalid(str(exc)) from None
+
+
 class Graph:
     """The Graph operations bulkprov uses, over a :class:`GraphClient`."""
 
@@ -110,6 +345,24 @@ class Graph:
         found: list[JSON] = []
         async for resp in self.client.answers(path, params=params):
             found.extend(_items(resp, *required) if required else resp.items())
+            if limit is not None and len(found) >= limit:
+                return found[:limit]
+        return found
+
+    async def collect_as(
+        self,
+        path: str,
+        parse: Callable[[JSON], T],
+        *,
+        params: Mapping[str, str] | None = None,
+        required: tuple[str, ...] = (),
+        limit: int | None = None,
+    ) -> list[T]:
+        """:meth:`collect`, each item (an object) parsed: one that ``parse`` finds lacking is
+        an ``InvalidResponse`` of the page it came in."""
+        found: list[T] = []
+        async for resp in self.client.answers(path, params=params):
+            found.extend(_parsed(resp, parse, item) for item in _items(resp, *required))
             if limit is not None and len(found) >= limit:
                 return found[:limit]
         return found
@@ -233,18 +486,18 @@ class Graph:
         return await self.collect(f"{self._sync(sp_id)}/templates", required=("id",))
 
     @_reread
-    async def jobs(self, sp_id: str) -> list[JSON]:
-        return await self.collect(f"{self._sync(sp_id)}/jobs", required=("id",))
+    async def jobs(self, sp_id: str) -> list[Job]:
+        return await self.collect_as(f"{self._sync(sp_id)}/jobs", Job.from_graph, required=("id",))
 
     async def create_job(
         self, sp_id: str, template_id: str, settings: list[JSON] | None = None
-    ) -> JSON:
+    ) -> Job:
         path = f"{self._sync(sp_id)}/jobs"
         body: JSON = {"templateId": template_id}
         if settings:
             body["synchronizationJobSettings"] = settings
         resp = await self.client.request("POST", path, json=body, idempotent=False)
-        return _entity(resp, "id")
+        return _parsed(resp, Job.from_graph, _entity(resp, "id"))
 
     async def job_schema(self, sp_id: str, job_id: str) -> JSON:
         resp = await self.client.request(
@@ -266,13 +519,10 @@ class Graph:
         ]
 
     @_reread
-    async def job(self, sp_id: str, job_id: str) -> JSON:
+    async def job(self, sp_id: str, job_id: str) -> Job:
         path = f"{self._sync(sp_id)}/jobs/{token(job_id, 'job id')}"
         resp = await self.client.request("GET", path)
-        job = _entity(resp, "id")
-        if not isinstance(job.get("status") or {}, dict):
-            raise resp.invalid("the job's status is not an object")
-        return job
+        return _parsed(resp, Job.from_graph, _entity(resp, "id"))
 
     async def validate_credentials(self, sp_id: str, job_id: str, credentials: list[JSON]) -> None:
         await self.client.request(
@@ -307,7 +557,7 @@ class Graph:
 
     async def provisioning_failures(
         self, *, sp_ids: list[str] | None, since: str | None, limit: int, top: int = 999
-    ) -> tuple[list[JSON], bool]:
+    ) -> tuple[list[ProvisioningEntry], bool]:
         """Failed provisioning-log entries: of the given service principals (one filter for
         all of them), or of every service principal when ``sp_ids`` is None; at most
         ``limit`` of them, and whether more were left unread."""
@@ -321,14 +571,20 @@ class Graph:
         if since:
             clauses.append(f"activityDateTime ge {since}")
         params = {"$top": str(top), "$filter": " and ".join(clauses)}
-        found = await self.collect("/auditLogs/provisioning", params=params, limit=limit)
+        found = await self.collect_as(
+            "/auditLogs/provisioning", ProvisioningEntry.from_graph, params=params, limit=limit
+        )
         return found, len(found) >= limit
 
-    async def provisioning_logs(self, *, since: str | None, top: int = 999) -> list[JSON]:
+    async def provisioning_logs(
+        self, *, since: str | None, top: int = 999
+    ) -> list[ProvisioningEntry]:
         params = {"$top": str(top)}
         if since:
             params["$filter"] = f"activityDateTime ge {since}"
-        return await self.collect("/auditLogs/provisioning", params=params)
+        return await self.collect_as(
+            "/auditLogs/provisioning", ProvisioningEntry.from_graph, params=params
+        )
 
     # on-premises provisioning agents (Graph beta; delegated permissions only)
     def _beta(self, path: str) -> str:

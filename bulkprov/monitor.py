@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 import structlog
 
 from .errors import STOPS_THE_COMMAND, BulkProvError, GraphError
-from .graph import Graph
+from .graph import Execution, Graph, Job, ProvisioningEntry, SyncError
+from .jsontypes import JSON
 from .ledger import Ledger, Replay
 from .records import Event, Status, Step
 from .redact import Redactor, shorten
 
 log = structlog.get_logger("bulkprov.monitor")
-JSON = dict[str, Any]
 
 DEFAULT_RESET_SCOPE = "Watermark, Escrows, QuarantineState"
 RESET_SCOPES = frozenset(
@@ -67,43 +66,41 @@ class MonitorSettings:
     reset_scope: str = DEFAULT_RESET_SCOPE
 
 
-def _error(e: Any) -> JSON | None:
-    if not isinstance(e, dict) or not (e.get("code") or e.get("message")):
+def _error(e: SyncError | None) -> JSON | None:
+    if e is None or not e.stated:
         return None
-    return {"code": e.get("code"), "message": e.get("message")}
+    return {"code": e.code, "message": e.message}
 
 
-def _execution(e: Any) -> JSON | None:
-    if not isinstance(e, dict):
+def _execution(e: Execution | None) -> JSON | None:
+    if e is None:
         return None
     return {
-        "state": e.get("state"),
-        "timeBegan": e.get("timeBegan"),
-        "timeEnded": e.get("timeEnded"),
-        "error": _error(e.get("error")),
+        "state": e.state,
+        "timeBegan": e.time_began,
+        "timeEnded": e.time_ended,
+        "error": _error(e.error),
     }
 
 
-def job_row(job: JSON) -> JSON:
+def job_row(job: Job) -> JSON:
     """The monitor's view of a synchronizationJob's status."""
-    status = job.get("status")
-    if not isinstance(status, dict):
-        status = {}
-    q = status.get("quarantine")
+    status = job.status
+    q = status.quarantine
     quarantine = None
-    if isinstance(q, dict):
-        err = _error(q.get("error")) or {}
+    if q is not None:
+        err = _error(q.error) or {}
         quarantine = {
-            "reason": q.get("reason"),
+            "reason": q.reason,
             "code": err.get("code"),
             "message": err.get("message"),
-            "currentBegan": q.get("currentBegan"),
-            "nextAttempt": q.get("nextAttempt"),
-            "seriesCount": q.get("seriesCount"),
+            "currentBegan": q.current_began,
+            "nextAttempt": q.next_attempt,
+            "seriesCount": q.series_count,
         }
     last, last_ok = (
-        _execution(status.get("lastExecution")),
-        _execution(status.get("lastSuccessfulExecution")),
+        _execution(status.last_execution),
+        _execution(status.last_successful_execution),
     )
     codes = {
         c
@@ -115,11 +112,11 @@ def job_row(job: JSON) -> JSON:
         if c
     }
     return {
-        "status": status.get("code"),
+        "status": status.code,
         "quarantine": quarantine,
         "lastExecution": last,
         "lastSuccessfulExecution": last_ok,
-        "steadyStateLastAchievedTime": status.get("steadyStateLastAchievedTime"),
+        "steadyStateLastAchievedTime": status.steady_state_last_achieved,
         "errorCodes": sorted(str(c) for c in codes),
     }
 
@@ -246,15 +243,15 @@ class Monitor:
                 r["logs"] = {"error": self.redactor.shorten(str(err), 300)}
             return
         wanted = set(sp_ids)
-        buckets: dict[str, list[JSON]] = {i: [] for i in sp_ids}
+        buckets: dict[str, list[ProvisioningEntry]] = {i: [] for i in sp_ids}
         for e in entries:
-            sp_id = str((e.get("servicePrincipal") or {}).get("id"))
+            sp_id = str(e.service_principal_id)
             if sp_id in wanted:
                 buckets[sp_id].append(e)
         for r in rows:
             mine = sorted(
                 buckets[r["servicePrincipalId"]],
-                key=lambda e: str(e.get("activityDateTime") or ""),
+                key=lambda e: str(e.at or ""),
                 reverse=True,
             )
             r["logs"] = {
@@ -264,16 +261,14 @@ class Monitor:
             }
 
 
-def _failure(e: JSON) -> JSON:
-    info = (e.get("provisioningStatusInfo") or {}).get("errorInformation") or {}
-    identity = e.get("sourceIdentity") or {}
+def _failure(e: ProvisioningEntry) -> JSON:
     return {
-        "at": e.get("activityDateTime"),
-        "action": e.get("provisioningAction"),
-        "identity": identity.get("displayName"),
-        "errorCode": info.get("errorCode"),
-        "reason": shorten(str(info.get("reason") or ""), 300),
-        "jobId": e.get("jobId"),
+        "at": e.at,
+        "action": e.action,
+        "identity": e.source_name,
+        "errorCode": e.error_code,
+        "reason": shorten(str(e.reason or ""), 300),
+        "jobId": e.job_id,
     }
 
 

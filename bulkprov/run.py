@@ -27,6 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .client import GraphClient, wait_out_throttling
 from .errors import BulkProvError, GraphError, ManifestError, Problem, StepError, TransportError
 from .graph import Graph
+from .jsontypes import JSON
 from .ledger import Ledger, Redactor
 from .manifest import Instance, Lines, ManifestSummary, iter_instances, validate
 from .pipeline import Events, Interrupted, Outcome, Pipeline, ResolvedTemplate
@@ -36,7 +37,6 @@ from .refs import DEFAULT_RULES, RefRules
 from .settings import RunSettings
 
 log = structlog.get_logger("bulkprov.run")
-JSON = dict[str, Any]
 T = TypeVar("T")
 
 
@@ -227,18 +227,17 @@ class LogCollector:
                     del job_id
                 continue
             for e in entries:
-                summary = counts.get(str(e.get("jobId")))
+                summary = counts.get(str(e.job_id))
                 if summary is None:
                     continue
                 summary["entries"] += 1
-                status = str((e.get("provisioningStatusInfo") or {}).get("status"))
+                status = str(e.status)
                 summary["byStatus"][status] = summary["byStatus"].get(status, 0) + 1
                 if status == "failure" and "lastFailure" not in summary:
-                    info = (e.get("provisioningStatusInfo") or {}).get("errorInformation") or {}
                     summary["lastFailure"] = {
-                        "errorCode": info.get("errorCode"),
-                        "reason": self.redactor.shorten(str(info.get("reason") or ""), 300),
-                        "at": e.get("activityDateTime"),
+                        "errorCode": e.error_code,
+                        "reason": self.redactor.shorten(str(e.reason or ""), 300),
+                        "at": e.at,
                     }
             for job_id, (_s, event, box) in batch.items():
                 box.append(counts[job_id])

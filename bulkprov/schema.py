@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-JSON = dict[str, Any]
+from .jsontypes import JSON
 
 #: Fields of a directoryDefinition that the tenant assigns.
 _DIRECTORY_SERVER_FIELDS = frozenset({"id", "discoveryDateTime"})

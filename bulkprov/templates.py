@@ -35,10 +35,10 @@ from .errors import GraphError
 from .exitcodes import ExitCode
 from .graph import Graph, odata_string
 from .ids import is_guid
+from .jsontypes import JSON
 from .log import configure
 from .manifest import PLAIN_KEYS, SECRET_KEYS
 
-JSON = dict[str, Any]
 _KEY_CASE = {k.lower(): k for k in SECRET_KEYS}
 NO_INSTANCE = "unknown (no instance in the tenant)"
 WHY_UNKNOWN = (

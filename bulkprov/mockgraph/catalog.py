@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-JSON = dict[str, Any]
+from ..jsontypes import JSON
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -35,10 +35,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import orjson
 
+from ..jsontypes import JSON
 from .catalog import (
     GalleryApp,
     KeptSecret,
@@ -50,7 +50,6 @@ from .catalog import (
 from .clock import ScaledClock
 from .state import NULL_DATE, Application, Job, ServicePrincipal, Tenant, Visibility
 
-JSON = dict[str, Any]
 VERSION = 1
 SNAPSHOT = "tenant.json"
 JOURNAL = "journal.jsonl"

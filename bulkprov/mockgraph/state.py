@@ -17,11 +17,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..jsontypes import JSON
 from .catalog import CredentialError, GalleryApp, SyncTemplate
 from .clock import ScaledClock
 from .settings import MockSettings
 
-JSON = dict[str, Any]
 NULL_DATE = "0001-01-01T00:00:00Z"
 
 

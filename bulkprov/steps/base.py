@@ -24,7 +24,7 @@ from typing import ClassVar, Literal, Protocol, TypeVar
 import anyio
 
 from ..errors import BulkProvError, GraphError, NotYetReplicated
-from ..graph import Graph
+from ..graph import Graph, JobStatus
 from ..jsontypes import JSON
 from ..ledger import InstanceState, Ledger, Redactor
 from ..manifest import Instance
@@ -108,7 +108,7 @@ class Outcome:
     state: InstanceState
     started_at: float
     timings: dict[str, int] = field(default_factory=dict)
-    job_status: JSON | None = None
+    job_status: JobStatus | None = None
     instantiated_at: float | None = None  # monotonic time instantiate answered, this run
     # the applications of the instance's display name the set-up gate just looked up
     named: list[JSON] | None = field(default=None, repr=False)

@@ -78,9 +78,9 @@ class Job(BaseStep):
             jobs = await shared.replicated(
                 "synchronization jobs", lambda: shared.graph.jobs(sp_id), since
             )
-            existing = next((j for j in jobs if j.get("templateId") == template_id), None)
+            existing = next((j for j in jobs if j.template_id == template_id), None)
             if existing is not None:
-                return StepResult(Ids(job_id=existing["id"]), {"adopted": True})
+                return StepResult(Ids(job_id=existing.id), {"adopted": True})
             try:
                 job = await shared.replicated(
                     "the new service principal (create job)",
@@ -95,9 +95,8 @@ class Job(BaseStep):
                 log.info("job_create_unsure", error=shared.redactor.shorten(str(err), 200))
                 last = str(err)
                 continue
-            status = (job.get("status") or {}).get("code")
             applied = {"jobSettings": [list(p) for p in ctx.inst.job_settings], "start": False}
-            return StepResult(Ids(job_id=job["id"]), {"status": status, "applied": applied})
+            return StepResult(Ids(job_id=job.id), {"status": job.status.code, "applied": applied})
         raise StepError(
             ctx.key,
             Step.JOB,

@@ -8,36 +8,37 @@ from __future__ import annotations
 import time
 
 from ..errors import StepError
+from ..graph import Execution, JobStatus, Quarantine, SyncError
 from ..jsontypes import JSON
 from ..manifest import Instance
 from ..records import Step
 from .base import BaseStep, Context, Interrupted, StepResult, need
 
 
-def _settled(status: JSON, polls: int) -> JSON | None:
+def _settled(status: JobStatus, polls: int) -> JSON | None:
     """What the monitor records of a job status that ends its watch, else None."""
-    code = status.get("code")
-    last = status.get("lastExecution") or {}
+    code = status.code
+    last = status.last_execution or Execution()
     if code == "Quarantine":
-        q = status.get("quarantine") or {}
-        err = q.get("error") or last.get("error") or {}
+        q = status.quarantine or Quarantine()
+        err = q.error or last.error or SyncError()
         return {
             "jobStatus": code,
             "quarantine": {
-                "reason": q.get("reason"),
-                "code": err.get("code"),
-                "message": err.get("message"),
-                "nextAttempt": q.get("nextAttempt"),
-                "seriesCount": q.get("seriesCount"),
+                "reason": q.reason,
+                "code": err.code,
+                "message": err.message,
+                "nextAttempt": q.next_attempt,
+                "seriesCount": q.series_count,
             },
             "polls": polls,
         }
-    if code == "Active" and last.get("state") in ("Succeeded", "EntryLevelErrors"):
+    if code == "Active" and last.state in ("Succeeded", "EntryLevelErrors"):
         return {
             "jobStatus": code,
-            "lastExecution": last.get("state"),
-            "timeEnded": last.get("timeEnded"),
-            "timeBegan": last.get("timeBegan"),
+            "lastExecution": last.state,
+            "timeEnded": last.time_ended,
+            "timeBegan": last.time_began,
             "polls": polls,
         }
     if code in ("Paused", "NotConfigured") and polls > 3:
@@ -65,7 +66,7 @@ class Monitor(BaseStep):
             job = await shared.replicated(
                 "the job (monitor)", lambda: shared.graph.job(sp_id, job_id), since
             )
-            status = job.get("status") or {}
+            status = job.status
             out.job_status = status
             settled = _settled(status, polls)
             if settled is not None:
@@ -76,7 +77,7 @@ class Monitor(BaseStep):
                 raise StepError(
                     ctx.key,
                     Step.MONITOR,
-                    f"job still {status.get('code')} after {settings.monitor_deadline:.0f} "
+                    f"job still {status.code} after {settings.monitor_deadline:.0f} "
                     "Graph seconds",
                     code="MonitorDeadline",
                 )

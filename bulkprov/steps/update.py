@@ -136,11 +136,7 @@ class JobSettings(UpdateStep):
         graph = ctx.shared.graph
         sp_id, job_id = need(ctx.ids.service_principal_id), need(ctx.ids.job_id)
         job = await graph.job(sp_id, job_id)
-        merged = {
-            str(i.get("name")): i.get("value")
-            for i in job.get("synchronizationJobSettings") or []
-            if isinstance(i, dict)
-        }
+        merged: dict[str, str | None] = dict(job.settings)
         merged.update(ctx.inst.job_settings)
         body = {"synchronizationJobSettings": [{"name": n, "value": v} for n, v in merged.items()]}
         await graph.patch_job(sp_id, job_id, body)
@@ -172,7 +168,7 @@ class _JobState(UpdateStep):
         graph = ctx.shared.graph
         sp_id, job_id = need(ctx.ids.service_principal_id), need(ctx.ids.job_id)
         job = await graph.job(sp_id, job_id)
-        code = str((job.get("status") or {}).get("code") or "")
+        code = job.status.code or ""
         data: JSON = {"was": code, "applied": {"start": self.start}}
         if self.start and code != "Active":
             await graph.start_job(sp_id, job_id)
