@@ -33,6 +33,7 @@ from .log import configure
 from .manifest import Instance, iter_instances, validate
 from .pipeline import ResolvedTemplate
 from .planner import TemplateNeeds
+from .pool import open_pool
 from .progress import Progress, TaskProgress
 from .redact import shorten
 from .refs import RefRules
@@ -40,6 +41,7 @@ from .run import Runner, RunResult, read_needs, resolve_agent_groups, resolve_te
 from .settings import Credential, RunSettings
 
 STATUS_ROWS = 200  # instances `status` lists before it says how many more there are
+LOOKUPS = 32  # applications looked up by name at once by `plan`
 
 
 def _stderr() -> Console:
@@ -316,21 +318,21 @@ class _Planning:
     on_existing: str
     groups: dict[str, str] = field(default_factory=dict)  # agent group -> its id (delegated)
     claimed: dict[str, str] = field(init=False)
-    limiter: anyio.CapacityLimiter = field(init=False)
 
     def __post_init__(self) -> None:
         self.claimed = self.replay.claimed("applicationId") if self.replay else {}
-        self.limiter = anyio.CapacityLimiter(32)
 
     async def rows(self, instances: Iterable[Instance]) -> list[JSON]:
+        """A row per instance, in the manifest's order; those whose decision needs a lookup
+        are filled in by the lookup workers as their answers come."""
         rows: list[JSON] = []
-        async with anyio.create_task_group() as tg:
+        async with open_pool(self.lookup, workers=LOOKUPS) as lookups:
             for inst in instances:
                 row = self.row(inst)
                 rows.append(row)
                 decision = self.decide(inst)
                 if decision.action == "lookup":
-                    tg.start_soon(self.lookup, inst, row)
+                    await lookups.put((inst, row))
                 else:
                     self.fill(row, decision)
         return rows
@@ -378,15 +380,15 @@ class _Planning:
         if note:
             row["note"] = note
 
-    async def lookup(self, inst: Instance, row: JSON) -> None:
+    async def lookup(self, item: tuple[Instance, JSON]) -> None:
         """The decisions that depend on the applications of the instance's name."""
-        async with self.limiter:
-            try:
-                apps = await self.graph.applications_named(inst.display_name)
-            except GraphError as err:
-                row["action"] = "unknown"
-                row["note"] = f"{err.status} {err.code}"
-                return
+        inst, row = item
+        try:
+            apps = await self.graph.applications_named(inst.display_name)
+        except GraphError as err:
+            row["action"] = "unknown"
+            row["note"] = f"{err.status} {err.code}"
+            return
         self.fill(row, self.decide(inst, apps))
 
 

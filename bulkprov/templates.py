@@ -37,6 +37,7 @@ from .graph import Graph, odata_string
 from .ids import is_guid
 from .log import configure
 from .manifest import PLAIN_KEYS, SECRET_KEYS
+from .pool import each
 
 JSON = dict[str, Any]
 _KEY_CASE = {k.lower(): k for k in SECRET_KEYS}
@@ -191,18 +192,14 @@ async def lookup(
     if provisioning_only:
         infos = [i for i in infos if i.provisioning]
     if keys or len(infos) == 1:
-        limiter = anyio.CapacityLimiter(8)
+        for info in infos:
+            if not info.provisioning:
+                info.keys_note = "none: this template does not support provisioning"
 
         async def one(info: TemplateInfo) -> None:
-            async with limiter:
-                await read_keys(graph, info)
+            await read_keys(graph, info)
 
-        async with anyio.create_task_group() as tg:
-            for info in infos:
-                if info.provisioning:
-                    tg.start_soon(one, info)
-                else:
-                    info.keys_note = "none: this template does not support provisioning"
+        await each(one, [i for i in infos if i.provisioning], workers=8)
     return infos
 
 
