@@ -4,9 +4,7 @@ after showing what and asking; a first SIGINT stops after the deletions in fligh
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -25,7 +23,7 @@ from ..log import configure
 from ..progress import TaskProgress
 from ..records import Header
 from ..redact import shorten
-from .common import read_ledger
+from .common import client_stats, read_ledger, stop_on_signals
 
 KIND_LABELS = {
     cleanup_mod.JOB: "jobs",
@@ -36,23 +34,8 @@ KIND_LABELS = {
 
 
 SHOWN = 5  # names listed in the confirmation prompt
-
-
-async def _signals(stop: Callable[[], None], scope: anyio.CancelScope, console: Console) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        count = 0
-        async for signum in signals:
-            count += 1
-            if count == 1:
-                console.print(
-                    f"[yellow]{signal.Signals(signum).name}: stopping - deletions in flight "
-                    "finish and are recorded; run cleanup again to finish; again to stop "
-                    "at once[/]"
-                )
-                stop()
-            else:
-                scope.cancel()
-                return
+# what a first SIGINT or SIGTERM starts
+STOPPING = "stopping - deletions in flight finish and are recorded; run cleanup again to finish"
 
 
 def _describe(p: cleanup_mod.CleanupPlan) -> str:
@@ -169,7 +152,7 @@ async def _cleanup(
         on_target=lambda _key, ok: progress.advance(ok),
     )
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_signals, cleaner.request_stop, tg.cancel_scope, console)
+        tg.start_soon(stop_on_signals, cleaner.request_stop, tg.cancel_scope, console, STOPPING)
         with progress:
             result = await cleaner.run(p)
         tg.cancel_scope.cancel()
@@ -187,10 +170,7 @@ def _print_cleanup(console: Console, result: cleanup_mod.CleanupResult, stats: A
     for kind, label in KIND_LABELS.items():
         if result.deleted[kind] or result.gone[kind]:
             table.add_row(label, str(result.deleted[kind]), str(result.gone[kind]))
-    table.caption = (
-        f"{result.removed} instance(s) removed; requests {stats.requests}, "
-        f"429s {stats.throttled}, retries {stats.retries}"
-    )
+    table.caption = f"{result.removed} instance(s) removed; {client_stats(stats)}"
     console.print(table)
     if result.errors:
         t = Table(title=f"{len(result.errors)} deletion(s) failed (first 20)")

@@ -1,11 +1,16 @@
 """What the commands share: the console they report progress and errors on, what a
-manifest's references may reach, and reading a ledger a command looks after."""
+manifest's references may reach, reading a ledger a command looks after, the SIGINT/SIGTERM
+handling of the commands that drain (a first signal stops feeding, a second stops at once),
+and the client's request counts in a summary."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import signal
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+import anyio
 from rich.console import Console
 
 from .. import ledger as ledger_mod
@@ -55,3 +60,27 @@ def read_ledger(path: Path) -> ledger_mod.Replay:
     if replay.header is None:
         raise ConfigError(f"{path} is not a bulkprov ledger (no header line)")
     return replay
+
+
+async def stop_on_signals(
+    stop: Callable[[], None], scope: anyio.CancelScope, console: Console, what: str
+) -> None:
+    """On a first SIGINT or SIGTERM say ``what`` the command does now and call ``stop`` (a
+    drain); on a second, cancel ``scope``: the command stops at once."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        count = 0
+        async for signum in signals:
+            count += 1
+            if count == 1:
+                console.print(
+                    f"[yellow]{signal.Signals(signum).name}: {what}; again to stop at once[/]"
+                )
+                stop()
+            else:
+                scope.cancel()
+                return
+
+
+def client_stats(stats: Any) -> str:
+    """The client's requests, 429 answers and retries, as a summary's line says them."""
+    return f"requests {stats.requests}, 429s {stats.throttled}, retries {stats.retries}"

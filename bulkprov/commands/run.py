@@ -4,7 +4,6 @@ summary on the console and in ``--summary-json``; a first SIGINT drains, a secon
 from __future__ import annotations
 
 import argparse
-import signal
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +28,10 @@ from ..progress import Progress
 from ..redact import shorten
 from ..run import Runner, RunResult
 from ..settings import RunSettings
-from .common import ref_rules, stderr_console
+from .common import client_stats, ref_rules, stderr_console, stop_on_signals
+
+# what a first SIGINT or SIGTERM starts
+DRAIN = "draining - in-flight steps finish, nothing new starts"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -87,7 +89,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                     ledger_graph=tgt.ledger_graph,
                 )
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(_signals, runner, tg.cancel_scope, console)
+                    tg.start_soon(
+                        stop_on_signals, runner.request_stop, tg.cancel_scope, console, DRAIN
+                    )
                     with progress:
                         result = await runner.run()
                     tg.cancel_scope.cancel()
@@ -142,22 +146,6 @@ def _write_summary_json(
     return True
 
 
-async def _signals(runner: Runner, scope: anyio.CancelScope, console: Console) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        count = 0
-        async for signum in signals:
-            count += 1
-            if count == 1:
-                console.print(
-                    f"[yellow]{signal.Signals(signum).name}: draining - in-flight "
-                    "steps finish, nothing new starts; again to stop at once[/]"
-                )
-                runner.request_stop()
-            else:
-                scope.cancel()
-                return
-
-
 def _print_run_summary(
     console: Console, result: Any, stats: Any, ledger: Path, redactor: Redactor | None = None
 ) -> None:
@@ -179,8 +167,7 @@ def _print_run_summary(
         table.add_row("(no instance)", "0", *(["0"] if result.skipped else []))
     console.print(table)
     console.print(
-        f"{result.elapsed:.1f}s, requests {stats.requests}, 429s {stats.throttled}, "
-        f"retries {stats.retries}",
+        f"{result.elapsed:.1f}s, {client_stats(stats)}",
         markup=False,
         soft_wrap=True,
     )
