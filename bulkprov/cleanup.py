@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 
 import anyio
 import structlog
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .errors import (
     STOPS_THE_COMMAND,
@@ -36,6 +35,7 @@ from .errors import (
 from .graph import Graph
 from .jsontypes import JSON
 from .ledger import InstanceState, Ledger, Replay, now_iso
+from .pool import each
 from .records import CleanupRecord, Event, InstanceRecord, Status
 from .redact import shorten
 
@@ -219,24 +219,14 @@ class Cleaner:
         self.stop.set()
 
     async def run(self, cleanup: CleanupPlan) -> CleanupResult:
-        send, recv = anyio.create_memory_object_stream[Target](self.concurrency)
+        async def one(target: Target) -> None:
+            ok = await self._one(target)
+            if ok is not None and self.on_target is not None:
+                self.on_target(target.key, ok)
 
-        async def worker(stream: MemoryObjectReceiveStream[Target]) -> None:
-            async with stream:
-                async for target in stream:
-                    ok = await self._one(target)
-                    if ok is not None and self.on_target is not None:
-                        self.on_target(target.key, ok)
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(min(self.concurrency, max(1, len(cleanup.targets)))):
-                tg.start_soon(worker, recv.clone())
-            recv.close()
-            async with send:
-                for target in cleanup.targets:
-                    if self.stop.is_set():
-                        break
-                    await send.send(target)
+        await each(
+            one, cleanup.targets, workers=self.concurrency, buffer=self.concurrency, stop=self.stop
+        )
         self.result.interrupted = self.stop.is_set()
         return self.result
 

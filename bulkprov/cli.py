@@ -6,9 +6,10 @@ only then are the modules its options and its work come from imported: ``bulkpro
 imports none of them. The mock's options come from :mod:`bulkprov.mockgraph.cli`; the mock
 itself is loaded only by ``mock-graph``, ``--mock`` and ``--mock-info``.
 
-To add a command: a function that builds its parser (its options, and
-``p.set_defaults(func=...)`` with the function that runs it and returns an
-:class:`~bulkprov.exitcodes.ExitCode`), and a :class:`Command` in :data:`COMMANDS`.
+To add a command: its module in :mod:`bulkprov.commands` with the function that runs it and
+returns an :class:`~bulkprov.exitcodes.ExitCode`; a function here that builds its parser (its
+options, and ``p.set_defaults(func=...)`` with that function, imported inside the builder), and
+a :class:`Command` in :data:`COMMANDS`.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def _mock_graph(p: argparse.ArgumentParser) -> None:
 
 
 def _run(p: argparse.ArgumentParser) -> None:
-    from .commands import cmd_run
+    from .commands.run import cmd_run
 
     p.description = (
         "Validate the manifest, then take every instance through the provisioning "
@@ -173,7 +174,7 @@ def _run(p: argparse.ArgumentParser) -> None:
 
 
 def _plan(p: argparse.ArgumentParser) -> None:
-    from .commands import cmd_plan
+    from .commands.plan import cmd_plan
 
     p.description = (
         "Validate the whole manifest (every problem at once, with file, line and "
@@ -211,7 +212,7 @@ def _plan(p: argparse.ArgumentParser) -> None:
 
 
 def _export(p: argparse.ArgumentParser) -> None:
-    from .commands import cmd_export
+    from .commands.export import cmd_export
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.description = (
@@ -254,7 +255,7 @@ def _export(p: argparse.ArgumentParser) -> None:
 
 
 def _status(p: argparse.ArgumentParser) -> None:
-    from .commands import cmd_status
+    from .commands.status import cmd_status
 
     p.add_argument("ledger", type=Path, help="the JSONL ledger a run wrote")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -263,7 +264,7 @@ def _status(p: argparse.ArgumentParser) -> None:
 
 
 def _cleanup(p: argparse.ArgumentParser) -> None:
-    from .day2 import cmd_cleanup
+    from .commands.cleanup import cmd_cleanup
 
     p.description = (
         "Delete the synchronization jobs, service principals and applications "
@@ -308,7 +309,7 @@ def _cleanup(p: argparse.ArgumentParser) -> None:
 
 
 def _monitor(p: argparse.ArgumentParser) -> None:
-    from .day2 import cmd_monitor
+    from .commands.monitor import cmd_monitor
 
     p.description = (
         "Read every synchronization job recorded in LEDGER: status code, "
@@ -372,7 +373,7 @@ def _report(p: argparse.ArgumentParser) -> None:
 
 
 def _templates(p: argparse.ArgumentParser) -> None:
-    from .templates import cmd_templates
+    from .commands.templates import cmd_templates
 
     p.description = (
         "List the application templates of the Microsoft Entra gallery whose "

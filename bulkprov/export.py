@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import anyio
 import orjson
 import structlog
 
@@ -33,6 +32,7 @@ from .ids import is_guid
 from .jsontypes import JSON
 from .ledger import now_iso
 from .planner import configuration_fields
+from .pool import map_ordered
 
 log = structlog.get_logger("bulkprov.export")
 _KEY_BAD = re.compile(r"[^A-Za-z0-9._\-]+")
@@ -184,8 +184,6 @@ async def _read_jobs(
     """Service principal id -> its first job, the job's schema, the credential keys of its
     synchronization template and those saved, for each of ``sps`` that has a job (``concurrency``
     read at once); extra jobs are noted in ``result.skipped``."""
-    found_jobs: dict[str, JSON] = {}
-    limiter = anyio.CapacityLimiter(concurrency)
     read_count = 0
 
     def advanced(n: int) -> None:
@@ -194,47 +192,44 @@ async def _read_jobs(
         if on_progress is not None:
             on_progress(read_count, len(sps))
 
-    async def read(sp: JSON) -> None:
-        async with limiter:
-            sp_id = str(sp["id"])
-            jobs = await graph.jobs(sp_id)
-            if not jobs:
-                return
-            if len(jobs) > 1:
-                result.skipped.extend(
-                    (str(sp["displayName"]), f"extra job {j.id} (one job per instance)")
-                    for j in jobs[1:]
-                )
-            job = jobs[0]
-            schema = await graph.job_schema(sp_id, job.id)
-            templates = await graph.sync_templates(sp_id)
-            tpl = next((t for t in templates if t.get("id") == job.template_id), None)
-            fields = configuration_fields(tpl) if tpl else []
-            try:
-                saved = await graph.secret_keys(sp_id)
-            except GraphError as err:
-                if err.status not in (403, 404):
-                    raise
-                saved = []
-            found_jobs[sp_id] = {
-                "sp": sp,
-                "job": job,
-                "schema": schema,
-                "keys": fields,
-                "saved": saved,
-            }
-
-    async def counted(sp: JSON) -> None:
+    async def read(sp: JSON) -> JSON | None:
+        sp_id = str(sp["id"])
+        jobs = await graph.jobs(sp_id)
+        if not jobs:
+            return None
+        if len(jobs) > 1:
+            result.skipped.extend(
+                (str(sp["displayName"]), f"extra job {j.id} (one job per instance)")
+                for j in jobs[1:]
+            )
+        job = jobs[0]
+        schema = await graph.job_schema(sp_id, job.id)
+        templates = await graph.sync_templates(sp_id)
+        tpl = next((t for t in templates if t.get("id") == job.template_id), None)
+        fields = configuration_fields(tpl) if tpl else []
         try:
-            await read(sp)
+            saved = await graph.secret_keys(sp_id)
+        except GraphError as err:
+            if err.status not in (403, 404):
+                raise
+            saved = []
+        return {
+            "sp": sp,
+            "job": job,
+            "schema": schema,
+            "keys": fields,
+            "saved": saved,
+        }
+
+    async def counted(sp: JSON) -> JSON | None:
+        try:
+            return await read(sp)
         finally:
             advanced(1)
 
     advanced(0)
-    async with anyio.create_task_group() as tg:
-        for sp in sps:
-            tg.start_soon(counted, sp)
-    return found_jobs
+    found = await map_ordered(counted, sps, workers=concurrency)
+    return {str(sp["id"]): item for sp, item in zip(sps, found, strict=True) if item is not None}
 
 
 def _instance(

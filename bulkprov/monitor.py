@@ -14,13 +14,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import anyio
 import structlog
 
 from .errors import STOPS_THE_COMMAND, BulkProvError, GraphError
 from .graph import Execution, Graph, Job, ProvisioningEntry, SyncError
 from .jsontypes import JSON
 from .ledger import Ledger, Replay
+from .pool import each
 from .records import Event, Status, Step
 from .redact import Redactor, shorten
 
@@ -164,17 +164,13 @@ class Monitor:
 
     async def run(self) -> list[JSON]:
         rows = self.instances()
-        limiter = anyio.CapacityLimiter(max(1, self.settings.concurrency))
 
         async def one(row: JSON) -> None:
-            async with limiter:
-                await self._read(row)
-                if self.settings.restart and row.get("status") == QUARANTINE:
-                    await self._restart(row)
+            await self._read(row)
+            if self.settings.restart and row.get("status") == QUARANTINE:
+                await self._restart(row)
 
-        async with anyio.create_task_group() as tg:
-            for row in rows:
-                tg.start_soon(one, row)
+        await each(one, rows, workers=max(1, self.settings.concurrency))
         if self.settings.logs and rows:
             await self._failures(rows)
         return rows

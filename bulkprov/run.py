@@ -1,6 +1,6 @@
 """A run: the manifest streamed through a pool of workers, every step recorded in the ledger.
 
-Two stages, each a set of workers reading a bounded memory stream (anyio):
+Two stages, each a pool of workers (:mod:`bulkprov.pool`), the first feeding the second:
 
     manifest --> [setup workers x concurrency] --> [monitor workers x monitor_concurrency]
 
@@ -15,23 +15,23 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 import structlog
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .client import GraphClient, wait_out_throttling
 from .errors import BulkProvError, GraphError, ManifestError, Problem, StepError, TransportError
 from .graph import Graph
 from .jsontypes import JSON
-from .ledger import Ledger, Redactor
+from .ledger import InstanceState, Ledger, Redactor, Replay
 from .manifest import Instance, Lines, ManifestSummary, iter_instances, validate
 from .pipeline import Events, Interrupted, Outcome, Pipeline, ResolvedTemplate
 from .planner import TemplateNeeds
+from .pool import Pool, open_pool
 from .records import InstanceError, InstanceRecord, Status, Step
 from .refs import DEFAULT_RULES, RefRules
 from .settings import RunSettings
@@ -354,83 +354,80 @@ class Runner:
     async def _pool(
         self, pipeline: Pipeline, ledger: Ledger, collector: LogCollector, total: int
     ) -> None:
+        """Set-up workers hand each started instance to a monitor worker (the module
+        docstring); the log collector serves the monitors until the last one is done."""
         s = self.settings
-        setup_send, setup_recv = anyio.create_memory_object_stream[Instance](s.concurrency)
-        mon_send, mon_recv = anyio.create_memory_object_stream[Outcome](s.monitor_concurrency)
-        replay = pipeline.replay
         self.result.total = total
+        n = max(1, total)
 
-        async def produce() -> None:
-            async with setup_send:
-                for inst in iter_instances(
-                    self.manifest, allow_inline_secrets=self.allow_inline, rules=self.rules
-                ):
-                    if self.stop.is_set():
-                        break
-                    st = replay.instances.get(inst.key)
-                    if st is not None and st.finished and not pipeline.changes(inst, st):
-                        self.result.skipped += 1
-                        self.result.statuses[st.status or "done"] += 1
-                        self.result.skipped_statuses[st.status or "done"] += 1
-                        self.events.instance_ended("skipped")
-                        continue
-                    await setup_send.send(inst)
-
-        async def setup_worker(
-            recv: MemoryObjectReceiveStream[Instance], send: MemoryObjectSendStream[Outcome]
-        ) -> None:
-            async with recv, send:
-                async for inst in recv:
-                    state = replay.instances.get(inst.key)
-                    if state is None:
-                        from .ledger import InstanceState
-
-                        state = replay.instances[inst.key] = InstanceState(inst.key)
-                    out = Outcome(inst=inst, state=state, started_at=time.monotonic())
-                    was = state.status if state.finished else None  # set up before: day 2
-                    try:
-                        if was is None:
-                            await pipeline.setup(out)
-                        # what its desired state still needs (nothing for most instances)
-                        changes = pipeline.changes(inst, state, finished_only=False)
-                        taken = await pipeline.update(out, changes)
-                    except StepError as err:
-                        self.events.setup_ended(False)
-                        self._final(ledger, inst, state, "failed", error=err, out=out)
-                        continue
-                    except Interrupted:
-                        self.events.setup_ended(False)
-                        self._final(ledger, inst, state, "interrupted", out=out)
-                        continue
-                    self.events.setup_ended(True)
-                    if was is not None:
-                        self._updated(ledger, out, was, taken)
-                    elif inst.start and s.monitor:
-                        await send.send(out)
-                    else:
-                        self._final(ledger, inst, state, "done", out=out)
-
-        async def monitor_worker(recv: MemoryObjectReceiveStream[Outcome]) -> None:
-            async with recv:
-                async for out in recv:
-                    await self._monitor(pipeline, ledger, collector, out)
+        async def monitor(out: Outcome) -> None:
+            await self._monitor(pipeline, ledger, out)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(collector.run)
-            async with anyio.create_task_group() as workers:
-                workers.start_soon(produce)
-                async with mon_send:
-                    for _ in range(min(s.concurrency, max(1, total))):
-                        workers.start_soon(setup_worker, setup_recv.clone(), mon_send.clone())
-                setup_recv.close()
-                async with mon_recv:
-                    for _ in range(min(s.monitor_concurrency, max(1, total))):
-                        workers.start_soon(monitor_worker, mon_recv.clone())
+            async with open_pool(
+                monitor, workers=min(s.monitor_concurrency, n), buffer=s.monitor_concurrency
+            ) as monitors:
+
+                async def setup(inst: Instance) -> None:
+                    await self._setup(pipeline, ledger, monitors, inst)
+
+                async with open_pool(
+                    setup, workers=min(s.concurrency, n), buffer=s.concurrency
+                ) as setups:
+                    await setups.feed(self._to_set_up(pipeline), stop=self.stop)
             collector.close()
 
-    async def _monitor(
-        self, pipeline: Pipeline, ledger: Ledger, collector: LogCollector, out: Outcome
+    def _to_set_up(self, pipeline: Pipeline) -> Iterator[Instance]:
+        """The manifest's instances the ledger does not record as finished, or whose desired
+        state changed since; the finished, unchanged ones are counted as skipped."""
+        replay = pipeline.replay
+        for inst in iter_instances(
+            self.manifest, allow_inline_secrets=self.allow_inline, rules=self.rules
+        ):
+            st = replay.instances.get(inst.key)
+            if st is not None and st.finished and not pipeline.changes(inst, st):
+                self.result.skipped += 1
+                self.result.statuses[st.status or "done"] += 1
+                self.result.skipped_statuses[st.status or "done"] += 1
+                self.events.instance_ended("skipped")
+                continue
+            yield inst
+
+    async def _setup(
+        self, pipeline: Pipeline, ledger: Ledger, monitors: Pool[Outcome], inst: Instance
     ) -> None:
+        """Take one instance through its set-up steps, then to a monitor worker (if it is
+        started and monitored) or to its final record."""
+        replay = pipeline.replay
+        state = replay.instances.get(inst.key)
+        if state is None:
+            state = replay.instances[inst.key] = InstanceState(inst.key)
+        out = Outcome(inst=inst, state=state, started_at=time.monotonic())
+        was = state.status if state.finished else None  # set up before: day 2
+        try:
+            if was is None:
+                await pipeline.setup(out)
+            # what its desired state still needs (nothing for most instances)
+            changes = pipeline.changes(inst, state, finished_only=False)
+            taken = await pipeline.update(out, changes)
+        except StepError as err:
+            self.events.setup_ended(False)
+            self._final(ledger, inst, state, "failed", error=err, out=out)
+            return
+        except Interrupted:
+            self.events.setup_ended(False)
+            self._final(ledger, inst, state, "interrupted", out=out)
+            return
+        self.events.setup_ended(True)
+        if was is not None:
+            self._updated(ledger, out, was, taken)
+        elif inst.start and self.settings.monitor:
+            await monitors.put(out)
+        else:
+            self._final(ledger, inst, state, "done", out=out)
+
+    async def _monitor(self, pipeline: Pipeline, ledger: Ledger, out: Outcome) -> None:
         inst, state = out.inst, out.state
         try:
             data = await pipeline.step(out, Step.MONITOR)
@@ -528,4 +525,3 @@ class Runner:
             for value in out.secrets:
                 self.redactor.discard(value)
             out.secrets.clear()
-

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from bulkprov import ledger as ledger_mod
-from bulkprov.commands import status_summary
+from bulkprov.commands.status import status_summary
 from bulkprov.mockgraph import MockGraph
 
 from .enginekit import aws_manifest, run_engine, tenant_stats

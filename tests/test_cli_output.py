@@ -15,8 +15,10 @@ import orjson
 import pytest
 from rich.console import Console
 
-from bulkprov import cli, day2
-from bulkprov.commands import STATUS_ROWS, _print_run_summary
+from bulkprov import cli
+from bulkprov.commands import monitor as monitor_cmd
+from bulkprov.commands.run import _print_run_summary
+from bulkprov.commands.status import STATUS_ROWS
 from bulkprov.display import cell, printable
 from bulkprov.run import RunResult
 
@@ -198,6 +200,6 @@ class TestTables:
         """`monitor` on a ledger without jobs says the ledger records none, with no dangling
         "0 job(s):"."""
         args = argparse.Namespace(ledger=Path("runs/l.jsonl"), all=False)
-        day2._print_monitor(args, [], None)  # type: ignore[arg-type]
+        monitor_cmd._print_monitor(args, [], None)  # type: ignore[arg-type]
         out = capsys.readouterr().out
         assert "records no job" in out and "0 job(s)" not in out

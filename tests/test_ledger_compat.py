@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from bulkprov import ledger as ledger_mod
-from bulkprov.commands import status_summary
+from bulkprov.commands.status import status_summary
 from bulkprov.mockgraph import FaultSettings, MockGraph, MockSettings
 
 from .enginekit import run_engine, tenant_stats

@@ -8,7 +8,7 @@ import sys
 import time
 
 # the CLI imports these lazily: imported here, they stay out of the run's CPU as before
-import bulkprov.commands
+import bulkprov.commands.run
 import bulkprov.mockgraph.server  # noqa: F401
 from bulkprov.cli import main
 

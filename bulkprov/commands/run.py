@@ -1,0 +1,191 @@
+"""``bulkprov run``: a manifest through the engine (:class:`bulkprov.run.Runner`), its
+summary on the console and in ``--summary-json``; a first SIGINT drains, a second stops."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from ..cliconnect import connection_options
+from ..client import ClientStats, GraphClient
+from ..connect import client_settings, target
+from ..display import cell
+from ..errors import ConfigError, ManifestError
+from ..exitcodes import ExitCode
+from ..files import check_writable, write_atomic
+from ..ledger import Redactor
+from ..log import configure
+from ..manifest import validate
+from ..progress import Progress
+from ..redact import shorten
+from ..run import Runner, RunResult
+from ..settings import RunSettings
+from .common import client_stats, ref_rules, stderr_console, stop_on_signals
+
+# what a first SIGINT or SIGTERM starts
+DRAIN = "draining - in-flight steps finish, nothing new starts"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.ledger is None:
+        if not args.mock:
+            raise ConfigError("--ledger is required: it is what makes a run resumable")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        args.ledger = Path("runs") / f"{args.manifest.stem}-mock-{stamp}.jsonl"
+    redactor = Redactor()
+    configure(
+        console_level=("warning", "info", "debug")[min(args.verbose, 2)],
+        log_file=args.log_file,
+        redactor=redactor,
+    )
+    console = stderr_console()
+    if args.summary_json is not None:
+        check_writable(args.summary_json, "--summary-json")
+    opts = replace(connection_options(args), write_quota=args.write_quota, ru_quota=args.ru_quota)
+    # validate before anything else: a bad manifest makes no Graph call at all
+    rules = ref_rules(opts, args.secrets_dir)
+    summary = validate(args.manifest, allow_inline_secrets=args.allow_inline_secrets, rules=rules)
+    if summary.problems:
+        raise ManifestError(summary.problems)
+    settings = RunSettings(
+        concurrency=args.concurrency,
+        on_existing=args.on_existing,
+        monitor=not args.no_monitor,
+        collect_logs=not args.no_logs,
+        monitor_deadline=args.monitor_deadline,
+        fsync=args.fsync,
+    )
+
+    async def main() -> tuple[RunResult, ClientStats, str]:
+        async with target(opts, ledger=args.ledger, create=True) as tgt:
+            console.print(
+                f"bulkprov: {summary.count} instances from {args.manifest} -> "
+                f"{tgt.label}; ledger {args.ledger}",
+                markup=False,
+                soft_wrap=True,
+            )
+            async with GraphClient(tgt.conn, client_settings(opts, tgt.time_scale)) as client:
+                progress = Progress(
+                    summary.count, console, client.stats, interval=args.progress_every
+                )
+                runner = Runner(
+                    manifest=args.manifest,
+                    ledger_path=args.ledger,
+                    client=client,
+                    settings=settings,
+                    allow_inline_secrets=args.allow_inline_secrets,
+                    events=progress,
+                    redactor=redactor,
+                    rules=rules,
+                    summary=summary,  # validated above: the run streams the manifest only
+                    ledger_graph=tgt.ledger_graph,
+                )
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(
+                        stop_on_signals, runner.request_stop, tg.cancel_scope, console, DRAIN
+                    )
+                    with progress:
+                        result = await runner.run()
+                    tg.cancel_scope.cancel()
+                return result, client.stats, tgt.label
+
+    result, stats, label = anyio.run(main)
+    _print_run_summary(console, result, stats, args.ledger, redactor)
+    summary_written = args.summary_json is None or _write_summary_json(
+        args, console, result, stats, label
+    )
+    if result.interrupted or result.statuses["interrupted"]:
+        return ExitCode.INTERRUPTED
+    if result.failed:
+        return ExitCode.FAILED
+    if result.statuses["quarantined"]:
+        return ExitCode.QUARANTINED
+    return ExitCode.OK if summary_written else ExitCode.USAGE
+
+
+def _write_summary_json(
+    args: argparse.Namespace, console: Console, result: RunResult, stats: ClientStats, label: str
+) -> bool:
+    """Write ``--summary-json``; False (said on the console) when it cannot be written."""
+    try:
+        write_atomic(  # 0600: it holds the failures' messages
+            args.summary_json,
+            orjson.dumps(
+                {
+                    "total": result.total,
+                    "skipped": result.skipped,
+                    # by status: "statuses" counts the skipped instances too (as it always
+                    # did), "thisRun" and "skippedStatuses" apart
+                    "statuses": dict(result.statuses),
+                    "thisRun": dict(result.this_run),
+                    "skippedStatuses": dict(result.skipped_statuses),
+                    "elapsed": result.elapsed,
+                    "client": stats.as_dict(),
+                    "failures": result.failures,
+                    "target": label,
+                },
+                option=orjson.OPT_INDENT_2,
+            ),
+        )
+    except OSError as exc:
+        # the run's work is done and in the ledger: say so, and only then fail
+        console.print(
+            f"bulkprov: error: cannot write --summary-json {args.summary_json}: "
+            f"{exc.strerror}; the run itself is recorded in {args.ledger}",
+            markup=False,
+        )
+        return False
+    return True
+
+
+def _print_run_summary(
+    console: Console, result: Any, stats: Any, ledger: Path, redactor: Redactor | None = None
+) -> None:
+    """Statuses of this run's instances, apart from those a resumed run skipped; then the
+    ledger's path on a line of its own (never wrapped: it is copied into the next command)."""
+    this_run = result.this_run
+    skipped = result.skipped_statuses
+    table = Table(title="bulkprov run")
+    table.add_column("status")
+    table.add_column("this run", justify="right")
+    if result.skipped:
+        table.add_column("already finished, skipped", justify="right")
+    for status in sorted(set(this_run) | set(skipped)):
+        row = [status, str(this_run[status])]
+        if result.skipped:
+            row.append(str(skipped[status]))
+        table.add_row(*row)
+    if not this_run and not skipped:
+        table.add_row("(no instance)", "0", *(["0"] if result.skipped else []))
+    console.print(table)
+    console.print(
+        f"{result.elapsed:.1f}s, {client_stats(stats)}",
+        markup=False,
+        soft_wrap=True,
+    )
+    console.print(f"ledger {ledger}", markup=False, highlight=False, soft_wrap=True)
+    if result.failures:
+        shown = len(result.failures)
+        more = result.failed - shown
+        failures = Table(
+            title=f"failures (first {shown} of {result.failed})" if more > 0 else "failures"
+        )
+        for col in ("instance", "where", "step", "code", "message"):
+            failures.add_column(col, overflow="fold")
+        for f in result.failures:
+            failures.add_row(
+                cell(f["key"]),
+                cell(f["where"]),
+                cell(f["step"]),
+                cell(f.get("code")),
+                cell(shorten(str(f["message"]), 200, redactor)),
+            )
+        console.print(failures)
