@@ -49,6 +49,7 @@ from .records import FINAL_OK as FINAL_OK
 from .records import VERSION as VERSION
 from .records import (
     CleanupRecord,
+    DriftRecord,
     Event,
     Header,
     InstanceRecord,
@@ -168,6 +169,7 @@ class InstanceState:
     display_name: str | None = None  # as the ledger last recorded it (attempt or final record)
     # the desired state applied, as the steps' "applied" data says (see bulkprov.desired)
     applied: JSON = field(default_factory=dict)
+    drifted: bool | None = None  # what the last drift record said (None: no drift record)
 
     @property
     def finished(self) -> bool:
@@ -272,6 +274,8 @@ def _fold(replay: Replay, rec: Record | None) -> None:
             _fold_instance(replay, rec)
         case CleanupRecord():
             _fold_cleanup(_state(replay, rec.key, None), rec)
+        case DriftRecord():
+            _fold_drift(replay, rec)
         case RunStart():
             _fold_run(replay, rec)
         case Header():
@@ -360,6 +364,15 @@ def _fold_instance(replay: Replay, rec: InstanceRecord) -> None:
 def _fold_cleanup(st: InstanceState, rec: CleanupRecord) -> None:
     if rec.event in (Event.DONE, Event.GONE) and rec.object_id is not None:
         st.removed.add((str(rec.kind), rec.object_id))
+
+
+def _fold_drift(replay: Replay, rec: DriftRecord) -> None:
+    st = replay.instances.get(rec.key)
+    if st is None or st.status == Status.REMOVED:
+        return  # drift of an instance the ledger no longer has objects of: nothing to fold
+    st.drifted = rec.drifted
+    if rec.applied:
+        st.applied.update(rec.applied)  # what is live now: the next run's diff starts there
 
 
 def check_target(path: Path, header: Header | None, *, graph: str, tenant: str) -> None:
