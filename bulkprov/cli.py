@@ -480,6 +480,13 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         "ledger does not know it: adopt it or fail the instance (default %(default)s)",
     )
     g.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete the instances the ledger has and the manifest no longer lists, as "
+        "`cleanup` does (asks first unless --yes)",
+    )
+    g.add_argument("--yes", "-y", action="store_true", help="--prune: do not ask")
+    g.add_argument(
         "--no-monitor",
         action="store_true",
         help="stop after starting each job; do not wait for its first cycle",

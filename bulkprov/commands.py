@@ -137,10 +137,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                     with progress:
                         result = await runner.run()
                     tg.cancel_scope.cancel()
+                if args.prune and not result.interrupted:  # day 2: what the manifest dropped
+                    from .prune import run_prune
+
+                    pruned.append(await run_prune(args, client, tgt.ledger_graph, rules, console))
                 return result, client.stats, tgt.label
 
+    pruned: list[bool] = []
     result, stats, label = anyio.run(main)
     _print_run_summary(console, result, stats, args.ledger, redactor)
+    if pruned and not pruned[0]:
+        return ExitCode.FAILED
     summary_written = args.summary_json is None or _write_summary_json(
         args, console, result, stats, label
     )

@@ -180,3 +180,45 @@ async def test_one_changed_schema_file_is_the_only_put(
     assert _writes(_by_route(mock)) == {SCHEMA_PUT: 1}
     code, doc = await _drift(mock, tmp_path, ledger, manifest, "--no-record")
     assert code == 0, doc
+
+
+PATCHES = {"PATCH /applications/{id}": 1, "PATCH /servicePrincipals/{id}": 1}
+
+
+async def test_rename_is_an_update_and_prune_deletes_the_dropped(
+    mock: MockGraph, tmp_path: Path
+) -> None:
+    """A display name changed in the manifest is a rename (two PATCHes), not another
+    manifest; an instance the manifest dropped is shown by plan, left alone by run, kept by
+    run --prune without --yes or a terminal, and deleted by run --prune --yes."""
+    manifest = aws_manifest(tmp_path / "m.csv", 3)
+    ledger = tmp_path / "l.jsonl"
+    assert (await run_engine(mock, manifest, ledger)).statuses["done"] == 3
+    rows = manifest.read_text().splitlines()
+    rows[1] = rows[1].replace("AWS acct 00000", "AWS acct zero")
+    manifest.write_text("\n".join(rows[:-1]) + "\n")  # and acct-00002 dropped
+    code, out, err = await cli(mock, tmp_path, "plan", str(manifest), "--ledger", str(ledger),
+                               "--json")
+    assert code == 0, err
+    actions = {r["key"]: r["action"] for r in json.loads(out)["instances"]}
+    assert actions == {"acct-00000": "update", "acct-00001": "done",
+                       "acct-00002": "removed from manifest"}
+    mock.service.requests.clear()
+    result = await run_engine(mock, manifest, ledger)
+    assert result.statuses["done"] == 2 and result.skipped == 1, result.failures[:3]
+    assert _writes(_by_route(mock)) == PATCHES
+    tenant = next(iter(mock.service.tenants.values()))
+    app_id = _ids(ledger, "acct-00000")["applicationId"]
+    assert tenant.applications[app_id].display_name == "AWS acct zero"  # type: ignore[attr-defined]
+    assert tenant_stats(mock)["applications"] == 3  # acct-00002 left alone
+    code, out, err = await cli(mock, tmp_path, "run", str(manifest), "--ledger", str(ledger),
+                               "--prune")
+    assert code == 1 and "--yes" in err, err  # no terminal to ask on: nothing deleted
+    assert tenant_stats(mock)["applications"] == 3
+    code, out, err = await cli(mock, tmp_path, "run", str(manifest), "--ledger", str(ledger),
+                               "--prune", "--yes")
+    assert code == 0, err
+    assert tenant_stats(mock)["applications"] == 2
+    assert ledger_mod.read(ledger).instances["acct-00002"].status == "removed"
+    code, doc = await _drift(mock, tmp_path, ledger, manifest)
+    assert code == 0, doc
