@@ -364,6 +364,40 @@ def _monitor(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_monitor)
 
 
+def _drift(p: argparse.ArgumentParser) -> None:
+    from .commands.drift import cmd_drift
+
+    p.description = (
+        "Read the live state of every instance LEDGER set up and compare it with MANIFEST: "
+        "application and service principal exist (and their display names), job state and "
+        "quarantine, job settings, the job's schema against the manifest's schema file (a "
+        "path-level diff), and which secret keys are saved (Graph never returns secret "
+        "values: a secret changed in the portal is invisible). Instances the ledger has and "
+        "the manifest no longer lists are drift too. Reads only, paced like a run; what "
+        "drifted is recorded in the ledger (unless --no-record) so that the next `run` puts "
+        "it back. Connects like `monitor`. Exit codes: 0 nothing drifted, 1 some instance "
+        "could not be read, 2 bad input, 4 something drifted."
+    )
+    p.add_argument("ledger", type=Path, help="the JSONL ledger a run wrote")
+    p.add_argument("manifest", type=Path, help="the manifest: the desired state")
+    p.add_argument("--json", action="store_true", help="print the drift as JSON")
+    p.add_argument(
+        "--no-record", action="store_true", help="do not record the drift in the ledger"
+    )
+    p.add_argument(
+        "--allow-inline-secrets",
+        action="store_true",
+        help="accept secret values written in the manifest itself",
+    )
+    _secrets_dir_option(p)
+    p.add_argument(
+        "--concurrency", type=int, default=32, help="instances read at once (default %(default)s)"
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    _connection_options(p)
+    p.set_defaults(func=cmd_drift)
+
+
 def _report(p: argparse.ArgumentParser) -> None:
     from .report import cmd_report, configure_parser  # its arguments only: no model, no HTML
 
@@ -446,6 +480,13 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         help="an application of that name and template already exists and the "
         "ledger does not know it: adopt it or fail the instance (default %(default)s)",
     )
+    g.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete the instances the ledger has and the manifest no longer lists, as "
+        "`cleanup` does (asks first unless --yes)",
+    )
+    g.add_argument("--yes", "-y", action="store_true", help="--prune: do not ask")
     g.add_argument(
         "--no-monitor",
         action="store_true",
@@ -533,6 +574,7 @@ COMMANDS = (
         "list gallery application templates and the credential keys they need",
         _templates,
     ),
+    Command("drift", "compare the live state of a ledger's instances with the manifest", _drift),
 )
 
 

@@ -1,8 +1,8 @@
 """The exit codes of the ``bulkprov`` commands (the README's "Exit codes" lines say the same).
 
 Each command gives the subset that applies to it: ``run`` all of them, ``plan`` and
-``templates`` 0, 1 and 2, ``monitor`` 0 to 3, ``cleanup`` 0, 1, 2 and 130. argparse's own
-usage errors are 2 as well."""
+``templates`` 0, 1 and 2, ``monitor`` 0 to 3, ``cleanup`` 0, 1, 2 and 130, ``drift`` 0, 1, 2
+and 4. argparse's own usage errors are 2 as well."""
 
 from __future__ import annotations
 
@@ -23,5 +23,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     #: ``run``, ``monitor``: some job is quarantined
     QUARANTINED = 3
+    #: ``drift``: some instance's live state differs from the manifest
+    DRIFTED = 4
     #: stopped by SIGINT or SIGTERM (128 + SIGINT)
     INTERRUPTED = 130

@@ -49,6 +49,7 @@ from .records import FINAL_OK as FINAL_OK
 from .records import VERSION as VERSION
 from .records import (
     CleanupRecord,
+    DriftRecord,
     Event,
     Header,
     InstanceRecord,
@@ -168,6 +169,7 @@ class InstanceState:
     display_name: str | None = None  # as the ledger last recorded it (attempt or final record)
     # the desired state applied, as the steps' "applied" data says (see bulkprov.desired)
     applied: JSON = field(default_factory=dict)
+    drifted: bool | None = None  # what the last drift record said (None: no drift record)
 
     @property
     def finished(self) -> bool:
@@ -272,6 +274,8 @@ def _fold(replay: Replay, rec: Record | None) -> None:
             _fold_instance(replay, rec)
         case CleanupRecord():
             _fold_cleanup(_state(replay, rec.key, None), rec)
+        case DriftRecord():
+            _fold_drift(replay, rec)
         case RunStart():
             _fold_run(replay, rec)
         case Header():
@@ -360,6 +364,15 @@ def _fold_instance(replay: Replay, rec: InstanceRecord) -> None:
 def _fold_cleanup(st: InstanceState, rec: CleanupRecord) -> None:
     if rec.event in (Event.DONE, Event.GONE) and rec.object_id is not None:
         st.removed.add((str(rec.kind), rec.object_id))
+
+
+def _fold_drift(replay: Replay, rec: DriftRecord) -> None:
+    st = replay.instances.get(rec.key)
+    if st is None or st.status == Status.REMOVED:
+        return  # drift of an instance the ledger no longer has objects of: nothing to fold
+    st.drifted = rec.drifted
+    if rec.applied:
+        st.applied.update(rec.applied)  # what is live now: the next run's diff starts there
 
 
 def check_target(path: Path, header: Header | None, *, graph: str, tenant: str) -> None:
@@ -610,7 +623,7 @@ class Ledger:
                 # nothing, and a resumed one no map of every instance
                 instances = instances(self.replay.instances.keys()) if self.replay.instances else {}
             if instances is not None:
-                self.check_manifest(instances)
+                self.check_manifest(instances, manifest)
         if command == "run":
             self._fingerprint_key()  # no key to be had: the run stops before it writes
         self._prepared = _Prepared(manifest, graph, tenant, command, existing, cut, size)
@@ -659,33 +672,36 @@ class Ledger:
         manifest = p.manifest if p.command == "run" else None
         self.append(RunStart(at=now_iso(), pid=os.getpid(), command=p.command, manifest=manifest))
 
-    def check_manifest(self, instances: Collection[str] | Mapping[str, str]) -> None:
-        """Refuse a ledger that belongs to another manifest: one with instances this manifest
-        lacks, or (given key -> display name) whose instances had another display name, so
-        that its application ids would be taken for this manifest's instances."""
+    def check_manifest(
+        self, instances: Collection[str] | Mapping[str, str], manifest: str | None = None
+    ) -> None:
+        """Refuse a ledger that belongs to another manifest, so that its application ids are
+        not taken for this manifest's instances: one none of whose instances this manifest
+        lists, or (given key -> display name, and the manifest's file name differing from the
+        one the ledger records) one every instance of which the manifest lists had another
+        display name. Otherwise instances the manifest dropped are left to ``run --prune``,
+        and a display name changed for a key the ledger has is an update (``rename``)."""
         source = self.replay.header.manifest if self.replay.header else None
-        foreign = [k for k in self.replay.instances if k not in instances]
-        if foreign:
-            sample = ", ".join(repr(k) for k in sorted(foreign)[:5])
+        known = self.replay.instances
+        common = [k for k in known if k in instances]
+        if known and not common:
+            sample = ", ".join(repr(k) for k in sorted(known)[:5])
             raise LedgerError(
-                f"{self.path} belongs to another manifest: {len(foreign)} of its instances "
-                f"({sample}) are not in {source} as given now; use a new ledger for a "
+                f"{self.path} belongs to another manifest: none of its {len(known)} instances "
+                f"({sample}) is in {manifest or source} as given now; use a new ledger for a "
                 "different manifest"
             )
-        if not isinstance(instances, Mapping):
+        if not isinstance(instances, Mapping) or manifest is None or manifest == source:
             return
-        renamed = [
-            (k, st.display_name, instances[k])
-            for k, st in self.replay.instances.items()
-            if st.display_name is not None and st.display_name != instances[k]
-        ]
-        if renamed:
+        named = [(k, known[k].display_name, instances[k]) for k in common]
+        renamed = [(k, was, now) for k, was, now in named if was is not None and was != now]
+        if renamed and len(renamed) == len([n for n in named if n[1] is not None]):
             k, was, now = sorted(renamed)[0]
             raise LedgerError(
-                f"{self.path} belongs to another manifest: {len(renamed)} of its instances "
-                f"have another display name now (instance {k!r} was {was!r}, the manifest "
-                f"says {now!r}); the ledger's applications would be taken for other ones. "
-                "Use a new ledger for a different manifest, or restore the names"
+                f"{self.path} belongs to another manifest ({source}, not {manifest}): every "
+                f"instance of it has another display name now (instance {k!r} was {was!r}, "
+                f"the manifest says {now!r}); the ledger's applications would be taken for "
+                "other ones. Use a new ledger for a different manifest, or restore the names"
             )
 
     def _fingerprint_key(self) -> bytes:

@@ -453,7 +453,47 @@ class CleanupRecord:
         return cls(**_keyed(raw, cls.SPEC))
 
 
-Record = Header | RunStart | StepRecord | InstanceRecord | CleanupRecord
+def _texts(v: list[Any]) -> object:
+    return tuple(v) if all(isinstance(x, str) for x in v) else _BAD
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DriftRecord:
+    """``bulkprov drift`` found an instance's live state differs from its manifest line
+    (``drifted``; false: it found none, after an earlier record said it drifted): ``fields``
+    name what differs, ``message`` says it in one line, and ``applied`` is the desired state
+    the live one amounts to (folded into the instance's applied state, so that the next run
+    takes the update steps that put it back: a job paused by hand is started again)."""
+
+    key: str
+    t: float | None = None
+    drifted: bool | None = None
+    fields: tuple[str, ...] | None = None
+    message: str | None = None
+    applied: JSON | None = None
+    extra: JSON = field(default_factory=dict)
+
+    SPEC: ClassVar[_Spec] = _Spec(
+        ("key", "key", _TEXT),
+        ("t", "t", _NUMBER),
+        ("drifted", "drifted", _FLAG),
+        ("fields", "fields", ((list,), _texts)),
+        ("message", "message", _TEXT),
+        ("applied", "applied", _OBJECT),
+    )
+
+    def to_json(self) -> JSON:
+        out = _write("drift", self, self.SPEC.table, self.extra)
+        if self.fields is not None:
+            out["fields"] = list(self.fields)
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> DriftRecord:
+        return cls(**_keyed(raw, cls.SPEC))
+
+
+Record = Header | RunStart | StepRecord | InstanceRecord | CleanupRecord | DriftRecord
 
 _PARSERS: dict[str, Callable[[Mapping[str, Any]], Record]] = {
     "header": Header.from_json,
@@ -461,6 +501,7 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any]], Record]] = {
     "step": StepRecord.from_json,
     "instance": InstanceRecord.from_json,
     "cleanup": CleanupRecord.from_json,
+    "drift": DriftRecord.from_json,
 }
 
 

@@ -27,7 +27,7 @@ from .client import GraphClient, wait_out_throttling
 from .errors import BulkProvError, GraphError, ManifestError, Problem, StepError, TransportError
 from .graph import Graph
 from .jsontypes import JSON
-from .ledger import InstanceState, Ledger, Redactor, Replay
+from .ledger import InstanceState, Ledger, Redactor
 from .manifest import Instance, Lines, ManifestSummary, iter_instances, validate
 from .pipeline import Events, Interrupted, Outcome, Pipeline, ResolvedTemplate
 from .planner import TemplateNeeds

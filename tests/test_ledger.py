@@ -194,7 +194,9 @@ def test_ledger_torn_inside_its_header_starts_afresh(path: Path, cut: int) -> No
 
 
 def test_check_manifest_refuses_foreign_instances(path: Path) -> None:
-    """check_manifest raises naming instances the manifest lacks, and accepts a superset."""
+    """check_manifest accepts a superset, and a manifest that dropped some of the ledger's
+    instances (desired state: run --prune deletes them); it refuses one that lists none of
+    them, naming them."""
     led, _ = open_ledger(path)
     led.step("a", "instantiate", "done")
     led.step("zz-other", "instantiate", "done")
@@ -202,31 +204,36 @@ def test_check_manifest_refuses_foreign_instances(path: Path) -> None:
     led, _ = open_ledger(path)
     try:
         led.check_manifest({"a", "b", "zz-other"})
+        led.check_manifest({"a", "b"})  # zz-other removed from the manifest
         with pytest.raises(LedgerError) as info:
-            led.check_manifest({"a", "b"})
+            led.check_manifest({"b", "c"})
         assert "'zz-other'" in str(info.value) and "another manifest" in str(info.value)
     finally:
         led.close()
 
 
 def test_a_ledger_whose_instances_had_other_names_is_refused_untouched(path: Path) -> None:
-    """Same keys, other display names: another manifest's ledger. open() refuses it before
-    writing anything, naming an instance and both names; the same names are accepted."""
+    """Same keys, every one with another display name, in a manifest of another name: another
+    manifest's ledger. open() refuses it before writing anything, naming an instance and both
+    names; the same names are accepted, and so is a renamed instance of the same manifest
+    (an update: rename)."""
     led, _ = open_ledger(path)
     led.step("a", "instantiate", "attempt", attempt=1, displayName="AWS prod", templateId="t")
     led.append(InstanceRecord(key="b", status="done", display_name="AWS dev"))
     led.close()
     before = path.read_bytes()
     with pytest.raises(LedgerError) as info:
-        Ledger(path).open(manifest="m.csv", graph=GRAPH, tenant=TENANT,
-                          instances={"a": "AWS prod", "b": "Contoso dev", "c": "new"})
-    assert "'b' was 'AWS dev'" in str(info.value) and "'Contoso dev'" in str(info.value)
+        Ledger(path).open(manifest="other.csv", graph=GRAPH, tenant=TENANT,
+                          instances={"a": "Contoso prod", "b": "Contoso dev", "c": "new"})
+    assert "'a' was 'AWS prod'" in str(info.value) and "'Contoso prod'" in str(info.value)
     assert path.read_bytes() == before
-    led = Ledger(path)
-    led.open(manifest="m.csv", graph=GRAPH, tenant=TENANT,
-             instances={"a": "AWS prod", "b": "AWS dev", "c": "new"})
-    led.close()
-    assert ledger_mod.read(path).runs == 2
+    for manifest, names in (("other.csv", {"a": "AWS prod", "b": "AWS dev", "c": "new"}),
+                            ("m.csv", {"a": "AWS prod", "b": "Contoso dev"}),
+                            ("other.csv", {"a": "AWS prod", "b": "Contoso dev"})):
+        led = Ledger(path)
+        led.open(manifest=manifest, graph=GRAPH, tenant=TENANT, instances=names)
+        led.close()
+    assert ledger_mod.read(path).runs == 4
 
 
 def test_redactor_masks_registered_secrets_in_nested_structures() -> None:

@@ -55,14 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = validate(args.manifest, allow_inline_secrets=args.allow_inline_secrets, rules=rules)
     if summary.problems:
         raise ManifestError(summary.problems)
-    settings = RunSettings(
-        concurrency=args.concurrency,
-        on_existing=args.on_existing,
-        monitor=not args.no_monitor,
-        collect_logs=not args.no_logs,
-        monitor_deadline=args.monitor_deadline,
-        fsync=args.fsync,
-    )
+    settings = _run_settings(args)
 
     async def main() -> tuple[RunResult, ClientStats, str]:
         async with target(opts, ledger=args.ledger, create=True) as tgt:
@@ -95,13 +88,37 @@ def cmd_run(args: argparse.Namespace) -> int:
                     with progress:
                         result = await runner.run()
                     tg.cancel_scope.cancel()
+                if args.prune and not result.interrupted:  # day 2: what the manifest dropped
+                    from ..prune import run_prune
+
+                    pruned.append(await run_prune(args, client, tgt.ledger_graph, rules, console))
                 return result, client.stats, tgt.label
 
+    pruned: list[bool] = []
     result, stats, label = anyio.run(main)
     _print_run_summary(console, result, stats, args.ledger, redactor)
+    if pruned and not pruned[0]:
+        return ExitCode.FAILED
     summary_written = args.summary_json is None or _write_summary_json(
         args, console, result, stats, label
     )
+    return _exit_code(result, summary_written)
+
+
+def _run_settings(args: argparse.Namespace) -> RunSettings:
+    return RunSettings(
+        concurrency=args.concurrency,
+        on_existing=args.on_existing,
+        monitor=not args.no_monitor,
+        collect_logs=not args.no_logs,
+        monitor_deadline=args.monitor_deadline,
+        fsync=args.fsync,
+    )
+
+
+def _exit_code(result: RunResult, summary_written: bool) -> ExitCode:
+    """Interrupted, then failed, then quarantined; a summary file that could not be written
+    is a usage error."""
     if result.interrupted or result.statuses["interrupted"]:
         return ExitCode.INTERRUPTED
     if result.failed:
