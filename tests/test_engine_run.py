@@ -27,7 +27,9 @@ def faulty(**changes: object) -> MockSettings:
     """Graph's latency and replication, a tight write quota, and faults on every route."""
     base = MockSettings(
         time_scale=0.01,
-        throttle=ThrottleSettings(write_limit=150, write_window=150.0),
+        # a bucket that starts empty: the first concurrent writes are throttled however slowly
+        # a loaded machine lets the client send them
+        throttle=ThrottleSettings(write_limit=150, write_window=150.0, start_full=False),
         replication=ReplicationSettings(min_delay=1.0, max_delay=12.0, flap=6.0),
         faults=FaultSettings(
             seed=7,
