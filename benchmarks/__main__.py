@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-scale", type=float, default=None,
                    help="real seconds per Graph second (race: default 1.0, Graph's own pace, "
                         "so that no client is CPU-bound only because the clock was compressed; "
-                        "soak and rotate: 0.2)")
+                        "rotate: 1.0, see benchmarks/README.md; soak: 0.2)")
     p.add_argument("--contenders", default=None, help="comma-separated subset")
     p.add_argument("--sequential-budget", type=float, default=300.0,
                    help="real seconds the sequential contender may run before it is stopped "
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         elif w == "rotate":
             from .rotate import rotate
 
-            res = rotate(n=args.n or 5000, time_scale=args.time_scale or 0.2,
+            res = rotate(n=args.n or 5000, time_scale=args.time_scale or 1.0,
                          work=work / "rotate")
             md = report.rotate_md(res)
             report.save(res, args.out, "rotate", md)

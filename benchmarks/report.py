@@ -180,7 +180,7 @@ def rotate_md(res: dict[str, Any]) -> str:
                 f"{lag['max_s'] * 1000:.0f} / {lag['p99_s'] * 1000:.0f}",
                 res["work_cpu_s"], res["mock_cpu_s"], res["peak_rss_mb"]]]),
         "",
-        f"Writes by route: {writes}.",
+        f"Writes by route (not counting those answered 429): {writes}.",
         "",
         targets_md(res["targets"]),
     ])

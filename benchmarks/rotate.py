@@ -109,10 +109,13 @@ def run_cmd(manifest: Path, info: Path, ledger: Path, work: Path, *extra: str) -
             "--progress-every", "0", *extra]
 
 
-def by_route(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
-    """Requests per route between two stats answers (the counters survive a reopen or not)."""
+def by_route(before: dict[str, Any], after: dict[str, Any], *, answered: bool = False
+             ) -> dict[str, int]:
+    """Requests per route between two stats answers; ``answered``: only those not answered
+    429 (a throttled request changed nothing, and its retry is counted again)."""
     def flat(s: dict[str, Any]) -> dict[str, int]:
-        return {r: sum(c.values()) for r, c in s["byRoute"].items()}
+        return {r: sum(v for code, v in c.items() if not (answered and code == "429"))
+                for r, c in s["byRoute"].items()}
     a, b = flat(before), flat(after)
     return {r: n - a.get(r, 0) for r, n in sorted(b.items()) if n - a.get(r, 0)}
 
@@ -202,7 +205,7 @@ def measured_result(*, n: int, time_scale: float, margs: list[str], set_up: dict
     finished = sorted(t for t, _ in mine)
     makespan = finished[-1] / time_scale if len(finished) >= n else None
     routes = by_route(before, after)
-    w = writes_of(routes)
+    w = writes_of(by_route(before, after, answered=True))
     cpu_file = mwork / "cpu.json"
     work_cpu = json.loads(cpu_file.read_text())["work_cpu"] if cpu_file.exists() else None
     res: dict[str, Any] = {
@@ -232,7 +235,7 @@ def measured_result(*, n: int, time_scale: float, margs: list[str], set_up: dict
         "validate_writes": w.get(VALIDATE, 0),
         "secrets_writes": w.get(SECRETS, 0),
         "other_writes": sum(v for r, v in w.items() if r not in (VALIDATE, SECRETS)),
-        "reads_by_route": {r: v for r, v in routes.items() if r not in w},
+        "requests_by_route": routes,  # 429s included
         "throttled": after["throttled"] - before["throttled"],
         "early_retries": after["earlyRetries"] - before["earlyRetries"],
         "secrets_held": held["secrets"],
