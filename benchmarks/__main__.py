@@ -1,4 +1,4 @@
-"""``python -m benchmarks {race,overhead,scale,soak,all}``: see benchmarks/README.md."""
+"""``python -m benchmarks {race,overhead,scale,soak,rotate,all}``: see benchmarks/README.md."""
 
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ OUT = Path(__file__).resolve().parent / "results"
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    p.add_argument("which", choices=("race", "overhead", "scale", "soak", "all", "report"),
+    p.add_argument("which",
+                   choices=("race", "overhead", "scale", "soak", "rotate", "all", "report"),
                    help="a benchmark, all of them, or `report`: render the Markdown and the "
                         "plot again from the JSON results")
-    p.add_argument("--n", type=int, default=None, help="instances (race, soak, overhead)")
+    p.add_argument("--n", type=int, default=None,
+                   help="instances (race, soak, overhead; rotate: default 5000)")
     p.add_argument("--time-scale", type=float, default=None,
                    help="real seconds per Graph second (race: default 1.0, Graph's own pace, "
                         "so that no client is CPU-bound only because the clock was compressed; "
-                        "soak: 0.2)")
+                        "rotate: 1.0, see benchmarks/README.md; soak: 0.2)")
     p.add_argument("--contenders", default=None, help="comma-separated subset")
     p.add_argument("--sequential-budget", type=float, default=300.0,
                    help="real seconds the sequential contender may run before it is stopped "
@@ -66,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
             res = soak(n=args.n or 1000, time_scale=args.time_scale or 0.2, work=work / "soak")
             md = report.soak_md(res)
             report.save(res, args.out, "soak", md)
+        elif w == "rotate":
+            from .rotate import rotate
+
+            res = rotate(n=args.n or 5000, time_scale=args.time_scale or 1.0,
+                         work=work / "rotate")
+            md = report.rotate_md(res)
+            report.save(res, args.out, "rotate", md)
         print(md)
         print()
     print(f"results in {args.out} (scratch: {work})", file=sys.stderr)
@@ -76,7 +85,8 @@ def rerender(out: Path) -> int:
     import json
 
     render = {"race": report.race_md, "overhead": report.overhead_md,
-              "scale": report.scale_md, "soak": report.soak_md}
+              "scale": report.scale_md, "soak": report.soak_md,
+              "rotate": report.rotate_md}
     for name, fn in render.items():
         path = out / f"{name}.json"
         if path.exists():

@@ -156,3 +156,31 @@ def soak_md(res: dict[str, Any]) -> str:
         "",
         targets_md(res["targets"]),
     ])
+
+
+def rotate_md(res: dict[str, Any]) -> str:
+    lag = res["mock_loop_lag"]
+    writes = ", ".join(f"`{r}` {n:,}" for r, n in res["writes_by_route"].items())
+    return "\n".join([
+        f"### Rotate: new credentials for {res['n']:,} instances set up before, at Graph's "
+        f"quotas (time scale {res['time_scale']})",
+        "",
+        f"Bound {res['bound_graph_s']:.1f} Graph s: {res['writes_expected']:,} writes, the "
+        f"first {res['burst']:,} from the full bucket, the rest at 20 per Graph s. "
+        f"Mock: `{' '.join(res['mock']['args'])}`; set-up (not measured) "
+        f"{res['setup']['wall_s']:.0f} s at `{' '.join(res['setup']['mock_args'])}`.",
+        "",
+        table(["makespan (Graph s)", "x bound", "start-up (Graph s)", "done", "failed",
+               "requests", "writes", "429s", "early retries", "mock loop lag max / p99 (ms)",
+               "CPU s (run)", "mock CPU s", "peak RSS MB"],
+              [[res["makespan_graph_s"],
+                f"{res['ratio_to_bound']:.3f}" if res["ratio_to_bound"] else "-",
+                res["startup_graph_s"], res["done"], res["failed"], res["requests"],
+                sum(res["writes_by_route"].values()), res["throttled"], res["early_retries"],
+                f"{lag['max_s'] * 1000:.0f} / {lag['p99_s'] * 1000:.0f}",
+                res["work_cpu_s"], res["mock_cpu_s"], res["peak_rss_mb"]]]),
+        "",
+        f"Writes by route (not counting those answered 429): {writes}.",
+        "",
+        targets_md(res["targets"]),
+    ])
