@@ -1,4 +1,4 @@
-"""``python -m benchmarks {race,overhead,scale,soak,rotate,all}``: see benchmarks/README.md."""
+"""``python -m benchmarks {race,pace,overhead,scale,soak,rotate,all,report}``: see README.md."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ OUT = Path(__file__).resolve().parent / "results"
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     p.add_argument("which",
-                   choices=("race", "overhead", "scale", "soak", "rotate", "all", "report"),
+                   choices=("race", "pace", "overhead", "scale", "soak", "rotate", "all",
+                            "report"),
                    help="a benchmark, all of them, or `report`: render the Markdown and the "
                         "plot again from the JSON results")
     p.add_argument("--n", type=int, default=None,
@@ -23,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-scale", type=float, default=None,
                    help="real seconds per Graph second (race: default 1.0, Graph's own pace, "
                         "so that no client is CPU-bound only because the clock was compressed; "
-                        "rotate: 1.0, see benchmarks/README.md; soak: 0.2)")
+                        "pace: 0.1, about 10 minutes in all; rotate: 1.0, see "
+                        "benchmarks/README.md; soak: 0.2)")
     p.add_argument("--contenders", default=None, help="comma-separated subset")
     p.add_argument("--sequential-budget", type=float, default=300.0,
                    help="real seconds the sequential contender may run before it is stopped "
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="bulkprov-bench-"))
     if args.which == "report":
         return rerender(args.out)
-    which = ("race", "overhead", "scale", "soak") if args.which == "all" else (args.which,)
+    which = ("race", "pace", "overhead", "scale", "soak") if args.which == "all" else (args.which,)
     for w in which:
         if w == "race":
             from .race import CONTENDERS, race
@@ -50,6 +52,19 @@ def main(argv: list[str] | None = None) -> int:
             md = report.race_md(res)
             report.save(res, args.out, "race", md)
             report.race_plot(res, args.out / "race.png")
+        elif w == "pace":
+            from .pace import CONTENDERS as PACERS
+            from .pace import pace, pace_md, pace_plot
+
+            res = pace(
+                n=args.n or 1000,
+                time_scale=args.time_scale or 0.1,
+                work=work / "pace",
+                contenders=tuple(args.contenders.split(",")) if args.contenders else PACERS,
+            )
+            md = pace_md(res)
+            report.save(res, args.out, "pace", md)
+            pace_plot(res, args.out / "pace.png")
         elif w == "overhead":
             from .overhead import overhead
 
@@ -84,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
 def rerender(out: Path) -> int:
     import json
 
-    render = {"race": report.race_md, "overhead": report.overhead_md,
+    from .pace import pace_md, pace_plot
+
+    render = {"race": report.race_md, "pace": pace_md, "overhead": report.overhead_md,
               "scale": report.scale_md, "soak": report.soak_md,
               "rotate": report.rotate_md}
     for name, fn in render.items():
@@ -94,6 +111,8 @@ def rerender(out: Path) -> int:
             (out / f"{name}.md").write_text(fn(res) + "\n")
             if name == "race":
                 report.race_plot(res, out / "race.png")
+            if name == "pace":
+                pace_plot(res, out / "pace.png")
             print(fn(res), end="\n\n")
     return 0
 

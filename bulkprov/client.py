@@ -1,8 +1,9 @@
 """The Graph client: Graph's quotas on the client side (:mod:`bulkprov.limiter`), retries, errors.
 
-Every request passes, in order: the throttle-scope gates (closed for everyone after a 429 until
-its Retry-After has passed), the rate limiters (resource units, writes, reports: Graph's quotas,
-adapted down after a 429 and recovering while quiet), a token, the HTTP exchange (through a
+Every request passes, in order: a token, a connection for its kind, the paces of its throttle
+scopes (resource units, writes, reports: each a bucket at the rate Graph is found to allow, and
+a gate a 429 closes for everyone until its Retry-After has passed; see :mod:`bulkprov.pacing`),
+the HTTP exchange (through a
 :class:`bulkprov.transport.Transport`: aiohttp, or a test's own), and
 :func:`bulkprov.retry.decide`. Errors carry method, path, request-id and client-request-id, all
 taken from the :class:`Response` (:meth:`Response.context`).
@@ -49,7 +50,8 @@ from .errors import (
     UnsafeRequest,
     origin,
 )
-from .limiter import AdaptiveLimiter, ScopeGate, Sleep
+from .limiter import ScopePace, Sleep
+from .pacing import parse_limit_percentage
 from .reach import explain
 from .retry import Action, Decision, RetryPolicy, backoff, decide, parse_retry_after
 from .settings import ClientSettings, ConnectionSettings
@@ -113,6 +115,9 @@ def wait_out_throttling() -> Iterator[None]:
         yield
     finally:
         _wait_out.reset(token)
+
+
+RETRY_MARGIN_REAL = 0.005  # real seconds past a Retry-After before the scope opens
 
 
 class Tokens(Protocol):
@@ -234,6 +239,15 @@ class _Call:
 
 
 @dataclass(frozen=True, slots=True)
+class Admitted:
+    """How a request was let go: (sequence number, cost) in each scope's pace, and when (Graph
+    seconds), for the paces to learn from its answer."""
+
+    seqs: Mapping[str, tuple[float, float]]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class _Try:
     """One try of a request: Graph's answer, or why none came."""
 
@@ -242,6 +256,8 @@ class _Try:
     sent_at: float  # on the client's clock
     answer: Answer | None
     lost: BaseException | None = None
+    admitted: Admitted | None = None  # how its scopes' paces let it go
+    paced: bool = False  # a 429 of it has been told to its scope's pace already
 
     @property
     def status(self) -> int | None:
@@ -305,19 +321,17 @@ class GraphClient:
         self._base_path = urlsplit(conn.base_url).path
         self._patient = dataclasses.replace(self.settings.retry, max_throttle_attempts=sys.maxsize)
         self._reached = False  # Graph has answered (anything) since the client started
-        self._limiters: dict[str, AdaptiveLimiter] | None = None
-        # connections per request kind (write, read, reports): set on entry
+        # each throttle scope's pace (ru, write, reports), and the connections per request
+        # kind (write, read, reports): set on entry
+        self._paces: dict[str, ScopePace] | None = None
         self._slots: dict[str, anyio.Semaphore] = {}
-        self._gates: dict[str, ScopeGate] = {
-            k: ScopeGate(clock) for k in ("ru", "write", "reports")
-        }
         self._opened: Transport | None = None  # the transport the client opened, and closes
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Self:
         s = self.settings
-        # limiters are created inside the running loop (aiolimiter binds to it)
+        # the paces are created inside the running loop, on the client's clock
         writes = max(1, s.connections // 2)
         reports = min(4, max(1, s.connections // 8))
         self._slots = {
@@ -325,19 +339,11 @@ class GraphClient:
             "reports": anyio.Semaphore(reports),
             "read": anyio.Semaphore(max(1, s.connections - writes - reports)),
         }
-        self._limiters = {
-            name: AdaptiveLimiter(
-                q,
-                time_scale=s.time_scale,
-                backoff=s.throttle_backoff,
-                recovery=s.throttle_recovery,
-                clock=self._clock,
-            )
-            for name, q in (
-                ("ru", s.ru_quota),
-                ("write", s.write_quota),
-                ("reports", s.reports_quota),
-            )
+        now = self._now()
+        self._paces = {
+            "ru": ScopePace(s.ru_quota, now),
+            "write": ScopePace(s.write_quota, now),
+            "reports": ScopePace(s.reports_quota, now),
         }
         if self._transport is None:
             self._transport = self._opened = AiohttpTransport.open(self.conn, s.connections)
@@ -403,7 +409,7 @@ class GraphClient:
         idempotent: bool | None = None,
     ) -> Response:
         """Send a request, retrying what is safe to retry; raise on any error answer."""
-        assert self._transport is not None and self._limiters is not None, "use `async with`"
+        assert self._transport is not None and self._paces is not None, "use `async with`"
         url = self.url(path)
         call = _Call(
             method=method,
@@ -433,7 +439,7 @@ class GraphClient:
         # meanwhile, would have less to give. Each kind has its own connections, so that
         # writes queued on their quota never hold up reads.
         async with self._slots[call.kind]:
-            await self._admit(call.kind, call.ru)
+            admitted = await self._admit(call.kind, call.ru)
             sent_at = self._clock()
             client_request_id = str(uuid.uuid4())
             headers = {"Authorization": f"Bearer {token}", "client-request-id": client_request_id}
@@ -448,18 +454,18 @@ class GraphClient:
                 timeout=self.settings.request_timeout * self.settings.time_scale,
             )
             self.stats.requests += 1
+            paced = False
             try:
                 async with self._transport.send(request) as answer:
-                    if answer.status == 429:
-                        # close the scope before this connection returns to the pool: no
-                        # request may take it into the closed scope meanwhile
-                        self._close_gate(call.kind, answer.headers)
+                    # the paces learn (and a 429 closes its scope) before this connection
+                    # returns to the pool: no request may take it into a closed scope meanwhile
+                    paced = self._pace_answer(call.kind, admitted, answer)
             except NO_ANSWER as exc:
                 self.stats.transport_errors += 1
-                return _Try(token, client_request_id, sent_at, None, exc)
+                return _Try(token, client_request_id, sent_at, None, exc, admitted)
         self.stats.by_status[answer.status] += 1
         self._reached = True
-        return _Try(token, client_request_id, sent_at, answer)
+        return _Try(token, client_request_id, sent_at, answer, None, admitted, paced)
 
     async def _judge(self, call: _Call, sent: _Try) -> Response | None:
         """What a try's answer means: the response, another try (None), or an error."""
@@ -530,7 +536,7 @@ class GraphClient:
         self.stats.retries += 1
         request_id = sent.headers.get("request-id")
         if sent.status == 429:
-            await self._on_throttled(call.kind, decision.scope, decision.delay, sent.sent_at)
+            self._on_throttled(call.kind, decision.scope, decision.delay, sent)
             log.info(
                 "throttled",
                 method=call.method,
@@ -573,53 +579,88 @@ class GraphClient:
                 client_request_id=sent.client_request_id,
             )
 
-    async def _admit(self, kind: str, ru: int) -> None:
-        """Wait for the scope's gates and limiters; a gate that closed while this request
-        waited in a limiter is waited for again, so nothing is sent into a closed scope."""
-        assert self._limiters is not None
-        gates: tuple[str, ...]
-        limits: tuple[tuple[str, float], ...]
-        if kind == "reports":
-            gates, limits = ("reports",), (("reports", 1.0),)
-        elif kind == "write":
-            gates, limits = ("ru", "write"), (("write", 1.0), ("ru", float(ru)))
-        else:
-            gates, limits = ("ru",), (("ru", float(ru)),)
+    def _now(self) -> float:
+        """The client's clock in Graph seconds, as the paces count time."""
+        return self._clock() / self.settings.time_scale
+
+    async def _admit(self, kind: str, ru: int) -> Admitted:
+        """Wait for the request's scopes to let it go (each scope's bucket, and its gate a 429
+        closed); a gate that closed while this request waited in another scope is waited for
+        again, so nothing is sent into a closed scope."""
+        assert self._paces is not None
+        seqs: dict[str, tuple[float, float]] = {}
+        floor = 0.0  # Graph time the last sleep was to reach (the clock may be a hair short)
+        for name, cost in _scopes(kind, ru):
+            pace = self._paces[name]
+            while (wait := pace.admit(now := max(self._now(), floor), cost)) > 0:
+                floor = now + wait
+                await self._wait(name if pace.closed_for(now) > 0 else None, wait)
+            seqs[name] = (pace.seq, cost)
         while True:
-            for g in gates:
-                gate = self._gates[g]
-                if gate.until > self._clock():
-                    t0 = self._clock()
-                    await gate.wait(self._sleep)
-                    if (waited := _throttle_wait.get()) is not None:
-                        waited.add(g, self._clock() - t0)
-            for name, amount in limits:
-                await self._limiters[name].acquire(amount)
-            if all(self._gates[g].until <= self._clock() for g in gates):
-                return
+            now = max(self._now(), floor)
+            closed = [(self._paces[n].closed_for(now), n) for n in seqs]
+            wait, name = max(closed)
+            if wait <= 0:
+                return Admitted(seqs, now)
+            floor = now + wait
+            await self._wait(name, wait)
 
-    def _close_gate(self, kind: str, headers: Mapping[str, str]) -> None:
-        lower = {k.lower(): v for k, v in headers.items()}
-        retry_after = parse_retry_after(lower.get("retry-after"))
-        if retry_after is None:
-            return  # _on_throttled closes it for the back-off the policy chooses
-        name = _scope_name(kind, lower.get("x-ms-throttle-scope"))
-        self._gates[name].close_for(self._gate_seconds(retry_after))
+    async def _wait(self, closed_scope: str | None, graph_seconds: float) -> None:
+        """Sleep; the time a scope that a 429 closed holds the task up is its throttle wait."""
+        t0 = self._clock()
+        await self._sleep(graph_seconds * self.settings.time_scale)
+        if closed_scope is not None and (waited := _throttle_wait.get()) is not None:
+            waited.add(closed_scope, self._clock() - t0)
 
-    def _gate_seconds(self, retry_after: float) -> float:
-        """Real seconds a scope stays closed for a Retry-After (Graph seconds): a hair past
-        it, so the first request after the wait is not early."""
-        return retry_after * self.settings.time_scale * 1.02 + 0.005
+    def _pace_answer(self, kind: str, admitted: Admitted, answer: Answer) -> bool:
+        """Tell the paces what Graph answered: a counted answer teaches each of the request's
+        scopes (the limit share its own kind's scope), a 429 with Retry-After closes and
+        steers the scope it names. True when a 429 was told (without Retry-After it waits for
+        the back-off the retry policy chooses)."""
+        assert self._paces is not None
+        status = answer.status
+        if status >= 500:
+            return False  # not counted, or not Graph's
+        lower = {k.lower(): v for k, v in answer.headers.items()}
+        now = self._now()
+        if status == 429:
+            retry_after = parse_retry_after(lower.get("retry-after"))
+            if retry_after is None:
+                return False
+            self._pace_throttled(kind, lower.get("x-ms-throttle-scope"), retry_after, admitted)
+            return True
+        share = parse_limit_percentage(lower.get("x-ms-throttle-limit-percentage"))
+        own = _scope_name(kind, None)
+        for name, (seq, cost) in admitted.seqs.items():
+            self._paces[name].answered(
+                now, seq=seq, sent_at=admitted.at, share=share if name == own else None,
+                cost=cost,
+            )
+        return False
 
-    async def _on_throttled(
-        self, kind: str, scope: str | None, retry_after: float, sent_at: float
+    def _pace_throttled(
+        self, kind: str, scope: str | None, retry_after: float, admitted: Admitted
     ) -> None:
-        """Close the throttle scope for every worker, and slow its limiter down."""
-        assert self._limiters is not None
-        self.stats.throttled += 1
+        assert self._paces is not None
         name = _scope_name(kind, scope)
-        self._gates[name].close_for(self._gate_seconds(retry_after))
-        await self._limiters[name].throttled(sent_at)
+        pace = self._paces[name]
+        seq, cost = admitted.seqs.get(name, (pace.seq, 1.0))
+        # plus a few real milliseconds, whatever the time scale: the event loop's latency must
+        # not make the first request after the wait an early one
+        margin = RETRY_MARGIN_REAL / self.settings.time_scale
+        pace.throttled(
+            self._now(), seq=seq, sent_at=admitted.at, retry_after=retry_after + margin,
+            cost=cost,
+        )
+
+    def _on_throttled(
+        self, kind: str, scope: str | None, retry_after: float, sent: _Try
+    ) -> None:
+        """A 429 to retry: counted; a scope not told yet (no Retry-After) is closed for the
+        back-off the retry policy chose."""
+        self.stats.throttled += 1
+        if not sent.paced and sent.admitted is not None:
+            self._pace_throttled(kind, scope, retry_after, sent.admitted)
 
     async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> Any:
         return (await self.request("GET", path, params=params)).body
@@ -673,8 +714,17 @@ def _error(response: Response, raw: bytes) -> GraphError:
     return GraphError(response.status, code, message, detail_codes=details, **response.context())
 
 
+def _scopes(kind: str, ru: int) -> tuple[tuple[str, float], ...]:
+    """The throttle scopes a request of ``kind`` is paced in, with what it costs in each."""
+    if kind == "reports":
+        return (("reports", 1.0),)
+    if kind == "write":
+        return (("write", 1.0), ("ru", float(ru)))
+    return (("ru", float(ru)),)
+
+
 def _scope_name(kind: str, scope: str | None) -> str:
-    """The client's gate and limiter for a 429's ``x-ms-throttle-scope``."""
+    """The client's pace for a 429's ``x-ms-throttle-scope`` (for ``kind`` when None)."""
     if (scope and "/Reports/" in scope) or kind == "reports":
         return "reports"
     if (scope and "/Write/" in scope) or (scope is None and kind == "write"):

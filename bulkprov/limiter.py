@@ -1,95 +1,65 @@
-"""Graph's quotas on the client side: a leaky bucket per quota that slows down after a 429 and
-recovers while quiet (:class:`AdaptiveLimiter`), and a gate per throttle scope that a 429 closes
-for everyone until its Retry-After has passed (:class:`ScopeGate`)."""
+"""Graph's quotas on the client side: one :class:`ScopePace` per throttle scope (resource
+units, writes, reports), holding that scope's :class:`bulkprov.pacing.Pace`.
+
+The pace is immutable and many requests share a scope, so the holder keeps the current state
+and every method reads and replaces it synchronously (no await in between): the client's
+tasks, on one event loop, never see a half-made update. Times are Graph seconds (the client's
+clock divided by its time scale)."""
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Awaitable, Callable
 
-from aiolimiter import AsyncLimiter
-
+from . import pacing
+from .pacing import Pace, PaceSettings
 from .settings import Quota
 
 Sleep = Callable[[float], Awaitable[None]]
 
-REPEAT_WINDOW = 60.0  # Graph seconds: a 429 episode this soon after the last cut halves
+
+def pace_settings(quota: Quota) -> PaceSettings:
+    """The published quota as a pace: Graph's refill rate, and a burst a tenth of a percent
+    short of Graph's (the client's count and Graph's never agree to the token, and a 429 at
+    the moment the burst runs out costs far more than the few requests kept back)."""
+    return PaceSettings(
+        rate=quota.limit / quota.window, burst=float(quota.limit - quota.limit // 1000)
+    )
 
 
-class AdaptiveLimiter:
-    """A quota as an aiolimiter leaky bucket whose effective rate backs off after a 429.
+class ScopePace:
+    """A throttle scope's bucket and Retry-After gate, steered by what Graph answers."""
 
-    Each acquisition takes ``amount / factor`` of the bucket, so a factor of 0.8 spends the
-    quota 20% slower; the factor creeps back to 1 while no 429 arrives.
-    """
-
-    def __init__(
-        self,
-        quota: Quota,
-        *,
-        time_scale: float,
-        backoff: float,
-        recovery: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, quota: Quota, now: float) -> None:
         self.quota = quota
-        # a burst a tenth of a percent short of Graph's (at the same refill rate): the
-        # client's count and Graph's never agree to the token, and a 429 at the moment the
-        # burst runs out (a rate cut) costs far more than the few requests kept back
-        burst = float(quota.limit - quota.limit // 1000)
-        self._limiter = AsyncLimiter(burst, burst * quota.window / quota.limit * time_scale)
-        self._time_scale = time_scale
-        self._backoff = backoff
-        self._recovery = recovery
-        self._clock = clock
-        self.factor = 1.0
-        self._since = clock()
-        self._last_cut = -math.inf  # when the rate was last cut
+        self.state: Pace = pacing.start(pace_settings(quota), now)
 
-    def _recover(self) -> None:
-        now = self._clock()
-        if self.factor < 1.0:
-            graph_seconds = (now - self._since) / self._time_scale
-            self.factor = min(1.0, self.factor + self._recovery * graph_seconds)
-        self._since = now
+    def closed_for(self, now: float) -> float:
+        """Graph seconds until the latest 429's Retry-After has passed (0: open)."""
+        return max(0.0, self.state.closed_until - now)
 
-    async def acquire(self, amount: float = 1.0) -> None:
-        self._recover()
-        await self._limiter.acquire(min(self._limiter.max_rate, amount / self.factor))
+    def admit(self, now: float, cost: float) -> float:
+        """Let a request of ``cost`` go at ``now`` (0.0; its sequence number is :attr:`seq`),
+        or the Graph seconds to wait before asking again."""
+        self.state, wait = pacing.admit(self.state, now, cost)
+        return wait
 
-    async def throttled(self, sent_at: float) -> None:
-        """A 429 in this scope for a request sent at ``sent_at`` (this limiter's clock): slow
-        down, and spend what the bucket still holds, so requests resume at the refill rate
-        rather than in a burst. Once per episode: the other requests that were already on
-        their way when the rate was cut come back 429 too, and say nothing new."""
-        if sent_at <= self._last_cut:
-            return
-        self._recover()
-        now = self._clock()
-        # a first 429 after a calm spell cuts gently (the quota mirrors Graph's, so it is
-        # likely a stray); 429s that keep coming mean the real quota is lower: halve
-        recent = (now - self._last_cut) / self._time_scale < REPEAT_WINDOW
-        self.factor = max(0.02, self.factor * (0.5 if recent else self._backoff))
-        self._last_cut = now
-        amount = float(self.quota.limit)
-        while amount >= 1:
-            if self._limiter.has_capacity(amount):
-                await self._limiter.acquire(amount)
-            else:
-                amount /= 2
+    @property
+    def seq(self) -> float:
+        """The sequence number of the request admitted last."""
+        return self.state.sent
 
+    def answered(
+        self, now: float, *, seq: float, sent_at: float, share: float | None, cost: float
+    ) -> None:
+        """Graph counted the request (any answer but a 429 or a 5xx), with its limit share."""
+        self.state = pacing.on_response(
+            self.state, now, seq=seq, sent_at=sent_at, limit_percentage=share, cost=cost
+        )
 
-class ScopeGate:
-    """Closed until a moment: every request in the scope waits for it."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self.until = 0.0
-
-    def close_for(self, real_seconds: float) -> None:
-        self.until = max(self.until, self._clock() + real_seconds)
-
-    async def wait(self, sleep: Sleep) -> None:
-        while (remaining := self.until - self._clock()) > 0:
-            await sleep(remaining)
+    def throttled(
+        self, now: float, *, seq: float, sent_at: float, retry_after: float, cost: float
+    ) -> None:
+        """A 429 in this scope: closed for ``retry_after`` Graph seconds, and steered down."""
+        self.state = pacing.on_throttled(
+            self.state, now, seq=seq, sent_at=sent_at, retry_after=retry_after, cost=cost
+        )

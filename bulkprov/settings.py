@@ -171,11 +171,10 @@ class ClientSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     request_timeout: float = 100.0  # Graph's own gateway gives up after about 100 s
     connections: int = 200
-    # after a 429 (once per episode) the quota is spent at this factor of its rate, which
-    # creeps back to 1: the quotas mirror Graph's buckets, so a 429 means another client of
-    # the tenant spends them too (or the clocks drifted), not that the quota was misjudged
+    # unused since the client paces each scope from what Graph answers (bulkprov.pacing):
+    # still accepted, so that settings naming them keep loading
     throttle_backoff: float = 0.8
-    throttle_recovery: float = 0.01  # rate factor regained per quiet Graph second
+    throttle_recovery: float = 0.01
     seed: int | None = None
 
     def __post_init__(self) -> None:

@@ -24,11 +24,11 @@ pytestmark = pytest.mark.anyio
 
 
 def faulty(**changes: object) -> MockSettings:
-    """Graph's latency and replication, a tight write quota, and faults on every route."""
+    """Graph's latency and replication, a tight write quota (its bucket empty at the start, so
+    that a client that paces ahead of the first 429 still meets some), and faults on every
+    route."""
     base = MockSettings(
         time_scale=0.01,
-        # a bucket that starts empty: the first concurrent writes are throttled however slowly
-        # a loaded machine lets the client send them
         throttle=ThrottleSettings(write_limit=150, write_window=150.0, start_full=False),
         replication=ReplicationSettings(min_delay=1.0, max_delay=12.0, flap=6.0),
         faults=FaultSettings(

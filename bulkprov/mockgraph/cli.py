@@ -22,6 +22,8 @@ from ..errors import ConfigError
 from ..exitcodes import ExitCode
 from ..files import write_atomic
 from .settings import (
+    RETRY_AFTER_MODES,
+    THROTTLE_SCOPES,
     FaultSettings,
     LatencySettings,
     MockSettings,
@@ -89,6 +91,7 @@ def add_mock_options(p: argparse.ArgumentParser) -> None:
         "(default %(default)s)",
     )
     g.add_argument("--no-throttle", action="store_true", help="switch throttling off")
+    _add_throttle_options(g)
     g.add_argument("--no-latency", action="store_true", help="answer without service time")
     g.add_argument(
         "--no-replication",
@@ -108,6 +111,67 @@ def add_mock_options(p: argparse.ArgumentParser) -> None:
         default=3599.0,
         help="access token lifetime in real seconds (default %(default)s)",
     )
+
+
+def _add_throttle_options(g: argparse._ArgumentGroup) -> None:
+    """A Graph less tidy than its documented quotas (see ThrottleSettings)."""
+    d = ThrottleSettings()
+    for flag, kind, default, text in (
+        ("--write-limit", int, d.write_limit, "writes per --write-window per app + tenant"),
+        ("--write-window", _positive_float, d.write_window, "Graph seconds of --write-limit"),
+        ("--other-app-write-rate", float, d.other_app_write_rate,
+         "another app's writes per Graph second from the tenant's write budget (0: none)"),
+        ("--other-app-period", float, d.other_app_period,
+         "Graph seconds of the other app's cycle"),
+        ("--other-app-duty", float, d.other_app_duty,
+         "share of each cycle the other app writes in (1: steadily)"),
+        ("--shed-factor", float, d.shed_factor,
+         "load shedding: the shed scopes' limit times this (1: none)"),
+        ("--shed-start", float, d.shed_start, "Graph seconds after start that shedding begins"),
+        ("--shed-duration", float, d.shed_duration, "Graph seconds that shedding lasts"),
+        ("--retry-after-value", float, d.retry_after_value,
+         "the Retry-After of --retry-after fixed, Graph seconds"),
+        ("--retry-after-factor", float, d.retry_after_factor,
+         "Graph's Retry-After times this, for --retry-after scaled"),
+    ):
+        g.add_argument(flag, type=kind, default=default, help=f"{text} (default %(default)s)")
+    g.add_argument(
+        "--shed-scopes",
+        default=",".join(d.shed_scopes),
+        help=f"comma-separated scopes shed, of {', '.join(THROTTLE_SCOPES)} (default %(default)s)",
+    )
+    g.add_argument(
+        "--start-empty", action="store_true", help="every bucket starts empty (no burst)"
+    )
+    g.add_argument(
+        "--retry-after",
+        choices=RETRY_AFTER_MODES,
+        default=d.retry_after,
+        help="a 429's Retry-After: Graph's, fixed, Graph's scaled, or none (default %(default)s)",
+    )
+
+
+def _throttle_from_args(args: argparse.Namespace) -> ThrottleSettings:
+    try:
+        return ThrottleSettings(
+            enabled=not args.no_throttle,
+            tenant_size=args.tenant_size,
+            write_limit=args.write_limit,
+            write_window=args.write_window,
+            other_app_write_rate=args.other_app_write_rate,
+            other_app_period=args.other_app_period,
+            other_app_duty=args.other_app_duty,
+            shed_factor=args.shed_factor,
+            shed_scopes=tuple(s.strip() for s in args.shed_scopes.split(",") if s.strip()),
+            shed_start=args.shed_start,
+            shed_duration=args.shed_duration,
+            start_full=not args.start_empty,
+            retry_after=args.retry_after,
+            retry_after_value=args.retry_after_value,
+            retry_after_factor=args.retry_after_factor,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"mock throttle options: {exc}") from None
 
 
 def _add_fault_options(g: argparse._ArgumentGroup) -> None:
@@ -153,7 +217,7 @@ def mock_settings_from_args(
     return MockSettings(
         time_scale=args.time_scale if args.time_scale is not None else default_time_scale,
         tenants=args.tenants,
-        throttle=ThrottleSettings(enabled=not args.no_throttle, tenant_size=args.tenant_size),
+        throttle=_throttle_from_args(args),
         latency=LatencySettings(enabled=not args.no_latency),
         replication=replication,
         faults=FaultSettings(
