@@ -266,18 +266,29 @@ class MockGraph:
                     self.keeper.snapshot(list(self.service.tenants.values()), self.clock)
 
     async def aclose(self) -> None:
-        if self._background is not None:
-            background, self._background = self._background, None
-            await background.aclose()
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-        if self.keeper is not None:
-            keeper, self.keeper = self.keeper, None
-            keeper.close(list(self.service.tenants.values()), self.clock)
-        if self._tmp is not None:
-            tmp, self._tmp = self._tmp, None
-            tmp.cleanup()
+        """Stop the background work, the server, the keeper and the TLS files, each even when
+        an earlier one raised (a cancellation arriving during the close, say)."""
+        try:
+            if self._background is not None:
+                background, self._background = self._background, None
+                await background.aclose()
+        finally:
+            try:
+                if self._runner is not None:
+                    runner, self._runner = self._runner, None
+                    await runner.cleanup()
+            finally:
+                self._close_files()
+
+    def _close_files(self) -> None:
+        try:
+            if self.keeper is not None:
+                keeper, self.keeper = self.keeper, None
+                keeper.close(list(self.service.tenants.values()), self.clock)
+        finally:
+            if self._tmp is not None:
+                tmp, self._tmp = self._tmp, None
+                tmp.cleanup()
 
     async def __aenter__(self) -> Self:
         try:
@@ -630,7 +641,9 @@ async def run_mock(
     state_dir: Path | None = None,
     ready: asyncio.Event | None = None,
 ) -> None:
-    """Run the mock until cancelled, writing its :class:`MockInfo` to ``info_file``."""
+    """Run the mock until cancelled, writing its :class:`MockInfo` to ``info_file``. The
+    cancellation goes through the mock's ``async with``, which closes it, and is then raised
+    on, as a cancelled task must."""
     async with MockGraph(
         settings, host=host, port=port, http_port=http_port, state_dir=state_dir
     ) as mock:
@@ -641,5 +654,4 @@ async def run_mock(
             write_profiles(profiles_file, mock.info)
         if ready is not None:
             ready.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.Event().wait()
+        await asyncio.Event().wait()
