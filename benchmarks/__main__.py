@@ -14,22 +14,32 @@ OUT = Path(__file__).resolve().parent / "results"
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    p.add_argument("which",
-                   choices=("race", "pace", "overhead", "scale", "soak", "rotate", "all",
-                            "report"),
-                   help="a benchmark, all of them, or `report`: render the Markdown and the "
-                        "plot again from the JSON results")
-    p.add_argument("--n", type=int, default=None,
-                   help="instances (race, soak, overhead; rotate: default 5000)")
-    p.add_argument("--time-scale", type=float, default=None,
-                   help="real seconds per Graph second (race: default 1.0, Graph's own pace, "
-                        "so that no client is CPU-bound only because the clock was compressed; "
-                        "pace: 0.1, about 10 minutes in all; rotate: 1.0, see "
-                        "benchmarks/README.md; soak: 0.2)")
+    p.add_argument(
+        "which",
+        choices=("race", "pace", "overhead", "scale", "soak", "rotate", "all", "report"),
+        help="a benchmark, all of them, or `report`: render the Markdown and the "
+        "plot again from the JSON results",
+    )
+    p.add_argument(
+        "--n", type=int, default=None, help="instances (race, soak, overhead; rotate: default 5000)"
+    )
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="real seconds per Graph second (race: default 1.0, Graph's own pace, "
+        "so that no client is CPU-bound only because the clock was compressed; "
+        "pace: 0.1, about 10 minutes in all; rotate: 1.0, see "
+        "benchmarks/README.md; soak: 0.2)",
+    )
     p.add_argument("--contenders", default=None, help="comma-separated subset")
-    p.add_argument("--sequential-budget", type=float, default=300.0,
-                   help="real seconds the sequential contender may run before it is stopped "
-                        "and its makespan projected from its pace")
+    p.add_argument(
+        "--sequential-budget",
+        type=float,
+        default=300.0,
+        help="real seconds the sequential contender may run before it is stopped "
+        "and its makespan projected from its pace",
+    )
     p.add_argument("--sizes", default="1000,10000,100000", help="scale: manifest sizes")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--work", type=Path, default=None, help="scratch directory")
@@ -86,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         elif w == "rotate":
             from .rotate import rotate
 
-            res = rotate(n=args.n or 5000, time_scale=args.time_scale or 1.0,
-                         work=work / "rotate")
+            res = rotate(n=args.n or 5000, time_scale=args.time_scale or 1.0, work=work / "rotate")
             md = report.rotate_md(res)
             report.save(res, args.out, "rotate", md)
         print(md)
@@ -101,9 +110,14 @@ def rerender(out: Path) -> int:
 
     from .pace import pace_md, pace_plot
 
-    render = {"race": report.race_md, "pace": pace_md, "overhead": report.overhead_md,
-              "scale": report.scale_md, "soak": report.soak_md,
-              "rotate": report.rotate_md}
+    render = {
+        "race": report.race_md,
+        "pace": pace_md,
+        "overhead": report.overhead_md,
+        "scale": report.scale_md,
+        "soak": report.soak_md,
+        "rotate": report.rotate_md,
+    }
     for name, fn in render.items():
         path = out / f"{name}.json"
         if path.exists():

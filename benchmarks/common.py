@@ -100,8 +100,19 @@ def mock_process(workdir: Path, args: Sequence[str]) -> Iterator[Mock]:
     info_file = workdir / "mock-info.json"
     info_file.unlink(missing_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bulkprov.cli", "mock-graph", "--port", "0",
-         "--info-file", str(info_file), "--state-dir", str(workdir / "mock-state"), *args],
+        [
+            sys.executable,
+            "-m",
+            "bulkprov.cli",
+            "mock-graph",
+            "--port",
+            "0",
+            "--info-file",
+            str(info_file),
+            "--state-dir",
+            str(workdir / "mock-state"),
+            *args,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -202,8 +213,15 @@ def write_manifest(path: Path, n: int, *, prefix: str = "bench") -> Path:
         w.writerow(["key", "displayName", "template", "cred.ClientSecret", "cred.SecretToken"])
         for i in range(n):
             acct = f"{100000000000 + i * 7919:012d}"
-            w.writerow([f"{prefix}-{acct}", f"AWS {acct}", AWS,
-                        "env:BENCH_AWS_KEY_ID", "env:BENCH_AWS_SECRET"])
+            w.writerow(
+                [
+                    f"{prefix}-{acct}",
+                    f"AWS {acct}",
+                    AWS,
+                    "env:BENCH_AWS_KEY_ID",
+                    "env:BENCH_AWS_SECRET",
+                ]
+            )
     return path
 
 

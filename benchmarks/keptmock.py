@@ -59,8 +59,9 @@ def secrets_held(mock: MockGraph) -> dict[str, int]:
             held = sp.secrets
             if not held:
                 out["none"] += 1
-            elif key_id and held.get("ClientSecret") == key_id \
-                    and held.get("SecretToken") == secret:
+            elif (
+                key_id and held.get("ClientSecret") == key_id and held.get("SecretToken") == secret
+            ):
                 out["new"] += 1
             elif all(v == "(kept)" for v in held.values()):
                 out["kept"] += 1
@@ -94,8 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.keptmock", description=__doc__)
     p.add_argument("--keep", type=Path, required=True)
     p.add_argument("--create", action="store_true")
-    p.add_argument("--port", type=int, default=0,
-                   help="the same for set-up and measured run: a ledger names its Graph's URL")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="the same for set-up and measured run: a ledger names its Graph's URL",
+    )
     p.add_argument("--info-file", type=Path, required=True)
     p.add_argument("--result-file", type=Path, required=True)
     add_mock_options(p)

@@ -51,8 +51,9 @@ def write(path: Path, n: int) -> Path:
             for r in recs:
                 c = r["credentials"]
                 assert isinstance(c, dict)
-                w.writerow([r["key"], r["displayName"], r["template"], c["ClientSecret"],
-                            c["SecretToken"]])
+                w.writerow(
+                    [r["key"], r["displayName"], r["template"], c["ClientSecret"], c["SecretToken"]]
+                )
     return path
 
 
@@ -103,13 +104,19 @@ def main(argv: list[str] | None = None) -> int:
         for op in ("validate", "stream"):
             out = subprocess.run(
                 [sys.executable, "-m", "benchmarks.manifest", "--child", op, str(path)],
-                env=env, check=True, capture_output=True, text=True,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
             ).stdout
             got[op] = json.loads(out)
             assert got[op]["count"] == args.n, got[op]
         size = path.stat().st_size / 1e6
-        print(f"| {fmt} | {args.n:,} | {size:.1f} | {got['validate']['seconds']:.2f} "
-              f"| {got['stream']['seconds']:.2f} | {got['validate']['rss_mb']:.0f} |", flush=True)
+        print(
+            f"| {fmt} | {args.n:,} | {size:.1f} | {got['validate']['seconds']:.2f} "
+            f"| {got['stream']['seconds']:.2f} | {got['validate']['rss_mb']:.0f} |",
+            flush=True,
+        )
     return 0
 
 

@@ -29,9 +29,17 @@ def _one(name: str, manifest: Path, work: Path, requests: int | None) -> dict[st
         if name == "bare":
             assert requests is not None
             cpu_file = work / "cpu.json"
-            cmd = [sys.executable, str(HERE / "contenders" / "bare.py"), str(manifest),
-                   "--mock-info",
-                   str(mock.info_file), "--requests", str(requests), "--cpu-file", str(cpu_file)]
+            cmd = [
+                sys.executable,
+                str(HERE / "contenders" / "bare.py"),
+                str(manifest),
+                "--mock-info",
+                str(mock.info_file),
+                "--requests",
+                str(requests),
+                "--cpu-file",
+                str(cpu_file),
+            ]
             m = run_measured(cmd, env=bench_env(), cwd=work)
             cpu = json.loads(cpu_file.read_text())["work_cpu"]
             done = None
@@ -85,9 +93,15 @@ def overhead(*, n: int, work: Path, repeats: int = 3) -> dict[str, Any]:
         "median": med,
         "runs": runs,
         "targets": [
-            {"target": "at least 50% of the bare aiohttp loop's requests per CPU second",
-             "met": vs_bare >= 0.5, "figure": f"{100 * vs_bare:.0f}%"},
-            {"target": "at least 10x the msgraph-sdk peer's requests per CPU second",
-             "met": vs_sdk >= 10, "figure": f"{vs_sdk:.1f}x"},
+            {
+                "target": "at least 50% of the bare aiohttp loop's requests per CPU second",
+                "met": vs_bare >= 0.5,
+                "figure": f"{100 * vs_bare:.0f}%",
+            },
+            {
+                "target": "at least 10x the msgraph-sdk peer's requests per CPU second",
+                "met": vs_sdk >= 10,
+                "figure": f"{vs_sdk:.1f}x",
+            },
         ],
     }

@@ -43,22 +43,38 @@ def pace(
         limit = round(rate * WINDOW)
         throttle = ["--write-limit", str(limit), "--write-window", str(WINDOW), "--start-empty"]
         margs = mock_args(time_scale=time_scale, seed=seed) + throttle
-        lb = lower_bound(n, MockSettings(
-            time_scale=time_scale,
-            throttle=ThrottleSettings(write_limit=limit, write_window=WINDOW, start_full=False),
-            replication=ReplicationSettings(),
-        ))
+        lb = lower_bound(
+            n,
+            MockSettings(
+                time_scale=time_scale,
+                throttle=ThrottleSettings(write_limit=limit, write_window=WINDOW, start_full=False),
+                replication=ReplicationSettings(),
+            ),
+        )
         for name in contenders:
-            print(f"pace: {name} at {rate:g} writes/s ({n} instances, time scale {time_scale})",
-                  file=sys.stderr)
+            print(
+                f"pace: {name} at {rate:g} writes/s ({n} instances, time scale {time_scale})",
+                file=sys.stderr,
+            )
             # a contender that falls far behind is stopped, its makespan projected (marked)
             budget = budget_factor * lb.value * time_scale + 60
-            res = run_contender(name, n=n, manifest=manifest, work=work / f"rate-{rate:g}",
-                                margs=margs, time_scale=time_scale, lb=lb, budget=budget)
+            res = run_contender(
+                name,
+                n=n,
+                manifest=manifest,
+                work=work / f"rate-{rate:g}",
+                margs=margs,
+                time_scale=time_scale,
+                lb=lb,
+                budget=budget,
+            )
             res.update(rate=rate, lower_bound=lb.value, write_bound=lb.write_bound)
-            print(f"pace: {name} at {rate:g}/s: makespan {_f(res['makespan_graph_s'])} Graph s "
-                  f"(bound {lb.value:.0f}), {res['throttled']} 429s, "
-                  f"{res['early_retries']} early", file=sys.stderr)
+            print(
+                f"pace: {name} at {rate:g}/s: makespan {_f(res['makespan_graph_s'])} Graph s "
+                f"(bound {lb.value:.0f}), {res['throttled']} 429s, "
+                f"{res['early_retries']} early",
+                file=sys.stderr,
+            )
             runs.append(res)
     return {
         "benchmark": "pace",
@@ -78,25 +94,38 @@ def pace_targets(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ms, ratio = r["makespan_graph_s"], r["ratio_to_lower_bound"]
         complete = not r["projected"] and r["unfinished"] == 0 and r["failed"] == 0
         out += [
-            {"target": f"{r['rate']:g}/s: makespan within {TARGET_RATIO}x of the bound",
-             "met": bool(ratio and complete and ratio <= TARGET_RATIO),
-             "figure": f"{_f(ms)} vs {r['lower_bound']:.1f} Graph s (x{_f(ratio, 3)})"},
-            {"target": f"{r['rate']:g}/s: 429s under {TARGET_429_PCT:g}% of requests",
-             "met": r["throttled_pct"] < TARGET_429_PCT,
-             "figure": f"{r['throttled']} of {r['requests']} ({r['throttled_pct']:.2f}%)"},
-            {"target": f"{r['rate']:g}/s: zero early retries",
-             "met": r["early_retries"] == 0, "figure": str(r["early_retries"])},
+            {
+                "target": f"{r['rate']:g}/s: makespan within {TARGET_RATIO}x of the bound",
+                "met": bool(ratio and complete and ratio <= TARGET_RATIO),
+                "figure": f"{_f(ms)} vs {r['lower_bound']:.1f} Graph s (x{_f(ratio, 3)})",
+            },
+            {
+                "target": f"{r['rate']:g}/s: 429s under {TARGET_429_PCT:g}% of requests",
+                "met": r["throttled_pct"] < TARGET_429_PCT,
+                "figure": f"{r['throttled']} of {r['requests']} ({r['throttled_pct']:.2f}%)",
+            },
+            {
+                "target": f"{r['rate']:g}/s: zero early retries",
+                "met": r["early_retries"] == 0,
+                "figure": str(r["early_retries"]),
+            },
         ]
     return out
 
 
 def pace_md(res: dict[str, Any]) -> str:
     rows = [
-        [f"{r['rate']:g}", r["contender"],
-         _f(r["makespan_graph_s"]) + (" (projected)" if r["projected"] else ""),
-         f"{r['lower_bound']:.0f}", _f(r["ratio_to_lower_bound"], 2),
-         f"{r['completed']}/{res['n']}", f"{r['throttled']} ({r['throttled_pct']:.2f}%)",
-         r["early_retries"], r["requests"]]
+        [
+            f"{r['rate']:g}",
+            r["contender"],
+            _f(r["makespan_graph_s"]) + (" (projected)" if r["projected"] else ""),
+            f"{r['lower_bound']:.0f}",
+            _f(r["ratio_to_lower_bound"], 2),
+            f"{r['completed']}/{res['n']}",
+            f"{r['throttled']} ({r['throttled_pct']:.2f}%)",
+            r["early_retries"],
+            r["requests"],
+        ]
         for r in res["results"]
     ]
     lines = [
@@ -106,14 +135,28 @@ def pace_md(res: dict[str, Any]) -> str:
         f"{res['time_scale']} (real seconds per Graph second; figures in Graph seconds). Bound: "
         "5N / rate plus the last call's shortest service time (the write bucket binds).",
         "",
-        table(["writes/s", "contender", "makespan (Graph s)", "bound", "x bound", "done",
-               "429s (share of requests)", "early retries", "requests"], rows),
+        table(
+            [
+                "writes/s",
+                "contender",
+                "makespan (Graph s)",
+                "bound",
+                "x bound",
+                "done",
+                "429s (share of requests)",
+                "early retries",
+                "requests",
+            ],
+            rows,
+        ),
         "",
         "Targets (bulkprov):",
         "",
     ]
-    lines += [f"- {'met' if t['met'] else 'NOT met'}: {t['target']}: {t['figure']}"
-              for t in res["targets"]]
+    lines += [
+        f"- {'met' if t['met'] else 'NOT met'}: {t['target']}: {t['figure']}"
+        for t in res["targets"]
+    ]
     return "\n".join(lines)
 
 
@@ -124,8 +167,7 @@ def pace_plot(res: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rates = sorted({r["rate"] for r in res["results"]})
-    fig, axes = plt.subplots(1, len(rates), figsize=(5 * len(rates), 4.5), dpi=110,
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(rates), figsize=(5 * len(rates), 4.5), dpi=110, squeeze=False)
     colors = {"bulkprov": "tab:blue", "msgraph-sdk": "tab:orange"}
     for ax, rate in zip(axes[0], rates, strict=True):
         lb = 0.0
@@ -136,8 +178,13 @@ def pace_plot(res: dict[str, Any], path: Path) -> None:
             if not xs:
                 continue
             c = colors.get(r["contender"])
-            ax.step(xs, range(1, len(xs) + 1), where="post", color=c,
-                    label=f"{r['contender']} ({r['throttled_pct']:.1f}% 429s)")
+            ax.step(
+                xs,
+                range(1, len(xs) + 1),
+                where="post",
+                color=c,
+                label=f"{r['contender']} ({r['throttled_pct']:.1f}% 429s)",
+            )
             if r["throttled_at_graph_s"]:
                 t429 = r["throttled_at_graph_s"]
                 ax.plot(t429, [0] * len(t429), "|", color=c, markersize=10, alpha=0.4)

@@ -265,8 +265,15 @@ class _Sim:
         self.scope.refill(self.now)
         st = self.state
         self.samples.append(
-            Sample(self.now, st.rate, st.estimate, st.capacity, self.scope.level, self.ok,
-                   self.throttled)
+            Sample(
+                self.now,
+                st.rate,
+                st.estimate,
+                st.capacity,
+                self.scope.level,
+                self.ok,
+                self.throttled,
+            )
         )
         if self.done < self.run.n:
             self.at(self.now + 1.0, self.sample)

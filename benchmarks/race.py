@@ -39,15 +39,27 @@ def contender_cmd(name: str, manifest: Path, info: Path, work: Path) -> tuple[li
         ledger = work / "bulkprov.jsonl"
         ledger.unlink(missing_ok=True)
         return [
-            sys.executable, str(HERE / "contenders" / "bulkprov_run.py"), str(work / "cpu.json"),
-            "run", str(manifest), "--mock-info", str(info), "--ledger", str(ledger),
+            sys.executable,
+            str(HERE / "contenders" / "bulkprov_run.py"),
+            str(work / "cpu.json"),
+            "run",
+            str(manifest),
+            "--mock-info",
+            str(info),
+            "--ledger",
+            str(ledger),
             "--no-monitor",
         ], ledger
     script = {"msgraph-sdk": "sdk.py", "sequential": "sequential.py"}[name]
     events = work / f"{name}.events.jsonl"
     return [
-        sys.executable, str(HERE / "contenders" / script), str(manifest),
-        "--mock-info", str(info), "--events", str(events),
+        sys.executable,
+        str(HERE / "contenders" / script),
+        str(manifest),
+        "--mock-info",
+        str(info),
+        "--events",
+        str(events),
     ], events
 
 
@@ -133,9 +145,7 @@ def run_contender(
         "timed_out": m.timed_out,
         "stderr_tail": m.stderr_tail[-600:] if m.returncode not in (0, 130) else "",
         "done_at_graph_s": [round(t / time_scale, 3) for t in sorted(done)],
-        "throttled_at_graph_s": [
-            round(t - mock_now0, 3) for t in stats.get("throttledAt", [])
-        ],
+        "throttled_at_graph_s": [round(t - mock_now0, 3) for t in stats.get("throttledAt", [])],
         "example_errors": _errors(name, timeline_path),
     }
 
@@ -180,10 +190,21 @@ def race(
     for name in contenders:
         budget = sequential_budget if name == "sequential" else None
         print(f"race: {name} ({n} instances, time scale {time_scale})", file=sys.stderr)
-        res = run_contender(name, n=n, manifest=manifest, work=work, margs=margs,
-                            time_scale=time_scale, lb=lb, budget=budget)
-        print(f"race: {name}: makespan {res['makespan_graph_s']} Graph s, "
-              f"{res['completed']} done, {res['throttled']} 429s", file=sys.stderr)
+        res = run_contender(
+            name,
+            n=n,
+            manifest=manifest,
+            work=work,
+            margs=margs,
+            time_scale=time_scale,
+            lb=lb,
+            budget=budget,
+        )
+        print(
+            f"race: {name}: makespan {res['makespan_graph_s']} Graph s, "
+            f"{res['completed']} done, {res['throttled']} 429s",
+            file=sys.stderr,
+        )
         results.append(res)
     return {
         "benchmark": "race",
@@ -203,18 +224,28 @@ def race_targets(results: list[dict[str, Any]], lb: LowerBound) -> list[dict[str
         return []
     ms = ours["makespan_graph_s"]
     return [
-        {"target": "makespan within 10% of the lower bound",
-         "met": bool(ms and not ours["projected"] and ms <= 1.10 * lb.value),
-         "figure": f"{ms:.1f} Graph s vs {lb.value:.1f} (x{ms / lb.value:.3f})" if ms else "n/a"},
-        {"target": "zero failed, duplicate, orphan",
-         "met": ours["failed"] == 0 and ours["unfinished"] == 0
-         and ours["duplicates"] == 0 and ours["orphans"] == 0,
-         "figure": f"{ours['failed']} failed, {ours['unfinished']} unfinished, "
-                   f"{ours['duplicates']} duplicates, {ours['orphans']} orphans"},
-        {"target": "429s under 1% of requests",
-         "met": ours["throttled_pct"] < 1.0,
-         "figure": f"{ours['throttled']} of {ours['requests']} ({ours['throttled_pct']:.2f}%)"},
-        {"target": "zero early retries",
-         "met": ours["early_retries"] == 0,
-         "figure": str(ours["early_retries"])},
+        {
+            "target": "makespan within 10% of the lower bound",
+            "met": bool(ms and not ours["projected"] and ms <= 1.10 * lb.value),
+            "figure": f"{ms:.1f} Graph s vs {lb.value:.1f} (x{ms / lb.value:.3f})" if ms else "n/a",
+        },
+        {
+            "target": "zero failed, duplicate, orphan",
+            "met": ours["failed"] == 0
+            and ours["unfinished"] == 0
+            and ours["duplicates"] == 0
+            and ours["orphans"] == 0,
+            "figure": f"{ours['failed']} failed, {ours['unfinished']} unfinished, "
+            f"{ours['duplicates']} duplicates, {ours['orphans']} orphans",
+        },
+        {
+            "target": "429s under 1% of requests",
+            "met": ours["throttled_pct"] < 1.0,
+            "figure": f"{ours['throttled']} of {ours['requests']} ({ours['throttled_pct']:.2f}%)",
+        },
+        {
+            "target": "zero early retries",
+            "met": ours["early_retries"] == 0,
+            "figure": str(ours["early_retries"]),
+        },
     ]

@@ -51,7 +51,8 @@ def measure(n: int) -> dict[str, float]:
     echoed = (
         "Graph answered 400 BadRequest to POST /servicePrincipals/x/synchronization/jobs/y/"
         f"validateCredentials: the target rejected secret {values[-1]} for key {values[0]}; "
-        + "the request was well formed but the credentials are not valid. " * 3
+        + "the request was well formed but the credentials are not valid. "
+        * 3
     )[:300]
     body = "".join(rng.choice(string.ascii_letters + " ") for _ in range(16 * 1024))
     assert values[-1] not in red.text(echoed)
@@ -73,12 +74,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--secrets", default="2,2000,20000")
     args = p.parse_args()
-    print(f"{'secrets':>8} {'add':>8} {'short':>8} {'error300':>9} {'body16k':>9} {'discard':>8}"
-          "   (microseconds)")
+    print(
+        f"{'secrets':>8} {'add':>8} {'short':>8} {'error300':>9} {'body16k':>9} {'discard':>8}"
+        "   (microseconds)"
+    )
     for n in (int(x) for x in args.secrets.split(",")):
         m = measure(n)
-        print(f"{n:>8} {m['add']:>8.1f} {m['short']:>8.2f} {m['error300']:>9.1f} "
-              f"{m['body16k']:>9.0f} {m['discard']:>8.1f}")
+        print(
+            f"{n:>8} {m['add']:>8.1f} {m['short']:>8.2f} {m['error300']:>9.1f} "
+            f"{m['body16k']:>9.0f} {m['discard']:>8.1f}"
+        )
 
 
 if __name__ == "__main__":

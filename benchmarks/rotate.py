@@ -46,17 +46,39 @@ SETUP_MOCK = ["--no-throttle", "--no-latency", "--no-replication"]
 class KeptMock:
     """A :mod:`.keptmock` process: its info file, control surface and final result."""
 
-    def __init__(self, work: Path, keep: Path, args: Sequence[str], *, create: bool,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        work: Path,
+        keep: Path,
+        args: Sequence[str],
+        *,
+        create: bool,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.info_file = work / "mock-info.json"
         self.result_file = work / "mock-result.json"
         for f in (self.info_file, self.result_file):
             f.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "benchmarks.keptmock", "--keep", str(keep),
-               "--info-file", str(self.info_file), "--result-file", str(self.result_file),
-               *(["--create"] if create else []), *args]
-        self.proc = subprocess.Popen(cmd, cwd=HERE.parent, env={**os.environ, **(env or {})},
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.keptmock",
+            "--keep",
+            str(keep),
+            "--info-file",
+            str(self.info_file),
+            "--result-file",
+            str(self.result_file),
+            *(["--create"] if create else []),
+            *args,
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=HERE.parent,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 120
         while not self.info_file.exists():
             if self.proc.poll() is not None:
@@ -92,8 +114,9 @@ class KeptMock:
 
 
 @contextlib.contextmanager
-def kept_mock(work: Path, keep: Path, args: Sequence[str], *, create: bool,
-              env: dict[str, str] | None = None) -> Iterator[KeptMock]:
+def kept_mock(
+    work: Path, keep: Path, args: Sequence[str], *, create: bool, env: dict[str, str] | None = None
+) -> Iterator[KeptMock]:
     mock = KeptMock(work, keep, args, create=create, env=env)
     try:
         yield mock
@@ -104,29 +127,49 @@ def kept_mock(work: Path, keep: Path, args: Sequence[str], *, create: bool,
 
 
 def run_cmd(manifest: Path, info: Path, ledger: Path, work: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(HERE / "contenders" / "bulkprov_run.py"), str(work / "cpu.json"),
-            "run", str(manifest), "--mock-info", str(info), "--ledger", str(ledger),
-            "--progress-every", "0", *extra]
+    return [
+        sys.executable,
+        str(HERE / "contenders" / "bulkprov_run.py"),
+        str(work / "cpu.json"),
+        "run",
+        str(manifest),
+        "--mock-info",
+        str(info),
+        "--ledger",
+        str(ledger),
+        "--progress-every",
+        "0",
+        *extra,
+    ]
 
 
-def by_route(before: dict[str, Any], after: dict[str, Any], *, answered: bool = False
-             ) -> dict[str, int]:
+def by_route(
+    before: dict[str, Any], after: dict[str, Any], *, answered: bool = False
+) -> dict[str, int]:
     """Requests per route between two stats answers; ``answered``: only those not answered
     429 (a throttled request changed nothing, and its retry is counted again)."""
+
     def flat(s: dict[str, Any]) -> dict[str, int]:
-        return {r: sum(v for code, v in c.items() if not (answered and code == "429"))
-                for r, c in s["byRoute"].items()}
+        return {
+            r: sum(v for code, v in c.items() if not (answered and code == "429"))
+            for r, c in s["byRoute"].items()
+        }
+
     a, b = flat(before), flat(after)
     return {r: n - a.get(r, 0) for r, n in sorted(b.items()) if n - a.get(r, 0)}
 
 
 def writes_of(routes: dict[str, int]) -> dict[str, int]:
-    return {r: n for r, n in routes.items()
-            if r.split()[0] in ("POST", "PUT", "PATCH", "DELETE") and "oauth2" not in r}
+    return {
+        r: n
+        for r, n in routes.items()
+        if r.split()[0] in ("POST", "PUT", "PATCH", "DELETE") and "oauth2" not in r
+    }
 
 
-def setup(n: int, work: Path, keep: Path, manifest: Path, ledger: Path,
-          args: list[str]) -> dict[str, Any]:
+def setup(
+    n: int, work: Path, keep: Path, manifest: Path, ledger: Path, args: list[str]
+) -> dict[str, Any]:
     """Take the manifest to done against a kept tenant, unmeasured."""
     shutil.rmtree(keep, ignore_errors=True)
     ledger.unlink(missing_ok=True)
@@ -134,8 +177,17 @@ def setup(n: int, work: Path, keep: Path, manifest: Path, ledger: Path,
     swork.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     with kept_mock(swork, keep, args, create=True) as mock:
-        cmd = run_cmd(manifest, mock.info_file, ledger, swork, "--no-monitor",
-                      "--write-quota", "10000000/150", "--ru-quota", "10000000/10")
+        cmd = run_cmd(
+            manifest,
+            mock.info_file,
+            ledger,
+            swork,
+            "--no-monitor",
+            "--write-quota",
+            "10000000/150",
+            "--ru-quota",
+            "10000000/10",
+        )
         for _ in range(3):  # on a loaded machine a step may pass its deadline: resume
             m = run_measured(cmd, env=bench_env(), cwd=swork)
             if m.returncode == 0:
@@ -145,8 +197,13 @@ def setup(n: int, work: Path, keep: Path, manifest: Path, ledger: Path,
     tenant = next(iter(stats["tenants"].values()))
     if m.returncode != 0 or tenant["applications"] != n:
         raise RuntimeError(f"set-up failed (exit {m.returncode}): {m.stderr_tail[-800:]}")
-    return {"wall_s": time.monotonic() - t0, "mock_args": args, "exit_code": m.returncode,
-            "applications": tenant["applications"], "graph_clock_s": stats["now"]}
+    return {
+        "wall_s": time.monotonic() - t0,
+        "mock_args": args,
+        "exit_code": m.returncode,
+        "applications": tenant["applications"],
+        "graph_clock_s": stats["now"],
+    }
 
 
 def free_port() -> int:
@@ -157,17 +214,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def rotate(*, n: int, time_scale: float, work: Path, setup_time_scale: float = 0.02
-           ) -> dict[str, Any]:
+def rotate(
+    *, n: int, time_scale: float, work: Path, setup_time_scale: float = 0.02
+) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     port = ["--port", str(free_port())]  # a ledger names its Graph's URL: the same for both
     manifest = write_manifest(work / f"rotate-{n}.csv", n)
     ledger = work / "rotate.jsonl"
     keep = work / "tenant"
-    print(f"rotate: setting up {n} instances (time scale {setup_time_scale}, not measured)",
-          file=sys.stderr)
-    set_up = setup(n, work, keep, manifest, ledger, [*port, "--time-scale",
-                                                     str(setup_time_scale), *SETUP_MOCK])
+    print(
+        f"rotate: setting up {n} instances (time scale {setup_time_scale}, not measured)",
+        file=sys.stderr,
+    )
+    set_up = setup(
+        n, work, keep, manifest, ledger, [*port, "--time-scale", str(setup_time_scale), *SETUP_MOCK]
+    )
     print(f"rotate: set up in {set_up['wall_s']:.0f} s; rotating", file=sys.stderr)
     thr = ThrottleSettings()
     writes = 2 * n
@@ -175,14 +236,17 @@ def rotate(*, n: int, time_scale: float, work: Path, setup_time_scale: float = 0
     write_bound = max(0.0, writes - burst) * thr.write_window / thr.write_limit
     lat = LatencySettings()
     # one instance's two calls at their shortest service time: the floor for a small N
-    critical = sum(lat.per_route.get(r, DEFAULT_LATENCY[r]) for r in ("validate", "secrets")) \
-        * (1 - lat.jitter)
+    critical = sum(lat.per_route.get(r, DEFAULT_LATENCY[r]) for r in ("validate", "secrets")) * (
+        1 - lat.jitter
+    )
     bound = max(write_bound, critical)
     margs = [*port, "--time-scale", str(time_scale)]
     mwork = work / "measured"
     mwork.mkdir(parents=True, exist_ok=True)
-    expect = {"BENCH_EXPECT_KEY_ID": NEW_SECRET_ENV["BENCH_AWS_KEY_ID"],
-              "BENCH_EXPECT_SECRET": NEW_SECRET_ENV["BENCH_AWS_SECRET"]}
+    expect = {
+        "BENCH_EXPECT_KEY_ID": NEW_SECRET_ENV["BENCH_AWS_KEY_ID"],
+        "BENCH_EXPECT_SECRET": NEW_SECRET_ENV["BENCH_AWS_SECRET"],
+    }
     with kept_mock(mwork, keep, margs, create=False, env=expect) as mock:
         before = mock.stats()
         cpu0 = mock.cpu_seconds()
@@ -192,15 +256,43 @@ def rotate(*, n: int, time_scale: float, work: Path, setup_time_scale: float = 0
         after = mock.stats()
         mock_cpu = mock.cpu_seconds() - cpu0
         held = mock.stop()
-    return measured_result(n=n, time_scale=time_scale, margs=margs, set_up=set_up, m=m,
-                           t0=t0, before=before, after=after, mock_cpu=mock_cpu, held=held,
-                           ledger=ledger, mwork=mwork, bound=bound, burst=burst, writes=writes)
+    return measured_result(
+        n=n,
+        time_scale=time_scale,
+        margs=margs,
+        set_up=set_up,
+        m=m,
+        t0=t0,
+        before=before,
+        after=after,
+        mock_cpu=mock_cpu,
+        held=held,
+        ledger=ledger,
+        mwork=mwork,
+        bound=bound,
+        burst=burst,
+        writes=writes,
+    )
 
 
-def measured_result(*, n: int, time_scale: float, margs: list[str], set_up: dict[str, Any],
-                    m: Any, t0: float, before: dict[str, Any], after: dict[str, Any],
-                    mock_cpu: float, held: dict[str, Any], ledger: Path, mwork: Path,
-                    bound: float, burst: int, writes: int) -> dict[str, Any]:
+def measured_result(
+    *,
+    n: int,
+    time_scale: float,
+    margs: list[str],
+    set_up: dict[str, Any],
+    m: Any,
+    t0: float,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    mock_cpu: float,
+    held: dict[str, Any],
+    ledger: Path,
+    mwork: Path,
+    bound: float,
+    burst: int,
+    writes: int,
+) -> dict[str, Any]:
     events, _ = ledger_timeline(ledger)
     mine = [(t - t0, st) for t, _k, st in events if t >= t0]
     run_t = next((r for r in _run_starts(ledger) if r >= t0), None)
@@ -228,7 +320,8 @@ def measured_result(*, n: int, time_scale: float, margs: list[str], set_up: dict
         # from the run's ledger header (manifest and ledger read, before the first request)
         "startup_graph_s": (run_t - t0) / time_scale if run_t is not None else None,
         "makespan_after_startup_graph_s": (finished[-1] - (run_t - t0)) / time_scale
-        if run_t is not None and makespan else None,
+        if run_t is not None and makespan
+        else None,
         "done": done,
         "failed": len(mine) - done,
         "unfinished": n - len(mine),
@@ -271,24 +364,38 @@ def rotate_targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     ms, bound, n = r["makespan_graph_s"], r["bound_graph_s"], r["n"]
     lag = r["mock_loop_lag"]
     return [
-        {"target": "makespan within 1.10x of the write bound",
-         "met": bool(ms and ms <= 1.10 * bound),
-         "figure": f"{ms:.1f} Graph s vs {bound:.1f} (x{ms / bound:.3f})" if ms else "n/a"},
-        {"target": "0 failed, every instance done",
-         "met": r["failed"] == 0 and r["done"] == n,
-         "figure": f"{r['done']:,} done, {r['failed']} failed, {r['unfinished']} unfinished"},
-        {"target": f"exactly {n:,} validateCredentials + {n:,} secrets PUTs, no other write",
-         "met": r["validate_writes"] == n and r["secrets_writes"] == n
-         and r["other_writes"] == 0,
-         "figure": f"{r['validate_writes']:,} + {r['secrets_writes']:,}, "
-                   f"{r['other_writes']} other"},
-        {"target": "the mock holds the new credentials for every instance",
-         "met": r["secrets_held"]["new"] == n,
-         "figure": ", ".join(f"{k} {v:,}" for k, v in r["secrets_held"].items())},
-        {"target": "zero early retries", "met": r["early_retries"] == 0,
-         "figure": f"{r['early_retries']} early retries, {r['throttled']} 429s"},
-        {"target": "the mock is not CPU-bound (loop lag max under 0.1 real s)",
-         "met": lag["max_s"] < 0.1,
-         "figure": f"max {lag['max_s'] * 1000:.0f} ms, p99 {lag['p99_s'] * 1000:.0f} ms, "
-                   f"mean {lag['mean_s'] * 1000:.1f} ms"},
+        {
+            "target": "makespan within 1.10x of the write bound",
+            "met": bool(ms and ms <= 1.10 * bound),
+            "figure": f"{ms:.1f} Graph s vs {bound:.1f} (x{ms / bound:.3f})" if ms else "n/a",
+        },
+        {
+            "target": "0 failed, every instance done",
+            "met": r["failed"] == 0 and r["done"] == n,
+            "figure": f"{r['done']:,} done, {r['failed']} failed, {r['unfinished']} unfinished",
+        },
+        {
+            "target": f"exactly {n:,} validateCredentials + {n:,} secrets PUTs, no other write",
+            "met": r["validate_writes"] == n
+            and r["secrets_writes"] == n
+            and r["other_writes"] == 0,
+            "figure": f"{r['validate_writes']:,} + {r['secrets_writes']:,}, "
+            f"{r['other_writes']} other",
+        },
+        {
+            "target": "the mock holds the new credentials for every instance",
+            "met": r["secrets_held"]["new"] == n,
+            "figure": ", ".join(f"{k} {v:,}" for k, v in r["secrets_held"].items()),
+        },
+        {
+            "target": "zero early retries",
+            "met": r["early_retries"] == 0,
+            "figure": f"{r['early_retries']} early retries, {r['throttled']} 429s",
+        },
+        {
+            "target": "the mock is not CPU-bound (loop lag max under 0.1 real s)",
+            "met": lag["max_s"] < 0.1,
+            "figure": f"max {lag['max_s'] * 1000:.0f} ms, p99 {lag['p99_s'] * 1000:.0f} ms, "
+            f"mean {lag['mean_s'] * 1000:.1f} ms",
+        },
     ]

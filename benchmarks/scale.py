@@ -35,20 +35,22 @@ def scale(*, sizes: list[int], work: Path) -> dict[str, Any]:
             mock_rss = _mock_peak_rss_mb(mock.proc.pid)
         events, cpu = read_timeline("bulkprov", ledger, w)
         done = sum(1 for _t, st in events if st == "done")
-        rows.append({
-            "n": n,
-            "done": done,
-            "failed": len(events) - done,
-            "peak_rss_mb": m.max_rss_mb,
-            "wall_s": m.wall,
-            "ms_per_instance": 1000 * m.wall / n,
-            "cpu_ms_per_instance": 1000 * (cpu or m.cpu) / n,
-            "requests": stats["requests"],
-            "duplicates": stats["duplicates"],
-            "ledger_mb": ledger.stat().st_size / 2**20 if ledger.exists() else 0.0,
-            "mock_peak_rss_mb": mock_rss,
-            "exit_code": m.returncode,
-        })
+        rows.append(
+            {
+                "n": n,
+                "done": done,
+                "failed": len(events) - done,
+                "peak_rss_mb": m.max_rss_mb,
+                "wall_s": m.wall,
+                "ms_per_instance": 1000 * m.wall / n,
+                "cpu_ms_per_instance": 1000 * (cpu or m.cpu) / n,
+                "requests": stats["requests"],
+                "duplicates": stats["duplicates"],
+                "ledger_mb": ledger.stat().st_size / 2**20 if ledger.exists() else 0.0,
+                "mock_peak_rss_mb": mock_rss,
+                "exit_code": m.returncode,
+            }
+        )
         print(f"scale: {n}: {m.max_rss_mb:.0f} MB peak RSS, {m.wall:.0f} s", file=sys.stderr)
     small, big = rows[0], rows[-1]
     ratio = big["peak_rss_mb"] / small["peak_rss_mb"]
@@ -57,10 +59,15 @@ def scale(*, sizes: list[int], work: Path) -> dict[str, Any]:
         "mock": {"args": QUIET},
         "rows": rows,
         "targets": [
-            {"target": f"peak RSS for {big['n']:,} instances under 200 MB",
-             "met": big["peak_rss_mb"] < 200 and big["done"] == big["n"],
-             "figure": f"{big['peak_rss_mb']:.0f} MB ({big['done']:,} done)"},
-            {"target": f"peak RSS within 1.5x of the {small['n']:,}-instance run's",
-             "met": ratio <= 1.5, "figure": f"x{ratio:.2f}"},
+            {
+                "target": f"peak RSS for {big['n']:,} instances under 200 MB",
+                "met": big["peak_rss_mb"] < 200 and big["done"] == big["n"],
+                "figure": f"{big['peak_rss_mb']:.0f} MB ({big['done']:,} done)",
+            },
+            {
+                "target": f"peak RSS within 1.5x of the {small['n']:,}-instance run's",
+                "met": ratio <= 1.5,
+                "figure": f"x{ratio:.2f}",
+            },
         ],
     }

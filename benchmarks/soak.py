@@ -38,16 +38,28 @@ def soak(*, n: int, time_scale: float, work: Path, kills: int = 3, seed: int = 5
     rng = random.Random(seed)
     env = {**os.environ, **bench_env()}
     with mock_process(work, margs) as mock:
-        cmd = [sys.executable, "-m", "bulkprov.cli", "run", str(manifest), "--mock-info",
-               str(mock.info_file), "--ledger", str(ledger), "--no-monitor"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bulkprov.cli",
+            "run",
+            str(manifest),
+            "--mock-info",
+            str(mock.info_file),
+            "--ledger",
+            str(ledger),
+            "--no-monitor",
+        ]
         t0 = time.monotonic()
         killed_at = []
         for _ in range(kills):
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             runs = ledger_mod.read(ledger).runs if ledger.exists() else 0
-            while (not ledger.exists() or ledger_mod.read(ledger).runs == runs) \
-                    and proc.poll() is None:
+            while (
+                not ledger.exists() or ledger_mod.read(ledger).runs == runs
+            ) and proc.poll() is None:
                 time.sleep(0.05)
             delay = rng.uniform(1.0, 60 * time_scale)
             time.sleep(delay)
@@ -87,13 +99,20 @@ def soak(*, n: int, time_scale: float, work: Path, kills: int = 3, seed: int = 5
         "runs": replay.runs,
     }
     res["targets"] = [
-        {"target": "zero lost (every instance done)", "met": lost == 0,
-         "figure": json.dumps(statuses)},
-        {"target": "zero duplicated, zero orphans",
-         "met": stats["duplicates"] == 0 and res["orphans"] == 0,
-         "figure": f"{stats['duplicates']} duplicates, {res['orphans']} orphans"},
-        {"target": "the ledger names exactly the tenant's applications",
-         "met": len(app_ids) == tenant["applications"] == n,
-         "figure": f"{len(app_ids)} in ledger, {tenant['applications']} in tenant"},
+        {
+            "target": "zero lost (every instance done)",
+            "met": lost == 0,
+            "figure": json.dumps(statuses),
+        },
+        {
+            "target": "zero duplicated, zero orphans",
+            "met": stats["duplicates"] == 0 and res["orphans"] == 0,
+            "figure": f"{stats['duplicates']} duplicates, {res['orphans']} orphans",
+        },
+        {
+            "target": "the ledger names exactly the tenant's applications",
+            "met": len(app_ids) == tenant["applications"] == n,
+            "figure": f"{len(app_ids)} in ledger, {tenant['applications']} in tenant",
+        },
     ]
     return res

@@ -286,8 +286,7 @@ class TokenProvider:
                 raise
             except Redirected as exc:
                 raise AuthError(
-                    f"no token for client {self._conn.client_id} from {self._conn.authority}: "
-                    f"{exc}"
+                    f"no token for client {self._conn.client_id} from {self._conn.authority}: {exc}"
                 ) from None
             except requests.RequestException as exc:
                 unreachable = self._unreachable(exc, attempt)
@@ -314,6 +313,5 @@ class TokenProvider:
                 await self._sleep(jittered(attempt, 0.5, 30.0, self._rng))
         tries = f" after {attempt} attempts" if attempt > 1 else ""
         raise AuthError(
-            f"no token for client {self._conn.client_id} from {self._conn.authority}{tries}: "
-            f"{last}"
+            f"no token for client {self._conn.client_id} from {self._conn.authority}{tries}: {last}"
         )

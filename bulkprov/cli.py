@@ -381,9 +381,7 @@ def _drift(p: argparse.ArgumentParser) -> None:
     p.add_argument("ledger", type=Path, help="the JSONL ledger a run wrote")
     p.add_argument("manifest", type=Path, help="the manifest: the desired state")
     p.add_argument("--json", action="store_true", help="print the drift as JSON")
-    p.add_argument(
-        "--no-record", action="store_true", help="do not record the drift in the ledger"
-    )
+    p.add_argument("--no-record", action="store_true", help="do not record the drift in the ledger")
     p.add_argument(
         "--allow-inline-secrets",
         action="store_true",

@@ -633,7 +633,10 @@ class GraphClient:
         own = _scope_name(kind, None)
         for name, (seq, cost) in admitted.seqs.items():
             self._paces[name].answered(
-                now, seq=seq, sent_at=admitted.at, share=share if name == own else None,
+                now,
+                seq=seq,
+                sent_at=admitted.at,
+                share=share if name == own else None,
                 cost=cost,
             )
         return False
@@ -649,13 +652,14 @@ class GraphClient:
         # not make the first request after the wait an early one
         margin = RETRY_MARGIN_REAL / self.settings.time_scale
         pace.throttled(
-            self._now(), seq=seq, sent_at=admitted.at, retry_after=retry_after + margin,
+            self._now(),
+            seq=seq,
+            sent_at=admitted.at,
+            retry_after=retry_after + margin,
             cost=cost,
         )
 
-    def _on_throttled(
-        self, kind: str, scope: str | None, retry_after: float, sent: _Try
-    ) -> None:
+    def _on_throttled(self, kind: str, scope: str | None, retry_after: float, sent: _Try) -> None:
         """A 429 to retry: counted; a scope not told yet (no Retry-After) is closed for the
         back-off the retry policy chose."""
         self.stats.throttled += 1

@@ -14,9 +14,7 @@ import unicodedata
 from rich.text import Text
 
 # Unicode's Bidi_Control characters: embeddings, overrides, isolates and the marks
-BIDI_CONTROLS = frozenset(
-    [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-)
+BIDI_CONTROLS = frozenset([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 # categories never shown as they are: controls (C0, DEL, C1), format characters (zero-width
 # spaces and joiners, bidi controls, tags), line and paragraph separators, surrogates
 _HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})

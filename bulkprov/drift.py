@@ -121,10 +121,13 @@ def _walk(a: Any, b: Any, path: str, out: list[tuple[str, str, str]]) -> None:
     elif isinstance(a, list) and isinstance(b, list):
         for i in range(max(len(a), len(b))):
             _walk(
-                a[i] if i < len(a) else _MISSING, b[i] if i < len(b) else _MISSING,
-                f"{path}[{i}]", out,
+                a[i] if i < len(a) else _MISSING,
+                b[i] if i < len(b) else _MISSING,
+                f"{path}[{i}]",
+                out,
             )
     elif a != b:
+
         def show(v: Any) -> str:
             return "<absent>" if v is _MISSING else _show(v)
 
@@ -168,8 +171,10 @@ class Checker:
 
     async def _check(self, inst: Instance, st: InstanceState, out: InstanceDrift) -> None:
         g, ids = self.graph, st.ids
-        app_id, sp_id, job_id = ids.get("applicationId"), ids.get("servicePrincipalId"), ids.get(
-            "jobId"
+        app_id, sp_id, job_id = (
+            ids.get("applicationId"),
+            ids.get("servicePrincipalId"),
+            ids.get("jobId"),
         )
         names: list[str] = []
         for what, oid, read in (

@@ -405,10 +405,7 @@ def _credential(
     ref = parse_ref(ckey, cval.strip(), base_dir, rules)
     why: str | None = None
     if ref.scheme == "literal" and ckey not in PLAIN_KEYS and not allow_inline_secrets:
-        why = (
-            "is an inline secret value; use env:VAR or file:PATH, or pass "
-            "--allow-inline-secrets"
-        )
+        why = "is an inline secret value; use env:VAR or file:PATH, or pass --allow-inline-secrets"
     elif ref.scheme == "env" and not ENV_RE.match(ref.target):
         why = f"env:{ref.target} is not a valid environment variable name"
     elif ref.scheme == "env":

@@ -137,7 +137,12 @@ class Pace:
 def start(settings: PaceSettings, t: float = 0.0) -> Pace:
     """A scope that trusts the published quota, at Graph time ``t``."""
     return Pace(
-        settings, settings.rate, settings.burst, settings.rate, model=settings.burst, at=t,
+        settings,
+        settings.rate,
+        settings.burst,
+        settings.rate,
+        model=settings.burst,
+        at=t,
         level_at=t,
     )
 
@@ -315,7 +320,12 @@ def on_throttled(
         cut = min(before, p.calm_estimate) if probed else before * CUT
         p = replace(p, estimate=cut)
     p = replace(
-        p, trusting=False, used=1.0, calm_since=None, cut_seq=p.sent, calmed=False,
+        p,
+        trusting=False,
+        used=1.0,
+        calm_since=None,
+        cut_seq=p.sent,
+        calmed=False,
         zero=(sent_at, done, retry_after),
     )
     return _steer(p)

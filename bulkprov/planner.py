@@ -55,9 +55,7 @@ __all__ = [
     "key_set",
 ]
 
-Action = Literal[
-    "done", "quarantined", "refuse", "resume", "lookup", "conflict", "adopt", "create"
-]
+Action = Literal["done", "quarantined", "refuse", "resume", "lookup", "conflict", "adopt", "create"]
 UNKNOWN_NEEDS = "needed keys unknown until the first app of this template exists"
 _SECRET_KEY_CASE = {k.lower(): k for k in SECRET_KEYS}
 
@@ -250,8 +248,10 @@ def _by_applications(
         pending = state is not None and state.instantiate_pending
         return Decision(
             "create",
-            _join("an earlier instantiate may still appear: waits for it first" if pending
-                  else "", note),
+            _join(
+                "an earlier instantiate may still appear: waits for it first" if pending else "",
+                note,
+            ),
             needs_unknown=unknown,
         )
     if len(mine) > 1:

@@ -97,7 +97,10 @@ async def prune(
 
 
 async def run_prune(
-    args: argparse.Namespace, client: GraphClient, ledger_graph: str, rules: RefRules,
+    args: argparse.Namespace,
+    client: GraphClient,
+    ledger_graph: str,
+    rules: RefRules,
     console: Console,
 ) -> bool:
     """``run --prune`` after the run: what it deleted, on the console; False when something
@@ -109,8 +112,13 @@ async def run_prune(
         )
     }
     out = await prune(
-        Graph(client), args.ledger, keys, ledger_graph=ledger_graph,
-        tenant=client.conn.tenant_id, console=console, yes=args.yes,
+        Graph(client),
+        args.ledger,
+        keys,
+        ledger_graph=ledger_graph,
+        tenant=client.conn.tenant_id,
+        console=console,
+        yes=args.yes,
     )
     if out.result is not None:
         r = out.result

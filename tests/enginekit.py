@@ -26,11 +26,20 @@ def aws_manifest(path: Path, n: int, *, prefix: str = "acct", start: bool = True
     write_secrets(path.parent / "secrets")
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["key", "displayName", "template", "cred.ClientSecret", "cred.SecretToken",
-                    "start"])
+        w.writerow(
+            ["key", "displayName", "template", "cred.ClientSecret", "cred.SecretToken", "start"]
+        )
         for i in range(n):
-            w.writerow([f"{prefix}-{i:05d}", f"AWS {prefix} {i:05d}", AWS,
-                        "file:secrets/key-id", "file:secrets/secret", str(start).lower()])
+            w.writerow(
+                [
+                    f"{prefix}-{i:05d}",
+                    f"AWS {prefix} {i:05d}",
+                    AWS,
+                    "file:secrets/key-id",
+                    "file:secrets/secret",
+                    str(start).lower(),
+                ]
+            )
     return path
 
 
@@ -38,18 +47,23 @@ def connection(mock: MockGraph) -> ConnectionSettings:
     info = mock.info
     assert info is not None
     return ConnectionSettings(
-        graph_url=info.graph_url, authority_host=info.authority_host, tenant_id=info.tenant_id,
-        client_id=info.client_id, credential=Credential(client_secret=info.client_secret),
+        graph_url=info.graph_url,
+        authority_host=info.authority_host,
+        tenant_id=info.tenant_id,
+        client_id=info.client_id,
+        credential=Credential(client_secret=info.client_secret),
         ca_file=Path(info.ca_file),
     )
 
 
-async def run_engine(mock: MockGraph, manifest: Path, ledger: Path,
-                     client: dict[str, Any] | None = None, **run: Any) -> RunResult:
+async def run_engine(
+    mock: MockGraph, manifest: Path, ledger: Path, client: dict[str, Any] | None = None, **run: Any
+) -> RunResult:
     settings = ClientSettings(time_scale=mock.settings.time_scale, **(client or {}))
     async with GraphClient(connection(mock), settings) as c:
-        runner = Runner(manifest=manifest, ledger_path=ledger, client=c,
-                        settings=RunSettings(**run))
+        runner = Runner(
+            manifest=manifest, ledger_path=ledger, client=c, settings=RunSettings(**run)
+        )
         return await runner.run()
 
 

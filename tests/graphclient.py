@@ -18,8 +18,9 @@ import requests
 from bulkprov.mockgraph import MockInfo
 
 
-def msal_app(info: MockInfo, credential: Any = None,
-             tenant_id: str | None = None) -> msal.ConfidentialClientApplication:
+def msal_app(
+    info: MockInfo, credential: Any = None, tenant_id: str | None = None
+) -> msal.ConfidentialClientApplication:
     """A ConfidentialClientApplication pointed at the mock, trusting only its CA."""
     session = requests.Session()
     session.verify = info.ca_file
@@ -60,8 +61,14 @@ class Reply:
 class PlainGraph:
     """``async with PlainGraph(info) as g: await g.get("/applicationTemplates")``."""
 
-    def __init__(self, info: MockInfo, *, version: str = "v1.0", token: str | None = None,
-                 tenant_id: str | None = None) -> None:
+    def __init__(
+        self,
+        info: MockInfo,
+        *,
+        version: str = "v1.0",
+        token: str | None = None,
+        tenant_id: str | None = None,
+    ) -> None:
         self.info = info
         self.version = version
         self.token = token
@@ -84,10 +91,18 @@ class PlainGraph:
             return path
         return f"{self.info.graph_url}/{self.version}{path}"
 
-    async def request(self, method: str, path: str, *, json: Any = None, data: bytes | None = None,
-                      params: dict[str, str] | None = None, headers: dict[str, str] | None = None,
-                      auth: bool = True, timeout: float | None = None,  # noqa: ASYNC109 - per-request
-                      ) -> Reply:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: bytes | None = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: bool = True,
+        timeout: float | None = None,  # noqa: ASYNC109 - per-request
+    ) -> Reply:
         assert self.session is not None
         h = dict(headers or {})
         if auth:
@@ -97,7 +112,12 @@ class PlainGraph:
             body = orjson.dumps(json)
             h["Content-Type"] = "application/json"
         async with self.session.request(
-            method, self.url(path), data=body, params=params, headers=h, ssl=self.ssl,
+            method,
+            self.url(path),
+            data=body,
+            params=params,
+            headers=h,
+            ssl=self.ssl,
             timeout=aiohttp.ClientTimeout(total=timeout) if timeout else None,
         ) as resp:
             raw = await resp.read()

@@ -33,8 +33,10 @@ class Verdict:
 
     def __str__(self) -> str:
         shown = "\n  ".join(self.problems[:15])
-        return (f"statuses {dict(self.statuses)}, failed at {dict(self.failed_at)}; "
-                f"{len(self.problems)} problem(s):\n  {shown}")
+        return (
+            f"statuses {dict(self.statuses)}, failed at {dict(self.failed_at)}; "
+            f"{len(self.problems)} problem(s):\n  {shown}"
+        )
 
 
 def check_run(mock: MockGraph, manifest: Path, ledger: Path) -> Verdict:
@@ -57,8 +59,10 @@ def check_run(mock: MockGraph, manifest: Path, ledger: Path) -> Verdict:
         for id_name, table in (("applicationId", owner), ("servicePrincipalId", sp_owner)):
             if id_name in ids:
                 if ids[id_name] in table:
-                    bad(f"{inst.key}: {id_name} {ids[id_name]} also recorded for "
-                        f"{table[ids[id_name]]}")
+                    bad(
+                        f"{inst.key}: {id_name} {ids[id_name]} also recorded for "
+                        f"{table[ids[id_name]]}"
+                    )
                 table[ids[id_name]] = inst.key
         if status in ("failed", "timeout"):
             err = st.final.get("error") or {}
@@ -76,13 +80,17 @@ def check_run(mock: MockGraph, manifest: Path, ledger: Path) -> Verdict:
             bad(f"{inst.key}: done, but its application {ids.get('applicationId')} is not live")
             continue
         if app.display_name != inst.display_name or app.app_id != ids.get("appId"):
-            bad(f"{inst.key}: application {app.id} is {app.display_name!r}/{app.app_id}, the "
-                f"ledger says {inst.display_name!r}/{ids.get('appId')}")
+            bad(
+                f"{inst.key}: application {app.id} is {app.display_name!r}/{app.app_id}, the "
+                f"ledger says {inst.display_name!r}/{ids.get('appId')}"
+            )
         if inst.template not in (app.template.display_name, app.template.id):
             bad(f"{inst.key}: application {app.id} comes from template {app.template.id}")
         if sp is None or sp.deleted is not None or sp.app_id != app.app_id:
-            bad(f"{inst.key}: service principal {ids.get('servicePrincipalId')} is not the live "
-                f"one of application {app.id}")
+            bad(
+                f"{inst.key}: service principal {ids.get('servicePrincipalId')} is not the live "
+                f"one of application {app.id}"
+            )
             continue
         if sp.display_name != inst.display_name:
             bad(f"{inst.key}: service principal named {sp.display_name!r}")
@@ -90,15 +98,16 @@ def check_run(mock: MockGraph, manifest: Path, ledger: Path) -> Verdict:
             bad(f"{inst.key}: job {ids.get('jobId')} is not on service principal {sp.id}")
     for a in tenant.applications.values():
         if a.deleted is None and a.id not in owner:
-            bad(f"application {a.id} ({a.display_name!r}) is live but no instance records it "
-                "(a duplicate or an orphan)")
+            bad(
+                f"application {a.id} ({a.display_name!r}) is live but no instance records it "
+                "(a duplicate or an orphan)"
+            )
     for s in tenant.service_principals.values():
         if s.deleted is not None:
             continue
         key = sp_owner.get(s.id)
         if key is None:
-            bad(f"service principal {s.id} ({s.display_name!r}) is live but no instance "
-                "records it")
+            bad(f"service principal {s.id} ({s.display_name!r}) is live but no instance records it")
         elif not s.jobs and verdict.failures.get(key) is None:
             bad(f"service principal {s.id} of {key} has no job, and {key} did not fail")
         elif len(s.jobs) > 1:

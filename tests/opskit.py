@@ -64,8 +64,13 @@ async def cleanup(
         plan = cleanup_mod.plan(replay, include_adopted=include_adopted, purge=purge)
         await cleanup_mod.resolve_lookups(graph, plan, replay, purge=purge)
         lg = ledger_mod.Ledger(ledger)
-        lg.open(manifest=None, graph=client.conn.base_url, tenant=client.conn.tenant_id,
-                command="cleanup", create=False)
+        lg.open(
+            manifest=None,
+            graph=client.conn.base_url,
+            tenant=client.conn.tenant_id,
+            command="cleanup",
+            create=False,
+        )
         seen: list[str] = []
         cleaner: cleanup_mod.Cleaner | None = None
 
@@ -84,14 +89,20 @@ async def cleanup(
 
 async def monitor(mock: MockGraph, ledger: Path, **settings: Any) -> tuple[list[Any], Monitor]:
     """What ``bulkprov monitor`` does, in-process (``restart=True`` records in the ledger)."""
-    async with GraphClient(connection(mock),
-                           ClientSettings(time_scale=mock.settings.time_scale)) as client:
+    async with GraphClient(
+        connection(mock), ClientSettings(time_scale=mock.settings.time_scale)
+    ) as client:
         replay = ledger_mod.read(ledger)
         lg = None
         if settings.get("restart"):
             lg = ledger_mod.Ledger(ledger)
-            lg.open(manifest=None, graph=client.conn.base_url, tenant=client.conn.tenant_id,
-                    command="monitor", create=False)
+            lg.open(
+                manifest=None,
+                graph=client.conn.base_url,
+                tenant=client.conn.tenant_id,
+                command="monitor",
+                create=False,
+            )
         try:
             m = Monitor(Graph(client), replay, MonitorSettings(**settings), ledger=lg)
             return await m.run(), m
@@ -104,15 +115,23 @@ async def break_target(graph: PlainGraph, sp_id: str, broken: bool = True) -> No
     """The mock's control knob: the target of ``sp_id`` rejects (or accepts again) its secrets."""
     assert graph.session is not None
     async with graph.session.post(
-        f"{graph.info.graph_url}/_mock/control", ssl=graph.ssl,
-        data=orjson.dumps({"action": "break_target", "servicePrincipalId": sp_id,
-                           "broken": broken}),
+        f"{graph.info.graph_url}/_mock/control",
+        ssl=graph.ssl,
+        data=orjson.dumps(
+            {"action": "break_target", "servicePrincipalId": sp_id, "broken": broken}
+        ),
     ) as resp:
         assert resp.status == 200, await resp.text()
 
 
-async def wait_for_job(graph: PlainGraph, sp_id: str, job_id: str,
-                       done: Callable[[dict[str, Any]], bool], *, polls: int = 400) -> None:
+async def wait_for_job(
+    graph: PlainGraph,
+    sp_id: str,
+    job_id: str,
+    done: Callable[[dict[str, Any]], bool],
+    *,
+    polls: int = 400,
+) -> None:
     """Poll a job until ``done(status)`` (the mock plays job cycles as time passes)."""
     status: dict[str, Any] = {}
     for _ in range(polls):
@@ -124,8 +143,7 @@ async def wait_for_job(graph: PlainGraph, sp_id: str, job_id: str,
     raise AssertionError(f"the job never got there: {status}")
 
 
-async def cli(mock: MockGraph, tmp: Path, *args: str,
-              stdin: bytes = b"") -> tuple[int, str, str]:
+async def cli(mock: MockGraph, tmp: Path, *args: str, stdin: bytes = b"") -> tuple[int, str, str]:
     """``bulkprov ARGS --mock-info ...`` as a separate process against the running mock."""
     info_file = tmp / "mock-info.json"
     if not info_file.exists():
@@ -133,5 +151,8 @@ async def cli(mock: MockGraph, tmp: Path, *args: str,
         write_info(info_file, mock.info)
     proc = await anyio.run_process(
         [sys.executable, "-m", "bulkprov.cli", *args, "--mock-info", str(info_file)],
-        input=stdin, check=False, env={**os.environ, "COLUMNS": "240"})
+        input=stdin,
+        check=False,
+        env={**os.environ, "COLUMNS": "240"},
+    )
     return proc.returncode, proc.stdout.decode(), proc.stderr.decode()

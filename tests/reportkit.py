@@ -51,23 +51,44 @@ def write_manifest(directory: Path, n_aws: int, bad_every: int = 7) -> tuple[Pat
         key = f"acct-{i:03d}"
         if bad:
             failed.add(key)
-        rows.append({"key": key, "displayName": f"AWS acct {i:03d}", "template": AWS,
-                     "credentials": {"ClientSecret": "file:secrets/bad" if bad
-                                     else "file:secrets/key-id",
-                                     "SecretToken": "file:secrets/secret"}})
+        rows.append(
+            {
+                "key": key,
+                "displayName": f"AWS acct {i:03d}",
+                "template": AWS,
+                "credentials": {
+                    "ClientSecret": "file:secrets/bad" if bad else "file:secrets/key-id",
+                    "SecretToken": "file:secrets/secret",
+                },
+            }
+        )
     for i in range(4):
         broken = i % 2 == 0
         key = f"sso-{i}"
         if broken:
             quarantined.add(key)
-        rows.append({"key": key, "displayName": HOSTILE if i == 0 else f"SSO {i}",
-                     "template": SSO, "validate": not broken,
-                     "credentials": {"BaseAddress": "https://example.com" if broken
-                                     else GOOD_SCIM, "SecretToken": "file:secrets/tok"}})
+        rows.append(
+            {
+                "key": key,
+                "displayName": HOSTILE if i == 0 else f"SSO {i}",
+                "template": SSO,
+                "validate": not broken,
+                "credentials": {
+                    "BaseAddress": "https://example.com" if broken else GOOD_SCIM,
+                    "SecretToken": "file:secrets/tok",
+                },
+            }
+        )
     manifest = directory / "m.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    plan = FinishedRun(manifest, directory / "runs" / "l.jsonl", RunResult(), (secret, token),
-                       frozenset(failed), frozenset(quarantined))
+    plan = FinishedRun(
+        manifest,
+        directory / "runs" / "l.jsonl",
+        RunResult(),
+        (secret, token),
+        frozenset(failed),
+        frozenset(quarantined),
+    )
     return manifest, plan
 
 

@@ -40,10 +40,12 @@ def test_one_cut_per_episode_then_recovery() -> None:
     assert pace.state.estimate > cut
 
 
-@pytest.mark.parametrize(("limit", "window", "burst"), [(3000, 150, 2997), (3500, 10, 3497),
-                                                         (5, 10, 5)])
-def test_burst_a_tenth_of_a_percent_short_at_graphs_rate(limit: int, window: float,
-                                                        burst: int) -> None:
+@pytest.mark.parametrize(
+    ("limit", "window", "burst"), [(3000, 150, 2997), (3500, 10, 3497), (5, 10, 5)]
+)
+def test_burst_a_tenth_of_a_percent_short_at_graphs_rate(
+    limit: int, window: float, burst: int
+) -> None:
     """The client's bucket holds a tenth of a percent less than Graph's (nothing off a small
     quota) and refills at Graph's rate: the first requests spend it at once."""
     pace = ScopePace(Quota(limit=limit, window=window), 0.0)

@@ -54,8 +54,12 @@ class ScriptedGraph:
     async def instantiate(self, template_id: str, display_name: str) -> tuple[Any, Any]:
         self._n += 1
         n = self._n
-        app = {"id": f"app-{n:03d}", "appId": f"appid-{n:03d}", "displayName": display_name,
-               "createdDateTime": f"2026-01-01T00:00:{n:02d}Z"}
+        app = {
+            "id": f"app-{n:03d}",
+            "appId": f"appid-{n:03d}",
+            "displayName": display_name,
+            "createdDateTime": f"2026-01-01T00:00:{n:02d}Z",
+        }
         self.apps.append(app)
         go, lost = anyio.Event(), [False]
         self.pending[CURRENT.get()] = (go, lost)
@@ -73,22 +77,42 @@ class ScriptedGraph:
 
 
 def _instance(i: int) -> Instance:
-    return Instance(key=f"k{i}", display_name=NAME, template=TEMPLATE.display_name,
-                    sync_template=None, credentials=(), start=False, validate=False,
-                    profile=None, file="m.csv", line=i + 2)
+    return Instance(
+        key=f"k{i}",
+        display_name=NAME,
+        template=TEMPLATE.display_name,
+        sync_template=None,
+        credentials=(),
+        start=False,
+        validate=False,
+        profile=None,
+        file="m.csv",
+        line=i + 2,
+    )
 
 
 def _pipeline(graph: ScriptedGraph, tmp_path: Path) -> Pipeline:
     ledger = Ledger(tmp_path / "l.jsonl")
     replay = ledger.open(manifest="m.csv", graph="g", tenant="t")
     settings = RunSettings(concurrency=8, poll_interval=1.0, replication_deadline=5.0)
-    return Pipeline(graph, ledger, replay, settings,  # type: ignore[arg-type]
-                    templates={TEMPLATE.display_name: TEMPLATE}, time_scale=0.0001,
-                    redactor=Redactor(), shared_names={NAME.casefold()})
+    return Pipeline(
+        graph,
+        ledger,
+        replay,
+        settings,  # type: ignore[arg-type]
+        templates={TEMPLATE.display_name: TEMPLATE},
+        time_scale=0.0001,
+        redactor=Redactor(),
+        shared_names={NAME.casefold()},
+    )
 
 
-async def _play(choices: list[int], tmp_path: Path, count: int, lose: int | None,
-                ) -> tuple[dict[str, str], ScriptedGraph, list[int]]:
+async def _play(
+    choices: list[int],
+    tmp_path: Path,
+    count: int,
+    lose: int | None,
+) -> tuple[dict[str, str], ScriptedGraph, list[int]]:
     """Run ``count`` same-name instances through instantiate. At each point where every task
     is blocked, the enabled moves are: start the next instance, or deliver the answer of one
     pending POST (lost, the first time, for instance ``lose``); ``choices`` picks among them
@@ -113,7 +137,8 @@ async def _play(choices: list[int], tmp_path: Path, count: int, lose: int | None
             while len(held) < count:
                 await wait_all_tasks_blocked()
                 moves = (["start"] if started < count else []) + sorted(
-                    k for k, (go, _l) in graph.pending.items() if not go.is_set())
+                    k for k, (go, _l) in graph.pending.items() if not go.is_set()
+                )
                 if not moves:  # only sleepers (a settle wait): let time pass
                     await anyio.sleep(0.001)
                     continue
@@ -189,8 +214,15 @@ class TestOverHttp:
     ) -> None:
         """120 instances of one name, 40 at a time, one in ten instantiates answered late or
         lost: every application the tenant has is held by exactly one instance."""
-        mock.update_settings({"faults": {"slow_rate": {"instantiate": 0.1}, "slow_delay": 5.0,
-                                         "drop_rate": {"instantiate": 0.05}}})
+        mock.update_settings(
+            {
+                "faults": {
+                    "slow_rate": {"instantiate": 0.1},
+                    "slow_delay": 5.0,
+                    "drop_rate": {"instantiate": 0.05},
+                }
+            }
+        )
         n = 120
         lines = ["key,displayName,template,start,validate"]
         lines += [f"k{i:03d},AWS same,AWS Single-Account Access,false,false" for i in range(n)]

@@ -20,8 +20,7 @@ AWS_TEMPLATE = "8b1025e4-1dd2-430b-a150-2ef79cd700f5"
 
 
 async def instantiate(graph: PlainGraph, name: str) -> dict[str, str]:
-    r = await graph.post(f"/applicationTemplates/{AWS_TEMPLATE}/instantiate",
-                         {"displayName": name})
+    r = await graph.post(f"/applicationTemplates/{AWS_TEMPLATE}/instantiate", {"displayName": name})
     assert r.status == 201, r.body
     return {"app": r.body["application"]["id"], "sp": r.body["servicePrincipal"]["id"]}
 
@@ -32,7 +31,8 @@ def records(ledger: Path, kind: str) -> list[dict[str, object]]:
 
 class TestCleanup:
     async def test_cleanup_leaves_the_tenant_as_before_the_run(
-            self, mock: MockGraph, graph: PlainGraph, tmp_path: Path) -> None:
+        self, mock: MockGraph, graph: PlainGraph, tmp_path: Path
+    ) -> None:
         """After a run and its cleanup, Graph lists the same applications, service principals
         and jobs as before the run, with no orphan; the ledger marks every instance removed."""
         other = await instantiate(graph, "Someone else's app")
@@ -65,12 +65,14 @@ class TestCleanup:
         assert tenant_stats(mock)["deletedApplications"] == 0
         assert await snapshot(graph) == before
 
-    async def test_purge_in_one_go(self, mock: MockGraph, graph: PlainGraph,
-                                   tmp_path: Path) -> None:
+    async def test_purge_in_one_go(
+        self, mock: MockGraph, graph: PlainGraph, tmp_path: Path
+    ) -> None:
         """With purge, one cleanup deletes and purges: nothing is left to restore."""
         ledger = tmp_path / "l.jsonl"
-        await run_engine(mock, aws_manifest(tmp_path / "m.csv", 2, start=False), ledger,
-                         monitor=False)
+        await run_engine(
+            mock, aws_manifest(tmp_path / "m.csv", 2, start=False), ledger, monitor=False
+        )
         plan, done = await cleanup(mock, ledger, purge=True)
         assert done.ok and done.deleted["deletedItem"] == 4
         t = tenant_stats(mock)
@@ -79,7 +81,8 @@ class TestCleanup:
         assert deleted_sp.status == 404
 
     async def test_adopted_applications_are_kept_unless_asked(
-            self, mock: MockGraph, graph: PlainGraph, tmp_path: Path) -> None:
+        self, mock: MockGraph, graph: PlainGraph, tmp_path: Path
+    ) -> None:
         """An application the run adopted survives cleanup (only the job the run made on it
         goes); --include-adopted deletes it too."""
         adopted = await instantiate(graph, "AWS acct 00001")
@@ -89,7 +92,8 @@ class TestCleanup:
         assert result.statuses["done"] == 3
         plan, done = await cleanup(mock, ledger)
         assert [(k.key, k.application_id, k.why) for k in plan.kept] == [
-            ("acct-00001", adopted["app"], "adopted")]
+            ("acct-00001", adopted["app"], "adopted")
+        ]
         assert done.deleted == {"job": 3, "servicePrincipal": 2, "application": 2}
         assert await snapshot(graph) == before  # the adopted app had no job before the run
         replay = ledger_mod.read(ledger)
@@ -109,7 +113,8 @@ class TestCleanup:
 
 class TestIdempotence:
     async def test_interrupted_cleanup_resumes_and_a_rerun_sends_nothing(
-            self, mock: MockGraph, graph: PlainGraph, tmp_path: Path) -> None:
+        self, mock: MockGraph, graph: PlainGraph, tmp_path: Path
+    ) -> None:
         """A cleanup stopped after a few deletions leaves a consistent ledger; the next one
         deletes exactly the rest (no 404, no second DELETE), and a third sends no DELETE."""
         before = await snapshot(graph)
@@ -135,13 +140,15 @@ class TestIdempotence:
         assert deletes(mock) == sent
 
     async def test_deletions_the_ledger_missed_count_as_gone(
-            self, mock: MockGraph, graph: PlainGraph, tmp_path: Path) -> None:
+        self, mock: MockGraph, graph: PlainGraph, tmp_path: Path
+    ) -> None:
         """If a crash loses the cleanup records after Graph deleted the objects, the rerun's
         DELETEs answer 404, which counts as already deleted: no error, every instance closed."""
         before = await snapshot(graph)
         ledger = tmp_path / "l.jsonl"
-        await run_engine(mock, aws_manifest(tmp_path / "m.csv", 3, start=False), ledger,
-                         monitor=False)
+        await run_engine(
+            mock, aws_manifest(tmp_path / "m.csv", 3, start=False), ledger, monitor=False
+        )
         size = ledger.stat().st_size
         await cleanup(mock, ledger)
         with ledger.open("r+b") as fh:
@@ -153,20 +160,32 @@ class TestIdempotence:
         assert {s.status for s in ledger_mod.read(ledger).instances.values()} == {"removed"}
 
     async def test_lost_instantiate_is_found_and_deleted(
-            self, mock: MockGraph, graph: PlainGraph, tmp_path: Path) -> None:
+        self, mock: MockGraph, graph: PlainGraph, tmp_path: Path
+    ) -> None:
         """An instantiate whose answer never reached the ledger left an application with no id
         recorded: cleanup finds it by template and name, like a resumed run, and deletes it."""
         before = await snapshot(graph)
         ledger = tmp_path / "l.jsonl"
-        await run_engine(mock, aws_manifest(tmp_path / "m.csv", 1, start=False), ledger,
-                         monitor=False)
+        await run_engine(
+            mock, aws_manifest(tmp_path / "m.csv", 1, start=False), ledger, monitor=False
+        )
         header = orjson.loads(ledger.read_bytes().splitlines()[0])
         lost = await instantiate(graph, "AWS lost one")
         with ledger.open("ab") as fh:
-            fh.write(orjson.dumps({"type": "step", "key": "lost", "step": "instantiate",
-                                   "event": "attempt", "attempt": 1,
-                                   "displayName": "AWS lost one",
-                                   "templateId": AWS_TEMPLATE}) + b"\n")
+            fh.write(
+                orjson.dumps(
+                    {
+                        "type": "step",
+                        "key": "lost",
+                        "step": "instantiate",
+                        "event": "attempt",
+                        "attempt": 1,
+                        "displayName": "AWS lost one",
+                        "templateId": AWS_TEMPLATE,
+                    }
+                )
+                + b"\n"
+            )
         assert header["type"] == "header"
         plan, done = await cleanup(mock, ledger)
         found = [t for t in plan.targets if t.key == "lost"]
@@ -177,13 +196,15 @@ class TestIdempotence:
 
 
 class TestCommand:
-    async def test_refused_prompt_keeps_everything(self, mock: MockGraph, graph: PlainGraph,
-                                                   tmp_path: Path) -> None:
+    async def test_refused_prompt_keeps_everything(
+        self, mock: MockGraph, graph: PlainGraph, tmp_path: Path
+    ) -> None:
         """Without --yes the command lists what it would delete and asks; answering no deletes
         nothing and writes nothing to the ledger."""
         ledger = tmp_path / "l.jsonl"
-        await run_engine(mock, aws_manifest(tmp_path / "m.csv", 7, start=False), ledger,
-                         monitor=False)
+        await run_engine(
+            mock, aws_manifest(tmp_path / "m.csv", 7, start=False), ledger, monitor=False
+        )
         during = await snapshot(graph)
         size = ledger.stat().st_size
         code, _out, err = await cli(mock, tmp_path, "cleanup", str(ledger), stdin=b"n\n")
@@ -199,13 +220,15 @@ class TestCommand:
         assert code == 0 and "AWS acct 00006" in err and "dry run" in err
         assert deletes(mock) == {}
 
-    async def test_yes_deletes_and_status_shows_it(self, mock: MockGraph, graph: PlainGraph,
-                                                   tmp_path: Path) -> None:
+    async def test_yes_deletes_and_status_shows_it(
+        self, mock: MockGraph, graph: PlainGraph, tmp_path: Path
+    ) -> None:
         """``cleanup --yes`` deletes without asking; a second one has nothing to do."""
         before = await snapshot(graph)
         ledger = tmp_path / "l.jsonl"
-        await run_engine(mock, aws_manifest(tmp_path / "m.csv", 2, start=False), ledger,
-                         monitor=False)
+        await run_engine(
+            mock, aws_manifest(tmp_path / "m.csv", 2, start=False), ledger, monitor=False
+        )
         code, _out, err = await cli(mock, tmp_path, "cleanup", str(ledger), "--yes")
         assert code == 0, err
         assert "2 instance(s) removed" in err
@@ -214,12 +237,14 @@ class TestCommand:
         assert code == 0 and "nothing to delete" in err
         assert status_summary(ledger_mod.read(ledger))["statuses"] == {"removed": 2}
 
-    async def test_a_ledger_of_another_tenant_is_refused(self, mock: MockGraph,
-                                                         tmp_path: Path) -> None:
+    async def test_a_ledger_of_another_tenant_is_refused(
+        self, mock: MockGraph, tmp_path: Path
+    ) -> None:
         """A ledger written against another tenant is refused before any deletion."""
         ledger = tmp_path / "l.jsonl"
-        await run_engine(mock, aws_manifest(tmp_path / "m.csv", 1, start=False), ledger,
-                         monitor=False)
+        await run_engine(
+            mock, aws_manifest(tmp_path / "m.csv", 1, start=False), ledger, monitor=False
+        )
         lines = ledger.read_bytes().splitlines()
         header = orjson.loads(lines[0])
         header["tenant"] = "00000000-0000-0000-0000-000000000001"
@@ -232,7 +257,8 @@ class TestCommand:
 
 
 async def test_run_after_cleanup_sets_the_instances_up_anew(
-        mock: MockGraph, graph: PlainGraph, tmp_path: Path) -> None:
+    mock: MockGraph, graph: PlainGraph, tmp_path: Path
+) -> None:
     """A removed instance is not finished: running the manifest again with the same ledger
     creates its objects anew instead of reusing the deleted ids."""
     ledger, manifest = tmp_path / "l.jsonl", aws_manifest(tmp_path / "m.csv", 2, start=False)

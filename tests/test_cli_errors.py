@@ -21,9 +21,14 @@ from .mockproc import wait_for_info
 
 
 def _cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bulkprov.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "BULKPROV_PROFILES": str(cwd / "none.toml")})
+    return subprocess.run(
+        [sys.executable, "-m", "bulkprov.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "BULKPROV_PROFILES": str(cwd / "none.toml")},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +37,24 @@ def quiet_mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     d = tmp_path_factory.mktemp("mock")
     info = d / "mock.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bulkprov.cli", "mock-graph", "--port", "0", "--info-file",
-         str(info), "--time-scale", "0.01", "--no-latency", "--state-dir", str(d / "state")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "bulkprov.cli",
+            "mock-graph",
+            "--port",
+            "0",
+            "--info-file",
+            str(info),
+            "--time-scale",
+            "0.01",
+            "--no-latency",
+            "--state-dir",
+            str(d / "state"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for_info(info, proc)
     yield info
     proc.terminate()
@@ -48,15 +68,23 @@ def work(tmp_path: Path, quiet_mock: Path) -> Path:
     path that is a directory (dir.jsonl)."""
     aws_manifest(tmp_path / "m.csv", 3)
     text = (tmp_path / "m.csv").read_text()
-    (tmp_path / "typo.csv").write_text(text.replace("AWS Single-Account Access",
-                                                    "AWS Single-Acount Access"))
-    header = {"type": "header", "version": 1, "manifest": "m.csv",
-              "graph": "https://graph.example.test/v1.0", "tenant": "t", "salt": "00"}
+    (tmp_path / "typo.csv").write_text(
+        text.replace("AWS Single-Account Access", "AWS Single-Acount Access")
+    )
+    header = {
+        "type": "header",
+        "version": 1,
+        "manifest": "m.csv",
+        "graph": "https://graph.example.test/v1.0",
+        "tenant": "t",
+        "salt": "00",
+    }
     (tmp_path / "other.jsonl").write_bytes(orjson.dumps(header) + b"\n")
     info = MockInfo.from_json(quiet_mock.read_bytes())
     mine = {**header, "graph": info.graph_url + "/v1.0", "tenant": info.tenant_id}
     (tmp_path / "corrupt.jsonl").write_bytes(
-        orjson.dumps(mine) + b"\nnot a record\n" + orjson.dumps({"type": "run"}) + b"\n")
+        orjson.dumps(mine) + b"\nnot a record\n" + orjson.dumps({"type": "run"}) + b"\n"
+    )
     (tmp_path / "dir.jsonl").mkdir()
     # the info file of a mock that has stopped: nothing listens on its port any more
     with socket.socket() as sock:
@@ -73,10 +101,14 @@ def work(tmp_path: Path, quiet_mock: Path) -> Path:
 CASES = {
     # name: (arguments, a phrase the message must hold)
     "run: missing manifest": (["run", "nope.csv", "--ledger", "l.jsonl"], "cannot read"),
-    "run: misspelled template": (["run", "typo.csv", "--ledger", "l.jsonl"],
-                                 "no gallery application template"),
-    "run: ledger of another Graph": (["run", "m.csv", "--ledger", "other.jsonl"],
-                                     "records a run against graph"),
+    "run: misspelled template": (
+        ["run", "typo.csv", "--ledger", "l.jsonl"],
+        "no gallery application template",
+    ),
+    "run: ledger of another Graph": (
+        ["run", "m.csv", "--ledger", "other.jsonl"],
+        "records a run against graph",
+    ),
     "run: corrupt ledger": (["run", "m.csv", "--ledger", "corrupt.jsonl"], "line 2 is corrupt"),
     "run: ledger is a directory": (["run", "m.csv", "--ledger", "dir.jsonl"], "is a directory"),
     "run: bad quota": (["run", "m.csv", "--ledger", "l.jsonl", "--write-quota", "x"], "quota"),
@@ -88,17 +120,25 @@ CASES = {
     "monitor: missing ledger": (["monitor", "nope.jsonl"], "no ledger"),
     "monitor: ledger of another Graph": (["monitor", "other.jsonl"], "records a run against"),
     "cleanup: missing ledger": (["cleanup", "nope.jsonl", "--yes"], "no ledger"),
-    "cleanup: ledger of another Graph": (["cleanup", "other.jsonl", "--yes"],
-                                         "records a run against"),
+    "cleanup: ledger of another Graph": (
+        ["cleanup", "other.jsonl", "--yes"],
+        "records a run against",
+    ),
     "cleanup: corrupt ledger": (["cleanup", "corrupt.jsonl", "--yes"], "line 2 is corrupt"),
     "export: existing output": (["export", "--out", "."], None),
-    "run: stopped mock": (["run", "m.csv", "--ledger", "l.jsonl", "--mock-info", "dead.json"],
-                          "mock-graph` still running?"),
+    "run: stopped mock": (
+        ["run", "m.csv", "--ledger", "l.jsonl", "--mock-info", "dead.json"],
+        "mock-graph` still running?",
+    ),
     "plan: stopped mock": (["plan", "m.csv", "--mock-info", "dead.json"], "connection refused"),
-    "monitor: stopped mock": (["monitor", "mine.jsonl", "--mock-info", "dead.json"],
-                              "cannot reach the token endpoint"),
-    "cleanup: stopped mock": (["cleanup", "mine.jsonl", "--yes", "--mock-info", "dead.json"],
-                              "cannot reach the token endpoint"),
+    "monitor: stopped mock": (
+        ["monitor", "mine.jsonl", "--mock-info", "dead.json"],
+        "cannot reach the token endpoint",
+    ),
+    "cleanup: stopped mock": (
+        ["cleanup", "mine.jsonl", "--yes", "--mock-info", "dead.json"],
+        "cannot reach the token endpoint",
+    ),
 }
 NEEDS_GRAPH = ("run", "plan", "monitor", "cleanup", "export")
 

@@ -58,7 +58,14 @@ def test_help_loads_no_module_of_the_mock() -> None:
     )
     listed = re.findall(r"^    (\S+)", out.stdout, flags=re.MULTILINE)
     assert listed[:9] == [
-        "mock-graph", "run", "plan", "export", "status", "cleanup", "monitor", "report",
+        "mock-graph",
+        "run",
+        "plan",
+        "export",
+        "status",
+        "cleanup",
+        "monitor",
+        "report",
         "templates",
     ], out.stdout
 

@@ -41,22 +41,26 @@ def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPa
 
 class TestCommandLine:
     def test_version_comes_from_the_package_metadata(
-            self, capsys: pytest.CaptureFixture[str]) -> None:
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """`bulkprov --version` prints the installed package's version and exits 0."""
         with pytest.raises(SystemExit) as exit_:
             cli.main(["--version"])
         assert exit_.value.code == 0
         assert capsys.readouterr().out == f"bulkprov {importlib.metadata.version('bulkprov')}\n"
 
-    @pytest.mark.parametrize(("argv", "usage", "unknown"), [
-        (["status", "l.jsonl", "--bogus"], "usage: bulkprov status ", "--bogus"),
-        (["run", "m.csv", "--concurency", "5"], "usage: bulkprov run ", "--concurency 5"),
-        (["templates", "aws", "--kyes"], "usage: bulkprov templates ", "--kyes"),
-        (["--bogus", "status", "l.jsonl"], "usage: bulkprov [-h]", "--bogus"),
-    ])
+    @pytest.mark.parametrize(
+        ("argv", "usage", "unknown"),
+        [
+            (["status", "l.jsonl", "--bogus"], "usage: bulkprov status ", "--bogus"),
+            (["run", "m.csv", "--concurency", "5"], "usage: bulkprov run ", "--concurency 5"),
+            (["templates", "aws", "--kyes"], "usage: bulkprov templates ", "--kyes"),
+            (["--bogus", "status", "l.jsonl"], "usage: bulkprov [-h]", "--bogus"),
+        ],
+    )
     def test_unknown_option_shows_the_usage_of_its_subcommand(
-            self, capsys: pytest.CaptureFixture[str], argv: list[str], usage: str,
-            unknown: str) -> None:
+        self, capsys: pytest.CaptureFixture[str], argv: list[str], usage: str, unknown: str
+    ) -> None:
         """An unknown option is reported, with the usage, by the subcommand it was given to
         (by the top parser when it comes before the subcommand), exit code 2."""
         with pytest.raises(SystemExit) as exit_:
@@ -94,11 +98,14 @@ class TestCommandLine:
     def test_importing_the_cli_leaves_the_mock_alone(self) -> None:
         """Building the parser imports neither the mock Graph nor aiohttp: `bulkprov status`
         and `--help` start fast."""
-        code = ("import sys, bulkprov.cli as c; c.build_parser(); "
-                "print(sorted(m for m in sys.modules if m.startswith(('bulkprov.mockgraph', "
-                "'aiohttp'))))")
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             check=True)
+        code = (
+            "import sys, bulkprov.cli as c; c.build_parser(); "
+            "print(sorted(m for m in sys.modules if m.startswith(('bulkprov.mockgraph', "
+            "'aiohttp'))))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
         assert out.stdout.strip() == "[]"
 
 
@@ -142,9 +149,24 @@ class TestRunSummary:
         manifest = aws_manifest(tmp_path / "m.csv", 2)
         summary = tmp_path / "s.json"
         proc = subprocess.run(
-            [sys.executable, "-m", "bulkprov.cli", "run", str(manifest), "--mock",
-             "--no-monitor", "--ledger", str(tmp_path / "l.jsonl"), "--summary-json",
-             str(summary)], capture_output=True, text=True, check=False, timeout=120)
+            [
+                sys.executable,
+                "-m",
+                "bulkprov.cli",
+                "run",
+                str(manifest),
+                "--mock",
+                "--no-monitor",
+                "--ledger",
+                str(tmp_path / "l.jsonl"),
+                "--summary-json",
+                str(summary),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         body = orjson.loads(summary.read_bytes())
         assert body["statuses"] == {"done": 2} and body["skipped"] == 0
@@ -152,18 +174,33 @@ class TestRunSummary:
 
 
 def write_ledger(path: Path, keys: list[str], status: str = "failed") -> Path:
-    lines = [{"type": "header", "version": 1, "manifest": "m.csv", "graph": "https://g/v1.0",
-              "tenant": "t", "salt": "00"}]
-    lines += [{"type": "instance", "key": k, "status": status,
-               "error": {"step": "validate", "code": "Bad", "message": f"no {k}"}}
-              for k in keys]
+    lines = [
+        {
+            "type": "header",
+            "version": 1,
+            "manifest": "m.csv",
+            "graph": "https://g/v1.0",
+            "tenant": "t",
+            "salt": "00",
+        }
+    ]
+    lines += [
+        {
+            "type": "instance",
+            "key": k,
+            "status": status,
+            "error": {"step": "validate", "code": "Bad", "message": f"no {k}"},
+        }
+        for k in keys
+    ]
     path.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
     return path
 
 
 class TestTables:
     def test_status_says_how_many_rows_it_left_out(
-            self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """`status` lists 200 instances and says how many more there are, never cutting the
         table silently."""
         keys = [f"k{i:04d}" for i in range(STATUS_ROWS + 7)]
@@ -174,7 +211,8 @@ class TestTables:
         assert f"k{STATUS_ROWS - 1:04d}" in out and f"k{STATUS_ROWS:04d}" not in out
 
     def test_control_and_bidi_characters_are_shown_escaped(
-            self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """A name with a right-to-left override, an ANSI escape or rich markup is shown
         escaped in the tables, not acted on."""
         keys = ["evil\u202etxt.exe", "red\x1b[31malert", "[bold]loud[/bold]", "zero\u200bwidth"]
@@ -182,8 +220,12 @@ class TestTables:
         assert cli.main(["status", str(ledger)]) == 0
         out = capsys.readouterr().out
         assert "\u202e" not in out and "\x1b" not in out and "\u200b" not in out
-        for shown in ("evil\\u202etxt.exe", "red\\x1b[31malert", "[bold]loud[/bold]",
-                      "zero\\u200bwidth"):
+        for shown in (
+            "evil\\u202etxt.exe",
+            "red\\x1b[31malert",
+            "[bold]loud[/bold]",
+            "zero\\u200bwidth",
+        ):
             assert shown in out, out
 
     def test_printable(self) -> None:
@@ -191,7 +233,8 @@ class TestTables:
         other text, accents and scripts included, is left as it is."""
         assert printable("Zoë 日本 Ωmega") == "Zoë 日本 Ωmega"
         assert printable("a\tb\nc\u2028d\u2066e\U000e0041") == (
-            "a\\x09b\\x0ac\\u2028d\\u2066e\\U000e0041")
+            "a\\x09b\\x0ac\\u2028d\\u2066e\\U000e0041"
+        )
         assert printable("a\nb", keep_newlines=True) == "a\nb"
         assert printable(None) == ""
         assert cell("[red]x").plain == "[red]x"

@@ -54,10 +54,17 @@ async def foreign() -> AsyncIterator[Foreign]:
 async def redirect(graph: PlainGraph, route_class: str, status: int, location: str) -> None:
     r = await graph.post(
         f"{graph.info.graph_url}/_mock/control",
-        {"action": "settings", "changes": {"faults": {
-            "redirect_burst": {route_class: 3},
-            "redirect_status": status,
-            "redirect_location": location}}})
+        {
+            "action": "settings",
+            "changes": {
+                "faults": {
+                    "redirect_burst": {route_class: 3},
+                    "redirect_status": status,
+                    "redirect_location": location,
+                }
+            },
+        },
+    )
     assert r.status == 200, r.body
 
 
@@ -67,16 +74,34 @@ async def test_the_mock_redirects_nothing_by_default(graph: PlainGraph) -> None:
     assert r.status == 200 and "Location" not in r.headers
 
 
-@pytest.mark.parametrize(("route_class", "status", "step", "route"), [
-    ("validate", 307, "validate",
-     "POST /servicePrincipals/{id}/synchronization/jobs/{jobId}/validateCredentials"),
-    ("secrets", 308, "secrets", "PUT /servicePrincipals/{id}/synchronization/secrets"),
-    ("sync_templates", 302, "sync_template",
-     "GET /servicePrincipals/{id}/synchronization/templates"),
-])
+@pytest.mark.parametrize(
+    ("route_class", "status", "step", "route"),
+    [
+        (
+            "validate",
+            307,
+            "validate",
+            "POST /servicePrincipals/{id}/synchronization/jobs/{jobId}/validateCredentials",
+        ),
+        ("secrets", 308, "secrets", "PUT /servicePrincipals/{id}/synchronization/secrets"),
+        (
+            "sync_templates",
+            302,
+            "sync_template",
+            "GET /servicePrincipals/{id}/synchronization/templates",
+        ),
+    ],
+)
 async def test_a_redirected_step_fails_and_sends_nothing_to_the_location(
-        mock: MockGraph, graph: PlainGraph, foreign: Foreign, tmp_path: Path,
-        route_class: str, status: int, step: str, route: str) -> None:
+    mock: MockGraph,
+    graph: PlainGraph,
+    foreign: Foreign,
+    tmp_path: Path,
+    route_class: str,
+    status: int,
+    step: str,
+    route: str,
+) -> None:
     """A 3xx to a step's call fails the instance at that step, naming the status and the
     Location's host (not its path or query), without a retry and without following it."""
     await redirect(graph, route_class, status, f"{foreign.origin}/collect?token=abc")
@@ -92,7 +117,8 @@ async def test_a_redirected_step_fails_and_sends_nothing_to_the_location(
 
 
 async def test_a_redirected_token_request_does_not_carry_the_secret_away(
-        mock: MockGraph, graph: PlainGraph, foreign: Foreign) -> None:
+    mock: MockGraph, graph: PlainGraph, foreign: Foreign
+) -> None:
     """A 307 from the token endpoint stops at once with an error naming status and host; the
     client secret is not POSTed to the Location."""
     await redirect(graph, "token", 307, f"{foreign.origin}/token")

@@ -24,15 +24,24 @@ async def test_answers_larger_than_the_read_buffer_arrive_whole(mock: MockGraph)
     settings = ClientSettings(time_scale=mock.settings.time_scale)
     async with GraphClient(connection(mock), settings) as c:
         assert asyncio.sslproto.SSLProtocol.max_size == TLS_READ_BUFFER
-        found = await c.get("/applicationTemplates",
-                            params={"$filter": f"displayName eq '{AWS}'"})
+        found = await c.get("/applicationTemplates", params={"$filter": f"displayName eq '{AWS}'"})
         template_id = found["value"][0]["id"]
-        made = (await c.request("POST", f"/applicationTemplates/{template_id}/instantiate",
-                                json={"displayName": "AWS tls buffers"})).body
+        made = (
+            await c.request(
+                "POST",
+                f"/applicationTemplates/{template_id}/instantiate",
+                json={"displayName": "AWS tls buffers"},
+            )
+        ).body
         sp = made["servicePrincipal"]["id"]
         sync = (await c.get(f"/servicePrincipals/{sp}/synchronization/templates"))["value"][0]
-        job = (await c.request("POST", f"/servicePrincipals/{sp}/synchronization/jobs",
-                               json={"templateId": sync["factoryTag"]})).body
+        job = (
+            await c.request(
+                "POST",
+                f"/servicePrincipals/{sp}/synchronization/jobs",
+                json={"templateId": sync["factoryTag"]},
+            )
+        ).body
         schema_path = f"/servicePrincipals/{sp}/synchronization/jobs/{job['id']}/schema"
         schema: dict[str, Any] = await c.get(schema_path)
         rule = schema["synchronizationRules"][0]
@@ -47,6 +56,8 @@ async def test_answers_larger_than_the_read_buffer_arrive_whole(mock: MockGraph)
         back = await c.get(schema_path)
         size = len(orjson.dumps(back))
         assert size > 20 * TLS_READ_BUFFER, size
-        names = [m["targetAttributeName"]
-                 for m in back["synchronizationRules"][0]["objectMappings"][0]["attributeMappings"]]
+        names = [
+            m["targetAttributeName"]
+            for m in back["synchronizationRules"][0]["objectMappings"][0]["attributeMappings"]
+        ]
         assert names == [m["targetAttributeName"] for m in many]

@@ -99,8 +99,11 @@ def json_answer(status: int, body: Any, **headers: str) -> Answer:
 
 
 def graph_error(status: int, code: str, message: str, **headers: str) -> Answer:
-    return json_answer(status, {"error": {"code": code, "message": message,
-                                          "details": [{"code": "DetailOne"}]}}, **headers)
+    return json_answer(
+        status,
+        {"error": {"code": code, "message": message, "details": [{"code": "DetailOne"}]}},
+        **headers,
+    )
 
 
 OK = json_answer(200, {"id": SP, "appId": SP})
@@ -114,20 +117,39 @@ class Rig:
         # quotas that hold a request up by a tenth of a millisecond at most, even once a 429 has
         # spent them (the limiters pace on the event loop's clock, not the client's)
         big = Quota(limit=10_000, window=1)
-        settings = ClientSettings(time_scale=1.0, retry=policy, seed=SEED, ru_quota=big,
-                                  write_quota=big, reports_quota=big)
-        conn = ConnectionSettings(graph_url=GRAPH, tenant_id="t", client_id="c",
-                                  credential=Credential(client_secret="dummy-not-a-secret"))
-        self.client = GraphClient(conn, settings, tokens=self.tokens, transport=self.transport,
-                                  sleep=self.clock.sleep, clock=self.clock)
+        settings = ClientSettings(
+            time_scale=1.0,
+            retry=policy,
+            seed=SEED,
+            ru_quota=big,
+            write_quota=big,
+            reports_quota=big,
+        )
+        conn = ConnectionSettings(
+            graph_url=GRAPH,
+            tenant_id="t",
+            client_id="c",
+            credential=Credential(client_secret="dummy-not-a-secret"),
+        )
+        self.client = GraphClient(
+            conn,
+            settings,
+            tokens=self.tokens,
+            transport=self.transport,
+            sleep=self.clock.sleep,
+            clock=self.clock,
+        )
 
 
 async def test_a_429_waits_out_its_retry_after_on_the_clients_clock() -> None:
     """A 429 with Retry-After 30 closes its scope for 30 s (a hair more) of the client's
     clock, then the request goes again and succeeds; no real time passes."""
-    rig = Rig(json_answer(429, {}, **{"Retry-After": "30",
-                                      "x-ms-throttle-scope": "Tenant_Application/Write/t/c"}),
-              OK)
+    rig = Rig(
+        json_answer(
+            429, {}, **{"Retry-After": "30", "x-ms-throttle-scope": "Tenant_Application/Write/t/c"}
+        ),
+        OK,
+    )
     t0 = time.monotonic()
     async with rig.client as c:
         resp = await c.request("PATCH", f"/servicePrincipals/{SP}", json={"x": 1})
@@ -144,8 +166,11 @@ async def test_a_429_waits_out_its_retry_after_on_the_clients_clock() -> None:
 async def test_429s_beyond_the_throttle_budget_raise_throttled_with_context() -> None:
     """After max_throttle_attempts 429s the request fails with Throttled, naming the scope,
     the Retry-After, the request and both ids of the last try."""
-    throttled = json_answer(429, {}, **{"Retry-After": "2", "request-id": "rid-429",
-                                        "x-ms-throttle-scope": "Tenant/Read/t"})
+    throttled = json_answer(
+        429,
+        {},
+        **{"Retry-After": "2", "request-id": "rid-429", "x-ms-throttle-scope": "Tenant/Read/t"},
+    )
     rig = Rig(throttled, throttled, throttled)
     async with rig.client as c:
         with pytest.raises(Throttled) as caught:
@@ -160,9 +185,12 @@ async def test_429s_beyond_the_throttle_budget_raise_throttled_with_context() ->
 async def test_5xx_backs_off_exponentially_with_jitter() -> None:
     """503, 502, 500 then 200: three sleeps, each the policy's back-off for its attempt
     (the client's seeded random numbers), doubling and jittered."""
-    rig = Rig(graph_error(503, "ServiceUnavailable", "busy"),
-              graph_error(502, "BadGateway", "busy"),
-              graph_error(500, "InternalServerError", "busy"), OK)
+    rig = Rig(
+        graph_error(503, "ServiceUnavailable", "busy"),
+        graph_error(502, "BadGateway", "busy"),
+        graph_error(500, "InternalServerError", "busy"),
+        OK,
+    )
     async with rig.client as c:
         resp = await c.request("GET", f"/servicePrincipals/{SP}")
     assert resp.status == 200
@@ -200,8 +228,9 @@ async def test_a_redirect_is_refused_and_not_followed() -> None:
     rig = Rig(Answer(307, {"Location": "https://evil.example/steal?x=1", "request-id": "r-3"}))
     async with rig.client as c:
         with pytest.raises(Redirected) as caught:
-            await c.request("PUT", f"/servicePrincipals/{SP}/synchronization/secrets",
-                            json={"value": []})
+            await c.request(
+                "PUT", f"/servicePrincipals/{SP}/synchronization/secrets", json={"value": []}
+            )
     err = caught.value
     assert err.status == 307 and err.target == "https://evil.example:443"
     assert err.request_id == "r-3" and err.client_request_id == rig.transport.ids()[0]
@@ -213,17 +242,21 @@ async def test_an_error_names_method_path_and_both_ids_once() -> None:
     """A 404's GraphError carries Graph's code, message and detail codes, the method, the
     path below the versioned base URL, the request-id Graph sent and the client-request-id
     the client sent, each said once in its message."""
-    rig = Rig(graph_error(404, "Request_ResourceNotFound", "no such object",
-                          **{"request-id": "rid-404"}))
+    rig = Rig(
+        graph_error(404, "Request_ResourceNotFound", "no such object", **{"request-id": "rid-404"})
+    )
     async with rig.client as c:
         with pytest.raises(GraphError) as caught:
             await c.get(f"/servicePrincipals/{SP}", params={"$select": "id"})
     err = caught.value
-    (_, sent), = rig.transport.sent
+    ((_, sent),) = rig.transport.sent
     assert sent.url == f"{GRAPH}/v1.0/servicePrincipals/{SP}" and sent.params == {"$select": "id"}
     crid = sent.headers["client-request-id"]
-    assert (err.status, err.code, err.graph_message) == (404, "Request_ResourceNotFound",
-                                                          "no such object")
+    assert (err.status, err.code, err.graph_message) == (
+        404,
+        "Request_ResourceNotFound",
+        "no such object",
+    )
     assert err.detail_codes == ("DetailOne",)
     assert (err.method, err.path) == ("GET", f"/servicePrincipals/{SP}")
     assert (err.request_id, err.client_request_id) == ("rid-404", crid)
@@ -249,8 +282,9 @@ async def test_graph_reads_name_the_request_of_an_answer_without_what_it_documen
 async def test_a_collection_item_check_names_the_page_it_came_in() -> None:
     """Graph.collect follows @odata.nextLink; an item lacking its id fails naming the page's
     request (the second), not the first."""
-    page1 = json_answer(200, {"value": [{"id": "a"}],
-                              "@odata.nextLink": f"{GRAPH}/v1.0/applications?$skiptoken=2"})
+    page1 = json_answer(
+        200, {"value": [{"id": "a"}], "@odata.nextLink": f"{GRAPH}/v1.0/applications?$skiptoken=2"}
+    )
     page2 = json_answer(200, {"value": [{"appId": "b"}]}, **{"request-id": "rid-page-2"})
     rig = Rig(page1, page2, page1, json_answer(200, {"value": [{"id": "b"}]}))
     async with rig.client as c:
@@ -258,7 +292,9 @@ async def test_a_collection_item_check_names_the_page_it_came_in() -> None:
         with pytest.raises(GraphError) as caught:
             await graph.collect("/applications", required=("id",))
         assert [i["id"] for i in await graph.collect("/applications", required=("id",))] == [
-            "a", "b"]
+            "a",
+            "b",
+        ]
     err = caught.value
     assert err.graph_message == "an item of the collection lacks id"
     assert err.request_id == "rid-page-2" and err.client_request_id == rig.transport.ids()[1]

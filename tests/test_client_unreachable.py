@@ -53,21 +53,33 @@ class Sleeps:
 
 @pytest.mark.parametrize("command", ["plan", "run"])
 async def test_cli_names_the_unreachable_host_at_once(
-        mock: MockGraph, dead_port: int, tmp_path: Path, command: str) -> None:
+    mock: MockGraph, dead_port: int, tmp_path: Path, command: str
+) -> None:
     """`plan` and `run` against a mock info file whose mock has gone exit 2 quickly with one
     error line naming the host, the reason and the hint, and no traceback."""
     assert mock.info is not None
     dead = f"https://127.0.0.1:{dead_port}"
-    info = dataclasses.replace(mock.info, graph_url=dead, authority_host=dead,
-                               authority=f"{dead}/{mock.info.tenant_id}")
+    info = dataclasses.replace(
+        mock.info, graph_url=dead, authority_host=dead, authority=f"{dead}/{mock.info.tenant_id}"
+    )
     write_info(tmp_path / "mock.json", info)
     manifest = aws_manifest(tmp_path / "m.csv", 2)
     extra = ["--ledger", str(tmp_path / "l.jsonl")] if command == "run" else []
     t0 = time.monotonic()
     proc = await anyio.run_process(
-        [sys.executable, "-m", "bulkprov.cli", command, str(manifest), *extra,
-         "--mock-info", str(tmp_path / "mock.json")],
-        check=False, env={**os.environ, "COLUMNS": "400"})
+        [
+            sys.executable,
+            "-m",
+            "bulkprov.cli",
+            command,
+            str(manifest),
+            *extra,
+            "--mock-info",
+            str(tmp_path / "mock.json"),
+        ],
+        check=False,
+        env={**os.environ, "COLUMNS": "400"},
+    )
     elapsed = time.monotonic() - t0
     stderr = proc.stderr.decode()
     assert proc.returncode == 2, stderr
@@ -82,12 +94,12 @@ async def test_cli_names_the_unreachable_host_at_once(
 
 
 async def test_a_fresh_token_endpoint_that_refuses_is_tried_twice(
-        mock: MockGraph, dead_port: int) -> None:
+    mock: MockGraph, dead_port: int
+) -> None:
     """Before the first token, a refused connection is retried once after a short pause."""
     dead = f"https://127.0.0.1:{dead_port}"
     sleeps = Sleeps()
-    tokens = TokenProvider(dataclasses.replace(connection(mock), authority_host=dead),
-                           sleep=sleeps)
+    tokens = TokenProvider(dataclasses.replace(connection(mock), authority_host=dead), sleep=sleeps)
     with pytest.raises(AuthorityUnreachable) as caught:
         await tokens.token()
     assert caught.value.host == dead and caught.value.reason == "connection refused"
@@ -126,7 +138,8 @@ async def test_a_fresh_graph_that_refuses_names_its_host(mock: MockGraph, dead_p
             await c.get("/applicationTemplates")
         assert c.stats.requests == 2
     assert str(caught.value) == (
-        f"cannot reach Graph {dead} (GET /applicationTemplates): connection refused; is it up?")
+        f"cannot reach Graph {dead} (GET /applicationTemplates): connection refused; is it up?"
+    )
 
 
 async def test_a_graph_lost_after_answering_keeps_the_retry_policy(tmp_path: Path) -> None:
@@ -168,32 +181,66 @@ def _caused(outer: BaseException, cause: BaseException) -> BaseException:
     return outer
 
 
-@pytest.mark.parametrize(("exc", "failure"), [
-    (_wrapped(_caused(urllib3.exceptions.NewConnectionError(None, "x"),  # type: ignore[arg-type]
-                      ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"))),
-     Failure("connection refused", True)),
-    (_wrapped(_caused(urllib3.exceptions.NewConnectionError(None, "x"),  # type: ignore[arg-type]
-                      socket.gaierror(socket.EAI_NONAME, "Name or service not known"))),
-     Failure("DNS lookup failed (Name or service not known)", True)),
-    (aiohttp.ClientConnectorDNSError(
-        None, socket.gaierror(socket.EAI_NONAME, "Name or service not known")),  # type: ignore[arg-type]
-     Failure("DNS lookup failed (Name or service not known)", True)),
-    (aiohttp.ClientConnectorError(
-        None, ConnectionRefusedError(errno.ECONNREFUSED, "refused")),  # type: ignore[arg-type]
-     Failure("connection refused", True)),
-    (aiohttp.ClientOSError(errno.EHOSTUNREACH, "No route to host"),
-     Failure("no route to host", True)),
-    (aiohttp.ConnectionTimeoutError("Connection timeout to host"),
-     Failure("timed out connecting", True)),
-    (requests.ConnectTimeout("timed out"), Failure("timed out connecting", True)),
-    (requests.ReadTimeout("read timed out"), Failure("timed out waiting for the answer", False)),
-    (TimeoutError(), Failure("timed out waiting for the answer", False)),
-    (aiohttp.ServerDisconnectedError(), Failure("connection dropped", False)),
-    (_wrapped(ConnectionResetError(errno.ECONNRESET, "reset")),
-     Failure("connection dropped", False)),
-    (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"),
-     Failure("TLS handshake failed ([SSL: WRONG_VERSION_NUMBER] wrong version number)", True)),
-])
+@pytest.mark.parametrize(
+    ("exc", "failure"),
+    [
+        (
+            _wrapped(
+                _caused(
+                    urllib3.exceptions.NewConnectionError(None, "x"),  # type: ignore[arg-type]
+                    ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"),
+                )
+            ),
+            Failure("connection refused", True),
+        ),
+        (
+            _wrapped(
+                _caused(
+                    urllib3.exceptions.NewConnectionError(None, "x"),  # type: ignore[arg-type]
+                    socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+                )
+            ),
+            Failure("DNS lookup failed (Name or service not known)", True),
+        ),
+        (
+            aiohttp.ClientConnectorDNSError(
+                None, socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+            ),  # type: ignore[arg-type]
+            Failure("DNS lookup failed (Name or service not known)", True),
+        ),
+        (
+            aiohttp.ClientConnectorError(
+                None, ConnectionRefusedError(errno.ECONNREFUSED, "refused")
+            ),  # type: ignore[arg-type]
+            Failure("connection refused", True),
+        ),
+        (
+            aiohttp.ClientOSError(errno.EHOSTUNREACH, "No route to host"),
+            Failure("no route to host", True),
+        ),
+        (
+            aiohttp.ConnectionTimeoutError("Connection timeout to host"),
+            Failure("timed out connecting", True),
+        ),
+        (requests.ConnectTimeout("timed out"), Failure("timed out connecting", True)),
+        (
+            requests.ReadTimeout("read timed out"),
+            Failure("timed out waiting for the answer", False),
+        ),
+        (TimeoutError(), Failure("timed out waiting for the answer", False)),
+        (aiohttp.ServerDisconnectedError(), Failure("connection dropped", False)),
+        (
+            _wrapped(ConnectionResetError(errno.ECONNRESET, "reset")),
+            Failure("connection dropped", False),
+        ),
+        (
+            ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"),
+            Failure(
+                "TLS handshake failed ([SSL: WRONG_VERSION_NUMBER] wrong version number)", True
+            ),
+        ),
+    ],
+)
 def test_explain_names_the_reason(exc: BaseException, failure: Failure) -> None:
     """Each library's way of saying a connection failed comes out as the same few words."""
     assert explain(exc) == failure

@@ -33,15 +33,19 @@ def info_file(mock: MockGraph, tmp_path: Path) -> Path:
 
 def warning(what: str, path: Path) -> str:
     """The warning's text, as a regular expression."""
-    return (re.escape(f"{what} {path} can be written by other users (mode 620): ") + ".*"
-            + re.escape(f"; run chmod go-w {path}"))
+    return (
+        re.escape(f"{what} {path} can be written by other users (mode 620): ")
+        + ".*"
+        + re.escape(f"; run chmod go-w {path}")
+    )
 
 
 async def test_private_files_draw_no_warning(mock: MockGraph, tmp_path: Path) -> None:
     """The mock writes its info file readable by its owner only: nothing to warn about
     (warnings are errors in this suite)."""
-    args = build_parser().parse_args(["plan", "m.csv", "--mock-info",
-                                      str(info_file(mock, tmp_path))])
+    args = build_parser().parse_args(
+        ["plan", "m.csv", "--mock-info", str(info_file(mock, tmp_path))]
+    )
     assert connect.from_flags(connection_options(args)).conn.unreachable_hint == connect.MOCK_HINT
 
 
@@ -55,15 +59,17 @@ async def test_a_mock_info_file_others_can_write_warns(mock: MockGraph, tmp_path
 
 
 async def test_a_ca_file_others_can_write_warns(
-        mock: MockGraph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mock: MockGraph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A --ca-file others can write warns: they could make TLS trust a host of theirs."""
     assert mock.info is not None
     ca = tmp_path / "ca.pem"
     shutil.copyfile(mock.info.ca_file, ca)
     ca.chmod(0o620)
     monkeypatch.setenv("BULKPROV_CLIENT_SECRET", "not-a-real-secret")
-    args = build_parser().parse_args(["plan", "m.csv", "--tenant-id", "t", "--client-id", "c",
-                                      "--ca-file", str(ca)])
+    args = build_parser().parse_args(
+        ["plan", "m.csv", "--tenant-id", "t", "--client-id", "c", "--ca-file", str(ca)]
+    )
     with pytest.warns(ProfileWarning, match=warning("CA file", ca)):
         connect.from_flags(connection_options(args))
 
@@ -76,11 +82,14 @@ async def test_a_profiles_ca_file_others_can_write_warns(tmp_path: Path) -> None
     (tmp_path / "secret").write_text("not-a-real-secret\n")
     (tmp_path / "secret").chmod(0o600)
     profiles = tmp_path / "profiles.toml"
-    profiles.write_text('[profiles.p]\ntenant_id = "t"\nclient_id = "c"\n'
-                        'client_secret = "file:secret"\nca_file = "ca.pem"\n')
+    profiles.write_text(
+        '[profiles.p]\ntenant_id = "t"\nclient_id = "c"\n'
+        'client_secret = "file:secret"\nca_file = "ca.pem"\n'
+    )
     profiles.chmod(0o600)
-    args = build_parser().parse_args(["plan", "m.csv", "--profiles", str(profiles),
-                                      "--profile", "p"])
+    args = build_parser().parse_args(
+        ["plan", "m.csv", "--profiles", str(profiles), "--profile", "p"]
+    )
     with pytest.warns(ProfileWarning, match=warning("CA file", ca)):
         connect.from_flags(connection_options(args))
 
@@ -93,7 +102,9 @@ async def test_the_cli_warns_once_on_stderr(mock: MockGraph, tmp_path: Path) -> 
     manifest = aws_manifest(tmp_path / "m.csv", 1)
     proc = await anyio.run_process(
         [sys.executable, "-m", "bulkprov.cli", "plan", str(manifest), "--mock-info", str(path)],
-        check=False, env={**os.environ, "COLUMNS": "400"})
+        check=False,
+        env={**os.environ, "COLUMNS": "400"},
+    )
     stderr = proc.stderr.decode()
     assert proc.returncode == 0, stderr
     assert len(re.findall(warning("mock info file", path), stderr)) == 1, stderr

@@ -33,7 +33,8 @@ SECRETS = "PUT /servicePrincipals/{id}/synchronization/secrets"
 def _writes(routes: dict[str, int]) -> dict[str, int]:
     """The Graph writes among ``routes`` (a token request is none)."""
     return {
-        r: n for r, n in routes.items()
+        r: n
+        for r, n in routes.items()
         if r.split()[0] in ("POST", "PUT", "PATCH", "DELETE") and "oauth2" not in r
     }
 
@@ -94,7 +95,8 @@ async def test_start_false_pauses_and_true_starts(mock: MockGraph, tmp_path: Pat
     mock.service.requests.clear()
     assert (await run_engine(mock, manifest, ledger)).statuses["done"] == 5
     assert _writes(_by_route(mock)) == {
-        "POST /servicePrincipals/{id}/synchronization/jobs/{jobId}/start": 5}
+        "POST /servicePrincipals/{id}/synchronization/jobs/{jobId}/start": 5
+    }
     assert tenant_stats(mock)["jobStatus"] == {"Active": 5}
 
 
@@ -112,10 +114,16 @@ async def test_the_drift_control_changes_a_tenant(mock: MockGraph, tmp_path: Pat
     assert info is not None
     async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=info.ca_file)) as http:
         base = info.graph_url
-        r = await http.post(f"{base}/_mock/control", content=json.dumps(
-            {"action": "drift", "servicePrincipalId": sp_id, "change": "pause"}))
+        r = await http.post(
+            f"{base}/_mock/control",
+            content=json.dumps({"action": "drift", "servicePrincipalId": sp_id, "change": "pause"}),
+        )
         assert r.status_code == 200, r.text
-        bad = await http.post(f"{base}/_mock/control", content=json.dumps(
-            {"action": "drift", "servicePrincipalId": sp_id, "change": "explode"}))
+        bad = await http.post(
+            f"{base}/_mock/control",
+            content=json.dumps(
+                {"action": "drift", "servicePrincipalId": sp_id, "change": "explode"}
+            ),
+        )
         assert bad.status_code == 400
     assert tenant_stats(mock)["jobStatus"] == {"Active": 1, "Paused": 1}

@@ -14,10 +14,20 @@ from bulkprov.refs import CredentialRef
 
 def _instance(**kw: object) -> Instance:
     fields: dict[str, object] = dict(
-        key="k", display_name="AWS k", template="AWS Single-Account Access", sync_template=None,
-        credentials=(CredentialRef("ClientSecret", "literal", "id-1"),
-                     CredentialRef("SecretToken", "literal", "s-1")),
-        start=True, validate=True, profile=None, file="m.csv", line=2)
+        key="k",
+        display_name="AWS k",
+        template="AWS Single-Account Access",
+        sync_template=None,
+        credentials=(
+            CredentialRef("ClientSecret", "literal", "id-1"),
+            CredentialRef("SecretToken", "literal", "s-1"),
+        ),
+        start=True,
+        validate=True,
+        profile=None,
+        file="m.csv",
+        line=2,
+    )
     fields.update(kw)
     return Instance(**fields)  # type: ignore[arg-type]
 
@@ -28,7 +38,9 @@ def _compare(stored: str, key: str, value: str) -> str:
 
 APPLIED = Applied(
     credentials={"ClientSecret": "fp(ClientSecret=id-1)", "SecretToken": "fp(SecretToken=s-1)"},
-    job_settings=(), display_name="AWS k", start=True,
+    job_settings=(),
+    display_name="AWS k",
+    start=True,
 )
 
 
@@ -38,9 +50,13 @@ def test_nothing_differs() -> None:
 
 def test_each_kind_is_named() -> None:
     inst = _instance(
-        credentials=(CredentialRef("ClientSecret", "literal", "id-2"),
-                     CredentialRef("SecretToken", "literal", "s-1")),
-        display_name="AWS renamed", start=False, job_settings=(("SyncAll", "true"),),
+        credentials=(
+            CredentialRef("ClientSecret", "literal", "id-2"),
+            CredentialRef("SecretToken", "literal", "s-1"),
+        ),
+        display_name="AWS renamed",
+        start=False,
+        job_settings=(("SyncAll", "true"),),
     )
     changes = desired.diff(APPLIED, inst, compare=_compare)
     assert changes == [
@@ -50,7 +66,11 @@ def test_each_kind_is_named() -> None:
         Change("start", ("false",)),
     ]
     assert desired.counts(changes) == {
-        "credentials": 1, "job_settings": 1, "display_name": 1, "start": 1}
+        "credentials": 1,
+        "job_settings": 1,
+        "display_name": 1,
+        "start": 1,
+    }
     assert "s-1" not in desired.summary(changes) and "id-2" not in desired.summary(changes)
 
 
@@ -61,12 +81,23 @@ def test_unknown_is_taken_as_applied() -> None:
 
 
 def test_schema_names_its_first_differing_paths(tmp_path: Path) -> None:
-    base = {"synchronizationRules": [{"name": "r", "objectMappings": [
-        {"name": "User", "attributeMappings": [{"targetAttributeName": "a"}]},
-        {"name": "Group", "attributeMappings": []}]}], "directories": [], "version": "1"}
+    base = {
+        "synchronizationRules": [
+            {
+                "name": "r",
+                "objectMappings": [
+                    {"name": "User", "attributeMappings": [{"targetAttributeName": "a"}]},
+                    {"name": "Group", "attributeMappings": []},
+                ],
+            }
+        ],
+        "directories": [],
+        "version": "1",
+    }
     old = desired.schema_state(base)
     base["synchronizationRules"][0]["objectMappings"][1]["attributeMappings"] = [  # type: ignore[index]
-        {"targetAttributeName": "b"}]
+        {"targetAttributeName": "b"}
+    ]
     f = tmp_path / "s.json"
     f.write_text(json.dumps(base))
     changes = desired.diff(Applied(schema=old), _instance(schema_file=f))
@@ -78,14 +109,30 @@ def test_schema_names_its_first_differing_paths(tmp_path: Path) -> None:
 
 def test_replay_folds_applied_state_and_old_ledgers() -> None:
     lines = [
-        {"type": "step", "key": "k", "step": "instantiate", "event": "attempt",
-         "displayName": "AWS k", "attempt": 1},
+        {
+            "type": "step",
+            "key": "k",
+            "step": "instantiate",
+            "event": "attempt",
+            "displayName": "AWS k",
+            "attempt": 1,
+        },
         {"type": "step", "key": "k", "step": "job", "event": "done", "data": {"status": "x"}},
-        {"type": "step", "key": "k", "step": "secrets", "event": "done",
-         "data": {"keys": ["ClientSecret"], "fingerprints": {"ClientSecret": "f1"}}},
+        {
+            "type": "step",
+            "key": "k",
+            "step": "secrets",
+            "event": "done",
+            "data": {"keys": ["ClientSecret"], "fingerprints": {"ClientSecret": "f1"}},
+        },
         {"type": "step", "key": "k", "step": "start", "event": "done"},
-        {"type": "step", "key": "k", "step": "job_pause", "event": "done",
-         "data": {"applied": {"start": False}}},
+        {
+            "type": "step",
+            "key": "k",
+            "step": "job_pause",
+            "event": "done",
+            "data": {"applied": {"start": False}},
+        },
     ]
     st = replay_lines(json.dumps(x).encode() for x in lines).instances["k"]
     applied = Applied.read(st.applied, st.display_name)

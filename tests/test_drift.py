@@ -32,12 +32,14 @@ def _ids(ledger: Path, key: str) -> dict[str, str]:
 
 def _change(mock: MockGraph, sp_id: str, change: str, **body: Any) -> None:
     """The mock's drift control (as POST /_mock/control action drift does)."""
-    mock_drift.apply(mock.service.tenants.values(),
-                     {"servicePrincipalId": sp_id, "change": change, **body})
+    mock_drift.apply(
+        mock.service.tenants.values(), {"servicePrincipalId": sp_id, "change": change, **body}
+    )
 
 
-async def _drift(mock: MockGraph, tmp: Path, ledger: Path, manifest: Path,
-                 *extra: str) -> tuple[int, dict[str, Any]]:
+async def _drift(
+    mock: MockGraph, tmp: Path, ledger: Path, manifest: Path, *extra: str
+) -> tuple[int, dict[str, Any]]:
     code, out, err = await cli(mock, tmp, "drift", str(ledger), str(manifest), "--json", *extra)
     assert code in (0, 4), err
     return code, json.loads(out)
@@ -74,7 +76,8 @@ async def test_a_paused_job_is_drift_and_run_starts_it(mock: MockGraph, tmp_path
     result = await run_engine(mock, manifest, ledger)
     assert result.statuses["done"] == 3 and result.skipped == 2, result.failures[:3]
     assert _writes(_by_route(mock)) == {
-        "POST /servicePrincipals/{id}/synchronization/jobs/{jobId}/start": 1}
+        "POST /servicePrincipals/{id}/synchronization/jobs/{jobId}/start": 1
+    }
     assert tenant_stats(mock)["jobStatus"] == {"Active": 3}
     code, doc = await _drift(mock, tmp_path, ledger, manifest)
     assert code == 0, doc
@@ -106,7 +109,8 @@ async def test_renamed_secrets_and_removed_are_drift(mock: MockGraph, tmp_path: 
     assert by_key["acct-00000"]["findings"][0]["live"] == "Renamed in the portal"
     assert by_key["acct-00001"]["fields"] == ["secrets"]
     assert by_key["acct-00002"]["removed"] is True and by_key["acct-00002"]["fields"] == [
-        "manifest"]
+        "manifest"
+    ]
     assert "drift" not in ledger.read_text()  # --no-record
 
 
@@ -146,8 +150,9 @@ async def test_one_changed_schema_file_is_the_only_put(
     probe = tmp_path / "probe.jsonl"
     assert (await run_engine(mock, probe_manifest, probe)).statuses["done"] == 1
     ids = _ids(probe, "probe-00000")
-    r = await graph.get(f"/servicePrincipals/{ids['servicePrincipalId']}/synchronization/jobs/"
-                        f"{ids['jobId']}/schema")
+    r = await graph.get(
+        f"/servicePrincipals/{ids['servicePrincipalId']}/synchronization/jobs/{ids['jobId']}/schema"
+    )
     schema = {k: v for k, v in r.body.items() if "@odata" not in k}
     manifest = aws_manifest(tmp_path / "m.csv", 3)
     _with_schemas(manifest, schema)
@@ -166,13 +171,14 @@ async def test_one_changed_schema_file_is_the_only_put(
     (found,) = [i for i in doc["instances"] if i["drifted"]]
     assert found["key"] == "acct-00001" and found["fields"] == ["schema"]
     (paths,) = [f["paths"] for f in found["findings"]]
-    assert paths == [{
-        "path": "synchronizationRules[0].objectMappings[0].attributeMappings[0].flowType",
-        "desired": new,
-        "live": old if old is not None else "<absent>",
-    }]
-    code, out, _err = await cli(mock, tmp_path, "drift", str(ledger), str(manifest),
-                                "--no-record")
+    assert paths == [
+        {
+            "path": "synchronizationRules[0].objectMappings[0].attributeMappings[0].flowType",
+            "desired": new,
+            "live": old if old is not None else "<absent>",
+        }
+    ]
+    code, out, _err = await cli(mock, tmp_path, "drift", str(ledger), str(manifest), "--no-record")
     assert code == 4 and "attributeMappings[0].flowType" in out
     mock.service.requests.clear()
     result = await run_engine(mock, manifest, ledger)
@@ -197,12 +203,16 @@ async def test_rename_is_an_update_and_prune_deletes_the_dropped(
     rows = manifest.read_text().splitlines()
     rows[1] = rows[1].replace("AWS acct 00000", "AWS acct zero")
     manifest.write_text("\n".join(rows[:-1]) + "\n")  # and acct-00002 dropped
-    code, out, err = await cli(mock, tmp_path, "plan", str(manifest), "--ledger", str(ledger),
-                               "--json")
+    code, out, err = await cli(
+        mock, tmp_path, "plan", str(manifest), "--ledger", str(ledger), "--json"
+    )
     assert code == 0, err
     actions = {r["key"]: r["action"] for r in json.loads(out)["instances"]}
-    assert actions == {"acct-00000": "update", "acct-00001": "done",
-                       "acct-00002": "removed from manifest"}
+    assert actions == {
+        "acct-00000": "update",
+        "acct-00001": "done",
+        "acct-00002": "removed from manifest",
+    }
     mock.service.requests.clear()
     result = await run_engine(mock, manifest, ledger)
     assert result.statuses["done"] == 2 and result.skipped == 1, result.failures[:3]
@@ -211,12 +221,14 @@ async def test_rename_is_an_update_and_prune_deletes_the_dropped(
     app_id = _ids(ledger, "acct-00000")["applicationId"]
     assert tenant.applications[app_id].display_name == "AWS acct zero"  # type: ignore[attr-defined]
     assert tenant_stats(mock)["applications"] == 3  # acct-00002 left alone
-    code, out, err = await cli(mock, tmp_path, "run", str(manifest), "--ledger", str(ledger),
-                               "--prune")
+    code, out, err = await cli(
+        mock, tmp_path, "run", str(manifest), "--ledger", str(ledger), "--prune"
+    )
     assert code == 1 and "--yes" in err, err  # no terminal to ask on: nothing deleted
     assert tenant_stats(mock)["applications"] == 3
-    code, out, err = await cli(mock, tmp_path, "run", str(manifest), "--ledger", str(ledger),
-                               "--prune", "--yes")
+    code, out, err = await cli(
+        mock, tmp_path, "run", str(manifest), "--ledger", str(ledger), "--prune", "--yes"
+    )
     assert code == 0, err
     assert tenant_stats(mock)["applications"] == 2
     assert ledger_mod.read(ledger).instances["acct-00002"].status == "removed"

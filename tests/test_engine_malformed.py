@@ -19,8 +19,18 @@ from .invariant import check_run
 pytestmark = pytest.mark.anyio
 
 # every route the pipeline uses, a few answers each
-ROUTES = ("templates", "instantiate", "directory_read", "sync_templates", "sync_read",
-          "job_create", "validate", "secrets", "job_control", "audit_logs")
+ROUTES = (
+    "templates",
+    "instantiate",
+    "directory_read",
+    "sync_templates",
+    "sync_read",
+    "job_create",
+    "validate",
+    "secrets",
+    "job_control",
+    "audit_logs",
+)
 
 
 def settings(**faults: object) -> MockSettings:
@@ -97,15 +107,27 @@ async def test_instantiate_answer_without_ids_is_reconciled(tmp_path: Path) -> N
     assert (tmp_path / "l.jsonl").read_text().count('"recovered":true') == 6
 
 
-@pytest.mark.parametrize(("raw", "ctype", "expected"), [
-    (b"<html><head><title>502 Bad\n Gateway</title></head></html>", "text/html",
-     "an HTML page titled '502 Bad Gateway' (text/html, 57 bytes) instead of Graph's JSON"),
-    (b"<html><body>oops</body></html>", "text/html; charset=utf-8",
-     "an HTML page (text/html, 30 bytes) instead of Graph's JSON"),
-    (b'{"value": [{"id": "a', "application/json",
-     "JSON that does not parse, cut short or garbled (application/json, 20 bytes)"),
-    (b"<p>x</p>", "", "an HTML page (no content type, 8 bytes) instead of Graph's JSON"),
-])
+@pytest.mark.parametrize(
+    ("raw", "ctype", "expected"),
+    [
+        (
+            b"<html><head><title>502 Bad\n Gateway</title></head></html>",
+            "text/html",
+            "an HTML page titled '502 Bad Gateway' (text/html, 57 bytes) instead of Graph's JSON",
+        ),
+        (
+            b"<html><body>oops</body></html>",
+            "text/html; charset=utf-8",
+            "an HTML page (text/html, 30 bytes) instead of Graph's JSON",
+        ),
+        (
+            b'{"value": [{"id": "a',
+            "application/json",
+            "JSON that does not parse, cut short or garbled (application/json, 20 bytes)",
+        ),
+        (b"<p>x</p>", "", "an HTML page (no content type, 8 bytes) instead of Graph's JSON"),
+    ],
+)
 def test_not_json_says_what_came_instead(raw: bytes, ctype: str, expected: str) -> None:
     """An answer that is not JSON is described by its kind, content type and size, and an
     HTML page by its title only (never its body)."""

@@ -39,11 +39,29 @@ def manifest(path: Path, rows: list[tuple[str, str | None]]) -> Path:
     write_secrets(path.parent / "secrets")
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["key", "displayName", "template", "agentGroup", "cred.ClientSecret",
-                    "cred.SecretToken", "start"])
+        w.writerow(
+            [
+                "key",
+                "displayName",
+                "template",
+                "agentGroup",
+                "cred.ClientSecret",
+                "cred.SecretToken",
+                "start",
+            ]
+        )
         for key, group in rows:
-            w.writerow([key, f"AWS {key}", AWS, group or "", "file:secrets/key-id",
-                        "file:secrets/secret", "false"])
+            w.writerow(
+                [
+                    key,
+                    f"AWS {key}",
+                    AWS,
+                    group or "",
+                    "file:secrets/key-id",
+                    "file:secrets/secret",
+                    "false",
+                ]
+            )
     return path
 
 
@@ -53,16 +71,18 @@ def group_id(mock: MockGraph, name: str) -> str:
     return next(g.id for g in seeded.groups.values() if g.display_name == name)
 
 
-async def run(mock: MockGraph, path: Path, ledger: Path, *, device: bool,
-              prompts: list[str] | None = None) -> Runner:
+async def run(
+    mock: MockGraph, path: Path, ledger: Path, *, device: bool, prompts: list[str] | None = None
+) -> Runner:
     conn = connection(mock)
     if device:
         conn = replace(conn, credential=Credential(device_code=True))
     tokens = TokenProvider(conn, prompt=(prompts if prompts is not None else []).append)
     settings = ClientSettings(time_scale=mock.settings.time_scale)
     async with GraphClient(conn, settings, tokens=tokens) as client:
-        runner = Runner(manifest=path, ledger_path=ledger, client=client,
-                        settings=RunSettings(monitor=False))
+        runner = Runner(
+            manifest=path, ledger_path=ledger, client=client, settings=RunSettings(monitor=False)
+        )
         await runner.run()
         assert tokens.acquired == 1
         return runner
@@ -73,8 +93,10 @@ async def test_device_code_run_assigns_agent_groups(mock: MockGraph, tmp_path: P
     id) after replication; Graph's connectorGroup shows it, and an instance without one has
     none."""
     west = group_id(mock, "Datacenter West")
-    path = manifest(tmp_path / "m.csv", [("hr-1", "HR on-premises"), ("hr-2", "HR on-premises"),
-                                         ("west", west), ("cloud", None)])
+    path = manifest(
+        tmp_path / "m.csv",
+        [("hr-1", "HR on-premises"), ("hr-2", "HR on-premises"), ("west", west), ("cloud", None)],
+    )
     prompts: list[str] = []
     runner = await run(mock, path, tmp_path / "l.jsonl", device=True, prompts=prompts)
     assert runner.result.statuses["done"] == 4, runner.result.failures
@@ -87,8 +109,12 @@ async def test_device_code_run_assigns_agent_groups(mock: MockGraph, tmp_path: P
         for key, st in replay.instances.items():
             reply = await g.get(f"/applications/{st.ids['applicationId']}/connectorGroup")
             seen[key] = reply.body.get("name") if reply.status == 200 else reply.status
-    assert seen == {"hr-1": "HR on-premises", "hr-2": "HR on-premises",
-                    "west": "Datacenter West", "cloud": 404}
+    assert seen == {
+        "hr-1": "HR on-premises",
+        "hr-2": "HR on-premises",
+        "west": "Datacenter West",
+        "cloud": 404,
+    }
     assert "agent_group" in replay.instances["west"].done
     assert "agent_group" not in replay.instances["cloud"].done
     assert mock.stats()["byRoute"]["PUT /applications/{id}/connectorGroup/$ref"] == {"204": 3}
@@ -112,9 +138,7 @@ async def test_app_only_run_refuses_agent_group(mock: MockGraph, tmp_path: Path)
     assert replay.instances["onprem"].ids == {}
 
 
-async def test_unknown_agent_group_is_a_manifest_problem(
-    mock: MockGraph, tmp_path: Path
-) -> None:
+async def test_unknown_agent_group_is_a_manifest_problem(mock: MockGraph, tmp_path: Path) -> None:
     """An agent group the tenant does not have is reported with file, line and field before
     anything is created."""
     path = manifest(tmp_path / "m.csv", [("a", "HR on-premises"), ("b", "Nowhere")])
@@ -126,8 +150,13 @@ async def test_unknown_agent_group_is_a_manifest_problem(
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bulkprov.cli", *args], capture_output=True,
-                          text=True, timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "bulkprov.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 def _profiles(path: Path) -> dict[str, object]:
@@ -146,10 +175,29 @@ async def test_cli_profiles_from_mock(tmp_path: Path) -> None:
     info_file, prof = tmp_path / "mock.json", tmp_path / "profiles.toml"
     proc = await asyncio.to_thread(
         subprocess.Popen,
-        [sys.executable, "-m", "bulkprov.cli", "mock-graph", "--port", "0", "--tenants", "2",
-         "--info-file", str(info_file), "--profiles-file", str(prof), "--time-scale", "0.01",
-         "--no-latency", "--no-replication", "--state-dir", str(tmp_path / "state")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "bulkprov.cli",
+            "mock-graph",
+            "--port",
+            "0",
+            "--tenants",
+            "2",
+            "--info-file",
+            str(info_file),
+            "--profiles-file",
+            str(prof),
+            "--time-scale",
+            "0.01",
+            "--no-latency",
+            "--no-replication",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         info = await asyncio.to_thread(wait_for_info, info_file, proc)
         deadline = time.monotonic() + 30
@@ -164,21 +212,31 @@ async def test_cli_profiles_from_mock(tmp_path: Path) -> None:
             assert f"[profiles.{name}]" in text
         path = manifest(tmp_path / "m.csv", [("onprem", "HR on-premises"), ("cloud", None)])
         env = {**os.environ, "BULKPROV_PROFILES": str(prof), "BULKPROV_TIME_SCALE": "0.01"}
-        plan = await asyncio.to_thread(_cli, "plan", str(path), "--profile", "tenant1",
-                                       "--json", env=env)
+        plan = await asyncio.to_thread(
+            _cli, "plan", str(path), "--profile", "tenant1", "--json", env=env
+        )
         assert plan.returncode == 1, plan.stderr
         rows = {r["key"]: r for r in orjson.loads(plan.stdout)["instances"]}
         assert rows["onprem"]["action"] == "refuse" and "device-code" in rows["onprem"]["note"]
         assert rows["cloud"]["action"] == "create"
-        plan = await asyncio.to_thread(_cli, "plan", str(path), "--profile", "tenant1-device",
-                                       "--json", env=env)
+        plan = await asyncio.to_thread(
+            _cli, "plan", str(path), "--profile", "tenant1-device", "--json", env=env
+        )
         assert plan.returncode == 0, plan.stderr
         rows = {r["key"]: r for r in orjson.loads(plan.stdout)["instances"]}
         assert rows["onprem"]["action"] == "create" and rows["onprem"]["agentGroupId"]
         assert "enter the code" in plan.stderr
         done = await asyncio.to_thread(
-            _cli, "run", str(path), "--profile", "tenant2-device", "--ledger",
-            str(tmp_path / "l.jsonl"), "--no-monitor", env=env)
+            _cli,
+            "run",
+            str(path),
+            "--profile",
+            "tenant2-device",
+            "--ledger",
+            str(tmp_path / "l.jsonl"),
+            "--no-monitor",
+            env=env,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         replay = ledger_mod.read(tmp_path / "l.jsonl")
         assert replay.header is not None and replay.header.tenant == info.tenant_ids[1]
@@ -189,9 +247,7 @@ async def test_cli_profiles_from_mock(tmp_path: Path) -> None:
         await asyncio.to_thread(proc.wait, 10)
 
 
-async def test_refused_instance_resumes_under_device_code(
-    mock: MockGraph, tmp_path: Path
-) -> None:
+async def test_refused_instance_resumes_under_device_code(mock: MockGraph, tmp_path: Path) -> None:
     """An instance refused under an app-only credential is set up, once, when the same ledger
     is run again signed in with a device code."""
     path = manifest(tmp_path / "m.csv", [("onprem", "HR on-premises"), ("cloud", None)])

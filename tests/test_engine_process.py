@@ -34,10 +34,26 @@ def mock_process(tmp_path: Path) -> Iterator[MockInfo]:
     """A `bulkprov mock-graph` process with replication delays and instantiate faults."""
     info_file = tmp_path / "mock.json"
     proc = subprocess.Popen(
-        _cmd("mock-graph", "--port", "0", "--info-file", str(info_file), "--time-scale", "0.02",
-             "--instantiate-404-rate", "0.1", "--fault-rate", "0.01", "--replication-max", "8",
-             "--state-dir", str(tmp_path / "mockstate")),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _cmd(
+            "mock-graph",
+            "--port",
+            "0",
+            "--info-file",
+            str(info_file),
+            "--time-scale",
+            "0.02",
+            "--instantiate-404-rate",
+            "0.1",
+            "--fault-rate",
+            "0.01",
+            "--replication-max",
+            "8",
+            "--state-dir",
+            str(tmp_path / "mockstate"),
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     yield wait_for_info(info_file, proc)
     proc.terminate()
     proc.wait(timeout=10)
@@ -51,26 +67,45 @@ def mock_stats(info: MockInfo) -> dict[str, Any]:
 
 def _manifest(path: Path, n: int) -> Path:
     lines = ["key,displayName,template,cred.ClientSecret,cred.SecretToken"]
-    lines += [f"k{i:03d},AWS kill {i:03d},{AWS},env:CANARY_KEY_ID,env:CANARY_SECRET"
-              for i in range(n)]
+    lines += [
+        f"k{i:03d},AWS kill {i:03d},{AWS},env:CANARY_KEY_ID,env:CANARY_SECRET" for i in range(n)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def _canaries() -> dict[str, str]:
     rng = random.SystemRandom()
-    key_id = "AKIA" + "".join(rng.choice(string.ascii_uppercase + string.digits)
-                              for _ in range(16))
+    key_id = "AKIA" + "".join(rng.choice(string.ascii_uppercase + string.digits) for _ in range(16))
     secret = "".join(rng.choice(string.ascii_letters + string.digits + "/+") for _ in range(40))
     return {"CANARY_KEY_ID": key_id, "CANARY_SECRET": secret}
 
 
-def _run(info_file: Path, manifest: Path, ledger: Path, env: dict[str, str], log: Path,
-         ) -> subprocess.Popen[bytes]:
+def _run(
+    info_file: Path,
+    manifest: Path,
+    ledger: Path,
+    env: dict[str, str],
+    log: Path,
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        _cmd("run", str(manifest), "--mock-info", str(info_file), "--ledger", str(ledger),
-             "--log-file", str(log), "-v", "--monitor-deadline", "2000"),
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _cmd(
+            "run",
+            str(manifest),
+            "--mock-info",
+            str(info_file),
+            "--ledger",
+            str(ledger),
+            "--log-file",
+            str(log),
+            "-v",
+            "--monitor-deadline",
+            "2000",
+        ),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _records(ledger: Path) -> int:
@@ -85,8 +120,9 @@ def _applications(ledger: Path) -> int:
     return sum(1 for s in ledger_mod.read(ledger).instances.values() if s.ids.get("applicationId"))
 
 
-def _wait_until(cond: Callable[[], bool], proc: subprocess.Popen[bytes], what: str,
-                timeout: float = 120.0) -> None:
+def _wait_until(
+    cond: Callable[[], bool], proc: subprocess.Popen[bytes], what: str, timeout: float = 120.0
+) -> None:
     """Poll until ``cond()`` holds or ``proc`` exits (the caller checks how it ended)."""
     deadline = time.monotonic() + timeout
     while not cond() and proc.poll() is None:
@@ -96,8 +132,9 @@ def _wait_until(cond: Callable[[], bool], proc: subprocess.Popen[bytes], what: s
 
 @pytest.mark.slow
 class TestCrashSafety:
-    def test_sigkill_at_random_points_then_resume(self, mock_process: MockInfo,
-                                                  tmp_path: Path) -> None:
+    def test_sigkill_at_random_points_then_resume(
+        self, mock_process: MockInfo, tmp_path: Path
+    ) -> None:
         """Killed with SIGKILL at several random moments and re-run with the same ledger, a
         run ends with every instance done exactly once: one application per instance, no
         orphan, no duplicate, and the ledger agrees with the mock."""
@@ -111,6 +148,7 @@ class TestCrashSafety:
         for _ in range(4):
             before = _records(ledger)
             proc = _run(info_file, manifest, ledger, env, tmp_path / "log.jsonl")
+
             # kill at a random point of the run itself: once it has written a random number of
             # ledger records, however slow the start-up or the machine is
             def grown(target: int = before + rng.randint(3, 120)) -> bool:
@@ -142,8 +180,9 @@ class TestCrashSafety:
         assert (ledger.stat().st_mode & 0o777) == 0o600
         assert ((tmp_path / "log.jsonl").stat().st_mode & 0o777) == 0o600
 
-    def test_sigint_drains_and_resume_completes(self, mock_process: MockInfo,
-                                                tmp_path: Path) -> None:
+    def test_sigint_drains_and_resume_completes(
+        self, mock_process: MockInfo, tmp_path: Path
+    ) -> None:
         """SIGINT drains the run (exit 130, a consistent ledger), and a re-run finishes it."""
         info_file = tmp_path / "mock.json"
         manifest = _manifest(tmp_path / "m.csv", 40)
@@ -181,8 +220,13 @@ def test_readme_main_command_works_on_a_fresh_checkout(tmp_path: Path) -> None:
     300 example instances with no credentials or setup, and leaves a ledger under runs/."""
     repo = Path(__file__).resolve().parents[1]
     manifest = repo / "manifests" / "aws-accounts.csv"
-    proc = subprocess.run(_cmd("run", str(manifest), "--mock"), cwd=tmp_path,
-                          capture_output=True, timeout=300, check=False)
+    proc = subprocess.run(
+        _cmd("run", str(manifest), "--mock"),
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     ledgers = list((tmp_path / "runs").glob("aws-accounts-mock-*.jsonl"))
     assert len(ledgers) == 1

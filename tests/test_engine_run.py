@@ -81,8 +81,9 @@ class TestThrottling:
             throttle=ThrottleSettings(write_limit=20, write_window=10.0),
         )
 
-    async def test_throttled_run_sends_no_early_retry(self, mock: MockGraph,
-                                                      tmp_path: Path) -> None:
+    async def test_throttled_run_sends_no_early_retry(
+        self, mock: MockGraph, tmp_path: Path
+    ) -> None:
         """Against a Graph that throttles, every worker waits out Retry-After: the mock sees
         429s but no request inside a closed throttle scope."""
         manifest = aws_manifest(tmp_path / "m.csv", 40, start=True)
@@ -100,12 +101,17 @@ class TestInstantiateFaults:
         return MockSettings.quiet(
             time_scale=0.004,
             replication=ReplicationSettings(min_delay=2.0, max_delay=8.0, flap=2.0),
-            faults=FaultSettings(seed=3, instantiate_404_rate=0.5, instantiate_timeout_rate=0.2,
-                                 instantiate_timeout=150.0),
+            faults=FaultSettings(
+                seed=3,
+                instantiate_404_rate=0.5,
+                instantiate_timeout_rate=0.2,
+                instantiate_timeout=150.0,
+            ),
         )
 
     async def test_404_and_timeout_but_created_make_no_duplicate(
-            self, mock: MockGraph, tmp_path: Path) -> None:
+        self, mock: MockGraph, tmp_path: Path
+    ) -> None:
         """Instantiate answering 404 or timing out although it created the app is reconciled:
         the app is found and adopted, never created twice."""
         manifest = aws_manifest(tmp_path / "m.csv", 30, start=False)
@@ -116,8 +122,11 @@ class TestInstantiateFaults:
         t = tenant_stats(mock)
         assert t["created"]["applications"] == 30
         assert t["duplicates"] == 0 and t["orphanApplications"] == 0
-        recovered = [json.loads(line) for line in (tmp_path / "l.jsonl").read_text().splitlines()
-                     if '"recovered":true' in line]
+        recovered = [
+            json.loads(line)
+            for line in (tmp_path / "l.jsonl").read_text().splitlines()
+            if '"recovered":true' in line
+        ]
         assert recovered, "some instance must have been recovered by reconciliation"
 
 
@@ -127,24 +136,45 @@ class TestOutcomes:
         the other instances are unaffected."""
         (tmp_path / "tok").write_text("scim-token-value-123\n")
         manifest = tmp_path / "m.json"
-        manifest.write_text(json.dumps({"instances": [
-            {"key": "good", "displayName": "SSO good", "template": "AWS Single Sign-on",
-             "credentials": {"BaseAddress": "https://scim.us-east-1.amazonaws.com/abc/scim/v2",
-                             "SecretToken": "file:tok"}},
-            {"key": "bad", "displayName": "SSO bad", "template": "AWS Single Sign-on",
-             "validate": False,
-             "credentials": {"BaseAddress": "https://example.com", "SecretToken": "file:tok"}},
-        ]}))
+        manifest.write_text(
+            json.dumps(
+                {
+                    "instances": [
+                        {
+                            "key": "good",
+                            "displayName": "SSO good",
+                            "template": "AWS Single Sign-on",
+                            "credentials": {
+                                "BaseAddress": "https://scim.us-east-1.amazonaws.com/abc/scim/v2",
+                                "SecretToken": "file:tok",
+                            },
+                        },
+                        {
+                            "key": "bad",
+                            "displayName": "SSO bad",
+                            "template": "AWS Single Sign-on",
+                            "validate": False,
+                            "credentials": {
+                                "BaseAddress": "https://example.com",
+                                "SecretToken": "file:tok",
+                            },
+                        },
+                    ]
+                }
+            )
+        )
         result = await run_engine(mock, manifest, tmp_path / "l.jsonl")
         assert result.statuses == {"done": 1, "quarantined": 1}
         final = ledger_mod.read(tmp_path / "l.jsonl").instances["bad"].final
         assert final is not None
         assert final["quarantine"]["reason"] == "EncounteredQuarantineException"
         assert final["quarantine"]["code"] == (
-            "SystemForCrossDomainIdentityManagementInvalidCredentials")
+            "SystemForCrossDomainIdentityManagementInvalidCredentials"
+        )
 
     async def test_rejected_credentials_fail_the_instance_at_validate(
-            self, mock: MockGraph, tmp_path: Path) -> None:
+        self, mock: MockGraph, tmp_path: Path
+    ) -> None:
         """Credentials the target rejects fail that instance at the validate step with the
         connector's code; no secret is saved and the job is not started."""
         manifest = aws_manifest(tmp_path / "m.csv", 2)
@@ -161,29 +191,39 @@ class TestOutcomes:
         assert t["jobStatus"] == {"Active": 1, "NotConfigured": 1}
 
     async def test_existing_app_is_adopted_not_duplicated(
-            self, mock: MockGraph, graph: PlainGraph, tmp_path: Path) -> None:
+        self, mock: MockGraph, graph: PlainGraph, tmp_path: Path
+    ) -> None:
         """An application of the same name and template that already exists is adopted."""
         manifest = aws_manifest(tmp_path / "m.csv", 3, start=False)
-        r = await graph.post("/applicationTemplates/8b1025e4-1dd2-430b-a150-2ef79cd700f5/"
-                             "instantiate", {"displayName": "AWS acct 00001"})
+        r = await graph.post(
+            "/applicationTemplates/8b1025e4-1dd2-430b-a150-2ef79cd700f5/instantiate",
+            {"displayName": "AWS acct 00001"},
+        )
         assert r.status == 201
         result = await run_engine(mock, manifest, tmp_path / "l.jsonl", monitor=False)
         assert result.statuses["done"] == 3
         t = tenant_stats(mock)
         assert t["applications"] == 3 and t["duplicates"] == 0
         done = [orjson.loads(x) for x in (tmp_path / "l.jsonl").read_bytes().splitlines()]
-        adopted = [r for r in done if r.get("step") == "instantiate" and r.get("event") == "done"
-                   and r.get("data", {}).get("adopted")]
+        adopted = [
+            r
+            for r in done
+            if r.get("step") == "instantiate"
+            and r.get("event") == "done"
+            and r.get("data", {}).get("adopted")
+        ]
         assert [r["key"] for r in adopted] == ["acct-00001"]
 
     async def test_instances_sharing_a_display_name_get_one_application_each(
-            self, mock: MockGraph, tmp_path: Path) -> None:
+        self, mock: MockGraph, tmp_path: Path
+    ) -> None:
         """Two instances of one name: the second's lookup by name finds the first's application,
         which the run knows is taken, so each instance gets an application of its own."""
         manifest = aws_manifest(tmp_path / "m.csv", 3, start=False)
         manifest.write_text(manifest.read_text().replace("AWS acct 00002", "AWS acct 00001"))
-        result = await run_engine(mock, manifest, tmp_path / "l.jsonl", monitor=False,
-                                  concurrency=1)
+        result = await run_engine(
+            mock, manifest, tmp_path / "l.jsonl", monitor=False, concurrency=1
+        )
         assert result.statuses["done"] == 3, result.failures[:3]
         assert tenant_stats(mock)["applications"] == 3
         replay = ledger_mod.read(tmp_path / "l.jsonl")
@@ -204,8 +244,7 @@ class TestOutcomes:
 
 
 class TestCertificateCredential:
-    async def test_run_with_a_certificate_credential(self, mock: MockGraph,
-                                                     tmp_path: Path) -> None:
+    async def test_run_with_a_certificate_credential(self, mock: MockGraph, tmp_path: Path) -> None:
         """A run authenticated with a certificate (one PEM with key and certificate) works:
         MSAL signs a client assertion that the mock's token endpoint verifies."""
         from bulkprov.client import GraphClient
@@ -227,8 +266,12 @@ class TestCertificateCredential:
         conn = replace(conn, credential=Credential(certificate_pem=key_pem + cert_pem))
         manifest = aws_manifest(tmp_path / "m.csv", 2, start=False)
         async with GraphClient(conn, ClientSettings(time_scale=mock.settings.time_scale)) as c:
-            result = await Runner(manifest=manifest, ledger_path=tmp_path / "l.jsonl", client=c,
-                                  settings=RunSettings(monitor=False)).run()
+            result = await Runner(
+                manifest=manifest,
+                ledger_path=tmp_path / "l.jsonl",
+                client=c,
+                settings=RunSettings(monitor=False),
+            ).run()
             assert c.tokens.acquired == 1
         assert result.statuses["done"] == 2
         assert mock.stats()["tokensIssued"] == 1
@@ -236,7 +279,8 @@ class TestCertificateCredential:
 
 class TestSecretsPerInstance:
     async def test_each_instance_has_its_own_secrets_and_the_run_keeps_none(
-            self, mock: MockGraph, tmp_path: Path) -> None:
+        self, mock: MockGraph, tmp_path: Path
+    ) -> None:
         """A mass onboarding: every AWS account its own key pair (the first one wrong). Each
         pair is masked while its instance runs, none reaches the ledger, and the run ends
         holding none of them, the failed instance's included."""
@@ -248,8 +292,10 @@ class TestSecretsPerInstance:
         from .enginekit import connection
 
         n = 30
-        pairs = [(f"AKIA{i:016d}", f"{i:03d}" + "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLE")
-                 for i in range(n)]
+        pairs = [
+            (f"AKIA{i:016d}", f"{i:03d}" + "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLE")
+            for i in range(n)
+        ]
         pairs[0] = (pairs[0][0], pairs[0][1][:-1])  # 39 characters: the target refuses it
         secrets = tmp_path / "secrets"
         secrets.mkdir()
@@ -257,15 +303,22 @@ class TestSecretsPerInstance:
         for i, (key_id, secret) in enumerate(pairs):
             (secrets / f"{i}.id").write_text(key_id)
             (secrets / f"{i}.secret").write_text(secret)
-            rows.append(f"acct-{i:03d},AWS acct {i:03d},{AWS},file:secrets/{i}.id,"
-                        f"file:secrets/{i}.secret,true")
+            rows.append(
+                f"acct-{i:03d},AWS acct {i:03d},{AWS},file:secrets/{i}.id,"
+                f"file:secrets/{i}.secret,true"
+            )
         manifest = tmp_path / "m.csv"
         manifest.write_text("\n".join(rows) + "\n")
         redactor = Redactor()
         settings = ClientSettings(time_scale=mock.settings.time_scale)
         async with GraphClient(connection(mock), settings) as c:
-            runner = Runner(manifest=manifest, ledger_path=tmp_path / "l.jsonl", client=c,
-                            settings=RunSettings(monitor=False), redactor=redactor)
+            runner = Runner(
+                manifest=manifest,
+                ledger_path=tmp_path / "l.jsonl",
+                client=c,
+                settings=RunSettings(monitor=False),
+                redactor=redactor,
+            )
             result = await runner.run()
         assert result.statuses == {"done": n - 1, "failed": 1}, result.failures[:3]
         assert result.failures[0]["code"] == "AWSInvalidCredentials"

@@ -39,8 +39,11 @@ async def test_wait_after_a_lost_answer_adapts_to_replication_seen(tmp_path: Pat
             # once 12 instances have read their objects back, the next two instantiates fail
             # with a 503 before they take effect (nothing is created)
             while True:
-                replicated = sum(1 for r in _records(ledger)
-                                 if r.get("step") == "replicate" and r.get("event") == "done")
+                replicated = sum(
+                    1
+                    for r in _records(ledger)
+                    if r.get("step") == "replicate" and r.get("event") == "done"
+                )
                 if replicated >= 12:
                     break
                 await anyio.sleep(0.01)

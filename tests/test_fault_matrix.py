@@ -70,12 +70,13 @@ async def _ledger_has(ledger: Path, fragment: bytes, count: int) -> None:
         await anyio.sleep(0.02)
 
 
-def arm_during_monitoring(changes: dict[str, Any]) -> Callable[[MockGraph, Path],
-                                                               Awaitable[None]]:
+def arm_during_monitoring(changes: dict[str, Any]) -> Callable[[MockGraph, Path], Awaitable[None]]:
     """Set faults on the running mock once jobs are being monitored (mid-run)."""
+
     async def arm(m: MockGraph, ledger: Path) -> None:
         await _ledger_has(ledger, b'"step":"monitor","event":"start"', 3)
         m.update_settings(changes)
+
     return arm
 
 
@@ -92,51 +93,125 @@ class Case:
 
 
 CASES = [
-    Case("5xx-burst-on-each-write-route",
-         mock(FaultSettings(error_burst={"instantiate": 5, "job_create": 4, "validate": 5,
-                                         "secrets": 5, "job_control": 5})),
-         ("faults_5xx",)),
-    Case("5xx-burst-on-reads",
-         mock(FaultSettings(error_burst={"directory_read": 5, "sync_templates": 5,
-                                         "sync_read": 5, "templates": 3})),
-         ("faults_5xx",)),
-    Case("connections-dropped-mid-response",
-         mock(FaultSettings(seed=11, drop_rate={"*": 0.03}, drop_burst={
-             "directory_read": 5, "instantiate": 3, "sync_templates": 4, "sync_read": 4,
-             "job_create": 3, "validate": 3, "secrets": 3, "job_control": 3})),
-         ("drops_after",)),
-    Case("answers-slower-than-the-client-timeout",
-         mock(FaultSettings(slow_burst={"instantiate": 3, "job_create": 3, "directory_read": 3,
-                                        "validate": 2, "job_control": 2}, slow_delay=150.0)),
-         ("faults_slow",)),
-    Case("429-storm-with-long-retry-after",
-         mock(FaultSettings(throttle_burst={"instantiate": 3, "job_create": 3, "sync_read": 3},
-                            throttle_retry_after=300.0)),
-         ("faults_429_storm",)),
-    Case("replication-long-but-within-the-deadline",
-         mock(replication=ReplicationSettings(min_delay=120.0, max_delay=250.0, flap=10.0)),
-         ()),
-    Case("instantiate-404-but-created",
-         mock(FaultSettings(seed=5, instantiate_404_rate=0.5)),
-         ("instantiate_404_but_created",)),
-    Case("instantiate-timeout-but-created",
-         mock(FaultSettings(seed=5, instantiate_timeout_rate=0.4, instantiate_timeout=150.0)),
-         ("instantiate_timeout_but_created",)),
-    Case("token-expires-mid-run",
-         mock(token_lifetime=1.0, jobs=JobSettings(first_cycle_delay=300.0)),
-         (), min_tokens=3),
-    Case("token-endpoint-down-then-up",
-         mock(token_lifetime=1.0, jobs=JobSettings(first_cycle_delay=300.0)),
-         ("faults_token_5xx", "faults_token_drop"), min_tokens=2,
-         # the outage lasts real seconds (MSAL's cache replays a 503 for 5 s): thousands of
-         # Graph seconds at this time scale, so the deadlines are stretched to match
-         run={"step_deadline": 40_000.0, "monitor_deadline": 40_000.0},
-         during=arm_during_monitoring({"faults": {"drop_burst": {"token": 2},
-                                                  "error_burst": {"token": 1}}})),
-    Case("malformed-answers-everywhere",
-         mock(FaultSettings(seed=9, malformed_rate={"*": 0.06},
-                            malformed_burst={"instantiate": 3, "job_create": 3})),
-         ("faults_malformed_html_502", "faults_malformed_truncated")),
+    Case(
+        "5xx-burst-on-each-write-route",
+        mock(
+            FaultSettings(
+                error_burst={
+                    "instantiate": 5,
+                    "job_create": 4,
+                    "validate": 5,
+                    "secrets": 5,
+                    "job_control": 5,
+                }
+            )
+        ),
+        ("faults_5xx",),
+    ),
+    Case(
+        "5xx-burst-on-reads",
+        mock(
+            FaultSettings(
+                error_burst={
+                    "directory_read": 5,
+                    "sync_templates": 5,
+                    "sync_read": 5,
+                    "templates": 3,
+                }
+            )
+        ),
+        ("faults_5xx",),
+    ),
+    Case(
+        "connections-dropped-mid-response",
+        mock(
+            FaultSettings(
+                seed=11,
+                drop_rate={"*": 0.03},
+                drop_burst={
+                    "directory_read": 5,
+                    "instantiate": 3,
+                    "sync_templates": 4,
+                    "sync_read": 4,
+                    "job_create": 3,
+                    "validate": 3,
+                    "secrets": 3,
+                    "job_control": 3,
+                },
+            )
+        ),
+        ("drops_after",),
+    ),
+    Case(
+        "answers-slower-than-the-client-timeout",
+        mock(
+            FaultSettings(
+                slow_burst={
+                    "instantiate": 3,
+                    "job_create": 3,
+                    "directory_read": 3,
+                    "validate": 2,
+                    "job_control": 2,
+                },
+                slow_delay=150.0,
+            )
+        ),
+        ("faults_slow",),
+    ),
+    Case(
+        "429-storm-with-long-retry-after",
+        mock(
+            FaultSettings(
+                throttle_burst={"instantiate": 3, "job_create": 3, "sync_read": 3},
+                throttle_retry_after=300.0,
+            )
+        ),
+        ("faults_429_storm",),
+    ),
+    Case(
+        "replication-long-but-within-the-deadline",
+        mock(replication=ReplicationSettings(min_delay=120.0, max_delay=250.0, flap=10.0)),
+        (),
+    ),
+    Case(
+        "instantiate-404-but-created",
+        mock(FaultSettings(seed=5, instantiate_404_rate=0.5)),
+        ("instantiate_404_but_created",),
+    ),
+    Case(
+        "instantiate-timeout-but-created",
+        mock(FaultSettings(seed=5, instantiate_timeout_rate=0.4, instantiate_timeout=150.0)),
+        ("instantiate_timeout_but_created",),
+    ),
+    Case(
+        "token-expires-mid-run",
+        mock(token_lifetime=1.0, jobs=JobSettings(first_cycle_delay=300.0)),
+        (),
+        min_tokens=3,
+    ),
+    Case(
+        "token-endpoint-down-then-up",
+        mock(token_lifetime=1.0, jobs=JobSettings(first_cycle_delay=300.0)),
+        ("faults_token_5xx", "faults_token_drop"),
+        min_tokens=2,
+        # the outage lasts real seconds (MSAL's cache replays a 503 for 5 s): thousands of
+        # Graph seconds at this time scale, so the deadlines are stretched to match
+        run={"step_deadline": 40_000.0, "monitor_deadline": 40_000.0},
+        during=arm_during_monitoring(
+            {"faults": {"drop_burst": {"token": 2}, "error_burst": {"token": 1}}}
+        ),
+    ),
+    Case(
+        "malformed-answers-everywhere",
+        mock(
+            FaultSettings(
+                seed=9,
+                malformed_rate={"*": 0.06},
+                malformed_burst={"instantiate": 3, "job_create": 3},
+            )
+        ),
+        ("faults_malformed_html_502", "faults_malformed_truncated"),
+    ),
 ]
 
 
@@ -169,7 +244,8 @@ async def test_fault_matrix(case: Case, tmp_path: Path) -> None:
 
 
 async def test_replication_longer_than_the_deadline_fails_at_replicate_then_resumes(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """Service principals that stay unreadable longer than replication_deadline fail their
     instance at `replicate`, saying what was waited for and how long; a re-run with the same
     ledger resumes there and ends with every instance done and nothing created twice."""
@@ -225,8 +301,17 @@ async def test_sigterm_drains_then_resume_keeps_the_invariant(tmp_path: Path) ->
         write_info(info, m.info)
         manifest = aws_manifest(tmp_path / "m.csv", 20)
         ledger = tmp_path / "ledger.jsonl"
-        cmd = [sys.executable, "-m", "bulkprov.cli", "run", str(manifest), "--mock-info",
-               str(info), "--ledger", str(ledger)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bulkprov.cli",
+            "run",
+            str(manifest),
+            "--mock-info",
+            str(info),
+            "--ledger",
+            str(ledger),
+        ]
         env = dict(os.environ)
         async with await anyio.open_process(cmd, env=env) as proc:
             with anyio.fail_after(60):
@@ -240,8 +325,10 @@ async def test_sigterm_drains_then_resume_keeps_the_invariant(tmp_path: Path) ->
         assert b"SIGTERM: draining" in err
         drained = ledger_mod.read(ledger)
         assert not drained.torn and ledger.read_bytes().endswith(b"\n")
-        assert any(s.status == "interrupted" for s in drained.instances.values()) or len(
-            [s for s in drained.instances.values() if s.finished]) < 20
+        assert (
+            any(s.status == "interrupted" for s in drained.instances.values())
+            or len([s for s in drained.instances.values() if s.finished]) < 20
+        )
         with anyio.fail_after(60):
             done = await anyio.run_process(cmd, env=env, check=False)
         assert done.returncode == 0, done.stderr.decode()[-2000:]

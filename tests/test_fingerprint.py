@@ -44,8 +44,12 @@ def test_the_ledger_alone_cannot_test_a_guess(tmp_path: Path) -> None:
     mac = fp.rsplit(":", 1)[1]
     for guess in GUESSES:
         message = f"SecretToken\x00{guess}".encode()
-        for k, m in ((salt, message), (salt, salt + message), (b"", salt + message),
-                     (salt, b"SecretToken" + guess.encode())):
+        for k, m in (
+            (salt, message),
+            (salt, salt + message),
+            (b"", salt + message),
+            (salt, b"SecretToken" + guess.encode()),
+        ):
             assert hmac.new(k, m, hashlib.sha256).hexdigest()[:16] != mac
 
 
@@ -67,7 +71,8 @@ def test_same_value_same_fingerprint_with_the_same_key(tmp_path: Path) -> None:
 
 
 def test_another_key_gives_another_id_and_cannot_compare(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With another fingerprint key (another user, another machine) the same value gets a
     different fingerprint and key id, and a fingerprint made with the first key is reported
     as made with another key rather than as a changed secret."""
@@ -90,10 +95,22 @@ def test_an_older_ledgers_bare_fingerprints_are_still_read(tmp_path: Path) -> No
     salt = bytes.fromhex("00112233445566778899aabbccddeeff")
     bare = hmac.new(salt, b"SecretToken\x00hunter2", hashlib.sha256).hexdigest()[:16]
     lines = [
-        {"type": "header", "version": 1, "created": "2024-01-01T00:00:00.000Z",
-         "manifest": "m.csv", "graph": GRAPH, "tenant": TENANT, "salt": salt.hex()},
-        {"type": "step", "key": "a", "step": "secrets", "event": "done",
-         "data": {"keys": ["SecretToken"], "fingerprints": {"SecretToken": bare}}},
+        {
+            "type": "header",
+            "version": 1,
+            "created": "2024-01-01T00:00:00.000Z",
+            "manifest": "m.csv",
+            "graph": GRAPH,
+            "tenant": TENANT,
+            "salt": salt.hex(),
+        },
+        {
+            "type": "step",
+            "key": "a",
+            "step": "secrets",
+            "event": "done",
+            "data": {"keys": ["SecretToken"], "fingerprints": {"SecretToken": bare}},
+        },
     ]
     path.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
     assert "secrets" in ledger_mod.read(path).instances["a"].done

@@ -24,8 +24,9 @@ TENANT = "11111111-2222-3333-4444-555555555555"
 APP_ID = "aaaaaaaa-0000-0000-0000-000000000001"
 
 
-def open_ledger(path: Path, *, redactor: Redactor | None = None, graph: str = GRAPH,
-                tenant: str = TENANT) -> tuple[Ledger, Replay]:
+def open_ledger(
+    path: Path, *, redactor: Redactor | None = None, graph: str = GRAPH, tenant: str = TENANT
+) -> tuple[Ledger, Replay]:
     led = Ledger(path, redactor=redactor)
     return led, led.open(manifest="m.csv", graph=graph, tenant=tenant)
 
@@ -86,7 +87,7 @@ def test_torn_last_line_tolerated_on_read_and_cut_on_open(path: Path) -> None:
     led, replay = open_ledger(path)
     assert replay.torn
     data = path.read_bytes()  # cut back to the last whole line, then this run's record
-    assert data.startswith(whole) and orjson.loads(data[len(whole):])["type"] == "run"
+    assert data.startswith(whole) and orjson.loads(data[len(whole) :])["type"] == "run"
     led.step("a", "job", "done", ids={"jobId": "j1"})
     led.close()
     data = path.read_bytes()
@@ -135,14 +136,26 @@ def test_ledger_file_mode_is_0600(path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-@pytest.mark.parametrize(("name", "kw", "theirs", "mine"), [
-    ("tenant", {"tenant": "99999999-2222-3333-4444-555555555555"}, TENANT,
-     "99999999-2222-3333-4444-555555555555"),
-    ("graph", {"graph": "https://graph.microsoft.us/v1.0"}, GRAPH,
-     "https://graph.microsoft.us/v1.0"),
-])
-def test_ledger_of_another_tenant_or_graph_is_refused(path: Path, name: str, kw: dict[str, str],
-                                                      theirs: str, mine: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "kw", "theirs", "mine"),
+    [
+        (
+            "tenant",
+            {"tenant": "99999999-2222-3333-4444-555555555555"},
+            TENANT,
+            "99999999-2222-3333-4444-555555555555",
+        ),
+        (
+            "graph",
+            {"graph": "https://graph.microsoft.us/v1.0"},
+            GRAPH,
+            "https://graph.microsoft.us/v1.0",
+        ),
+    ],
+)
+def test_ledger_of_another_tenant_or_graph_is_refused(
+    path: Path, name: str, kw: dict[str, str], theirs: str, mine: str
+) -> None:
     """Opening a ledger against another tenant or Graph raises, naming both, and changes nothing."""
     led, _ = open_ledger(path)
     led.close()
@@ -158,19 +171,25 @@ def test_ledger_of_another_tenant_or_graph_is_refused(path: Path, name: str, kw:
 def test_version_mismatch_is_refused(path: Path) -> None:
     """A ledger written by another ledger version is refused with both versions named."""
     path.parent.mkdir(parents=True)
-    path.write_bytes(orjson.dumps({"type": "header", "version": 2, "graph": GRAPH,
-                                   "tenant": TENANT, "salt": "00"}) + b"\n")
+    path.write_bytes(
+        orjson.dumps(
+            {"type": "header", "version": 2, "graph": GRAPH, "tenant": TENANT, "salt": "00"}
+        )
+        + b"\n"
+    )
     with pytest.raises(LedgerError, match="version 2"):
         open_ledger(path)
 
 
-@pytest.mark.parametrize("content", [
-    b'[\n  {"key": "a", "displayName": "A", "template": "T"}\n]',  # a manifest, no final newline
-    b"key,displayName,template\na,A,T",
-    b"just some text",
-])
-def test_a_file_that_is_not_a_ledger_is_refused_and_left_intact(path: Path,
-                                                                content: bytes) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'[\n  {"key": "a", "displayName": "A", "template": "T"}\n]',  # a manifest, no final newline
+        b"key,displayName,template\na,A,T",
+        b"just some text",
+    ],
+)
+def test_a_file_that_is_not_a_ledger_is_refused_and_left_intact(path: Path, content: bytes) -> None:
     """--ledger pointing at another file raises LedgerError and never truncates that file."""
     path.parent.mkdir(parents=True)
     path.write_bytes(content)
@@ -223,13 +242,19 @@ def test_a_ledger_whose_instances_had_other_names_is_refused_untouched(path: Pat
     led.close()
     before = path.read_bytes()
     with pytest.raises(LedgerError) as info:
-        Ledger(path).open(manifest="other.csv", graph=GRAPH, tenant=TENANT,
-                          instances={"a": "Contoso prod", "b": "Contoso dev", "c": "new"})
+        Ledger(path).open(
+            manifest="other.csv",
+            graph=GRAPH,
+            tenant=TENANT,
+            instances={"a": "Contoso prod", "b": "Contoso dev", "c": "new"},
+        )
     assert "'a' was 'AWS prod'" in str(info.value) and "'Contoso prod'" in str(info.value)
     assert path.read_bytes() == before
-    for manifest, names in (("other.csv", {"a": "AWS prod", "b": "AWS dev", "c": "new"}),
-                            ("m.csv", {"a": "AWS prod", "b": "Contoso dev"}),
-                            ("other.csv", {"a": "AWS prod", "b": "Contoso dev"})):
+    for manifest, names in (
+        ("other.csv", {"a": "AWS prod", "b": "AWS dev", "c": "new"}),
+        ("m.csv", {"a": "AWS prod", "b": "Contoso dev"}),
+        ("other.csv", {"a": "AWS prod", "b": "Contoso dev"}),
+    ):
         led = Ledger(path)
         led.open(manifest=manifest, graph=GRAPH, tenant=TENANT, instances=names)
         led.close()
@@ -265,10 +290,15 @@ def test_ledger_never_writes_a_registered_secret(path: Path) -> None:
     red = Redactor()
     red.add(secret)
     led, _ = open_ledger(path, redactor=red)
-    led.step("a", "secrets", "error", code="X", message=f"rejected {secret}",
-             data={"nested": [secret, {"deep": (secret,)}]})
-    led.append(InstanceRecord(key="a", status="failed",
-                              error=InstanceError(message=secret * 2)))
+    led.step(
+        "a",
+        "secrets",
+        "error",
+        code="X",
+        message=f"rejected {secret}",
+        data={"nested": [secret, {"deep": (secret,)}]},
+    )
+    led.append(InstanceRecord(key="a", status="failed", error=InstanceError(message=secret * 2)))
     led.close()
     data = path.read_bytes()
     for form in (secret.encode(), orjson.dumps(secret)[1:-1], secret.encode("unicode_escape")):
@@ -279,6 +309,7 @@ def test_ledger_never_writes_a_registered_secret(path: Path) -> None:
 
 def test_instantiate_attempt_pending_semantics() -> None:
     """An attempt without an outcome is pending; done or a settled error clears it."""
+
     def rec(**kw: Any) -> bytes:
         return orjson.dumps({"type": "step", **kw})
 
@@ -299,16 +330,33 @@ def test_instantiate_attempt_pending_semantics() -> None:
     ]
     st_ = replay_lines(recs).instances
     pending = {k: (s.instantiate_pending, s.instantiate_attempts) for k, s in st_.items()}
-    assert pending == {"p": (True, 1), "d": (False, 1), "s": (False, 1), "u": (True, 1),
-                       "r": (True, 2), "j": (True, 1)}
+    assert pending == {
+        "p": (True, 1),
+        "d": (False, 1),
+        "s": (False, 1),
+        "u": (True, 1),
+        "r": (True, 2),
+        "j": (True, 1),
+    }
     assert st_["d"].done == {"instantiate"} and st_["u"].errors == 1
 
 
 def test_claimed_maps_ids_to_keys() -> None:
     """Replay.claimed lists the id values instances hold, optionally except one instance."""
-    replay = replay_lines([
-        orjson.dumps({"type": "step", "key": k, "step": "instantiate", "event": "done",
-                      "ids": {"applicationId": v}}) for k, v in (("a", "1"), ("b", "2"))])
+    replay = replay_lines(
+        [
+            orjson.dumps(
+                {
+                    "type": "step",
+                    "key": k,
+                    "step": "instantiate",
+                    "event": "done",
+                    "ids": {"applicationId": v},
+                }
+            )
+            for k, v in (("a", "1"), ("b", "2"))
+        ]
+    )
     assert replay.claimed("applicationId") == {"1": "a", "2": "b"}
     assert replay.claimed("applicationId", except_key="a") == {"2": "b"}
 
@@ -317,16 +365,30 @@ def test_claimed_maps_ids_to_keys() -> None:
 
 STEPS = ("instantiate", "servicePrincipal", "job", "validate", "secrets", "start")
 KEYS = ("app-1", "app-2", "ünï-3")
-IDS = {k: {"applicationId": f"aaaaaaaa-0000-0000-0000-00000000000{i}",
-           "servicePrincipalId": f"bbbbbbbb-0000-0000-0000-00000000000{i}",
-           "jobId": f"job.{i}"} for i, k in enumerate(KEYS)}
+IDS = {
+    k: {
+        "applicationId": f"aaaaaaaa-0000-0000-0000-00000000000{i}",
+        "servicePrincipalId": f"bbbbbbbb-0000-0000-0000-00000000000{i}",
+        "jobId": f"job.{i}",
+    }
+    for i, k in enumerate(KEYS)
+}
 
 op = st.one_of(
-    st.tuples(st.just("step"), st.sampled_from(KEYS), st.sampled_from(STEPS),
-              st.sampled_from(["start", "attempt", "done", "error"]), st.booleans(),
-              st.booleans(), st.text(max_size=12)),
-    st.tuples(st.just("instance"), st.sampled_from(KEYS),
-              st.sampled_from(["done", "failed", "quarantined"])),
+    st.tuples(
+        st.just("step"),
+        st.sampled_from(KEYS),
+        st.sampled_from(STEPS),
+        st.sampled_from(["start", "attempt", "done", "error"]),
+        st.booleans(),
+        st.booleans(),
+        st.text(max_size=12),
+    ),
+    st.tuples(
+        st.just("instance"),
+        st.sampled_from(KEYS),
+        st.sampled_from(["done", "failed", "quarantined"]),
+    ),
     st.tuples(st.just("run")),
 )
 
@@ -367,15 +429,17 @@ def check_cut(src: bytes, cut: int, path: Path, full: Replay) -> None:
     led.step(KEYS[0], "start", "done")
     led.close()
     after = ledger_mod.read(path)
-    assert not after.torn and KEYS[0] in after.instances and "start" in after.instances[
-        KEYS[0]].done
+    assert (
+        not after.torn and KEYS[0] in after.instances and "start" in after.instances[KEYS[0]].done
+    )
     assert after.runs == (part.runs if part.header is not None else 0) + 1
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(op, max_size=25), cuts=st.lists(st.floats(0, 1), min_size=1, max_size=12))
-def test_property_any_prefix_replays_consistently(ops: list[tuple[Any, ...]],
-                                                  cuts: list[float]) -> None:
+def test_property_any_prefix_replays_consistently(
+    ops: list[tuple[Any, ...]], cuts: list[float]
+) -> None:
     """A ledger cut at any byte replays without error (read and open) to a prefix of the full."""
     with tempfile.TemporaryDirectory() as d:
         src_path = Path(d) / "full.jsonl"
@@ -393,7 +457,8 @@ def test_every_byte_prefix_of_a_ledger_replays(tmp_path: Path) -> None:
         ("step", KEYS[2], "instantiate", "attempt", False, False, "ß→🚀"),
         ("step", KEYS[2], "instantiate", "done", False, True, "ok"),
         ("step", KEYS[0], "instantiate", "error", True, False, ""),
-        ("instance", KEYS[2], "done"), ("run",),
+        ("instance", KEYS[2], "done"),
+        ("run",),
     ]
     src_path = tmp_path / "full.jsonl"
     write_ops(src_path, ops)
@@ -428,8 +493,9 @@ def test_disk_full_append_raises_clear_error_and_file_stays_valid(path: Path) ->
     assert replay.instances["a"].done == {"instantiate"} and not replay.torn
 
 
-def test_short_write_leaves_only_a_torn_last_line(path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_short_write_leaves_only_a_torn_last_line(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A short write raises, later appends are refused, and a reopen cuts the partial line."""
     led, _ = open_ledger(path)
     led.step("a", "instantiate", "done")

@@ -87,7 +87,11 @@ def test_status_reads_a_0_2_0_ledger() -> None:
     summary = status_summary(ledger_mod.read(FIXTURE_2 / "ledger.jsonl"))
     assert summary["runs"] == 2 and summary["commands"] == {"cleanup": 1, "monitor": 1}
     assert summary["statuses"] == {
-        "done": 2, "quarantined": 1, "failed": 1, "interrupted": 1, "removed": 1,
+        "done": 2,
+        "quarantined": 1,
+        "failed": 1,
+        "interrupted": 1,
+        "removed": 1,
     }
     assert summary["header"]["version"] == 1 and "salt" not in summary["header"]
     rows = {r["key"]: r for r in summary["rows"]}
@@ -123,14 +127,18 @@ async def test_a_run_resumes_a_0_1_0_ledger(mock: MockGraph, tmp_path: Path) -> 
     done, and no application is created."""
     work = tmp_path / "w"
     lines = _pointed_at(mock, FIXTURE, work)
-    result = await run_engine(mock, work / "m.csv", work / "ledger.jsonl", monitor=False,
-                              replication_deadline=5.0)
+    result = await run_engine(
+        mock, work / "m.csv", work / "ledger.jsonl", monitor=False, replication_deadline=5.0
+    )
     assert result.skipped == 6
     assert tenant_stats(mock)["applications"] == 0
     replay = ledger_mod.read(work / "ledger.jsonl")
     assert replay.runs == 2
-    resumed = [r for r in _resumed(work, len(lines)) if r.get("key") == "aws-nosecret"
-               and r.get("type") == "step" and r.get("event") == "start"]
+    resumed = [
+        r
+        for r in _resumed(work, len(lines))
+        if r.get("key") == "aws-nosecret" and r.get("type") == "step" and r.get("event") == "start"
+    ]
     assert resumed and resumed[0]["step"] == "sync_template"
 
 
@@ -140,8 +148,9 @@ async def test_a_run_resumes_a_0_2_0_ledger(mock: MockGraph, tmp_path: Path) -> 
     set up anew (the one application made), the failed one is tried again."""
     work = tmp_path / "w"
     lines = _pointed_at(mock, FIXTURE_2, work)
-    result = await run_engine(mock, work / "m.csv", work / "ledger.jsonl", monitor=False,
-                              replication_deadline=5.0)
+    result = await run_engine(
+        mock, work / "m.csv", work / "ledger.jsonl", monitor=False, replication_deadline=5.0
+    )
     assert result.skipped == 3
     assert dict(result.skipped_statuses) == {"done": 2, "quarantined": 1}
     assert tenant_stats(mock)["applications"] == 1
@@ -152,7 +161,6 @@ async def test_a_run_resumes_a_0_2_0_ledger(mock: MockGraph, tmp_path: Path) -> 
     for r in new:
         if r.get("type") == "step" and r.get("event") == "start":
             first.setdefault(r["key"], r["step"])
-    assert first == {"late": "sync_template", "nostart": "instantiate",
-                     "nosecret": "sync_template"}
+    assert first == {"late": "sync_template", "nostart": "instantiate", "nosecret": "sync_template"}
     assert replay.instances["nostart"].status == "done"
     assert replay.instances["nosecret"].status == "failed"

@@ -44,8 +44,11 @@ class TestLock:
         assert path.read_bytes() == before
         first.close()
         _open(path, command="cleanup").close()  # free again once the holder closed
-        assert [r.get("command") for r in map(orjson.loads, path.read_bytes().splitlines())
-                if r["type"] == "run"] == [None, "cleanup"]
+        assert [
+            r.get("command")
+            for r in map(orjson.loads, path.read_bytes().splitlines())
+            if r["type"] == "run"
+        ] == [None, "cleanup"]
 
     def test_lock_file_is_removed_on_release_and_private(self, tmp_path: Path) -> None:
         """The lock file exists (mode 600, naming its holder) while held and is gone after."""
@@ -136,12 +139,25 @@ def test_two_runs_on_one_ledger_one_is_refused_and_a_killed_holder_frees_it(
     manifest = _manifest(tmp_path / "m.csv", n)
     ledger = tmp_path / "runs" / "run.jsonl"
     env = {**os.environ, **_canaries()}
-    run = [*_cmd("run", str(manifest), "--mock-info", str(info_file), "--ledger", str(ledger),
-                 "--monitor-deadline", "2000")]
+    run = [
+        *_cmd(
+            "run",
+            str(manifest),
+            "--mock-info",
+            str(info_file),
+            "--ledger",
+            str(ledger),
+            "--monitor-deadline",
+            "2000",
+        )
+    ]
     first = subprocess.Popen(run, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        _wait_for(lambda: ledger.exists() and ledger_mod.read(ledger).runs == 1, 60,
-                  "the first run did not start")
+        _wait_for(
+            lambda: ledger.exists() and ledger_mod.read(ledger).runs == 1,
+            60,
+            "the first run did not start",
+        )
         # the first run, holding the lock, is paused: it cannot finish (and let go of the
         # lock) while the second starts up, however fast it is
         first.send_signal(signal.SIGSTOP)
@@ -174,14 +190,18 @@ def test_cleanup_while_a_run_holds_the_ledger_is_refused_at_once(
     ledger = tmp_path / "run.jsonl"
     lock = LedgerLock(ledger, "run")
     led = Ledger(ledger)
-    led.open(manifest="m.csv", graph=mock_process.graph_url + "/v1.0",
-             tenant=mock_process.tenant_id)
+    led.open(
+        manifest="m.csv", graph=mock_process.graph_url + "/v1.0", tenant=mock_process.tenant_id
+    )
     led.close()
     lock.acquire()
     try:
         out = subprocess.run(
             [*_cmd("cleanup", str(ledger), "--yes", "--mock-info", str(info_file))],
-            capture_output=True, text=True, timeout=60)
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         lock.release()
     assert out.returncode == 2, out.stderr

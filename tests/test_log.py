@@ -30,8 +30,12 @@ def canary() -> str:
 
 def encoded(value: str) -> list[str]:
     """The value and the encoded forms a test looks for in output."""
-    return [value, quote(value, safe=""), base64.b64encode(value.encode()).decode().rstrip("="),
-            value.replace("/", "\\/")]
+    return [
+        value,
+        quote(value, safe=""),
+        base64.b64encode(value.encode()).decode().rstrip("="),
+        value.replace("/", "\\/"),
+    ]
 
 
 def _crash(secret: str) -> None:
@@ -68,6 +72,7 @@ def test_logged_exception_is_masked_text_without_locals(tmp_path: Path) -> None:
 def test_configure_closes_the_previous_log_file(tmp_path: Path) -> None:
     """Configuring logging again closes the log file the previous configuration opened, even
     while a logger bound under it is still held; that logger writes nothing more to it."""
+
     def open_on(path: Path) -> int:
         fds = Path("/proc/self/fd")
         return sum(1 for fd in fds.iterdir() if _target(fd) == str(path))
@@ -108,8 +113,7 @@ def test_a_full_log_file_warns_once_and_logging_goes_on() -> None:
     assert os.stat("/dev/full").st_mode == mode  # a device keeps its mode
 
 
-async def test_a_run_with_its_log_file_on_a_full_disk_finishes(
-        mock: Any, tmp_path: Path) -> None:
+async def test_a_run_with_its_log_file_on_a_full_disk_finishes(mock: Any, tmp_path: Path) -> None:
     """A run whose --log-file is on a full disk (/dev/full) sets every instance up: the file
     sink stops with one warning on stderr, and the run goes on."""
     from bulkprov.client import GraphClient
@@ -121,15 +125,22 @@ async def test_a_run_with_its_log_file_on_a_full_disk_finishes(
     manifest = tmp_path / "m.csv"
     manifest.write_text(
         "key,displayName,template,cred.ClientSecret,cred.SecretToken,start\n"
-        + "".join(f"a{i},AWS full {i},{AWS},file:secrets/key-id,file:secrets/secret,false\n"
-                  for i in range(2))
-        + f"bad,AWS full bad,{AWS},file:secrets/key-id,file:secrets/short,false\n")
+        + "".join(
+            f"a{i},AWS full {i},{AWS},file:secrets/key-id,file:secrets/secret,false\n"
+            for i in range(2)
+        )
+        + f"bad,AWS full bad,{AWS},file:secrets/key-id,file:secrets/short,false\n"
+    )
     console = io.StringIO()
     configure(console_level="info", log_file=Path("/dev/full"), stream=console)
     settings = ClientSettings(time_scale=mock.settings.time_scale)
     async with GraphClient(connection(mock), settings) as c:
-        result = await Runner(manifest=manifest, ledger_path=tmp_path / "l.jsonl", client=c,
-                              settings=RunSettings(monitor=False)).run()
+        result = await Runner(
+            manifest=manifest,
+            ledger_path=tmp_path / "l.jsonl",
+            client=c,
+            settings=RunSettings(monitor=False),
+        ).run()
     configure(console_level="warning")
     assert result.statuses == {"done": 2, "failed": 1}
     assert "step_failed" in console.getvalue()
@@ -137,7 +148,8 @@ async def test_a_run_with_its_log_file_on_a_full_disk_finishes(
 
 
 async def test_a_crashing_step_leaks_its_secret_nowhere(
-        mock: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mock: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A step that raises an unexpected exception with the instance's secret in a local
     variable and, encoded, in its message: the console, the JSON log file, the ledger and the
     run's failures (summary.json) hold neither the secret nor an encoded form of it, and the
@@ -152,8 +164,10 @@ async def test_a_crashing_step_leaks_its_secret_nowhere(
     secret = canary()
     write_secrets(tmp_path / "secrets", secret=secret)
     manifest = tmp_path / "m.csv"
-    manifest.write_text("key,displayName,template,cred.ClientSecret,cred.SecretToken,start\n"
-                        f"a,AWS canary,{AWS},file:secrets/key-id,file:secrets/secret,true\n")
+    manifest.write_text(
+        "key,displayName,template,cred.ClientSecret,cred.SecretToken,start\n"
+        f"a,AWS canary,{AWS},file:secrets/key-id,file:secrets/secret,true\n"
+    )
 
     async def start(self: Start, ctx: Context) -> StepResult:
         creds = credentials(ctx, Step.START)
@@ -168,8 +182,13 @@ async def test_a_crashing_step_leaks_its_secret_nowhere(
     configure(console_level="info", log_file=log_file, redactor=red, stream=console)
     settings = ClientSettings(time_scale=mock.settings.time_scale)
     async with GraphClient(connection(mock), settings) as c:
-        result = await Runner(manifest=manifest, ledger_path=tmp_path / "l.jsonl", client=c,
-                              settings=RunSettings(monitor=False), redactor=red).run()
+        result = await Runner(
+            manifest=manifest,
+            ledger_path=tmp_path / "l.jsonl",
+            client=c,
+            settings=RunSettings(monitor=False),
+            redactor=red,
+        ).run()
     configure(console_level="warning")
     assert result.statuses == {"failed": 1}
     assert result.failures[0]["code"] == "Unexpected"
@@ -183,8 +202,11 @@ async def test_a_crashing_step_leaks_its_secret_nowhere(
     for where, text in outputs.items():
         for form in [*encoded(secret), basic_core, secret[:8]]:
             assert form not in text, (where, form)
-    crashed = [orjson.loads(line) for line in outputs["log file"].splitlines()
-               if b'"step_crashed"' in line.encode()]
+    crashed = [
+        orjson.loads(line)
+        for line in outputs["log file"].splitlines()
+        if b'"step_crashed"' in line.encode()
+    ]
     assert len(crashed) == 1
     assert "Traceback (most recent call last)" in crashed[0]["exception"]
     assert "RuntimeError: target said: Authorization: Basic" in crashed[0]["exception"]

@@ -65,23 +65,34 @@ BAD = [
     ("inline_secret.csv", [(2, "cred.ClientSecret", "--allow-inline-secrets")]),
     ("env_unset.csv", [(2, "cred.ClientSecret", UNSET_ENV)]),
     ("file_missing.csv", [(2, "cred.ClientSecret", "no-such-file.txt")]),
-    ("wrong_types.json", [(2, "key", "must be a string, got int"),
-                          (3, "start", "must be true or false, got 'maybe'")]),
+    (
+        "wrong_types.json",
+        [
+            (2, "key", "must be a string, got int"),
+            (3, "start", "must be true or false, got 'maybe'"),
+        ],
+    ),
     ("latin1.csv", [(3, None, "not valid UTF-8")]),
     ("syntax_error.json", [(4, None, "not valid JSON")]),
     ("jsonl_mixed.jsonl", [(3, None, "not valid JSON"), (5, "template", "is required")]),
     ("control_chars.json", [(1, "displayName", "control characters")]),
     ("long_field.json", [(1, "template", "4097 characters")]),
-    ("traversal.csv", [(2, "syncTemplate", "not a synchronization template id"),
-                       (3, "syncTemplate", "not a synchronization template id"),
-                       (4, "syncTemplate", "not a synchronization template id"),
-                       (5, "syncTemplate", "not a synchronization template id")]),
+    (
+        "traversal.csv",
+        [
+            (2, "syncTemplate", "not a synchronization template id"),
+            (3, "syncTemplate", "not a synchronization template id"),
+            (4, "syncTemplate", "not a synchronization template id"),
+            (5, "syncTemplate", "not a synchronization template id"),
+        ],
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "expected"), BAD, ids=[b[0] for b in BAD])
 def test_bad_manifest_reports_each_problem_with_file_line_field(
-        name: str, expected: list[tuple[int, str | None, str]]) -> None:
+    name: str, expected: list[tuple[int, str | None, str]]
+) -> None:
     """Each bad corpus manifest yields exactly its problems, each naming file, line and field."""
     path = CORPUS / name
     problems = problems_of(path)
@@ -97,8 +108,9 @@ def test_bad_manifest_reports_each_problem_with_file_line_field(
 
 # iter_instances streams what validate() accepted: whole-file checks (duplicate keys) and the
 # resolution of references (at step time) are validate's, so those files are left out here
-STREAM_BAD = [b[0] for b in BAD
-              if b[0] not in ("duplicate_key.csv", "env_unset.csv", "file_missing.csv")]
+STREAM_BAD = [
+    b[0] for b in BAD if b[0] not in ("duplicate_key.csv", "env_unset.csv", "file_missing.csv")
+]
 
 
 @pytest.mark.parametrize("name", STREAM_BAD)
@@ -151,14 +163,18 @@ def test_latin1_error_names_offset_and_asks_for_utf8() -> None:
     assert "0xe9" in p.message and "UTF-8" in p.message
 
 
-@pytest.mark.parametrize(("encoding", "line", "why"), [
-    ("utf-16", 1, "UTF-16 byte-order mark"),
-    ("utf-16-le", 1, "NUL bytes (the first at offset 1)"),
-    ("utf-16-be", 1, "NUL bytes (the first at offset 0)"),
-    ("utf-32", 1, "UTF-32 byte-order mark"),
-])
-def test_utf16_and_utf32_are_refused_clearly(tmp_path: Path, encoding: str, line: int,
-                                             why: str) -> None:
+@pytest.mark.parametrize(
+    ("encoding", "line", "why"),
+    [
+        ("utf-16", 1, "UTF-16 byte-order mark"),
+        ("utf-16-le", 1, "NUL bytes (the first at offset 1)"),
+        ("utf-16-be", 1, "NUL bytes (the first at offset 0)"),
+        ("utf-32", 1, "UTF-32 byte-order mark"),
+    ],
+)
+def test_utf16_and_utf32_are_refused_clearly(
+    tmp_path: Path, encoding: str, line: int, why: str
+) -> None:
     """A manifest saved as UTF-16/UTF-32 ("Unicode" in spreadsheets), with or without a BOM,
     is one clear problem naming the encoding issue and asking for UTF-8; ASCII-only text does
     not slip through as columns full of NUL characters."""
@@ -172,9 +188,11 @@ def test_huge_csv_field_is_one_located_problem(tmp_path: Path) -> None:
     """A CSV field past the csv module's limit (a never-closed quote, or a pasted blob) is
     reported on its line as such, not as a crash or a vague quoting error."""
     path = tmp_path / "m.csv"
-    path.write_text("key,displayName,template,start,validate\n"
-                    "app-1,App 1,T,false,false\n"
-                    f"app-2,{'A' * 200_000},T,false,false\n")
+    path.write_text(
+        "key,displayName,template,start,validate\n"
+        "app-1,App 1,T,false,false\n"
+        f"app-2,{'A' * 200_000},T,false,false\n"
+    )
     (p,) = problems_of(path)
     assert p.line == 3 and "longer than 131072 characters" in p.message
 
@@ -182,8 +200,11 @@ def test_huge_csv_field_is_one_located_problem(tmp_path: Path) -> None:
 def test_huge_json_field_is_refused_with_its_length(tmp_path: Path) -> None:
     """A 10-million-character display name in JSONL is one problem giving its length."""
     path = tmp_path / "m.jsonl"
-    path.write_text('{"key": "a", "displayName": "' + "A" * 10_000_000
-                    + '", "template": "T", "start": false, "validate": false}\n')
+    path.write_text(
+        '{"key": "a", "displayName": "'
+        + "A" * 10_000_000
+        + '", "template": "T", "start": false, "validate": false}\n'
+    )
     (p,) = problems_of(path)
     assert (p.line, p.field) == (1, "displayName") and "10000000 characters" in p.message
 
@@ -193,14 +214,19 @@ def test_json_object_form_gives_element_lines() -> None:
     insts = list(iter_instances(CORPUS / "instances_object.json"))
     assert [(i.key, i.line) for i in insts] == [("app-1", 5), ("app-2", 8)]
     assert validate(CORPUS / "instances_object.json").templates == {
-        "AWS Single-Account Access": Lines(first=[5, 8], count=2)}
+        "AWS Single-Account Access": Lines(first=[5, 8], count=2)
+    }
 
 
 def test_json_bare_list_gives_element_lines() -> None:
     """A bare JSON list gives each element its line, also with two on one line and blank lines."""
     insts = list(iter_instances(CORPUS / "bare_list.json"))
-    assert [(i.key, i.line) for i in insts] == [("app-1", 2), ("app-2", 3), ("app-3", 3),
-                                               ("app-4", 6)]
+    assert [(i.key, i.line) for i in insts] == [
+        ("app-1", 2),
+        ("app-2", 3),
+        ("app-3", 3),
+        ("app-4", 6),
+    ]
 
 
 def test_jsonl_reports_all_problems_not_only_the_first() -> None:
@@ -219,8 +245,12 @@ def test_display_names_with_odata_metacharacters_and_unicode_are_valid(name: str
     assert "O'Brien & Co / 50% (test)" in names
     assert len(names) == summary.count >= 3
     if name.endswith(".jsonl"):
-        assert names == ["O'Brien & Co / 50% (test)", "日本語アプリ 🚀🎉", "line\u2028separator",
-                         "it''s \"fine\" {x}"]
+        assert names == [
+            "O'Brien & Co / 50% (test)",
+            "日本語アプリ 🚀🎉",
+            "line\u2028separator",
+            "it''s \"fine\" {x}",
+        ]
     else:
         assert any("🚀" in n for n in names)
 
@@ -231,30 +261,58 @@ def test_wrong_flag_type_does_not_add_a_spurious_credentials_problem() -> None:
     assert "credentials" not in fields
 
 
-@pytest.mark.parametrize("bad", ["../x", "..", "a/b", "/etc/passwd", "x/../../y", "%2e%2e%2f",
-                                 "a\\b", "a b", ".hidden"])
+@pytest.mark.parametrize(
+    "bad", ["../x", "..", "a/b", "/etc/passwd", "x/../../y", "%2e%2e%2f", "a\\b", "a b", ".hidden"]
+)
 def test_sync_template_rejects_path_like_values(tmp_path: Path, bad: str) -> None:
     """A syncTemplate that could reshape a URL path is rejected with field syncTemplate."""
     path = tmp_path / "m.json"
-    path.write_text(json.dumps([{"key": "k", "displayName": "d", "template": "t",
-                                 "syncTemplate": bad, "start": False, "validate": False}]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "key": "k",
+                    "displayName": "d",
+                    "template": "t",
+                    "syncTemplate": bad,
+                    "start": False,
+                    "validate": False,
+                }
+            ]
+        )
+    )
     assert [(p.line, p.field) for p in problems_of(path)] == [(1, "syncTemplate")]
 
 
 def test_c1_control_characters_are_rejected(tmp_path: Path) -> None:
     """A C1 control character (U+0085 NEL) in a display name is a control character too."""
     path = tmp_path / "m.json"
-    path.write_text(json.dumps([{"key": "k", "displayName": "a\u0085b", "template": "t",
-                                 "start": False, "validate": False}]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "key": "k",
+                    "displayName": "a\u0085b",
+                    "template": "t",
+                    "start": False,
+                    "validate": False,
+                }
+            ]
+        )
+    )
     assert [(p.line, p.field) for p in problems_of(path)] == [(1, "displayName")]
 
 
-@pytest.mark.parametrize(("name", "data"), [
-    ("deep.json", b"[" * 100_000),
-    ("deep.jsonl", b'{"a":' * 100_000 + b"\n"),
-    ("bigint.json", b"[" + b"9" * 5000 + b"]"),
-    ("bigint.jsonl", b"9" * 5000 + b"\n"),
-], ids=["deep.json", "deep.jsonl", "bigint.json", "bigint.jsonl"])
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("deep.json", b"[" * 100_000),
+        ("deep.jsonl", b'{"a":' * 100_000 + b"\n"),
+        ("bigint.json", b"[" + b"9" * 5000 + b"]"),
+        ("bigint.jsonl", b"9" * 5000 + b"\n"),
+    ],
+    ids=["deep.json", "deep.jsonl", "bigint.json", "bigint.jsonl"],
+)
 def test_json_parser_limits_are_manifest_errors(tmp_path: Path, name: str, data: bytes) -> None:
     """Deep nesting or a 5000-digit number is a located ManifestError, not a crash."""
     path = tmp_path / name
@@ -263,13 +321,16 @@ def test_json_parser_limits_are_manifest_errors(tmp_path: Path, name: str, data:
     assert problems and all(p.line == 1 for p in problems)
 
 
-@pytest.mark.parametrize("text", [
-    # the "instances" array is found by walking the top-level object, not by a regex
-    '{"instances": [], "instances": [\n{"key": "a"},\n{"key": "b"}]}',
-    '{"\\u0069nstances": [\n{"key": "a"},\n{"key": "b"}]}',
-    '{"description": {"instances": [1]},\n "instances": [\n{"key": "a"},\n{"key": "b"}]}',
-    '{"description": "\\"instances\\": [", "instances": [\n{"key": "a"},\n{"key": "b"}]}',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        # the "instances" array is found by walking the top-level object, not by a regex
+        '{"instances": [], "instances": [\n{"key": "a"},\n{"key": "b"}]}',
+        '{"\\u0069nstances": [\n{"key": "a"},\n{"key": "b"}]}',
+        '{"description": {"instances": [1]},\n "instances": [\n{"key": "a"},\n{"key": "b"}]}',
+        '{"description": "\\"instances\\": [", "instances": [\n{"key": "a"},\n{"key": "b"}]}',
+    ],
+)
 def test_json_instances_array_is_located_exactly(tmp_path: Path, text: str) -> None:
     """Repeated, escaped or nested "instances" keys neither crash nor shift line numbers."""
     path = tmp_path / "m.json"
@@ -290,6 +351,7 @@ def test_unknown_format_is_a_manifest_error(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- scale
 
+
 def test_100k_rows_with_one_bad_row_at_the_end(tmp_path: Path) -> None:
     """100,000 good rows and one bad last row: exactly that one problem, with its line."""
     path = tmp_path / "big.csv"
@@ -301,7 +363,8 @@ def test_100k_rows_with_one_bad_row_at_the_end(tmp_path: Path) -> None:
     elapsed = time.monotonic() - t0
     assert summary.count == 100_000
     assert [(p.line, p.field, p.key) for p in summary.problems] == [
-        (100_002, "displayName", "app-bad")]
+        (100_002, "displayName", "app-bad")
+    ]
     assert len(summary.templates) == 7
     assert elapsed < 5, f"validate took {elapsed:.1f}s"
 
@@ -323,26 +386,28 @@ async def test_run_of_100k_rows_with_one_bad_row_sends_nothing(tmp_path: Path) -
             await run_engine(mock, path, tmp_path / "l.jsonl")
         stats = mock.stats()
     assert [(p.line, p.field, p.key) for p in info.value.problems] == [
-        (100_002, "displayName", "acct-bad")]
+        (100_002, "displayName", "acct-bad")
+    ]
     assert stats["requests"] == 0 and stats["tokensIssued"] == 0
     assert not (tmp_path / "l.jsonl").exists()
 
 
 # ---------------------------------------------------------------- streaming and credentials
 
+
 def test_iter_instances_streams_in_order_with_lines() -> None:
     """iter_instances is a lazy generator yielding each instance in file order with its line."""
     it = iter_instances(CORPUS / "with_refs.csv")
     first = next(it)
     assert isinstance(first, Instance)
-    assert (first.key, first.line, first.where) == ("app-1", 2,
-                                                    f"{CORPUS / 'with_refs.csv'}:2")
+    assert (first.key, first.line, first.where) == ("app-1", 2, f"{CORPUS / 'with_refs.csv'}:2")
     rest = list(it)
     assert [(i.key, i.line) for i in rest] == [("app-2", 3)]
 
 
 def test_credentials_resolve_env_and_file_relative_to_manifest(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """env: reads the variable at resolve time; file: is relative to the manifest's directory."""
     monkeypatch.chdir(tmp_path)  # not the manifest's directory
     app1, app2 = iter_instances(CORPUS / "with_refs.csv")
@@ -391,9 +456,11 @@ def test_credential_ref_repr_hides_a_literal_value() -> None:
 
 # ---------------------------------------------------------------- CLI
 
+
 @pytest.mark.parametrize("name", ["duplicate_key.csv", "jsonl_mixed.jsonl", "empty.csv"])
-def test_cli_plan_offline_bad_manifest_exits_2(name: str, capsys: pytest.CaptureFixture[str]
-                                               ) -> None:
+def test_cli_plan_offline_bad_manifest_exits_2(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`bulkprov plan BAD --offline` exits 2 and prints every problem to stderr."""
     path = CORPUS / name
     code = cli.main(["plan", str(path), "--offline"])
@@ -406,7 +473,8 @@ def test_cli_plan_offline_bad_manifest_exits_2(name: str, capsys: pytest.Capture
 
 
 def test_cli_run_bad_manifest_exits_2_and_writes_no_ledger(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`bulkprov run BAD --ledger X --mock` exits 2, prints the problems, and creates no ledger."""
     ledger = tmp_path / "sub" / "ledger.jsonl"
     path = CORPUS / "jsonl_mixed.jsonl"
@@ -435,10 +503,10 @@ def _clean(s: str) -> bool:
     return bool(s) and s == s.strip()
 
 
-keys = st.builds(lambda a, b: a + b, st.sampled_from(KEY_FIRST),
-                 st.text(KEY_REST, max_size=20))
-names = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1,
-                max_size=40).filter(_clean)
+keys = st.builds(lambda a, b: a + b, st.sampled_from(KEY_FIRST), st.text(KEY_REST, max_size=20))
+names = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=40).filter(
+    _clean
+)
 sync_templates = st.none() | st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_\-]{0,15}\Z")
 
 
@@ -446,7 +514,8 @@ def spelled(value: bool) -> st.SearchStrategy[object]:
     """The bool itself, or any accepted spelling of it in any case ("Yes", "0", "FALSE")."""
     words = sorted(TRUE if value else FALSE)
     return st.just(value) | st.sampled_from(words).flatmap(
-        lambda w: st.sampled_from([w, w.upper(), w.capitalize(), f" {w} "]))
+        lambda w: st.sampled_from([w, w.upper(), w.capitalize(), f" {w} "])
+    )
 
 
 @st.composite
@@ -460,11 +529,19 @@ def instances(draw: st.DrawFn) -> list[dict[str, Any]]:
             creds["ClientSecret"] = f"env:{SECRET_ENV}"
             if draw(st.booleans()):
                 creds[draw(st.sampled_from(sorted(PLAIN_KEYS)))] = "literal:" + draw(names)
-        out.append({"key": k, "displayName": draw(names), "template": draw(names),
-                    "syncTemplate": draw(sync_templates), "start": start, "validate": valid,
-                    "profile": draw(st.none() | names), "credentials": creds,
-                    "spelled": {"start": draw(spelled(start)),
-                                "validate": draw(spelled(valid))}})
+        out.append(
+            {
+                "key": k,
+                "displayName": draw(names),
+                "template": draw(names),
+                "syncTemplate": draw(sync_templates),
+                "start": start,
+                "validate": valid,
+                "profile": draw(st.none() | names),
+                "credentials": creds,
+                "spelled": {"start": draw(spelled(start)), "validate": draw(spelled(valid))},
+            }
+        )
     return out
 
 
@@ -476,24 +553,32 @@ def _write(path: Path, fmt: str, recs: list[dict[str, Any]]) -> None:
             w = csv.writer(fh)
             w.writerow(cols + [f"cred.{c}" for c in cred_cols])
             for r in recs:
-                row = [str(r["spelled"].get(c, r[c]) if r[c] is not None else "")
-                       for c in cols]
+                row = [str(r["spelled"].get(c, r[c]) if r[c] is not None else "") for c in cols]
                 w.writerow(row + [r["credentials"].get(c, "") for c in cred_cols])
     else:
-        clean = [{k: r["spelled"].get(k, v) for k, v in r.items()
-                  if v is not None and v != {} and k != "spelled"} for r in recs]
+        clean = [
+            {
+                k: r["spelled"].get(k, v)
+                for k, v in r.items()
+                if v is not None and v != {} and k != "spelled"
+            }
+            for r in recs
+        ]
         if fmt == "json":
-            path.write_text(json.dumps({"instances": clean}, ensure_ascii=False, indent=1),
-                            encoding="utf-8")
+            path.write_text(
+                json.dumps({"instances": clean}, ensure_ascii=False, indent=1), encoding="utf-8"
+            )
         else:
-            path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in clean) + "\n",
-                            encoding="utf-8")
+            path.write_text(
+                "\n".join(json.dumps(r, ensure_ascii=False) for r in clean) + "\n", encoding="utf-8"
+            )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(recs=instances(), fmt=st.sampled_from(["csv", "json", "jsonl"]))
-def test_property_valid_instances_round_trip(recs: list[dict[str, Any]], fmt: str,
-                                             tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_property_valid_instances_round_trip(
+    recs: list[dict[str, Any]], fmt: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Any valid instances written as CSV/JSON/JSONL validate clean and stream back unchanged."""
     path = tmp_path_factory.mktemp("prop") / f"m.{fmt}"
     _write(path, fmt, recs)
@@ -502,25 +587,60 @@ def test_property_valid_instances_round_trip(recs: list[dict[str, Any]], fmt: st
         assert summary.problems == []
         assert summary.count == len(recs)
         got = list(iter_instances(path))
-    assert [(i.key, i.display_name, i.template, i.sync_template, i.start, i.validate,
-             i.profile) for i in got] == [
-        (r["key"], r["displayName"], r["template"], r["syncTemplate"], r["start"],
-         r["validate"], r["profile"]) for r in recs]
+    assert [
+        (i.key, i.display_name, i.template, i.sync_template, i.start, i.validate, i.profile)
+        for i in got
+    ] == [
+        (
+            r["key"],
+            r["displayName"],
+            r["template"],
+            r["syncTemplate"],
+            r["start"],
+            r["validate"],
+            r["profile"],
+        )
+        for r in recs
+    ]
     for inst, r in zip(got, recs, strict=True):
         want = {k: tuple(v.partition(":")) for k, v in r["credentials"].items()}
         assert {c.key: (c.scheme, ":", c.target) for c in inst.credentials} == want
     lines = [i.line for i in got]
     assert lines == sorted(lines) and len(set(lines)) == len(lines)
     if fmt != "json":
-        assert lines == list(range(2 if fmt == "csv" else 1, len(recs) + (2 if fmt == "csv"
-                                                                          else 1)))
+        assert lines == list(
+            range(2 if fmt == "csv" else 1, len(recs) + (2 if fmt == "csv" else 1))
+        )
 
 
-fragments = st.sampled_from([
-    b"key,displayName,template\n", b'"', b",", b"\n", b"\r", b"\x00", b"\xff", b"\xef\xbb\xbf",
-    b"{", b"}", b"[", b"]", b":", b'"instances"', b'"key"', b'"k1"', b"12", b"null", b"true",
-    b'"credentials"', b'{"ClientSecret": "env:X"}', b"cred.ClientSecret", b"\\u0000", b"\xc3",
-])
+fragments = st.sampled_from(
+    [
+        b"key,displayName,template\n",
+        b'"',
+        b",",
+        b"\n",
+        b"\r",
+        b"\x00",
+        b"\xff",
+        b"\xef\xbb\xbf",
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b":",
+        b'"instances"',
+        b'"key"',
+        b'"k1"',
+        b"12",
+        b"null",
+        b"true",
+        b'"credentials"',
+        b'{"ClientSecret": "env:X"}',
+        b"cred.ClientSecret",
+        b"\\u0000",
+        b"\xc3",
+    ]
+)
 manifest_bytes = st.one_of(
     st.binary(max_size=300),
     st.lists(fragments | st.binary(max_size=4), max_size=40).map(b"".join),
@@ -530,8 +650,9 @@ manifest_bytes = st.one_of(
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=manifest_bytes, suffix=st.sampled_from([".csv", ".tsv", ".json", ".jsonl"]))
-def test_property_arbitrary_bytes_never_crash(data: bytes, suffix: str,
-                                              tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_property_arbitrary_bytes_never_crash(
+    data: bytes, suffix: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Any bytes give a summary or a ManifestError; a clean summary means iter_instances works."""
     path = tmp_path_factory.mktemp("fuzz") / f"m{suffix}"
     path.write_bytes(data)

@@ -24,8 +24,9 @@ def _manifest(path: Path, templates: list[str]) -> Path:
         w = csv.writer(fh)
         w.writerow(["key", "displayName", "template", "cred.ClientSecret", "cred.SecretToken"])
         for i, template in enumerate(templates):
-            w.writerow([f"k{i}", f"App {i}", template, "file:secrets/key-id",
-                        "file:secrets/secret"])
+            w.writerow(
+                [f"k{i}", f"App {i}", template, "file:secrets/key-id", "file:secrets/secret"]
+            )
     return path
 
 
@@ -74,7 +75,8 @@ def test_shared_display_names_are_casefolded(tmp_path: Path) -> None:
 
 
 def test_shared_display_names_keep_their_lines_for_plan(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The summary keeps the lines of the shared display names, and `plan` notes them in one
     line: how many names, and the first ones with their lines."""
     m = tmp_path / "m.csv"
@@ -84,9 +86,13 @@ def test_shared_display_names_keep_their_lines_for_plan(
     m.write_text("\n".join(rows) + "\n")
     summary = validate(m)
     assert {k: (s.name, s.lines.first) for k, s in summary.shared_lines.items()} == {
-        "aws prod": ("aws PROD", [2, 3, 7]), "aws dev": ("AWS Dev", [5, 6])}
-    note = ("2 display names are shared by several instances: 'aws PROD' (lines 2, 3, 7), "
-            "'AWS Dev' (lines 5, 6)")
+        "aws prod": ("aws PROD", [2, 3, 7]),
+        "aws dev": ("AWS Dev", [5, 6]),
+    }
+    note = (
+        "2 display names are shared by several instances: 'aws PROD' (lines 2, 3, 7), "
+        "'AWS Dev' (lines 5, 6)"
+    )
     assert summary.shared_note() == note
     assert summary.shared_note(shown=1) == note.split(", 'AWS Dev'")[0] + ", and 1 more"
     assert cli.main(["plan", str(m), "--offline"]) == 0
@@ -96,8 +102,9 @@ def test_shared_display_names_keep_their_lines_for_plan(
 def test_no_note_when_every_display_name_is_used_once(tmp_path: Path) -> None:
     """A manifest whose display names all differ has no shared-name note."""
     m = tmp_path / "m.csv"
-    m.write_text(f"key,displayName,template,start,validate\nk1,A,{AWS},false,false\n"
-                 f"k2,B,{AWS},false,false\n")
+    m.write_text(
+        f"key,displayName,template,start,validate\nk1,A,{AWS},false,false\nk2,B,{AWS},false,false\n"
+    )
     assert validate(m).shared_note() is None
 
 
@@ -105,16 +112,24 @@ def test_duplicate_key_is_reported_with_the_rows_other_problems(tmp_path: Path) 
     """A row with a duplicate key and another problem reports both; a key first used on a row
     with problems still makes its later use a duplicate."""
     m = tmp_path / "m.csv"
-    m.write_text("key,displayName,template,start,validate\n"
-                 f"app-1,One,{AWS},false,false\n"
-                 "app-1,One again,,false,false\n"
-                 f"app-2,Two,{AWS},maybe,false\n"
-                 f"app-2,Two again,{AWS},false,false\n"
-                 f"bad key!,Three,{AWS},false,false\n"
-                 f"bad key!,Four,{AWS},false,false\n")
+    m.write_text(
+        "key,displayName,template,start,validate\n"
+        f"app-1,One,{AWS},false,false\n"
+        "app-1,One again,,false,false\n"
+        f"app-2,Two,{AWS},maybe,false\n"
+        f"app-2,Two again,{AWS},false,false\n"
+        f"bad key!,Three,{AWS},false,false\n"
+        f"bad key!,Four,{AWS},false,false\n"
+    )
     got = [(p.line, p.field, p.message) for p in validate(m).problems]
     assert [(line, field) for line, field, _ in got] == [
-        (3, "template"), (3, "key"), (4, "start"), (5, "key"), (6, "key"), (7, "key")]
+        (3, "template"),
+        (3, "key"),
+        (4, "start"),
+        (5, "key"),
+        (6, "key"),
+        (7, "key"),
+    ]
     assert "first used on line 2" in got[1][2] and "first used on line 4" in got[3][2]
     assert all("duplicate" not in message for *_, message in got[4:])
 
@@ -124,8 +139,13 @@ def test_large_json_manifest_problems_are_on_their_lines(tmp_path: Path) -> None
     objects over several lines) each problem is on the line its object starts on."""
     recs = []
     for i in range(3000):
-        rec = {"key": f"k{i}", "displayName": f"App\u2028{i}", "start": False,
-               "validate": False, "jobSettings": [{"name": "a\nb", "value": "{\n}"}]}
+        rec = {
+            "key": f"k{i}",
+            "displayName": f"App\u2028{i}",
+            "start": False,
+            "validate": False,
+            "jobSettings": [{"name": "a\nb", "value": "{\n}"}],
+        }
         if i % 500 != 7:
             rec["template"] = AWS
         recs.append(rec)
@@ -136,15 +156,28 @@ def test_large_json_manifest_problems_are_on_their_lines(tmp_path: Path) -> None
     assert len(starts) == 3000
     summary = validate(m)
     assert [(p.line, p.field, p.key) for p in summary.problems] == [
-        (starts[i], "template", f"k{i}") for i in range(7, 3000, 500)]
+        (starts[i], "template", f"k{i}") for i in range(7, 3000, 500)
+    ]
     assert summary.templates[AWS].first == [n for i, n in enumerate(starts) if i % 500 != 7][:20]
 
 
 def test_shared_display_name_on_one_json_line(tmp_path: Path) -> None:
     """Two JSON objects on one line with the same display name are a shared name too."""
     m = tmp_path / "m.json"
-    m.write_text(json.dumps([{"key": f"k{i}", "displayName": "Same", "template": AWS,
-                              "start": False, "validate": False} for i in range(2)]))
+    m.write_text(
+        json.dumps(
+            [
+                {
+                    "key": f"k{i}",
+                    "displayName": "Same",
+                    "template": AWS,
+                    "start": False,
+                    "validate": False,
+                }
+                for i in range(2)
+            ]
+        )
+    )
     summary = validate(m)
     assert summary.shared_names == {"same"}
     assert summary.shared_lines["same"].lines.first == [1, 1]

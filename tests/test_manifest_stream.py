@@ -35,9 +35,13 @@ def test_large_jsonl_streams_every_line(tmp_path: Path) -> None:
     with path.open("w", encoding="utf-8") as fh:
         for i in range(ROWS):
             # U+2028 is legal inside a JSON string and must not end a line
-            rec = {"key": f"k{i}", "displayName": f"AWS\u2028{i}",
-                   "template": "AWS Single-Account Access", "start": False,
-                   "validate": False}
+            rec = {
+                "key": f"k{i}",
+                "displayName": f"AWS\u2028{i}",
+                "template": "AWS Single-Account Access",
+                "start": False,
+                "validate": False,
+            }
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
     assert path.stat().st_size > 1 << 16
     insts = list(iter_instances(path))

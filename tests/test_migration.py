@@ -32,21 +32,41 @@ def _cmd(*args: str) -> list[str]:
 def two_tenants(tmp_path: Path) -> Iterator[tuple[MockInfo, Path]]:
     info_file = tmp_path / "mock.json"
     proc = subprocess.Popen(
-        _cmd("mock-graph", "--port", "0", "--info-file", str(info_file), "--time-scale", "0.01",
-             "--tenants", "2", "--no-latency", "--state-dir", str(tmp_path / "mockstate")),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _cmd(
+            "mock-graph",
+            "--port",
+            "0",
+            "--info-file",
+            str(info_file),
+            "--time-scale",
+            "0.01",
+            "--tenants",
+            "2",
+            "--no-latency",
+            "--state-dir",
+            str(tmp_path / "mockstate"),
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     yield wait_for_info(info_file, proc), info_file
     proc.terminate()
     proc.wait(timeout=10)
 
 
-def _bulkprov(info_file: Path, tenant: str, *args: str,
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _bulkprov(
+    info_file: Path, tenant: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("BULKPROV_")}
     full_env.update(env or {})
     return subprocess.run(
         _cmd(*args, "--mock-info", str(info_file), "--tenant-id", tenant),
-        capture_output=True, text=True, env=full_env, timeout=300, check=False)
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
+        check=False,
+    )
 
 
 def _source_manifest(path: Path) -> Path:
@@ -60,8 +80,14 @@ def _source_manifest(path: Path) -> Path:
         {"key": f"aws-{n}", "displayName": f"AWS {n}", "template": AWS, "credentials": aws}
         for n in ("alpha", "beta", "gamma")
     ]
-    instances.append({"key": "slack", "displayName": "Slack corp", "template": "Slack",
-                      "credentials": {"SecretToken": "file:secrets/slack"}})
+    instances.append(
+        {
+            "key": "slack",
+            "displayName": "Slack corp",
+            "template": "Slack",
+            "credentials": {"SecretToken": "file:secrets/slack"},
+        }
+    )
     path.write_bytes(orjson.dumps({"instances": instances}))
     return path
 
@@ -88,22 +114,39 @@ async def _customise(g: PlainGraph, sp: str, job: str, *, scope: bool) -> dict[s
     schema = {k: v for k, v in (await _schema(g, sp, job)).items() if "@odata" not in k}
     om = schema["synchronizationRules"][0]["objectMappings"][-1]
     maps = om["attributeMappings"]
-    maps[-1]["source"] = {"expression": 'Join(" ", [givenName], [surname])', "name": "Join",
-                          "type": "Function", "parameters": []}
+    maps[-1]["source"] = {
+        "expression": 'Join(" ", [givenName], [surname])',
+        "name": "Join",
+        "type": "Function",
+        "parameters": [],
+    }
     maps[-1]["flowType"] = "ObjectAddOnly"
     del maps[1]
     if scope:
-        om["scope"] = {"categoryFilterGroups": [], "inputFilterGroups": [], "groups": [
-            {"name": "only engineering", "clauses": [
-                {"operatorName": "EQUALS", "sourceOperandName": "department",
-                 "targetOperand": {"values": ["Engineering"]}}]}]}
+        om["scope"] = {
+            "categoryFilterGroups": [],
+            "inputFilterGroups": [],
+            "groups": [
+                {
+                    "name": "only engineering",
+                    "clauses": [
+                        {
+                            "operatorName": "EQUALS",
+                            "sourceOperandName": "department",
+                            "targetOperand": {"values": ["Engineering"]},
+                        }
+                    ],
+                }
+            ],
+        }
     r = await g.put(f"/servicePrincipals/{sp}/synchronization/jobs/{job}/schema", schema)
     assert r.status == 204, r.body
     return schema
 
 
-def _plan(info_file: Path, tenant: str, manifest: Path, env: dict[str, str],
-          *extra: str) -> dict[str, Any]:
+def _plan(
+    info_file: Path, tenant: str, manifest: Path, env: dict[str, str], *extra: str
+) -> dict[str, Any]:
     r = _bulkprov(info_file, tenant, "plan", str(manifest), "--json", *extra, env=env)
     assert r.returncode in (0, 1), r.stderr
     return dict(orjson.loads(r.stdout))
@@ -111,15 +154,17 @@ def _plan(info_file: Path, tenant: str, manifest: Path, env: dict[str, str],
 
 @pytest.mark.slow
 @pytest.mark.anyio
-async def test_export_plan_run_into_another_tenant(two_tenants: tuple[MockInfo, Path],
-                                                   tmp_path: Path) -> None:
+async def test_export_plan_run_into_another_tenant(
+    two_tenants: tuple[MockInfo, Path], tmp_path: Path
+) -> None:
     info, info_file = two_tenants
     tenant_a, tenant_b = info.tenant_ids
     # 1. tenant A: onboard four apps with the engine, then customise three job schemas
     (tmp_path / "src").mkdir()
     src = _source_manifest(tmp_path / "src" / "apps.json")
-    r = _bulkprov(info_file, tenant_a, "run", str(src), "--ledger", str(tmp_path / "a.jsonl"),
-                  "--no-monitor")
+    r = _bulkprov(
+        info_file, tenant_a, "run", str(src), "--ledger", str(tmp_path / "a.jsonl"), "--no-monitor"
+    )
     assert r.returncode == 0, r.stderr
     async with PlainGraph(info, tenant_id=tenant_a) as ga:
         jobs_a = await _jobs_by_name(ga)
@@ -161,8 +206,10 @@ async def test_export_plan_run_into_another_tenant(two_tenants: tuple[MockInfo, 
     missing = dict(env)
     gone = alpha["credentials"]["SecretToken"][4:]
     del missing[gone]
-    for args in (("plan", str(manifest)),
-                 ("run", str(manifest), "--ledger", str(tmp_path / "b.jsonl"))):
+    for args in (
+        ("plan", str(manifest)),
+        ("run", str(manifest), "--ledger", str(tmp_path / "b.jsonl")),
+    ):
         r = _bulkprov(info_file, tenant_b, *args, env=missing)
         assert r.returncode == 2, r.stdout + r.stderr
         assert gone in r.stderr and "credentials.SecretToken" in r.stderr
@@ -170,27 +217,40 @@ async def test_export_plan_run_into_another_tenant(two_tenants: tuple[MockInfo, 
 
     # 4. plan against B: everything to create; a planted app of another template conflicts
     async with PlainGraph(info, tenant_id=tenant_b) as gb:
-        slack_tpl = (await gb.get("/applicationTemplates", params={
-            "$filter": "displayName eq 'Slack'"})).body["value"][0]["id"]
-        planted = await gb.post(f"/applicationTemplates/{slack_tpl}/instantiate",
-                                {"displayName": "AWS beta"})
+        slack_tpl = (
+            await gb.get("/applicationTemplates", params={"$filter": "displayName eq 'Slack'"})
+        ).body["value"][0]["id"]
+        planted = await gb.post(
+            f"/applicationTemplates/{slack_tpl}/instantiate", {"displayName": "AWS beta"}
+        )
         assert planted.status == 201
         plan = _plan(info_file, tenant_b, manifest, env)
         actions = {r["displayName"]: r["action"] for r in plan["instances"]}
-        assert actions == {"AWS alpha": "create", "AWS beta": "conflict", "AWS gamma": "create",
-                           "Slack corp": "create"}
+        assert actions == {
+            "AWS alpha": "create",
+            "AWS beta": "conflict",
+            "AWS gamma": "create",
+            "Slack corp": "create",
+        }
         note = next(r["note"] for r in plan["instances"] if r["action"] == "conflict")
         assert "another template" in note and planted.body["application"]["id"] in note
-        assert (await gb.delete(f"/applications/{planted.body['application']['id']}")).status \
-            == 204
+        assert (await gb.delete(f"/applications/{planted.body['application']['id']}")).status == 204
         # table output too
         r = _bulkprov(info_file, tenant_b, "plan", str(manifest), env=env)
         assert r.returncode == 0 and "create" in r.stdout, r.stdout + r.stderr
 
         # 5. run into B, then plan shows done and the schemas equal A's
         ledger = tmp_path / "b.jsonl"
-        r = _bulkprov(info_file, tenant_b, "run", str(manifest), "--ledger", str(ledger),
-                      "--no-monitor", env=env)
+        r = _bulkprov(
+            info_file,
+            tenant_b,
+            "run",
+            str(manifest),
+            "--ledger",
+            str(ledger),
+            "--no-monitor",
+            env=env,
+        )
         assert r.returncode == 0, r.stderr
         for secret in (KEY_ID, SECRET_KEY, SLACK_TOKEN):
             assert secret not in ledger.read_text() and secret not in r.stderr + r.stdout
@@ -200,10 +260,12 @@ async def test_export_plan_run_into_another_tenant(two_tenants: tuple[MockInfo, 
         assert set(jobs_b) == set(jobs_a)
         for name, (sp, job) in jobs_b.items():
             got = schema_mod.normalise(await _schema(gb, sp, job["id"]))
-            assert schema_mod.first_difference(schema_mod.normalise(schemas_a[name]), got) \
-                is None, name
-            assert job["synchronizationJobSettings"] == jobs_a[name][1][
-                "synchronizationJobSettings"]
+            assert (
+                schema_mod.first_difference(schema_mod.normalise(schemas_a[name]), got) is None
+            ), name
+            assert (
+                job["synchronizationJobSettings"] == jobs_a[name][1]["synchronizationJobSettings"]
+            )
         assert jobs_b["AWS alpha"][1]["status"]["code"] == "Active"
     steps = [orjson.loads(line) for line in ledger.read_bytes().splitlines()]
     schema_done = [s for s in steps if s.get("step") == "schema" and s.get("event") == "done"]

@@ -28,8 +28,14 @@ def _schema_file(path: Path) -> Path:
 
 
 def _manifest(tmp_path: Path, **fields: Any) -> Path:
-    inst = {"key": "a", "displayName": "A", "template": "Slack", "start": False,
-            "validate": False, **fields}
+    inst = {
+        "key": "a",
+        "displayName": "A",
+        "template": "Slack",
+        "start": False,
+        "validate": False,
+        **fields,
+    }
     path = tmp_path / "m.json"
     path.write_text('{"instances": [\n' + orjson.dumps(inst).decode() + "\n]}")
     return path
@@ -37,9 +43,12 @@ def _manifest(tmp_path: Path, **fields: Any) -> Path:
 
 def test_manifest_reads_migration_fields(tmp_path: Path) -> None:
     _schema_file(tmp_path / "schemas" / "a.json")
-    path = _manifest(tmp_path, schema="schemas/a.json",
-                     schedule={"interval": "PT40M", "state": "Active"},
-                     jobSettings=[{"name": "QuarantineTooManyDeletesThreshold", "value": "500"}])
+    path = _manifest(
+        tmp_path,
+        schema="schemas/a.json",
+        schedule={"interval": "PT40M", "state": "Active"},
+        jobSettings=[{"name": "QuarantineTooManyDeletesThreshold", "value": "500"}],
+    )
     assert validate(path).problems == []
     inst = next(iter_instances(path))
     assert inst.schema_file == tmp_path / "schemas" / "a.json"
@@ -47,17 +56,21 @@ def test_manifest_reads_migration_fields(tmp_path: Path) -> None:
     assert inst.job_settings == (("QuarantineTooManyDeletesThreshold", "500"),)
 
 
-@pytest.mark.parametrize(("fields", "field", "text"), [
-    ({"schema": "schemas/none.json"}, "schema", "cannot read schema file"),
-    ({"schema": 3}, "schema", "must be the path"),
-    ({"schedule": {"interval": "40 minutes"}}, "schedule.interval", "ISO 8601"),
-    ({"schedule": {"state": "Running"}}, "schedule.state", "Active, Disabled, Paused"),
-    ({"schedule": {"every": "PT1H"}}, "schedule.every", "not a property"),
-    ({"jobSettings": [{"name": "x"}]}, "jobSettings[0]", "name"),
-    ({"jobSettings": {"x": "y"}}, "jobSettings", "list"),
-])
-def test_manifest_migration_field_problems(tmp_path: Path, fields: dict[str, Any], field: str,
-                                           text: str) -> None:
+@pytest.mark.parametrize(
+    ("fields", "field", "text"),
+    [
+        ({"schema": "schemas/none.json"}, "schema", "cannot read schema file"),
+        ({"schema": 3}, "schema", "must be the path"),
+        ({"schedule": {"interval": "40 minutes"}}, "schedule.interval", "ISO 8601"),
+        ({"schedule": {"state": "Running"}}, "schedule.state", "Active, Disabled, Paused"),
+        ({"schedule": {"every": "PT1H"}}, "schedule.every", "not a property"),
+        ({"jobSettings": [{"name": "x"}]}, "jobSettings[0]", "name"),
+        ({"jobSettings": {"x": "y"}}, "jobSettings", "list"),
+    ],
+)
+def test_manifest_migration_field_problems(
+    tmp_path: Path, fields: dict[str, Any], field: str, text: str
+) -> None:
     problems = validate(_manifest(tmp_path, **fields)).problems
     assert [(p.line, p.field) for p in problems] == [(2, field)]
     assert text in problems[0].message
@@ -90,24 +103,44 @@ def test_csv_takes_schema_but_not_json_only_fields(tmp_path: Path) -> None:
 
 
 def test_normalise_and_first_difference() -> None:
-    a = {"id": "job-a", "@odata.context": "x", "version": "1.0",
-         "directories": [{"id": "d1", "name": "AAD", "discoveryDateTime": "t1", "objects": []}],
-         "synchronizationRules": [{"objectMappings": [{"attributeMappings": [
-             {"targetAttributeName": "userName", "matchingPriority": 1}]}]}]}
+    a = {
+        "id": "job-a",
+        "@odata.context": "x",
+        "version": "1.0",
+        "directories": [{"id": "d1", "name": "AAD", "discoveryDateTime": "t1", "objects": []}],
+        "synchronizationRules": [
+            {
+                "objectMappings": [
+                    {
+                        "attributeMappings": [
+                            {"targetAttributeName": "userName", "matchingPriority": 1}
+                        ]
+                    }
+                ]
+            }
+        ],
+    }
     b = orjson.loads(orjson.dumps(a))
     b["id"], b["directories"][0]["id"], b["directories"][0]["discoveryDateTime"] = "j", "d2", "t"
     assert schema_mod.first_difference(schema_mod.normalise(a), schema_mod.normalise(b)) is None
     b["synchronizationRules"][0]["objectMappings"][0]["attributeMappings"][0][
-        "matchingPriority"] = 0
-    path, x, y = schema_mod.first_difference(schema_mod.normalise(a), schema_mod.normalise(b)) \
-        or ("", None, None)
+        "matchingPriority"
+    ] = 0
+    path, x, y = schema_mod.first_difference(schema_mod.normalise(a), schema_mod.normalise(b)) or (
+        "",
+        None,
+        None,
+    )
     assert path == "synchronizationRules[0].objectMappings[0].attributeMappings[0].matchingPriority"
     assert (x, y) == (1, 0)
     b["synchronizationRules"][0]["objectMappings"][0]["attributeMappings"][0][
-        "matchingPriority"] = 1
+        "matchingPriority"
+    ] = 1
     b["synchronizationRules"][0]["objectMappings"].append({})
-    assert schema_mod.first_difference(a["synchronizationRules"], b["synchronizationRules"])[0] \
-        == "[0].objectMappings (length)"  # type: ignore[index]
+    assert (
+        schema_mod.first_difference(a["synchronizationRules"], b["synchronizationRules"])[0]
+        == "[0].objectMappings (length)"
+    )  # type: ignore[index]
     body = schema_mod.for_put(a, {"directories": [{"id": "target-dir", "name": "AAD"}]})
     assert "id" not in body and body["directories"][0]["id"] == "target-dir"
 
@@ -119,21 +152,38 @@ def test_instance_keys_are_valid_and_unique() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("change", [
-    ("om", "bogus", 1, "Property 'bogus' does not exist on type 'microsoft.graph.objectMapping'"),
-    ("am", "flowType", "Sometimes", "not a member of the attributeFlowType enumeration"),
-    ("am", "matchingPriority", "1", "must be an integer"),
-    ("om", "scope", {"groups": [{"clauses": [{"operator": "EQUALS"}]}]},
-     "Property 'operator' does not exist on type 'microsoft.graph.filterClause'"),
-])
-async def test_mock_refuses_malformed_schema_bodies(graph: PlainGraph,
-                                                    change: tuple[str, str, Any, str]) -> None:
+@pytest.mark.parametrize(
+    "change",
+    [
+        (
+            "om",
+            "bogus",
+            1,
+            "Property 'bogus' does not exist on type 'microsoft.graph.objectMapping'",
+        ),
+        ("am", "flowType", "Sometimes", "not a member of the attributeFlowType enumeration"),
+        ("am", "matchingPriority", "1", "must be an integer"),
+        (
+            "om",
+            "scope",
+            {"groups": [{"clauses": [{"operator": "EQUALS"}]}]},
+            "Property 'operator' does not exist on type 'microsoft.graph.filterClause'",
+        ),
+    ],
+)
+async def test_mock_refuses_malformed_schema_bodies(
+    graph: PlainGraph, change: tuple[str, str, Any, str]
+) -> None:
     r = await graph.get("/applicationTemplates", params={"$filter": "displayName eq 'Slack'"})
     tpl = r.body["value"][0]["id"]
-    sp = (await graph.post(f"/applicationTemplates/{tpl}/instantiate",
-                           {"displayName": "Slack schema"})).body["servicePrincipal"]["id"]
-    job = (await graph.post(f"/servicePrincipals/{sp}/synchronization/jobs",
-                            {"templateId": "slack"})).body["id"]
+    sp = (
+        await graph.post(
+            f"/applicationTemplates/{tpl}/instantiate", {"displayName": "Slack schema"}
+        )
+    ).body["servicePrincipal"]["id"]
+    job = (
+        await graph.post(f"/servicePrincipals/{sp}/synchronization/jobs", {"templateId": "slack"})
+    ).body["id"]
     url = f"/servicePrincipals/{sp}/synchronization/jobs/{job}/schema"
     schema = {k: v for k, v in (await graph.get(url)).body.items() if "@odata" not in k}
     om = schema["synchronizationRules"][0]["objectMappings"][0]
@@ -153,14 +203,17 @@ async def test_export_filters(mock: MockGraph, tmp_path: Path) -> None:
     async with GraphClient(connection(mock), settings) as c:
         g = Graph(c)
         every = await export(g, tmp_path / "all", ExportFilter(), source="A")
-        glob = await export(g, tmp_path / "glob", ExportFilter(name="AWS acct 0000[02]"),
-                            source="A")
-        sub = await export(g, tmp_path / "sub", ExportFilter(name="ACCT 00001",
-                                                             template="Slack"), source="A")
+        glob = await export(
+            g, tmp_path / "glob", ExportFilter(name="AWS acct 0000[02]"), source="A"
+        )
+        sub = await export(
+            g, tmp_path / "sub", ExportFilter(name="ACCT 00001", template="Slack"), source="A"
+        )
         sps = await g.service_principals()
         one = next(s for s in sps if s["displayName"] == "AWS acct 00001")
-        by_id = await export(g, tmp_path / "ids", ExportFilter(ids=frozenset({one["appId"]})),
-                             source="A")
+        by_id = await export(
+            g, tmp_path / "ids", ExportFilter(ids=frozenset({one["appId"]})), source="A"
+        )
     names = lambda r: sorted(i["displayName"] for i in r.instances)  # noqa: E731
     assert names(every) == ["AWS acct 00000", "AWS acct 00001", "AWS acct 00002"]
     assert names(glob) == ["AWS acct 00000", "AWS acct 00002"]

@@ -21,8 +21,7 @@ SCOPES = ["https://graph.microsoft.com/.default"]
 
 def _token_result(mock: MockGraph, credential: Any) -> dict[str, Any]:
     assert mock.info is not None
-    result: dict[str, Any] = msal_app(mock.info, credential).acquire_token_for_client(
-        scopes=SCOPES)
+    result: dict[str, Any] = msal_app(mock.info, credential).acquire_token_for_client(scopes=SCOPES)
     return result
 
 
@@ -93,8 +92,9 @@ async def test_graph_call_without_token_is_401(mock: MockGraph) -> None:
     body (innerError with request-id)."""
     assert mock.info is not None
     async with PlainGraph(mock.info, token="unused") as g:
-        r = await g.get("/applicationTemplates", auth=False,
-                        headers={"client-request-id": "abc-123"})
+        r = await g.get(
+            "/applicationTemplates", auth=False, headers={"client-request-id": "abc-123"}
+        )
     assert r.status == 401
     assert r.error_code == "InvalidAuthenticationToken"
     inner = r.body["error"]["innerError"]
@@ -137,8 +137,11 @@ async def test_msal_refuses_plain_http_authority(mock: MockGraph) -> None:
     session.trust_env = False
     with pytest.raises(ValueError, match="https"):
         msal.ConfidentialClientApplication(
-            mock.info.client_id, client_credential=mock.info.client_secret,
-            authority=http_authority, instance_discovery=False, validate_authority=False,
+            mock.info.client_id,
+            client_credential=mock.info.client_secret,
+            authority=http_authority,
+            instance_discovery=False,
+            validate_authority=False,
             http_client=session,
         )
     session.close()

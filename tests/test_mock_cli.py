@@ -22,8 +22,7 @@ from .graphclient import PlainGraph
 pytestmark = pytest.mark.anyio
 
 
-def _wait_for_info(path: Path, proc: subprocess.Popen[bytes], timeout: float = 20.0
-                   ) -> MockInfo:
+def _wait_for_info(path: Path, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> MockInfo:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -52,10 +51,23 @@ async def test_cli_mock_graph_serves_msal_and_graph(tmp_path: Path) -> None:
     info_file = tmp_path / "sub" / "mock.json"
     proc = await asyncio.to_thread(
         subprocess.Popen,
-        [sys.executable, "-m", "bulkprov.cli", "mock-graph", "--port", "0",
-         "--info-file", str(info_file), "--time-scale", "0.01", "--no-latency",
-         "--state-dir", str(tmp_path / "state")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "bulkprov.cli",
+            "mock-graph",
+            "--port",
+            "0",
+            "--info-file",
+            str(info_file),
+            "--time-scale",
+            "0.01",
+            "--no-latency",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         info = await asyncio.to_thread(_wait_for_info, info_file, proc)
@@ -67,8 +79,10 @@ async def test_cli_mock_graph_serves_msal_and_graph(tmp_path: Path) -> None:
         assert await asyncio.to_thread(os.path.isfile, info.ca_file)
         assert info.client_secret not in repr(info)
         async with PlainGraph(info) as g:  # a real MSAL client-credentials token
-            r = await g.get("/applicationTemplates",
-                            params={"$filter": "displayName eq 'AWS Single-Account Access'"})
+            r = await g.get(
+                "/applicationTemplates",
+                params={"$filter": "displayName eq 'AWS Single-Account Access'"},
+            )
             assert r.status == 200
             assert [t["id"] for t in r.body["value"]] == ["8b1025e4-1dd2-430b-a150-2ef79cd700f5"]
         # SIGTERM, not SIGINT: a shell runs background jobs with SIGINT ignored
@@ -95,8 +109,9 @@ async def test_run_mock_info_file_is_private_even_if_it_existed(tmp_path: Path) 
     await asyncio.to_thread(info_file.write_bytes, b"{}")
     os.chmod(info_file, 0o644)
     ready = asyncio.Event()
-    task = asyncio.create_task(run_mock(MockSettings.quiet(time_scale=0.01), port=0,
-                                        info_file=info_file, ready=ready))
+    task = asyncio.create_task(
+        run_mock(MockSettings.quiet(time_scale=0.01), port=0, info_file=info_file, ready=ready)
+    )
     try:
         await asyncio.wait_for(ready.wait(), 10)
         assert _mode(info_file) == 0o600

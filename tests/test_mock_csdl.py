@@ -19,13 +19,18 @@ pytestmark = pytest.mark.anyio
 
 AWS = "8b1025e4-1dd2-430b-a150-2ef79cd700f5"
 AWS_SSO = "21ed01d2-ec13-4e9e-86c1-cd546719ebc4"
-AWS_GOOD = [{"key": "ClientSecret", "value": "AKIAIOSFODNN7EXAMPLE"},
-            {"key": "SecretToken", "value": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}]
-SSO_GOOD = [{"key": "BaseAddress",
-             "value": "https://scim.us-east-1.amazonaws.com/a1b2c3d4-5678/scim/v2"},
-            {"key": "SecretToken", "value": "scim-bearer-token"}]
-SSO_BAD = [{"key": "BaseAddress", "value": "https://example.com"},
-           {"key": "SecretToken", "value": "scim-bearer-token"}]
+AWS_GOOD = [
+    {"key": "ClientSecret", "value": "AKIAIOSFODNN7EXAMPLE"},
+    {"key": "SecretToken", "value": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
+]
+SSO_GOOD = [
+    {"key": "BaseAddress", "value": "https://scim.us-east-1.amazonaws.com/a1b2c3d4-5678/scim/v2"},
+    {"key": "SecretToken", "value": "scim-bearer-token"},
+]
+SSO_BAD = [
+    {"key": "BaseAddress", "value": "https://example.com"},
+    {"key": "SecretToken", "value": "scim-bearer-token"},
+]
 
 
 @pytest.fixture
@@ -45,8 +50,9 @@ async def instantiate(graph: PlainGraph, template: str, name: str) -> dict[str, 
     return body
 
 
-async def job_when(graph: PlainGraph, sp: str, job: str,
-                   until: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+async def job_when(
+    graph: PlainGraph, sp: str, job: str, until: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
     deadline = time.monotonic() + 3
     while True:
         r = await graph.get(f"/servicePrincipals/{sp}/synchronization/jobs/{job}")
@@ -61,8 +67,12 @@ async def job_when(graph: PlainGraph, sp: str, job: str,
 async def test_checker_ignores_odata_context() -> None:
     """The checker already ignores @odata.context, so payloads are checked as the mock sends
     them."""
-    assert load_csdl().check("applicationTemplate",
-                             {"@odata.context": "https://x/v1.0/$metadata#a", "id": AWS}) == []
+    assert (
+        load_csdl().check(
+            "applicationTemplate", {"@odata.context": "https://x/v1.0/$metadata#a", "id": AWS}
+        )
+        == []
+    )
 
 
 async def test_checker_flags_a_bogus_property_in_a_mock_payload(graph: PlainGraph) -> None:
@@ -72,8 +82,10 @@ async def test_checker_flags_a_bogus_property_in_a_mock_payload(graph: PlainGrap
     sp = copy.deepcopy(body["servicePrincipal"])
     sp["bogusProperty"] = 1
     assert any("bogusProperty" in p for p in load_csdl().check("servicePrincipal", sp))
-    r = await graph.post(f"/servicePrincipals/{body['servicePrincipal']['id']}"
-                         "/synchronization/jobs", {"templateId": "aws"})
+    r = await graph.post(
+        f"/servicePrincipals/{body['servicePrincipal']['id']}/synchronization/jobs",
+        {"templateId": "aws"},
+    )
     job = copy.deepcopy(r.body)
     job["status"]["code"] = "Sleeping"
     assert any("Sleeping" in p for p in load_csdl().check("synchronizationJob", job))
@@ -109,8 +121,9 @@ async def test_application_and_service_principal_conform(graph: PlainGraph) -> N
 
 
 @pytest.mark.parametrize("template", [AWS, AWS_SSO, "9c9818d2-2900-49e8-8ba4-22688be7c675"])
-async def test_synchronization_templates_and_schema_conform(graph: PlainGraph,
-                                                            template: str) -> None:
+async def test_synchronization_templates_and_schema_conform(
+    graph: PlainGraph, template: str
+) -> None:
     """synchronizationTemplates conform, their schema as a synchronizationSchema too."""
     sp = (await instantiate(graph, template, "CSDL templates"))["servicePrincipal"]["id"]
     r = await graph.get(f"/servicePrincipals/{sp}/synchronization/templates")

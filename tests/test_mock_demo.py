@@ -37,6 +37,7 @@ def bulkprov(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
 
 def kept_stats(directory: Path) -> dict[str, Any]:
     """The kept tenant's counts, as a mock restored from ``directory`` reports them."""
+
     async def read() -> dict[str, Any]:
         async with MockGraph(MockSettings.quiet(time_scale=0.01), keep=directory) as m:
             assert m.info is not None
@@ -54,8 +55,9 @@ class TestLifeCycle:
         `cleanup --mock L --yes` empties the kept tenant."""
         manifest = aws_manifest(tmp_path / "m.csv", 5)
         ledger = tmp_path / "runs" / "demo.jsonl"
-        code, _out, err = bulkprov(capsys, "run", str(manifest), "--mock", "--ledger",
-                                   str(ledger), "--time-scale", SCALE)
+        code, _out, err = bulkprov(
+            capsys, "run", str(manifest), "--mock", "--ledger", str(ledger), "--time-scale", SCALE
+        )
         assert code == 0, err
         kept = tmp_path / "runs" / "demo.mock"
         assert beside(ledger) == kept
@@ -68,8 +70,9 @@ class TestLifeCycle:
         code, out, _err = bulkprov(capsys, "status", str(ledger), "--json")
         assert code == 0 and orjson.loads(out)["statuses"] == {"done": 5}
 
-        code, out, err = bulkprov(capsys, "monitor", "--mock", str(ledger), "--json",
-                                  "--time-scale", SCALE)
+        code, out, err = bulkprov(
+            capsys, "monitor", "--mock", str(ledger), "--json", "--time-scale", SCALE
+        )
         assert code == 0, err
         rows = [orjson.loads(line) for line in out.splitlines()]
         assert sorted(r["key"] for r in rows) == [f"acct-{i:05d}" for i in range(5)]
@@ -77,15 +80,17 @@ class TestLifeCycle:
 
         before = kept_stats(kept)
         assert before["applications"] == 5 and before["jobs"] == 5
-        code, _out, err = bulkprov(capsys, "run", str(manifest), "--mock", "--ledger",
-                                   str(ledger), "--time-scale", SCALE)
+        code, _out, err = bulkprov(
+            capsys, "run", str(manifest), "--mock", "--ledger", str(ledger), "--time-scale", SCALE
+        )
         assert code == 0, err
         after = kept_stats(kept)
         assert after["created"] == before["created"]
         assert after["applications"] == 5 and after["duplicates"] == 0
 
-        code, _out, err = bulkprov(capsys, "cleanup", "--mock", str(ledger), "--yes",
-                                   "--time-scale", SCALE)
+        code, _out, err = bulkprov(
+            capsys, "cleanup", "--mock", str(ledger), "--yes", "--time-scale", SCALE
+        )
         assert code == 0, err
         empty = kept_stats(kept)
         assert (empty["applications"], empty["servicePrincipals"], empty["jobs"]) == (0, 0, 0)
@@ -98,16 +103,27 @@ class TestLifeCycle:
         and the ledger is left as it was."""
         manifest = aws_manifest(tmp_path / "m.csv", 1)
         ledger = tmp_path / "demo.jsonl"
-        code, _out, err = bulkprov(capsys, "run", str(manifest), "--mock", "--ledger",
-                                   str(ledger), "--time-scale", SCALE, "--no-monitor")
+        code, _out, err = bulkprov(
+            capsys,
+            "run",
+            str(manifest),
+            "--mock",
+            "--ledger",
+            str(ledger),
+            "--time-scale",
+            SCALE,
+            "--no-monitor",
+        )
         assert code == 0, err
         for p in sorted(beside(ledger).rglob("*"), reverse=True):
             p.rmdir() if p.is_dir() else p.unlink()
         beside(ledger).rmdir()
         written = ledger.read_bytes()
-        for args in (["monitor", "--mock", str(ledger)],
-                     ["cleanup", "--mock", str(ledger), "--yes"],
-                     ["run", str(manifest), "--mock", "--ledger", str(ledger)]):
+        for args in (
+            ["monitor", "--mock", str(ledger)],
+            ["cleanup", "--mock", str(ledger), "--yes"],
+            ["run", str(manifest), "--mock", "--ledger", str(ledger)],
+        ):
             code, _out, err = bulkprov(capsys, *args)
             assert code == 2
             assert err.count("\n") == 1 and "Traceback" not in err
@@ -165,8 +181,9 @@ async def test_restored_credentials_are_judged_as_before_and_no_value_is_kept(
             for sp, job in (good, bad):
                 r = await graph.post(f"/servicePrincipals/{sp}/synchronization/jobs/{job}/start")
                 assert r.status == 204, r.body
-            await wait_for_job(graph, *good, lambda s: (s.get("lastExecution") or {}).get(
-                "state") == "Succeeded")
+            await wait_for_job(
+                graph, *good, lambda s: (s.get("lastExecution") or {}).get("state") == "Succeeded"
+            )
             await wait_for_job(graph, *bad, lambda s: s.get("code") == "Quarantine")
             r = await graph.get(f"/servicePrincipals/{bad[0]}/synchronization/jobs/{bad[1]}")
             ended = r.body["status"]["lastExecution"]["timeEnded"]
@@ -183,8 +200,11 @@ def test_a_killed_run_resumes_on_its_kept_tenant_without_duplicates(
     manifest = aws_manifest(tmp_path / "m.csv", n)
     ledger = tmp_path / "demo.jsonl"
     args = ["run", str(manifest), "--mock", "--ledger", str(ledger), "--time-scale", "0.01"]
-    proc = subprocess.Popen([sys.executable, "-m", "bulkprov.cli", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bulkprov.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     done = b'"step":"instantiate","event":"done"'
     while not (ledger.exists() and ledger.read_bytes().count(done) >= 5):
@@ -194,8 +214,11 @@ def test_a_killed_run_resumes_on_its_kept_tenant_without_duplicates(
     proc.wait(timeout=30)
     journal = beside(ledger) / "journal.jsonl"
     assert journal.stat().st_size > 0  # the kill came before the next snapshot
-    heard = {s.ids["applicationId"] for s in ledger_mod.read(ledger).instances.values()
-             if s.ids.get("applicationId")}
+    heard = {
+        s.ids["applicationId"]
+        for s in ledger_mod.read(ledger).instances.values()
+        if s.ids.get("applicationId")
+    }
     code, _out, err = bulkprov(capsys, *args)
     assert code == 0, err
     replay = ledger_mod.read(ledger)
@@ -223,7 +246,9 @@ async def test_ledgers_of_a_running_mock_are_checked_as_before(
     assert len(out.splitlines()) == 2
     proc = await anyio.run_process(
         [sys.executable, "-m", "bulkprov.cli", "monitor", "--mock", str(ledger)],
-        check=False, env={**os.environ, "COLUMNS": "400"})
+        check=False,
+        env={**os.environ, "COLUMNS": "400"},
+    )
     err = proc.stderr.decode()
     assert proc.returncode == 2 and err.count("\n") == 1
     assert f"records a run against {header.graph}" in err

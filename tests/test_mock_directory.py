@@ -68,8 +68,9 @@ async def test_template_filters(graph: PlainGraph, flt: str, expected: set[str])
 async def test_template_filter_escaped_quote_parses(graph: PlainGraph) -> None:
     """An OData literal with a doubled quote ('O''Brien') parses and matches nothing."""
     assert quote("O'Brien") == "'O''Brien'"
-    r = await graph.get("/applicationTemplates",
-                        params={"$filter": "displayName eq " + quote("O'Brien")})
+    r = await graph.get(
+        "/applicationTemplates", params={"$filter": "displayName eq " + quote("O'Brien")}
+    )
     assert r.status == 200
     assert r.body["value"] == []
 
@@ -94,14 +95,14 @@ async def test_template_paging_collects_the_whole_catalog(graph: PlainGraph) -> 
 
 async def test_template_categories_orderby_and_skip(graph: PlainGraph) -> None:
     """categories/any(...) filters on a category; $orderby sorts by displayName; $skip skips."""
-    r = await graph.get("/applicationTemplates",
-                        params={"$filter": "categories/any(c:c eq 'crm')"})
+    r = await graph.get("/applicationTemplates", params={"$filter": "categories/any(c:c eq 'crm')"})
     assert r.status == 200 and [t["displayName"] for t in r.body["value"]] == ["Salesforce"]
     r = await graph.get("/applicationTemplates", params={"$orderby": "displayName desc"})
     names = [t["displayName"] for t in r.body["value"]]
     assert names == sorted(names, key=str.lower, reverse=True) and len(names) == len(GALLERY)
-    r = await graph.get("/applicationTemplates",
-                        params={"$orderby": "displayName", "$skip": "2", "$top": "2"})
+    r = await graph.get(
+        "/applicationTemplates", params={"$orderby": "displayName", "$skip": "2", "$top": "2"}
+    )
     assert [t["displayName"] for t in r.body["value"]] == sorted(names, key=str.lower)[2:4]
 
 
@@ -120,7 +121,8 @@ async def test_get_one_template_and_unknown_is_404(graph: PlainGraph) -> None:
 
 
 async def test_instantiate_creates_application_and_service_principal(
-    graph: PlainGraph, mock: MockGraph,
+    graph: PlainGraph,
+    mock: MockGraph,
 ) -> None:
     """instantiate answers 201 with the application and service principal in seed 001's
     shape, and both read back by id."""
@@ -172,15 +174,23 @@ async def test_directory_list_filters(graph: PlainGraph) -> None:
     assert await ids("/applications", "displayName eq 'Filter One'") == {app_a["id"]}
     assert await ids("/applications", f"appId eq '{app_a['appId']}'") == {app_a["id"]}
     assert await ids("/applications", f"applicationTemplateId eq '{AWS_SSO}'") == {
-        b["application"]["id"]}
-    assert await ids("/applications",
-                     f"applicationTemplateId eq '{AWS}' and displayName eq 'Filter Two'") == set()
+        b["application"]["id"]
+    }
+    assert (
+        await ids(
+            "/applications", f"applicationTemplateId eq '{AWS}' and displayName eq 'Filter Two'"
+        )
+        == set()
+    )
     assert await ids("/applications", "startswith(displayName, 'Filter')") == {
-        app_a["id"], b["application"]["id"]}
+        app_a["id"],
+        b["application"]["id"],
+    }
     assert await ids("/servicePrincipals", "displayName eq 'Filter Two'") == {sp_b["id"]}
     assert await ids("/servicePrincipals", f"appId eq '{sp_b['appId']}'") == {sp_b["id"]}
     assert await ids("/servicePrincipals", f"applicationTemplateId eq '{AWS}'") == {
-        a["servicePrincipal"]["id"]}
+        a["servicePrincipal"]["id"]
+    }
 
 
 async def test_filtered_paging_with_quotes(graph: PlainGraph) -> None:
@@ -189,12 +199,15 @@ async def test_filtered_paging_with_quotes(graph: PlainGraph) -> None:
     for n in range(3):
         await instantiate(graph, AWS, f"O'Brien {n}")
     await instantiate(graph, AWS, "Someone else")
-    items = await collect(graph, "/applications",
-                          {"$filter": "startswith(displayName, " + quote("O'Brien") + ")",
-                           "$top": "1"})
+    items = await collect(
+        graph,
+        "/applications",
+        {"$filter": "startswith(displayName, " + quote("O'Brien") + ")", "$top": "1"},
+    )
     assert sorted(a["displayName"] for a in items) == ["O'Brien 0", "O'Brien 1", "O'Brien 2"]
-    r = await graph.get("/servicePrincipals",
-                        params={"$filter": "displayName eq " + quote("O'Brien 1")})
+    r = await graph.get(
+        "/servicePrincipals", params={"$filter": "displayName eq " + quote("O'Brien 1")}
+    )
     assert [s["displayName"] for s in r.body["value"]] == ["O'Brien 1"]
 
 
@@ -210,9 +223,10 @@ async def test_tags_any_filter_after_patch(graph: PlainGraph) -> None:
     assert r.status == 204
     r = await graph.get("/applications", params={"$filter": flt})
     assert [o["id"] for o in r.body["value"]] == [app_id]
-    r = await graph.patch(f"/servicePrincipals/{sp_id}",
-                          {"tags": ["WindowsAzureActiveDirectoryIntegratedApp",
-                                    "bulkprov:instance-7"]})
+    r = await graph.patch(
+        f"/servicePrincipals/{sp_id}",
+        {"tags": ["WindowsAzureActiveDirectoryIntegratedApp", "bulkprov:instance-7"]},
+    )
     assert r.status == 204
     r = await graph.get("/servicePrincipals", params={"$filter": flt})
     assert [o["id"] for o in r.body["value"]] == [sp_id]
@@ -279,8 +293,10 @@ async def test_stats_count_duplicates_and_orphans(graph: PlainGraph, mock: MockG
     assert "Twin" in stats["tenants"][next(iter(stats["tenants"]))]["duplicateNames"]
     assert stats["orphanServicePrincipals"] == 3  # no jobs yet
     assert stats["orphanApplications"] == 0
-    r = await graph.post(f"/servicePrincipals/{other['servicePrincipal']['id']}"
-                         "/synchronization/jobs", {"templateId": "aws"})
+    r = await graph.post(
+        f"/servicePrincipals/{other['servicePrincipal']['id']}/synchronization/jobs",
+        {"templateId": "aws"},
+    )
     assert r.status == 201
     assert mock.stats()["orphanServicePrincipals"] == 2
     sp_id = twin["servicePrincipal"]["id"]
@@ -298,8 +314,11 @@ async def test_stats_count_duplicates_and_orphans(graph: PlainGraph, mock: MockG
 
 @pytest.mark.parametrize(
     "mock_settings",
-    [MockSettings.quiet(time_scale=0.01,
-                        replication=ReplicationSettings(min_delay=5, max_delay=5, flap=0))],
+    [
+        MockSettings.quiet(
+            time_scale=0.01, replication=ReplicationSettings(min_delay=5, max_delay=5, flap=0)
+        )
+    ],
 )
 async def test_new_objects_404_until_replicated(graph: PlainGraph, mock: MockGraph) -> None:
     """Right after instantiate the new service principal and application 404 with

@@ -27,21 +27,27 @@ async def test_unknown_application_is_404(graph: PlainGraph) -> None:
     r = await graph.get(f"/applications/{missing}")
     assert_graph_error(r, 404, "Request_ResourceNotFound")
     assert missing in r.body["error"]["message"]
-    assert_graph_error(await graph.delete(f"/servicePrincipals/{missing}"), 404,
-                       "Request_ResourceNotFound")
+    assert_graph_error(
+        await graph.delete(f"/servicePrincipals/{missing}"), 404, "Request_ResourceNotFound"
+    )
 
 
 async def test_non_guid_id_is_400(graph: PlainGraph) -> None:
     """A non-GUID object id is 400, not 404."""
     assert_graph_error(await graph.get("/applications/not-a-guid"), 400, "Request_BadRequest")
-    assert_graph_error(await graph.get("/servicePrincipals/12345/synchronization/jobs"), 400,
-                       "Request_BadRequest")
+    assert_graph_error(
+        await graph.get("/servicePrincipals/12345/synchronization/jobs"), 400, "Request_BadRequest"
+    )
 
 
 async def test_malformed_json_is_400(graph: PlainGraph) -> None:
     """A malformed JSON body is 400 BadRequest; so is an empty one where JSON is expected."""
-    r = await graph.request("POST", f"/applicationTemplates/{AWS}/instantiate",
-                            data=b'{"displayName": ', headers={"Content-Type": "application/json"})
+    r = await graph.request(
+        "POST",
+        f"/applicationTemplates/{AWS}/instantiate",
+        data=b'{"displayName": ',
+        headers={"Content-Type": "application/json"},
+    )
     assert_graph_error(r, 400, "BadRequest")
     r = await graph.request("POST", f"/applicationTemplates/{AWS}/instantiate", data=b"")
     assert_graph_error(r, 400, "BadRequest")
@@ -105,8 +111,10 @@ async def test_response_headers(graph: PlainGraph) -> None:
 
 async def test_beta_endpoint_serves_the_same_api(graph: PlainGraph) -> None:
     """The beta endpoint answers like v1.0, with beta in @odata.context."""
-    r = await graph.get(graph.info.graph_url + "/beta/applicationTemplates",
-                        params={"$filter": "displayName eq 'AWS Single-Account Access'"})
+    r = await graph.get(
+        graph.info.graph_url + "/beta/applicationTemplates",
+        params={"$filter": "displayName eq 'AWS Single-Account Access'"},
+    )
     assert r.status == 200
     assert [t["id"] for t in r.body["value"]] == [AWS]
     assert "/beta/$metadata#" in r.body["@odata.context"]

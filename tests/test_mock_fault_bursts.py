@@ -28,8 +28,9 @@ def faulty(**faults: Any) -> MockSettings:
 
 async def raw_get(graph: PlainGraph, path: str) -> tuple[int, str, bytes, dict[str, str]]:
     assert graph.session is not None
-    async with graph.session.get(graph.url(path), ssl=graph.ssl,
-                                 headers={"Authorization": f"Bearer {graph.token}"}) as resp:
+    async with graph.session.get(
+        graph.url(path), ssl=graph.ssl, headers={"Authorization": f"Bearer {graph.token}"}
+    ) as resp:
         return resp.status, resp.content_type, await resp.read(), dict(resp.headers)
 
 
@@ -44,13 +45,13 @@ async def test_error_burst_fails_exactly_the_next_n(graph: PlainGraph, mock: Moc
 
 
 @pytest.mark.parametrize("mock_settings", [faulty()])
-async def test_bursts_restart_when_set_through_control(graph: PlainGraph,
-                                                       mock: MockGraph) -> None:
+async def test_bursts_restart_when_set_through_control(graph: PlainGraph, mock: MockGraph) -> None:
     """/_mock/control sets a burst on a running mock; setting it again arms it again."""
     for _ in range(2):
-        r = await graph.post(f"{graph.info.graph_url}/_mock/control",
-                             {"action": "settings",
-                              "changes": {"faults": {"error_burst": {"directory_read": 2}}}})
+        r = await graph.post(
+            f"{graph.info.graph_url}/_mock/control",
+            {"action": "settings", "changes": {"faults": {"error_burst": {"directory_read": 2}}}},
+        )
         assert r.status == 200, r.body
         statuses = [(await graph.get("/applications")).status for _ in range(3)]
         assert [s >= 500 for s in statuses] == [True, True, False]
@@ -58,36 +59,40 @@ async def test_bursts_restart_when_set_through_control(graph: PlainGraph,
 
 
 @pytest.mark.parametrize("mock_settings", [faulty(drop_burst={"templates": 2})])
-async def test_drop_burst_cuts_the_response_in_the_middle(graph: PlainGraph,
-                                                          mock: MockGraph) -> None:
+async def test_drop_burst_cuts_the_response_in_the_middle(
+    graph: PlainGraph, mock: MockGraph
+) -> None:
     """A drop burst sends the status line and half of the body, then resets the connection."""
     for _ in range(2):
-        with pytest.raises((aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
-                            aiohttp.ClientOSError)):
+        with pytest.raises(
+            (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+        ):
             await raw_get(graph, "/applicationTemplates")
     assert (await graph.get("/applicationTemplates")).status == 200
     assert mock.stats()["faults"]["drops_after"] >= 2
 
 
 @pytest.mark.parametrize("mock_settings", [faulty(slow_burst={"instantiate": 1}, slow_delay=50)])
-async def test_slow_answer_takes_effect_and_comes_late(graph: PlainGraph,
-                                                       mock: MockGraph) -> None:
+async def test_slow_answer_takes_effect_and_comes_late(graph: PlainGraph, mock: MockGraph) -> None:
     """A slow instantiate creates its objects at once and answers 50 Graph s (0.5 s) later:
     a client with a shorter timeout sees nothing, yet the application exists."""
     with pytest.raises(asyncio.TimeoutError):
-        await graph.post(f"/applicationTemplates/{AWS}/instantiate",
-                         {"displayName": "slow-one"}, timeout=0.15)
+        await graph.post(
+            f"/applicationTemplates/{AWS}/instantiate", {"displayName": "slow-one"}, timeout=0.15
+        )
     r = await graph.get("/applications", params={"$filter": "displayName eq 'slow-one'"})
     assert len(r.body["value"]) == 1
     assert mock.stats()["faults"]["faults_slow"] == 1
     await asyncio.sleep(0.45)  # let the late answer go out before the mock closes
 
 
-@pytest.mark.parametrize("mock_settings",
-                         [faulty(throttle_burst={"job_create": 2, "templates": 1},
-                                 throttle_retry_after=600)])
-async def test_throttle_storm_answers_429_with_a_long_retry_after(graph: PlainGraph,
-                                                                  mock: MockGraph) -> None:
+@pytest.mark.parametrize(
+    "mock_settings",
+    [faulty(throttle_burst={"job_create": 2, "templates": 1}, throttle_retry_after=600)],
+)
+async def test_throttle_storm_answers_429_with_a_long_retry_after(
+    graph: PlainGraph, mock: MockGraph
+) -> None:
     """A 429 storm answers Graph's 429 with the configured Retry-After and a throttle scope."""
     r = await graph.get("/applicationTemplates")
     assert r.status == 429 and r.error_code == "TooManyRequests"
@@ -100,17 +105,22 @@ async def test_throttle_storm_answers_429_with_a_long_retry_after(graph: PlainGr
 @pytest.mark.parametrize("kind", MALFORMED_KINDS)
 async def test_each_malformed_kind(kind: str) -> None:
     """Each malformed kind changes the answer as documented, after the request took effect."""
-    settings = faulty(malformed_burst={"instantiate": 1, "directory_read": 1},
-                      malformed_kinds=(kind,))
+    settings = faulty(
+        malformed_burst={"instantiate": 1, "directory_read": 1}, malformed_kinds=(kind,)
+    )
     async with MockGraph(settings) as mock:
         assert mock.info is not None
         async with PlainGraph(mock.info) as graph:
             assert graph.session is not None
             async with graph.session.post(
-                    graph.url(f"/applicationTemplates/{AWS}/instantiate"), ssl=graph.ssl,
-                    headers={"Authorization": f"Bearer {graph.token}",
-                             "Content-Type": "application/json"},
-                    data=orjson.dumps({"displayName": f"malformed {kind}"})) as resp:
+                graph.url(f"/applicationTemplates/{AWS}/instantiate"),
+                ssl=graph.ssl,
+                headers={
+                    "Authorization": f"Bearer {graph.token}",
+                    "Content-Type": "application/json",
+                },
+                data=orjson.dumps({"displayName": f"malformed {kind}"}),
+            ) as resp:
                 status, ctype, raw = resp.status, resp.content_type, await resp.read()
                 headers = dict(resp.headers)
             _s, _c, listed, _h = await raw_get(graph, "/applications")  # the read burst: this one
@@ -150,8 +160,9 @@ def test_malformed_kinds_are_checked() -> None:
         FaultSettings(slow_burst={"templatez": 1})
 
 
-@pytest.mark.parametrize("mock_settings", [faulty(error_burst={"token": 2},
-                                                  drop_burst={"token": 1})])
+@pytest.mark.parametrize(
+    "mock_settings", [faulty(error_burst={"token": 2}, drop_burst={"token": 1})]
+)
 async def test_token_endpoint_bursts(mock: MockGraph) -> None:
     """The token endpoint drops one connection, answers 503 twice, then issues tokens.
     (MSAL raises on a 5xx from the token endpoint and replays it from its cache for 5 s, so the

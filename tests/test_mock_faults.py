@@ -80,8 +80,9 @@ async def test_faults_are_deterministic_for_a_seed() -> None:
 async def test_instantiate_404_but_created(graph: PlainGraph, mock: MockGraph) -> None:
     """instantiate can answer 404 although it created the objects (terraform-azuread #1406):
     the application is found by listing with a displayName filter."""
-    r = await graph.post(f"/applicationTemplates/{AWS}/instantiate",
-                         {"displayName": "tmp-1406-a1b2"})
+    r = await graph.post(
+        f"/applicationTemplates/{AWS}/instantiate", {"displayName": "tmp-1406-a1b2"}
+    )
     assert r.status == 404
     assert r.error_code == "Request_ResourceNotFound"
     r = await graph.get("/applications", params={"$filter": "displayName eq 'tmp-1406-a1b2'"})
@@ -100,8 +101,9 @@ async def test_instantiate_404_but_created(graph: PlainGraph, mock: MockGraph) -
 async def test_instantiate_timeout_but_created(graph: PlainGraph, mock: MockGraph) -> None:
     """instantiate can hang past the client's timeout although it created the objects."""
     with pytest.raises(asyncio.TimeoutError):
-        await graph.post(f"/applicationTemplates/{AWS}/instantiate",
-                         {"displayName": "tmp-timeout"}, timeout=0.1)
+        await graph.post(
+            f"/applicationTemplates/{AWS}/instantiate", {"displayName": "tmp-timeout"}, timeout=0.1
+        )
     r = await graph.get("/applications", params={"$filter": "displayName eq 'tmp-timeout'"})
     assert r.status == 200 and len(r.body["value"]) == 1
     assert mock.stats()["faults"]["instantiate_timeout_but_created"] == 1
@@ -110,8 +112,11 @@ async def test_instantiate_timeout_but_created(graph: PlainGraph, mock: MockGrap
 
 @pytest.mark.parametrize(
     "mock_settings",
-    [MockSettings.quiet(time_scale=0.002,
-                        latency=LatencySettings(per_route={"templates": 100.0}, jitter=0.0))],
+    [
+        MockSettings.quiet(
+            time_scale=0.002, latency=LatencySettings(per_route={"templates": 100.0}, jitter=0.0)
+        )
+    ],
 )
 async def test_time_scale_compresses_latency(graph: PlainGraph, mock: MockGraph) -> None:
     """Service time is in Graph seconds: 100 Graph s of latency last 0.2 s real at

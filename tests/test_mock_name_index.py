@@ -45,10 +45,13 @@ async def test_filtered_lists_follow_renames_and_deletes(graph: PlainGraph) -> N
     app_a, app_b = a["application"]["id"], b["application"]["id"]
     sp_a = a["servicePrincipal"]["id"]
     assert await ids("/applications", "displayName eq 'NAME ONE'") == {app_a, app_b}
-    assert await ids("/applications", f"displayName eq 'Name One' and "
-                     f"applicationTemplateId eq '{AWS}'") == {app_a}
-    assert await ids("/applications", "displayName eq 'Name One' or displayName eq 'Other'") \
-        == {app_a, app_b} | await ids("/applications", "displayName eq 'Other'")
+    assert await ids(
+        "/applications", f"displayName eq 'Name One' and applicationTemplateId eq '{AWS}'"
+    ) == {app_a}
+    assert await ids("/applications", "displayName eq 'Name One' or displayName eq 'Other'") == {
+        app_a,
+        app_b,
+    } | await ids("/applications", "displayName eq 'Other'")
 
     r = await graph.patch(f"/applications/{app_a}", {"displayName": "Renamed"})
     assert r.status == 204, r.body

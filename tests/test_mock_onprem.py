@@ -26,8 +26,12 @@ def public_app(info: MockInfo, tenant: str | None = None) -> msal.PublicClientAp
     session.verify = info.ca_file
     session.trust_env = False
     return msal.PublicClientApplication(
-        info.client_id, authority=f"{info.authority_host}/{tenant or info.tenant_id}",
-        instance_discovery=False, validate_authority=False, http_client=session)
+        info.client_id,
+        authority=f"{info.authority_host}/{tenant or info.tenant_id}",
+        instance_discovery=False,
+        validate_authority=False,
+        http_client=session,
+    )
 
 
 def device_flow(info: MockInfo, on_code: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -101,9 +105,17 @@ class TestDeviceCode:
         def decide(approve: bool) -> Any:
             def on_code(flow: dict[str, Any]) -> None:
                 fut = asyncio.run_coroutine_threadsafe(
-                    control({"action": "approve_device_code", "user_code": flow["user_code"],
-                             "approve": approve}), loop)
+                    control(
+                        {
+                            "action": "approve_device_code",
+                            "user_code": flow["user_code"],
+                            "approve": approve,
+                        }
+                    ),
+                    loop,
+                )
                 assert fut.result(timeout=10) == 200
+
             return on_code
 
         _flow, result = await asyncio.to_thread(device_flow, info, decide(True))
@@ -124,7 +136,10 @@ class TestDeviceCode:
             app = msal.PublicClientApplication(
                 "00000000-0000-0000-0000-000000000001",
                 authority=f"{info.authority_host}/{info.tenant_id}",
-                instance_discovery=False, validate_authority=False, http_client=session)
+                instance_discovery=False,
+                validate_authority=False,
+                http_client=session,
+            )
             return dict(app.initiate_device_flow(scopes=SCOPES))
 
         flow = await asyncio.to_thread(run)
@@ -137,15 +152,19 @@ class TestAgentGroups:
         token, as Graph does (delegated permissions only)."""
         assert mock.info is not None
         async with PlainGraph(mock.info, version="beta") as g:
-            app = (await g.post("/applicationTemplates/8b1025e4-1dd2-430b-a150-2ef79cd700f5"
-                                "/instantiate", json={"displayName": "AWS onprem"}))
+            app = await g.post(
+                "/applicationTemplates/8b1025e4-1dd2-430b-a150-2ef79cd700f5/instantiate",
+                json={"displayName": "AWS onprem"},
+            )
             assert app.status == 201
             app_id = app.body["application"]["id"]
             for reply in (
                 await g.get(GROUPS),
                 await g.get("/onPremisesPublishingProfiles/provisioning/agents"),
-                await g.put(f"/applications/{app_id}/connectorGroup/$ref",
-                            json={"@odata.id": f"https://graph.microsoft.com/beta{GROUPS}/x"}),
+                await g.put(
+                    f"/applications/{app_id}/connectorGroup/$ref",
+                    json={"@odata.id": f"https://graph.microsoft.com/beta{GROUPS}/x"},
+                ),
                 await g.get(f"/applications/{app_id}/connectorGroup"),
             ):
                 assert reply.status == 403, reply.body
@@ -173,13 +192,16 @@ class TestAgentGroups:
             assert agents.status == 200 and len(agents.body["value"]) == 3
             assert {a["status"] for a in agents.body["value"]} == {"active", "inactive"}
 
-            app = await g.post("/applicationTemplates/8b1025e4-1dd2-430b-a150-2ef79cd700f5"
-                               "/instantiate", json={"displayName": "AWS onprem"})
+            app = await g.post(
+                "/applicationTemplates/8b1025e4-1dd2-430b-a150-2ef79cd700f5/instantiate",
+                json={"displayName": "AWS onprem"},
+            )
             app_id = app.body["application"]["id"]
             ref = f"/applications/{app_id}/connectorGroup/$ref"
             assert (await g.get(f"/applications/{app_id}/connectorGroup")).status == 404
-            put = await g.put(ref, json={"@odata.id": f"https://graph.microsoft.com/beta"
-                                                      f"{GROUPS}/{hr['id']}"})
+            put = await g.put(
+                ref, json={"@odata.id": f"https://graph.microsoft.com/beta{GROUPS}/{hr['id']}"}
+            )
             assert put.status == 204, put.body
             got = await g.get(f"/applications/{app_id}/connectorGroup")
             assert got.status == 200
@@ -188,9 +210,13 @@ class TestAgentGroups:
             assert got_ref.body["@odata.id"].endswith(f"{GROUPS}/{hr['id']}")
             bad = await g.put(ref, json={"@odata.id": "https://graph.microsoft.com/beta/x"})
             assert bad.status == 400
-            unknown = await g.put(ref, json={
-                "@odata.id": f"https://graph.microsoft.com/beta{GROUPS}/"
-                             "00000000-0000-0000-0000-000000000000"})
+            unknown = await g.put(
+                ref,
+                json={
+                    "@odata.id": f"https://graph.microsoft.com/beta{GROUPS}/"
+                    "00000000-0000-0000-0000-000000000000"
+                },
+            )
             assert unknown.status == 404
             assert (await g.delete(ref)).status == 204
             assert (await g.get(f"/applications/{app_id}/connectorGroup")).status == 404

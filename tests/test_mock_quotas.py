@@ -183,8 +183,9 @@ class TestRetryAfter:
     def test_a_too_short_retry_after_meets_another_429_that_is_no_early_retry(self) -> None:
         """Told 5 s when 10 are needed, a client that waits 5 s is throttled again, and the
         new 429 tells it another 3 s (half of the 5 s still needed, rounded up)."""
-        t = throttler(write_limit=10, write_window=100.0, retry_after="scaled",
-                      retry_after_factor=0.5)
+        t = throttler(
+            write_limit=10, write_window=100.0, retry_after="scaled", retry_after_factor=0.5
+        )
         assert all(write(t, 0.0).allowed for _ in range(10))
         v = write(t, 0.0, conn=1)
         assert v.bucket is not None
@@ -205,8 +206,9 @@ class TestRetryAfter:
         assert write(t, 10.0).allowed
 
     def test_a_zero_retry_after_leaves_the_scope_open(self) -> None:
-        t = throttler(write_limit=10, write_window=100.0, retry_after="fixed",
-                      retry_after_value=0.0)
+        t = throttler(
+            write_limit=10, write_window=100.0, retry_after="fixed", retry_after_value=0.0
+        )
         assert all(write(t, 0.0).allowed for _ in range(10))
         v = write(t, 0.0, conn=1)
         assert v.bucket is not None
@@ -239,10 +241,18 @@ class TestAcrossTenants:
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     "mock_settings",
-    [MockSettings.quiet(time_scale=0.01,
-                        throttle=ThrottleSettings(write_limit=5, write_window=150.0,
-                                                  shed_factor=0.4, retry_after="scaled",
-                                                  retry_after_factor=2.0))],
+    [
+        MockSettings.quiet(
+            time_scale=0.01,
+            throttle=ThrottleSettings(
+                write_limit=5,
+                write_window=150.0,
+                shed_factor=0.4,
+                retry_after="scaled",
+                retry_after_factor=2.0,
+            ),
+        )
+    ],
 )
 async def test_shedding_over_https(graph: PlainGraph, mock: MockGraph) -> None:
     """A shed write scope (2 of 5 writes per 150 s) answers the 3rd write 429 with the
@@ -266,16 +276,23 @@ async def test_shedding_over_https(graph: PlainGraph, mock: MockGraph) -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     "mock_settings",
-    [MockSettings.quiet(time_scale=0.01, tenants=2,
-                        throttle=ThrottleSettings(app_write_limit=3, retry_after="absent"))],
+    [
+        MockSettings.quiet(
+            time_scale=0.01,
+            tenants=2,
+            throttle=ThrottleSettings(app_write_limit=3, retry_after="absent"),
+        )
+    ],
 )
 async def test_per_app_limit_across_tenants_over_https(mock: MockGraph) -> None:
     """Writes in two tenants spend one app budget: the 4th write, in the second tenant, is
     429 in the Application/Write scope, here without a Retry-After."""
     assert mock.info is not None
     first, second = mock.info.tenant_ids
-    async with PlainGraph(mock.info, tenant_id=first) as g1, \
-            PlainGraph(mock.info, tenant_id=second) as g2:
+    async with (
+        PlainGraph(mock.info, tenant_id=first) as g1,
+        PlainGraph(mock.info, tenant_id=second) as g2,
+    ):
         for g, name in ((g1, "One"), (g1, "Two"), (g2, "Three")):
             r = await g.post(f"/applicationTemplates/{AWS}/instantiate", {"displayName": name})
             assert r.status == 201, r.body
@@ -289,9 +306,12 @@ async def test_per_app_limit_across_tenants_over_https(mock: MockGraph) -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     "mock_settings",
-    [MockSettings.quiet(time_scale=0.01,
-                        throttle=ThrottleSettings(tenant_write_limit=4,
-                                                  tenant_write_window=40_000.0))],
+    [
+        MockSettings.quiet(
+            time_scale=0.01,
+            throttle=ThrottleSettings(tenant_write_limit=4, tenant_write_window=40_000.0),
+        )
+    ],
 )
 async def test_another_app_set_live_over_https(graph: PlainGraph, mock: MockGraph) -> None:
     """/_mock/control turns another app on: it spends the rest of the tenant's writes (the
@@ -300,8 +320,9 @@ async def test_another_app_set_live_over_https(graph: PlainGraph, mock: MockGrap
     r = await graph.post(f"/applicationTemplates/{AWS}/instantiate", {"displayName": "Busy"})
     assert r.status == 201
     changes = {"throttle": {"other_app_write_rate": 100.0, "shed_scopes": ["Tenant/Write"]}}
-    r = await graph.post(f"{graph.info.graph_url}/_mock/control",
-                         {"action": "settings", "changes": changes})
+    r = await graph.post(
+        f"{graph.info.graph_url}/_mock/control", {"action": "settings", "changes": changes}
+    )
     assert r.status == 200, r.body
     assert mock.settings.throttle.shed_scopes == ("Tenant/Write",)
     r = await graph.patch("/applications/00000000-0000-0000-0000-000000000000", {"notes": "x"})

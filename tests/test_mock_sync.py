@@ -21,15 +21,22 @@ pytestmark = pytest.mark.anyio
 
 AWS = "8b1025e4-1dd2-430b-a150-2ef79cd700f5"
 AWS_SSO = "21ed01d2-ec13-4e9e-86c1-cd546719ebc4"
-AWS_GOOD = [{"key": "ClientSecret", "value": "AKIAIOSFODNN7EXAMPLE"},
-            {"key": "SecretToken", "value": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}]
-AWS_BAD = [{"key": "ClientSecret", "value": "not-an-access-key"},
-           {"key": "SecretToken", "value": "short"}]
-SSO_GOOD = [{"key": "BaseAddress",
-             "value": "https://scim.us-east-1.amazonaws.com/a1b2c3d4-5678/scim/v2"},
-            {"key": "SecretToken", "value": "scim-bearer-token"}]
-SSO_BAD = [{"key": "BaseAddress", "value": "https://example.com"},
-           {"key": "SecretToken", "value": "scim-bearer-token"}]
+AWS_GOOD = [
+    {"key": "ClientSecret", "value": "AKIAIOSFODNN7EXAMPLE"},
+    {"key": "SecretToken", "value": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
+]
+AWS_BAD = [
+    {"key": "ClientSecret", "value": "not-an-access-key"},
+    {"key": "SecretToken", "value": "short"},
+]
+SSO_GOOD = [
+    {"key": "BaseAddress", "value": "https://scim.us-east-1.amazonaws.com/a1b2c3d4-5678/scim/v2"},
+    {"key": "SecretToken", "value": "scim-bearer-token"},
+]
+SSO_BAD = [
+    {"key": "BaseAddress", "value": "https://example.com"},
+    {"key": "SecretToken", "value": "scim-bearer-token"},
+]
 
 # 2 Graph s to the first cycle, then 40 Graph s for it: 0.21 s real at time_scale 0.005
 TIME_SCALE = 0.005
@@ -39,9 +46,10 @@ INITIAL_CYCLE = 40.0
 
 @pytest.fixture
 def mock_settings() -> MockSettings:
-    return MockSettings.quiet(time_scale=TIME_SCALE,
-                              jobs=JobSettings(first_cycle_delay=FIRST_CYCLE,
-                                               initial_cycle_duration=INITIAL_CYCLE))
+    return MockSettings.quiet(
+        time_scale=TIME_SCALE,
+        jobs=JobSettings(first_cycle_delay=FIRST_CYCLE, initial_cycle_duration=INITIAL_CYCLE),
+    )
 
 
 async def new_sp(graph: PlainGraph, template: str, name: str) -> str:
@@ -51,15 +59,20 @@ async def new_sp(graph: PlainGraph, template: str, name: str) -> str:
 
 
 async def new_job(graph: PlainGraph, sp: str, template_id: str) -> str:
-    r = await graph.post(f"/servicePrincipals/{sp}/synchronization/jobs",
-                         {"templateId": template_id})
+    r = await graph.post(
+        f"/servicePrincipals/{sp}/synchronization/jobs", {"templateId": template_id}
+    )
     assert r.status == 201, r.body
     return str(r.body["id"])
 
 
-async def wait_job(graph: PlainGraph, sp: str, job: str,
-                   until: Callable[[dict[str, Any]], bool], patience: float = 3.0
-                   ) -> dict[str, Any]:
+async def wait_job(
+    graph: PlainGraph,
+    sp: str,
+    job: str,
+    until: Callable[[dict[str, Any]], bool],
+    patience: float = 3.0,
+) -> dict[str, Any]:
     """Poll the job until ``until(job)`` holds (real seconds)."""
     deadline = time.monotonic() + patience
     while True:
@@ -80,14 +93,17 @@ def graph_date(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-async def started_sso_job(graph: PlainGraph, name: str, secrets: list[dict[str, str]]
-                          ) -> tuple[str, str]:
+async def started_sso_job(
+    graph: PlainGraph, name: str, secrets: list[dict[str, str]]
+) -> tuple[str, str]:
     sp = await new_sp(graph, AWS_SSO, name)
     job = await new_job(graph, sp, "aWSSingleSignon")
-    assert (await graph.put(f"/servicePrincipals/{sp}/synchronization/secrets",
-                            {"value": secrets})).status == 204
-    assert (await graph.post(f"/servicePrincipals/{sp}/synchronization/jobs/{job}/start")
-            ).status == 204
+    assert (
+        await graph.put(f"/servicePrincipals/{sp}/synchronization/secrets", {"value": secrets})
+    ).status == 204
+    assert (
+        await graph.post(f"/servicePrincipals/{sp}/synchronization/jobs/{job}/start")
+    ).status == 204
     return sp, job
 
 
@@ -108,23 +124,28 @@ async def test_synchronization_templates(graph: PlainGraph) -> None:
     fields = orjson.loads(meta["ConfigurationFields"])
     assert [f["name"] for f in fields] == ["baseaddress", "secrettoken"]
     assert tpl["schema"]["synchronizationRules"][0]["id"] == (
-        "03f7d90d-bf71-41b1-bda6-aaf0ddbee5d8")
+        "03f7d90d-bf71-41b1-bda6-aaf0ddbee5d8"
+    )
     r = await graph.get(f"/servicePrincipals/{sp}/synchronization/templates/aWSSingleSignon")
     assert r.status == 200 and r.body["id"] == "aWSSingleSignon"
 
 
 @pytest.mark.parametrize(
     ("template", "template_id", "code", "interval"),
-    [(AWS, "aws", "NotConfigured", "P10675199DT2H48M5.4775807S"),
-     (AWS_SSO, "aWSSingleSignon", "Paused", "PT40M")],
+    [
+        (AWS, "aws", "NotConfigured", "P10675199DT2H48M5.4775807S"),
+        (AWS_SSO, "aWSSingleSignon", "Paused", "PT40M"),
+    ],
 )
-async def test_job_create_initial_status(graph: PlainGraph, mock: MockGraph, template: str,
-                                         template_id: str, code: str, interval: str) -> None:
+async def test_job_create_initial_status(
+    graph: PlainGraph, mock: MockGraph, template: str, template_id: str, code: str, interval: str
+) -> None:
     """A new job is NotConfigured for AWS Single-Account Access and Paused for AWS Single
     Sign-on, with schedule.state Disabled, as seeds 000 and 001 show."""
     sp = await new_sp(graph, template, "Job")
-    r = await graph.post(f"/servicePrincipals/{sp}/synchronization/jobs",
-                         {"templateId": template_id})
+    r = await graph.post(
+        f"/servicePrincipals/{sp}/synchronization/jobs", {"templateId": template_id}
+    )
     assert r.status == 201
     job = r.body
     assert mock.info is not None
@@ -164,18 +185,24 @@ async def test_validate_credentials_job_and_collection_forms(graph: PlainGraph) 
     r = await graph.post(f"{base}/{job}/validateCredentials", {"credentials": AWS_BAD})
     assert r.status == 400 and r.error_code == "BadRequest"
     assert r.body["error"]["details"][0]["code"] == "AWSInvalidCredentials"
-    r = await graph.post(f"{base}/validateCredentials",
-                         {"templateId": "aws", "credentials": AWS_GOOD})
+    r = await graph.post(
+        f"{base}/validateCredentials", {"templateId": "aws", "credentials": AWS_GOOD}
+    )
     assert r.status == 204
-    r = await graph.post(f"{base}/validateCredentials",
-                         {"templateId": "aws", "credentials": AWS_BAD})
+    r = await graph.post(
+        f"{base}/validateCredentials", {"templateId": "aws", "credentials": AWS_BAD}
+    )
     assert r.status == 400
     sp2 = await new_sp(graph, AWS_SSO, "Validate SSO")
-    r = await graph.post(f"/servicePrincipals/{sp2}/synchronization/jobs/validateCredentials",
-                         {"templateId": "aWSSingleSignon", "credentials": SSO_BAD})
+    r = await graph.post(
+        f"/servicePrincipals/{sp2}/synchronization/jobs/validateCredentials",
+        {"templateId": "aWSSingleSignon", "credentials": SSO_BAD},
+    )
     assert r.status == 400
-    assert (r.body["error"]["details"][0]["code"]
-            == "SystemForCrossDomainIdentityManagementInvalidCredentials")
+    assert (
+        r.body["error"]["details"][0]["code"]
+        == "SystemForCrossDomainIdentityManagementInvalidCredentials"
+    )
 
 
 async def test_secrets_put_replaces_whole_set_and_get_masks(graph: PlainGraph) -> None:
@@ -193,8 +220,10 @@ async def test_secrets_put_replaces_whole_set_and_get_masks(graph: PlainGraph) -
     r = await graph.get(url)
     assert [s["key"] for s in r.body["value"]] == ["SecretToken"]
     # the saved set lacks BaseAddress now: validating with the saved credentials fails
-    r = await graph.post(f"/servicePrincipals/{sp}/synchronization/jobs/{job}/validateCredentials",
-                         {"credentials": [], "useSavedCredentials": True})
+    r = await graph.post(
+        f"/servicePrincipals/{sp}/synchronization/jobs/{job}/validateCredentials",
+        {"credentials": [], "useSavedCredentials": True},
+    )
     assert r.status == 400
     r = await graph.put(url, {"value": [{"key": "NotASecretKey", "value": "x"}]})
     assert r.status == 400
@@ -217,9 +246,12 @@ async def test_start_reaches_steady_state(graph: PlainGraph) -> None:
     assert status["lastExecution"]["countExported"] == 4  # 3 users + 1 group
     ex = status["lastExecution"]
     assert (graph_date(ex["timeEnded"]) - graph_date(ex["timeBegan"])).total_seconds() == (
-        pytest.approx(INITIAL_CYCLE, abs=1e-3))
+        pytest.approx(INITIAL_CYCLE, abs=1e-3)
+    )
     assert {e["key"]: e["value"] for e in status["synchronizedEntryCountByType"]} == {
-        "user": 3, "group": 1}
+        "user": 3,
+        "group": 1,
+    }
 
 
 async def test_bad_tenant_url_quarantines_like_seed_001(graph: PlainGraph) -> None:
@@ -240,7 +272,8 @@ async def test_bad_tenant_url_quarantines_like_seed_001(graph: PlainGraph) -> No
     code = "SystemForCrossDomainIdentityManagementInvalidCredentials"
     assert q["error"]["code"] == code and q["error"]["tenantActionable"] is True
     assert (graph_date(q["nextAttempt"]) - graph_date(q["currentBegan"])).total_seconds() == (
-        pytest.approx(300, abs=1e-3))
+        pytest.approx(300, abs=1e-3)
+    )
     ex = status["lastExecution"]
     assert ex["state"] == "Failed" and ex["error"]["code"] == code
     assert ex["error"]["message"].startswith("Please provide a valid tenant URL")
@@ -255,16 +288,19 @@ async def test_start_clears_quarantine_after_fixing_secrets(graph: PlainGraph) -
     succeeds."""
     sp, job = await started_sso_job(graph, "Fixed", SSO_BAD)
     await wait_job(graph, sp, job, lambda j: j["status"]["code"] == "Quarantine")
-    assert (await graph.put(f"/servicePrincipals/{sp}/synchronization/secrets",
-                            {"value": SSO_GOOD})).status == 204
-    assert (await graph.post(f"/servicePrincipals/{sp}/synchronization/jobs/{job}/start")
-            ).status == 204
+    assert (
+        await graph.put(f"/servicePrincipals/{sp}/synchronization/secrets", {"value": SSO_GOOD})
+    ).status == 204
+    assert (
+        await graph.post(f"/servicePrincipals/{sp}/synchronization/jobs/{job}/start")
+    ).status == 204
     r = await graph.get(f"/servicePrincipals/{sp}/synchronization/jobs/{job}")
     assert r.body["status"]["code"] == "Active"
     assert r.body["status"]["quarantine"] is None
     assert r.body["status"]["countSuccessiveCompleteFailures"] == 0
-    body = await wait_job(graph, sp, job,
-                          lambda j: j["status"]["lastExecution"]["state"] == "Succeeded")
+    body = await wait_job(
+        graph, sp, job, lambda j: j["status"]["lastExecution"]["state"] == "Succeeded"
+    )
     assert body["status"]["code"] == "Active" and body["status"]["quarantine"] is None
 
 
@@ -277,15 +313,16 @@ async def test_pause_and_restart(graph: PlainGraph) -> None:
     assert (await graph.post(f"{base}/pause")).status == 204
     r = await graph.get(base)
     assert r.body["status"]["code"] == "Paused" and r.body["schedule"]["state"] == "Paused"
-    r = await graph.post(f"{base}/restart",
-                         {"criteria": {"resetScope": "Watermark, Escrows, QuarantineState"}})
+    r = await graph.post(
+        f"{base}/restart", {"criteria": {"resetScope": "Watermark, Escrows, QuarantineState"}}
+    )
     assert r.status == 204
     r = await graph.get(base)
     assert r.body["status"]["code"] == "Active" and r.body["schedule"]["state"] == "Active"
     old = first["status"]["lastExecution"]["activityIdentifier"]
     again = await wait_job(
-        graph, sp, job,
-        lambda j: j["status"]["lastExecution"]["activityIdentifier"] != old)
+        graph, sp, job, lambda j: j["status"]["lastExecution"]["activityIdentifier"] != old
+    )
     assert again["status"]["lastExecution"]["state"] == "Succeeded"
     assert again["status"]["lastExecution"]["countExported"] == 4  # a full (initial) cycle
 
@@ -302,7 +339,8 @@ async def test_schema_get_put_get(graph: PlainGraph) -> None:
     user_mapping = next(m for m in mappings if m["sourceObjectName"] == "User")
     before = len(user_mapping["attributeMappings"])
     user_mapping["attributeMappings"] = [
-        a for a in user_mapping["attributeMappings"] if a["targetAttributeName"] != "externalId"]
+        a for a in user_mapping["attributeMappings"] if a["targetAttributeName"] != "externalId"
+    ]
     mappings[0]["enabled"] = False
     assert (await graph.put(url, schema)).status == 204
     r = await graph.get(url)
@@ -323,15 +361,27 @@ async def test_provision_on_demand(graph: PlainGraph) -> None:
     rule_id = AWS_SINGLE_SIGN_ON.sync_templates[0].schema["synchronizationRules"][0]["id"]
     r = await graph.post(
         f"/servicePrincipals/{sp}/synchronization/jobs/{job}/provisionOnDemand",
-        {"parameters": [{"ruleId": rule_id, "subjects": [
-            {"objectId": "9bb0f679-a3a0-4e1f-9b5e-0f9f1f1f1f1f", "objectTypeName": "User"}]}]},
+        {
+            "parameters": [
+                {
+                    "ruleId": rule_id,
+                    "subjects": [
+                        {
+                            "objectId": "9bb0f679-a3a0-4e1f-9b5e-0f9f1f1f1f1f",
+                            "objectTypeName": "User",
+                        }
+                    ],
+                }
+            ]
+        },
     )
     assert r.status == 200
     assert set(r.body) >= {"key", "value"}
     details = orjson.loads(r.body["value"])
     assert details[0]["statusInfo"]["status"] == "Success"
     r = await graph.post(
-        f"/servicePrincipals/{sp}/synchronization/jobs/{job}/provisionOnDemand", {})
+        f"/servicePrincipals/{sp}/synchronization/jobs/{job}/provisionOnDemand", {}
+    )
     assert r.status == 400
 
 
@@ -386,8 +436,10 @@ async def test_provisioning_logs_record_quarantine_failure(graph: PlainGraph) ->
     assert len(entries) == 1
     info = entries[0]["provisioningStatusInfo"]
     assert info["status"] == "failure"
-    assert (info["errorInformation"]["errorCode"]
-            == "SystemForCrossDomainIdentityManagementInvalidCredentials")
+    assert (
+        info["errorInformation"]["errorCode"]
+        == "SystemForCrossDomainIdentityManagementInvalidCredentials"
+    )
 
 
 @pytest.mark.parametrize(

@@ -23,11 +23,31 @@ def test_defaults_are_graphs_published_quotas() -> None:
 
 def test_each_option_reaches_its_setting() -> None:
     t = settings(
-        "--write-limit", "1500", "--write-window", "150", "--other-app-write-rate", "5",
-        "--other-app-period", "30", "--other-app-duty", "0.5", "--shed-factor", "0.5",
-        "--shed-scopes", "Tenant_Application/Write, Tenant/Write", "--shed-start", "60",
-        "--shed-duration", "120", "--start-empty", "--retry-after", "scaled",
-        "--retry-after-value", "10", "--retry-after-factor", "0.5",
+        "--write-limit",
+        "1500",
+        "--write-window",
+        "150",
+        "--other-app-write-rate",
+        "5",
+        "--other-app-period",
+        "30",
+        "--other-app-duty",
+        "0.5",
+        "--shed-factor",
+        "0.5",
+        "--shed-scopes",
+        "Tenant_Application/Write, Tenant/Write",
+        "--shed-start",
+        "60",
+        "--shed-duration",
+        "120",
+        "--start-empty",
+        "--retry-after",
+        "scaled",
+        "--retry-after-value",
+        "10",
+        "--retry-after-factor",
+        "0.5",
     )
     assert (t.write_limit, t.write_window) == (1500, 150.0)
     assert (t.other_app_write_rate, t.other_app_period, t.other_app_duty) == (5.0, 30.0, 0.5)
@@ -39,8 +59,12 @@ def test_each_option_reaches_its_setting() -> None:
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(("--shed-factor", "2"), "shed_factor"), (("--shed-scopes", "Nope/Write"), "Nope/Write"),
-     (("--other-app-duty", "0"), "other_app_duty"), (("--write-limit", "0"), "write_limit")],
+    [
+        (("--shed-factor", "2"), "shed_factor"),
+        (("--shed-scopes", "Nope/Write"), "Nope/Write"),
+        (("--other-app-duty", "0"), "other_app_duty"),
+        (("--write-limit", "0"), "write_limit"),
+    ],
 )
 def test_bad_values_are_one_line_errors(argv: tuple[str, ...], message: str) -> None:
     with pytest.raises(ConfigError, match=message) as err:

@@ -20,8 +20,9 @@ WRITES = 5  # per 150 Graph s: one write comes back every 30 Graph s = 0.3 s rea
 
 @pytest.fixture
 def mock_settings() -> MockSettings:
-    return MockSettings.quiet(time_scale=TIME_SCALE,
-                              throttle=ThrottleSettings(write_limit=WRITES, write_window=150))
+    return MockSettings.quiet(
+        time_scale=TIME_SCALE, throttle=ThrottleSettings(write_limit=WRITES, write_window=150)
+    )
 
 
 async def _burn_writes(graph: PlainGraph) -> tuple[str, Reply]:
@@ -33,13 +34,17 @@ async def _burn_writes(graph: PlainGraph) -> tuple[str, Reply]:
     for n in range(WRITES - 1):
         r = await graph.patch(f"/applications/{app_id}", {"notes": f"write {n + 2}"})
         assert r.status == 204, (n, r.body)
-    r = await graph.patch(f"/applications/{app_id}", {"notes": "write 6"},
-                          headers={"client-request-id": "sixth-write"})
+    r = await graph.patch(
+        f"/applications/{app_id}",
+        {"notes": "write 6"},
+        headers={"client-request-id": "sixth-write"},
+    )
     return app_id, r
 
 
-async def test_sixth_write_is_throttled_with_graph_shape(graph: PlainGraph,
-                                                         mock: MockGraph) -> None:
+async def test_sixth_write_is_throttled_with_graph_shape(
+    graph: PlainGraph, mock: MockGraph
+) -> None:
     """With 5 writes per 150 s the 6th write is 429 with an integer Retry-After, Graph's
     x-ms-throttle-scope / -information headers and Graph's TooManyRequests body."""
     _app, r = await _burn_writes(graph)
@@ -48,7 +53,8 @@ async def test_sixth_write_is_throttled_with_graph_shape(graph: PlainGraph,
     assert 1 <= retry_after <= 30
     assert mock.info is not None
     assert r.headers["x-ms-throttle-scope"] == (
-        f"Tenant_Application/Write/{mock.info.client_id}/{mock.info.tenant_id}")
+        f"Tenant_Application/Write/{mock.info.client_id}/{mock.info.tenant_id}"
+    )
     assert r.headers["x-ms-throttle-information"] == "WriteLimitExceeded"
     err = r.body["error"]
     assert err["code"] == "TooManyRequests"
@@ -60,8 +66,7 @@ async def test_sixth_write_is_throttled_with_graph_shape(graph: PlainGraph,
     assert mock.stats()["earlyRetries"] == 0
 
 
-async def test_ignoring_retry_after_is_an_early_retry(graph: PlainGraph,
-                                                      mock: MockGraph) -> None:
+async def test_ignoring_retry_after_is_an_early_retry(graph: PlainGraph, mock: MockGraph) -> None:
     """A client that retries at once, ignoring Retry-After, is throttled again and counted as
     an early retry."""
     app_id, r = await _burn_writes(graph)

@@ -25,22 +25,25 @@ def mock_settings() -> MockSettings:
     return MockSettings.quiet(time_scale=0.01, jobs=JobSettings(max_interval=30.0))
 
 
-async def quarantined_run(mock: MockGraph, graph: PlainGraph, tmp_path: Path,
-                          n: int = 3) -> tuple[Path, dict[str, str]]:
+async def quarantined_run(
+    mock: MockGraph, graph: PlainGraph, tmp_path: Path, n: int = 3
+) -> tuple[Path, dict[str, str]]:
     """A finished run whose instance acct-00001 then fell into quarantine."""
     ledger = tmp_path / "l.jsonl"
     result = await run_engine(mock, aws_manifest(tmp_path / "m.csv", n), ledger)
     assert result.statuses["done"] == n, result.failures[:3]
     ids = ledger_mod.read(ledger).instances["acct-00001"].ids
     await break_target(graph, ids["servicePrincipalId"])
-    await wait_for_job(graph, ids["servicePrincipalId"], ids["jobId"],
-                       lambda s: s.get("code") == "Quarantine")
+    await wait_for_job(
+        graph, ids["servicePrincipalId"], ids["jobId"], lambda s: s.get("code") == "Quarantine"
+    )
     return ledger, ids
 
 
 class TestMonitor:
     async def test_reports_a_quarantine_with_its_reason(
-            self, mock: MockGraph, graph: PlainGraph, tmp_path: Path) -> None:
+        self, mock: MockGraph, graph: PlainGraph, tmp_path: Path
+    ) -> None:
         """A job that fell into quarantine after the run shows with its reason, error code and
         latest provisioning failure; the others are Active; one report request served all."""
         ledger, _ids = await quarantined_run(mock, graph, tmp_path)
@@ -62,8 +65,9 @@ class TestMonitor:
         after = mock.stats()["byRoute"]["GET /auditLogs/provisioning"]
         assert sum(after.values()) - sum(before.values()) == m.log_queries == 1
 
-    async def test_sweep_and_filter_agree(self, mock: MockGraph, graph: PlainGraph,
-                                          tmp_path: Path) -> None:
+    async def test_sweep_and_filter_agree(
+        self, mock: MockGraph, graph: PlainGraph, tmp_path: Path
+    ) -> None:
         """Naming the service principals in the $filter and sweeping every failure since the
         ledger began give each instance the same failures."""
         ledger, _ids = await quarantined_run(mock, graph, tmp_path)
@@ -74,7 +78,8 @@ class TestMonitor:
         assert swept[1]["logs"]["failures"] >= 1
 
     async def test_restart_takes_a_fixed_job_out_of_quarantine(
-            self, mock: MockGraph, graph: PlainGraph, tmp_path: Path) -> None:
+        self, mock: MockGraph, graph: PlainGraph, tmp_path: Path
+    ) -> None:
         """Once the target accepts the credentials again, --restart restarts the quarantined
         job (and only it), records it in the ledger, and its next cycle succeeds."""
         ledger, ids = await quarantined_run(mock, graph, tmp_path)
@@ -83,41 +88,54 @@ class TestMonitor:
         assert [r.get("restarted", False) for r in rows] == [False, True, False]
         assert rows[1]["statusBeforeRestart"] == "Quarantine"
         assert rows[1]["status"] == "Active" and rows[1]["quarantine"] is None
-        restarts = mock.stats()["byRoute"]["POST /servicePrincipals/{id}/synchronization/jobs/"
-                                            "{jobId}/restart"]
+        restarts = mock.stats()["byRoute"][
+            "POST /servicePrincipals/{id}/synchronization/jobs/{jobId}/restart"
+        ]
         assert restarts == {"204": 1}
-        done = [r for r in map(orjson.loads, ledger.read_bytes().splitlines())
-                if r.get("step") == "restart" and r.get("event") == "done"]
+        done = [
+            r
+            for r in map(orjson.loads, ledger.read_bytes().splitlines())
+            if r.get("step") == "restart" and r.get("event") == "done"
+        ]
         assert [r["key"] for r in done] == ["acct-00001"]
         assert done[0]["data"]["resetScope"] == "Watermark, Escrows, QuarantineState"
         began = rows[1]["lastExecution"]["timeBegan"]
-        await wait_for_job(graph, ids["servicePrincipalId"], ids["jobId"],
-                           lambda s: (s.get("lastExecution") or {}).get("timeBegan") != began)
+        await wait_for_job(
+            graph,
+            ids["servicePrincipalId"],
+            ids["jobId"],
+            lambda s: (s.get("lastExecution") or {}).get("timeBegan") != began,
+        )
         rows, _m = await monitor(mock, ledger, logs=False)
         assert rows[1]["status"] == "Active"
         assert rows[1]["lastExecution"]["state"] == "Succeeded"
         assert exit_status(rows) == "ok"
 
     async def test_restart_of_a_still_broken_target_quarantines_again(
-            self, mock: MockGraph, graph: PlainGraph, tmp_path: Path) -> None:
+        self, mock: MockGraph, graph: PlainGraph, tmp_path: Path
+    ) -> None:
         """Restarting without fixing the credentials only postpones the quarantine."""
         ledger, ids = await quarantined_run(mock, graph, tmp_path, n=2)
         rows, _m = await monitor(mock, ledger, restart=True, logs=False)
         assert rows[1]["restarted"]
-        await wait_for_job(graph, ids["servicePrincipalId"], ids["jobId"],
-                           lambda s: s.get("code") == "Quarantine")
+        await wait_for_job(
+            graph, ids["servicePrincipalId"], ids["jobId"], lambda s: s.get("code") == "Quarantine"
+        )
         rows, _m = await monitor(mock, ledger, logs=False)
         assert exit_status(rows) == "quarantined"
 
-    async def test_a_deleted_job_is_reported_missing(self, mock: MockGraph, graph: PlainGraph,
-                                                     tmp_path: Path) -> None:
+    async def test_a_deleted_job_is_reported_missing(
+        self, mock: MockGraph, graph: PlainGraph, tmp_path: Path
+    ) -> None:
         """A job deleted behind the ledger's back shows as missing, and fails the command."""
         ledger = tmp_path / "l.jsonl"
-        await run_engine(mock, aws_manifest(tmp_path / "m.csv", 2, start=False), ledger,
-                         monitor=False)
+        await run_engine(
+            mock, aws_manifest(tmp_path / "m.csv", 2, start=False), ledger, monitor=False
+        )
         ids = ledger_mod.read(ledger).instances["acct-00000"].ids
-        r = await graph.delete(f"/servicePrincipals/{ids['servicePrincipalId']}/synchronization/"
-                               f"jobs/{ids['jobId']}")
+        r = await graph.delete(
+            f"/servicePrincipals/{ids['servicePrincipalId']}/synchronization/jobs/{ids['jobId']}"
+        )
         assert r.status == 204
         rows, _m = await monitor(mock, ledger)
         assert rows[0]["status"] == "missing" and "404" in rows[0]["error"]
@@ -126,8 +144,9 @@ class TestMonitor:
 
 
 class TestCommand:
-    async def test_json_lines_and_exit_code(self, mock: MockGraph, graph: PlainGraph,
-                                            tmp_path: Path) -> None:
+    async def test_json_lines_and_exit_code(
+        self, mock: MockGraph, graph: PlainGraph, tmp_path: Path
+    ) -> None:
         """``monitor --json`` prints one JSON object per instance and exits 3 while a job is
         quarantined; the table names the reason; a foreign tenant's ledger is refused."""
         ledger, ids = await quarantined_run(mock, graph, tmp_path)
@@ -146,7 +165,8 @@ class TestCommand:
         header = orjson.loads(lines[0])
         header["tenant"] = "00000000-0000-0000-0000-000000000001"
         (tmp_path / "foreign.jsonl").write_bytes(
-            b"\n".join([orjson.dumps(header), *lines[1:]]) + b"\n")
+            b"\n".join([orjson.dumps(header), *lines[1:]]) + b"\n"
+        )
         code, out, err = await cli(mock, tmp_path, "monitor", str(tmp_path / "foreign.jsonl"))
         assert code == 2 and "records a run against tenant" in err and out == ""
 

@@ -43,9 +43,19 @@ class TestSettings:
 class TestLimitPercentage:
     @pytest.mark.parametrize(
         ("header", "share"),
-        [("0.85", 0.85), ("1.2", 1.2), ("85.0", 0.85), ("100.0", 1.0), (" 0.9 ", 0.9),
-         (None, None), ("", None), ("high", None), ("-0.5", None), ("nan", None),
-         ("inf", None)],
+        [
+            ("0.85", 0.85),
+            ("1.2", 1.2),
+            ("85.0", 0.85),
+            ("100.0", 1.0),
+            (" 0.9 ", 0.9),
+            (None, None),
+            ("", None),
+            ("high", None),
+            ("-0.5", None),
+            ("nan", None),
+            ("inf", None),
+        ],
     )
     def test_parsed_as_a_share(self, header: str | None, share: float | None) -> None:
         """Graph's share (0.8 to 1.8) or the mock's percentage, as a share; nonsense is None."""
@@ -108,17 +118,35 @@ class TestThrottled:
     EPISODES = [
         ("echo: sent before the latest episode", {"cut_seq": 50.0}, 50, 100.0, 10.0),
         ("nothing measured: cut by 15%", {"cut_seq": 50.0}, 51, 100.0, 8.5),
-        ("accepted since the previous episode", {"zero": (90.0, 100.0, 1.0), "sent": 300.0},
-         251, 100.0, 15.0),
-        ("previous episode too recent", {"zero": (99.0, 100.0, 1.0), "sent": 300.0},
-         251, 100.0, 8.5),
-        ("previous episode too old", {"zero": (30.0, 100.0, 1.0), "sent": 300.0},
-         251, 100.0, 8.5),
-        ("scope closed too long between", {"zero": (90.0, 100.0, 5.0), "sent": 300.0},
-         251, 100.0, 8.5),
-        ("a calm between: the bucket may have filled",
-         {"zero": (90.0, 100.0, 1.0), "sent": 300.0, "calmed": True, "calm_estimate": 10.0},
-         251, 100.0, 8.5),
+        (
+            "accepted since the previous episode",
+            {"zero": (90.0, 100.0, 1.0), "sent": 300.0},
+            251,
+            100.0,
+            15.0,
+        ),
+        (
+            "previous episode too recent",
+            {"zero": (99.0, 100.0, 1.0), "sent": 300.0},
+            251,
+            100.0,
+            8.5,
+        ),
+        ("previous episode too old", {"zero": (30.0, 100.0, 1.0), "sent": 300.0}, 251, 100.0, 8.5),
+        (
+            "scope closed too long between",
+            {"zero": (90.0, 100.0, 5.0), "sent": 300.0},
+            251,
+            100.0,
+            8.5,
+        ),
+        (
+            "a calm between: the bucket may have filled",
+            {"zero": (90.0, 100.0, 1.0), "sent": 300.0, "calmed": True, "calm_estimate": 10.0},
+            251,
+            100.0,
+            8.5,
+        ),
         ("after a probe: undone", {"calmed": True, "calm_estimate": 9.0}, 1, 100.0, 9.0),
     ]
 
@@ -131,14 +159,14 @@ class TestThrottled:
         self, changes: dict[str, object], seq: float, sent_at: float, estimate: float
     ) -> None:
         """A new episode teaches the rate, undoes a probe or cuts; an echo changes nothing."""
-        p = pacing.on_throttled(distrusted(**changes), 100.2, seq=seq, sent_at=sent_at,
-                                retry_after=1.0)
+        p = pacing.on_throttled(
+            distrusted(**changes), 100.2, seq=seq, sent_at=sent_at, retry_after=1.0
+        )
         assert p.estimate == pytest.approx(estimate)
 
     def test_a_new_episode_starts_at_the_latest_request_sent(self) -> None:
         """Requests already on their way when an episode begins are its echoes."""
-        p = pacing.on_throttled(distrusted(sent=70.0), 100.0, seq=60, sent_at=99.9,
-                                retry_after=1)
+        p = pacing.on_throttled(distrusted(sent=70.0), 100.0, seq=60, sent_at=99.9, retry_after=1)
         assert p.cut_seq == 70.0
         echo = pacing.on_throttled(p, 100.1, seq=65, sent_at=99.95, retry_after=1)
         assert echo.estimate == p.estimate and echo.cut_seq == 70.0
@@ -164,13 +192,14 @@ class TestResponse:
     )
     def test_shallow_bucket_runs_around_the_estimate(self, used: float, factor: float) -> None:
         """Capacity unknown: 1% under the estimate at 100% used, at it at 90%, over it at 80%."""
-        p = pacing.on_response(distrusted(used=used), 100.0, seq=1, sent_at=99.9,
-                               limit_percentage=used)
+        p = pacing.on_response(
+            distrusted(used=used), 100.0, seq=1, sent_at=99.9, limit_percentage=used
+        )
         assert p.rate == pytest.approx(10.0 * factor)
 
     @pytest.mark.parametrize(
-        ("share", "rate"), [(0.9, 10 + (300 - 50) / 20), (0.98, 10 + (60 - 50) / 20),
-                            (1.0, 10 - 50 / 20)],
+        ("share", "rate"),
+        [(0.9, 10 + (300 - 50) / 20), (0.98, 10 + (60 - 50) / 20), (1.0, 10 - 50 / 20)],
     )
     def test_deep_bucket_keeps_a_cushion_and_spends_the_rest(
         self, share: float, rate: float
@@ -188,16 +217,36 @@ class TestResponse:
     # (id, state changes, dt since the calm began, expected growth factor)
     PROBES = [
         ("calm begins: no growth yet", {}, None, 1.0),
-        ("fill not known: 0.5%/s, +0.05%/s per s of calm", {"calm_since": 90.0}, 10.0,
-         1 + (0.005 + 0.0005 * 10) * 1.0),
-        ("fill of 0.2 s: at least 0.3%/s", {"calm_since": 90.0, "capacity": 2.0}, 10.0,
-         1 + (0.003 + 0.0005 * 10) * 1.0),
-        ("deep bucket: faster (fill 300 s, capped at 5%/s)",
-         {"calm_since": 90.0, "capacity": 3000.0}, 10.0, 1 + (0.05 + 0.0005 * 10) * 1.0),
-        ("after a 10 s Retry-After: ten times slower",
-         {"calm_since": 90.0, "retry_after": 10.0}, 10.0, 1 + (0.005 + 0.0005 * 10) / 10),
-        ("after a probe ended in a 429 just now: half as fast",
-         {"calm_since": 90.0, "misses": (1.0, 100.0)}, 10.0, 1 + (0.005 + 0.0005 * 10) / 2),
+        (
+            "fill not known: 0.5%/s, +0.05%/s per s of calm",
+            {"calm_since": 90.0},
+            10.0,
+            1 + (0.005 + 0.0005 * 10) * 1.0,
+        ),
+        (
+            "fill of 0.2 s: at least 0.3%/s",
+            {"calm_since": 90.0, "capacity": 2.0},
+            10.0,
+            1 + (0.003 + 0.0005 * 10) * 1.0,
+        ),
+        (
+            "deep bucket: faster (fill 300 s, capped at 5%/s)",
+            {"calm_since": 90.0, "capacity": 3000.0},
+            10.0,
+            1 + (0.05 + 0.0005 * 10) * 1.0,
+        ),
+        (
+            "after a 10 s Retry-After: ten times slower",
+            {"calm_since": 90.0, "retry_after": 10.0},
+            10.0,
+            1 + (0.005 + 0.0005 * 10) / 10,
+        ),
+        (
+            "after a probe ended in a 429 just now: half as fast",
+            {"calm_since": 90.0, "misses": (1.0, 100.0)},
+            10.0,
+            1 + (0.005 + 0.0005 * 10) / 2,
+        ),
     ]
 
     @pytest.mark.parametrize(
@@ -353,8 +402,11 @@ def test_another_app_spending_the_budget(graph: Graph, factor: float) -> None:
 
 @pytest.mark.parametrize(
     ("graph", "factor"),
-    [(no_burst(10.0, retry_after=10.0), 1.05), (shallow(10.0, retry_after=10.0), 1.25),
-     (shallow(20.0, retry_after=10.0), 1.25)],
+    [
+        (no_burst(10.0, retry_after=10.0), 1.05),
+        (shallow(10.0, retry_after=10.0), 1.25),
+        (shallow(20.0, retry_after=10.0), 1.25),
+    ],
     ids=["deep-10", "shallow-10", "shallow-20"],
 )
 def test_a_fixed_longer_retry_after(graph: Graph, factor: float) -> None:

@@ -24,21 +24,28 @@ BOTH = {"ClientSecret": "file:secrets/key-id", "SecretToken": "file:secrets/secr
 KEY_ONLY = {"ClientSecret": "file:secrets/key-id"}
 
 
-def manifest(path: Path, rows: list[tuple[str, str, dict[str, str]]],
-             template: str = AWS) -> Path:
+def manifest(path: Path, rows: list[tuple[str, str, dict[str, str]]], template: str = AWS) -> Path:
     """A JSON manifest of (key, display name, credentials) rows of one template."""
     write_secrets(path.parent / "secrets")
     (path.parent / "secrets" / "bad-key").write_text("not-an-access-key\n")
-    path.write_bytes(orjson.dumps({"instances": [
-        {"key": k, "displayName": n, "template": template, "credentials": c}
-        for k, n, c in rows]}))
+    path.write_bytes(
+        orjson.dumps(
+            {
+                "instances": [
+                    {"key": k, "displayName": n, "template": template, "credentials": c}
+                    for k, n, c in rows
+                ]
+            }
+        )
+    )
     return path
 
 
 async def instantiate(graph: PlainGraph, template: str, name: str) -> dict[str, Any]:
     """An application made outside bulkprov (the tenant's own)."""
-    found = await graph.get("/applicationTemplates",
-                            params={"$filter": f"displayName eq '{template}'"})
+    found = await graph.get(
+        "/applicationTemplates", params={"$filter": f"displayName eq '{template}'"}
+    )
     tid = found.body["value"][0]["id"]
     made = await graph.post(f"/applicationTemplates/{tid}/instantiate", {"displayName": name})
     assert made.status == 201, made.body
@@ -58,8 +65,11 @@ def records(ledger: Path, key: str) -> list[dict[str, Any]]:
 
 def position(ledger: Path, key: str, step: str, event: str) -> int:
     lines = [orjson.loads(line) for line in ledger.read_bytes().splitlines()]
-    return next(i for i, r in enumerate(lines) if r.get("key") == key
-                and r.get("step") == step and r.get("event") == event)
+    return next(
+        i
+        for i, r in enumerate(lines)
+        if r.get("key") == key and r.get("step") == step and r.get("event") == event
+    )
 
 
 class TestPlanReadsNeeds:
@@ -68,8 +78,9 @@ class TestPlanReadsNeeds:
     ) -> None:
         """Without an AWS service principal in the tenant plan says the needed keys are unknown;
         with one, it refuses the instance lacking SecretToken, naming the key, and exits 1."""
-        path = manifest(tmp_path / "m.json", [("good", "AWS good", BOTH),
-                                              ("odd", "AWS odd", KEY_ONLY)])
+        path = manifest(
+            tmp_path / "m.json", [("good", "AWS good", BOTH), ("odd", "AWS odd", KEY_ONLY)]
+        )
         code, rows = await plan(mock, tmp_path, path)
         assert code == 0
         assert {k: r["action"] for k, r in rows.items()} == {"good": "create", "odd": "create"}
@@ -85,18 +96,25 @@ class TestPlanReadsNeeds:
 
 
 class TestRunGate:
-    @pytest.mark.parametrize("mock_settings", [
-        MockSettings.quiet(time_scale=0.01), MockSettings(time_scale=0.01)],
-        ids=["quiet", "latency-and-replication"])
-    async def test_odd_instance_waits_and_is_refused(self, mock: MockGraph,
-                                                     tmp_path: Path) -> None:
+    @pytest.mark.parametrize(
+        "mock_settings",
+        [MockSettings.quiet(time_scale=0.01), MockSettings(time_scale=0.01)],
+        ids=["quiet", "latency-and-replication"],
+    )
+    async def test_odd_instance_waits_and_is_refused(self, mock: MockGraph, tmp_path: Path) -> None:
         """Of three good AWS instances and one lacking SecretToken, in a tenant that has no AWS
         app yet, the run makes exactly three applications: the odd one waits until one of the
         others has read the template's needs, and fails before instantiate, naming the missing
         key."""
-        path = manifest(tmp_path / "m.json", [
-            ("a", "AWS a", BOTH), ("odd", "AWS odd", KEY_ONLY), ("b", "AWS b", BOTH),
-            ("c", "AWS c", BOTH)])
+        path = manifest(
+            tmp_path / "m.json",
+            [
+                ("a", "AWS a", BOTH),
+                ("odd", "AWS odd", KEY_ONLY),
+                ("b", "AWS b", BOTH),
+                ("c", "AWS c", BOTH),
+            ],
+        )
         ledger = tmp_path / "l.jsonl"
         result = await run_engine(mock, path, ledger, monitor=False)
         assert result.statuses == {"done": 3, "failed": 1}
@@ -106,7 +124,9 @@ class TestRunGate:
         t = tenant_stats(mock)
         assert t["applications"] == 3 and t["created"]["applications"] == 3
         assert [(r["step"], r["event"]) for r in records(ledger, "odd")] == [
-            ("sync_template", "start"), ("sync_template", "error")]
+            ("sync_template", "start"),
+            ("sync_template", "error"),
+        ]
         learned = min(position(ledger, k, "sync_template", "done") for k in "abc")
         assert position(ledger, "odd", "sync_template", "error") > learned
 
@@ -130,8 +150,10 @@ class TestRunGate:
         """A first instance lacking SecretToken, with the needs unknown, makes its application
         and fails at sync_template (the last line of defence); the others, whose keys differ
         from its own, wait until it has read the needs and are then done."""
-        path = manifest(tmp_path / "m.json", [
-            ("odd", "AWS odd", KEY_ONLY), ("a", "AWS a", BOTH), ("b", "AWS b", BOTH)])
+        path = manifest(
+            tmp_path / "m.json",
+            [("odd", "AWS odd", KEY_ONLY), ("a", "AWS a", BOTH), ("b", "AWS b", BOTH)],
+        )
         ledger = tmp_path / "l.jsonl"
         result = await run_engine(mock, path, ledger, monitor=False)
         assert result.statuses == {"done": 2, "failed": 1}
@@ -149,13 +171,16 @@ class TestRunGate:
         name from another template), the waiting odd one goes ahead instead of waiting for
         ever, and fails at sync_template."""
         slack = await instantiate(graph, "Slack", "AWS taken")
-        path = manifest(tmp_path / "m.json", [("a", "AWS taken", BOTH),
-                                              ("odd", "AWS odd", KEY_ONLY)])
+        path = manifest(
+            tmp_path / "m.json", [("a", "AWS taken", BOTH), ("odd", "AWS odd", KEY_ONLY)]
+        )
         result = await run_engine(mock, path, tmp_path / "l.jsonl", monitor=False)
         assert result.statuses == {"failed": 2}
         codes = {f["key"]: (f["step"], f["code"]) for f in result.failures}
-        assert codes == {"a": ("instantiate", "OtherTemplate"),
-                         "odd": ("sync_template", "MissingCredentials")}
+        assert codes == {
+            "a": ("instantiate", "OtherTemplate"),
+            "odd": ("sync_template", "MissingCredentials"),
+        }
         failure = next(f for f in result.failures if f["key"] == "a")
         assert slack["id"] in failure["message"]
         assert tenant_stats(mock)["applications"] == 2  # Slack's, and the odd one's
@@ -180,26 +205,39 @@ def run_actions(before: ledger_mod.Replay, after: ledger_mod.Replay) -> dict[str
 
 
 class TestPlanIsTheRun:
-    async def test_mixed_manifest(self, mock: MockGraph, graph: PlainGraph,
-                                  tmp_path: Path) -> None:
+    async def test_mixed_manifest(self, mock: MockGraph, graph: PlainGraph, tmp_path: Path) -> None:
         """For done, resume, adopt, create, conflict from another template and refuse, plan's
         decision for each instance is what the run then does."""
         ledger = tmp_path / "l.jsonl"
         bad = {"ClientSecret": "file:secrets/bad-key", "SecretToken": "file:secrets/secret"}
-        first = manifest(tmp_path / "first.json", [("done", "AWS done", BOTH),
-                                                   ("resume", "AWS resume", bad)])
+        first = manifest(
+            tmp_path / "first.json", [("done", "AWS done", BOTH), ("resume", "AWS resume", bad)]
+        )
         result = await run_engine(mock, first, ledger, monitor=False)
         assert result.statuses == {"done": 1, "failed": 1}  # resume: the target refused it
         adopted = await instantiate(graph, AWS, "AWS adopt")
         await instantiate(graph, "Slack", "AWS taken")
-        path = manifest(tmp_path / "second.json", [
-            ("done", "AWS done", BOTH), ("resume", "AWS resume", bad),
-            ("adopt", "AWS adopt", BOTH), ("create", "AWS create", BOTH),
-            ("conflict", "AWS taken", BOTH), ("refuse", "AWS refuse", KEY_ONLY)])
+        path = manifest(
+            tmp_path / "second.json",
+            [
+                ("done", "AWS done", BOTH),
+                ("resume", "AWS resume", bad),
+                ("adopt", "AWS adopt", BOTH),
+                ("create", "AWS create", BOTH),
+                ("conflict", "AWS taken", BOTH),
+                ("refuse", "AWS refuse", KEY_ONLY),
+            ],
+        )
         code, rows = await plan(mock, tmp_path, path, "--ledger", str(ledger))
         planned = {k: r["action"] for k, r in rows.items()}
-        assert planned == {"done": "done", "resume": "resume", "adopt": "adopt",
-                           "create": "create", "conflict": "conflict", "refuse": "refuse"}
+        assert planned == {
+            "done": "done",
+            "resume": "resume",
+            "adopt": "adopt",
+            "create": "create",
+            "conflict": "conflict",
+            "refuse": "refuse",
+        }
         assert code == 1 and rows["adopt"]["applicationId"] == adopted["id"]
 
         before = ledger_mod.read(ledger)
@@ -207,6 +245,9 @@ class TestPlanIsTheRun:
         after = ledger_mod.read(ledger)
         assert run_actions(before, after) == planned
         codes = {f["key"]: f["code"] for f in result.failures}
-        assert codes == {"resume": "AWSInvalidCredentials", "conflict": rows["conflict"]["code"],
-                         "refuse": rows["refuse"]["code"]}
+        assert codes == {
+            "resume": "AWSInvalidCredentials",
+            "conflict": rows["conflict"]["code"],
+            "refuse": rows["refuse"]["code"],
+        }
         assert after.instances["adopt"].ids["applicationId"] == adopted["id"]

@@ -245,9 +245,16 @@ class TestConnectPrecedence:
         secret_file.write_text("override-secret\n")
         tgt = from_flags(
             args(
-                "--profiles", str(path), "--profile", "fabrikam-gov",
-                "--client-id", other, "--api-version", "v1.0",
-                "--client-secret-file", str(secret_file),
+                "--profiles",
+                str(path),
+                "--profile",
+                "fabrikam-gov",
+                "--client-id",
+                other,
+                "--api-version",
+                "v1.0",
+                "--client-secret-file",
+                str(secret_file),
             )
         )
         assert tgt.conn.client_id == other  # flag
@@ -263,13 +270,24 @@ class TestConnectPrecedence:
         """--profile and --mock-info together are refused."""
         path = write(tmp_path)
         with pytest.raises(ConfigError, match="not both"):
-            from_flags(args("--profiles", str(path), "--profile", "admin",
-                            "--mock-info", str(tmp_path / "mock.json")))
+            from_flags(
+                args(
+                    "--profiles",
+                    str(path),
+                    "--profile",
+                    "admin",
+                    "--mock-info",
+                    str(tmp_path / "mock.json"),
+                )
+            )
 
     def test_bad_url_in_profile_names_profile(self, tmp_path: Path) -> None:
         """A profile whose Graph is plain http off loopback is refused, naming the profile."""
-        path = write(tmp_path, f'[profiles.p]\ntenant_id = "{TENANT}"\nclient_id = "{CLIENT}"\n'
-                               'auth = "device_code"\ngraph_url = "http://graph.example.com"\n')
+        path = write(
+            tmp_path,
+            f'[profiles.p]\ntenant_id = "{TENANT}"\nclient_id = "{CLIENT}"\n'
+            'auth = "device_code"\ngraph_url = "http://graph.example.com"\n',
+        )
         with pytest.raises(ConfigError, match=r"profile 'p': graph_url .* is not TLS"):
             from_flags(args("--profiles", str(path), "--profile", "p"))
 
@@ -299,9 +317,19 @@ class TestPlainValues:
     def test_the_flags_make_the_same_options(self, tmp_path: Path) -> None:
         """connection_options turns the flags into the values they name (None: not given)."""
         path = write(tmp_path)
-        assert args("--profiles", str(path), "--profile", "admin", "--tenant-id", TENANT,
-                    "--allow-http", "--client-time-scale", "0.1") == ConnectionOptions(
-            profile="admin", profiles=path, tenant_id=TENANT, allow_http=True, time_scale=0.1)
+        assert args(
+            "--profiles",
+            str(path),
+            "--profile",
+            "admin",
+            "--tenant-id",
+            TENANT,
+            "--allow-http",
+            "--client-time-scale",
+            "0.1",
+        ) == ConnectionOptions(
+            profile="admin", profiles=path, tenant_id=TENANT, allow_http=True, time_scale=0.1
+        )
         assert args() == ConnectionOptions()
 
 
@@ -311,8 +339,10 @@ class TestManagedIdentity:
 
     def _app(self, mi: ManagedIdentity) -> object:
         conn = ConnectionSettings(
-            tenant_id=TENANT, client_id="managed-identity", credential=Credential(
-                managed_identity=mi))
+            tenant_id=TENANT,
+            client_id="managed-identity",
+            credential=Credential(managed_identity=mi),
+        )
         return TokenProvider(conn)._build()
 
     def test_system_assigned(self) -> None:

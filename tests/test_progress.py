@@ -122,21 +122,33 @@ class TestRunProgress:
     def test_eta_text(self) -> None:
         """ETAs read as seconds, minutes or hours."""
         assert [eta_text(s) for s in (None, 0.4, 58, 245, 7380)] == [
-            "-", "0s", "58s", "4m05s", "2h03m"]
+            "-",
+            "0s",
+            "58s",
+            "4m05s",
+            "2h03m",
+        ]
 
 
 class TestTaskProgress:
     def test_counts_and_eta(self) -> None:
         """A cleanup's progress: items done of the total, failures, a rate and an ETA."""
         clock = FakeClock()
-        p = TaskProgress("cleanup", "instances", plain_console()[0], total=20, interval=0,
-                         clock=clock)
+        p = TaskProgress(
+            "cleanup", "instances", plain_console()[0], total=20, interval=0, clock=clock
+        )
         clock.now += 5
         for ok in [True] * 9 + [False]:
             p.advance(ok)
         assert p.line() == "cleanup: 9/20 instances, failed 1, 2.0/s, ETA 5s"
-        export = TaskProgress("export", "service principals read", plain_console()[0],
-                              pending="listing service principals", interval=0, clock=clock)
+        export = TaskProgress(
+            "export",
+            "service principals read",
+            plain_console()[0],
+            pending="listing service principals",
+            interval=0,
+            clock=clock,
+        )
         assert export.line() == "export: listing service principals"
         clock.now += 2
         export.update(3, 3)
@@ -152,22 +164,38 @@ def _mixed_manifest(path: Path, good: int, bad: int) -> Path:
         w.writerow(["key", "displayName", "template", "cred.ClientSecret", "cred.SecretToken"])
         for i in range(good + bad):
             where = "secrets" if i < good else "bad"
-            w.writerow([f"p-{i:03d}", f"AWS progress {i:03d}", AWS, f"file:{where}/key-id",
-                        f"file:{where}/secret"])
+            w.writerow(
+                [
+                    f"p-{i:03d}",
+                    f"AWS progress {i:03d}",
+                    AWS,
+                    f"file:{where}/key-id",
+                    f"file:{where}/secret",
+                ]
+            )
     return path
 
 
 @pytest.mark.anyio
 class TestInALog:
     async def test_run_prints_periodic_lines_with_the_right_counts(
-            self, mock: MockGraph, tmp_path: Path) -> None:
+        self, mock: MockGraph, tmp_path: Path
+    ) -> None:
         """A run whose stderr is not a terminal prints a progress line every
         --progress-every seconds: set up moves ahead of done, the counts never go back, and
         the last line agrees with the ledger (failed instances included)."""
         manifest = _mixed_manifest(tmp_path / "m.csv", good=24, bad=4)
         ledger = tmp_path / "l.jsonl"
-        code, _out, err = await cli(mock, tmp_path, "run", str(manifest), "--ledger",
-                                    str(ledger), "--progress-every", "0.02")
+        code, _out, err = await cli(
+            mock,
+            tmp_path,
+            "run",
+            str(manifest),
+            "--ledger",
+            str(ledger),
+            "--progress-every",
+            "0.02",
+        )
         assert code == 1, err[-2000:]
         found = [tuple(m.groups()) for m in LINE.finditer(err)]
         assert len(found) >= 3, err[-2000:]
@@ -181,18 +209,20 @@ class TestInALog:
         statuses = [s.status for s in ledger_mod.read(ledger).instances.values()]
         assert statuses.count("done") == 24 and statuses.count("failed") == 4
 
-    async def test_cleanup_and_export_show_progress(self, mock: MockGraph,
-                                                    tmp_path: Path) -> None:
+    async def test_cleanup_and_export_show_progress(self, mock: MockGraph, tmp_path: Path) -> None:
         """cleanup and export print their progress lines too, ending with every item."""
         ledger = tmp_path / "l.jsonl"
-        result = await run_engine(mock, aws_manifest(tmp_path / "m.csv", 5, start=False),
-                                  ledger, monitor=False)
+        result = await run_engine(
+            mock, aws_manifest(tmp_path / "m.csv", 5, start=False), ledger, monitor=False
+        )
         assert result.statuses["done"] == 5
-        code, _out, err = await cli(mock, tmp_path, "export", "--out", str(tmp_path / "x"),
-                                    "--progress-every", "0.01")
+        code, _out, err = await cli(
+            mock, tmp_path, "export", "--out", str(tmp_path / "x"), "--progress-every", "0.01"
+        )
         assert code == 0, err
         assert re.search(r"^export: 5/5 service principals read, [\d.]+/s, ETA 0s$", err, re.M)
-        code, _out, err = await cli(mock, tmp_path, "cleanup", str(ledger), "--yes",
-                                    "--progress-every", "0.01")
+        code, _out, err = await cli(
+            mock, tmp_path, "cleanup", str(ledger), "--yes", "--progress-every", "0.01"
+        )
         assert code == 0, err
         assert re.search(r"^cleanup: 5/5 instances, [\d.]+/s, ETA 0s$", err, re.M), err

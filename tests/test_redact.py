@@ -76,10 +76,16 @@ def both(secrets: list[str]) -> tuple[Redactor, Redactor]:
 
 
 @settings(max_examples=400, deadline=None)
-@given(secret=SECRET_TEXT, how=st.sampled_from(sorted(ENCODERS)), before=CONTEXT,
-       after=CONTEXT, others=st.lists(SECRET_TEXT, max_size=3))
+@given(
+    secret=SECRET_TEXT,
+    how=st.sampled_from(sorted(ENCODERS)),
+    before=CONTEXT,
+    after=CONTEXT,
+    others=st.lists(SECRET_TEXT, max_size=3),
+)
 def test_no_encoded_form_of_a_secret_is_left(
-        secret: str, how: str, before: str, after: str, others: list[str]) -> None:
+    secret: str, how: str, before: str, after: str, others: list[str]
+) -> None:
     """Whatever the secret and however it is encoded (JSON escapes, percent-encoding, base64
     of either alphabet, padded or not), neither it nor that form is left in the masked text,
     and both searches mask the same text."""
@@ -101,8 +107,12 @@ def _blob_case(secret: str, prefix: bytes, suffix: bytes, how: str) -> tuple[str
         blob = blob.replace("+", "-").replace("/", "_")
     lo = 8 * len(prefix) // 6
     hi = (8 * (len(prefix) + len(data)) - 1) // 6  # inclusive
-    escape = {"std": {}, "url": {}, "json": {"/": "\\/"}, "percent": {"+": "%2B", "/": "%2F",
-                                                                     "=": "%3D"}}[how]
+    escape = {
+        "std": {},
+        "url": {},
+        "json": {"/": "\\/"},
+        "percent": {"+": "%2B", "/": "%2F", "=": "%3D"},
+    }[how]
     starts, pos = [], 0
     pieces = []
     for ch in blob:
@@ -117,12 +127,16 @@ def _blob_case(secret: str, prefix: bytes, suffix: bytes, how: str) -> tuple[str
 
 
 @settings(max_examples=400, deadline=None)
-@given(secret=st.text(st.characters(exclude_categories=("Cs",)), min_size=5, max_size=16),
-       prefix=st.binary(max_size=8), suffix=st.binary(max_size=8),
-       how=st.sampled_from(["std", "url", "json", "percent"]))
+@given(
+    secret=st.text(st.characters(exclude_categories=("Cs",)), min_size=5, max_size=16),
+    prefix=st.binary(max_size=8),
+    suffix=st.binary(max_size=8),
+    how=st.sampled_from(["std", "url", "json", "percent"]),
+)
 @example(secret="\n:::: ", prefix=b"a", suffix=b"\xf2", how="std")  # one core, two alignments
 def test_a_secret_inside_a_base64_blob_leaves_no_bit_of_it(
-        secret: str, prefix: bytes, suffix: bytes, how: str) -> None:
+    secret: str, prefix: bytes, suffix: bytes, how: str
+) -> None:
     """A secret of 5 bytes or more inside a larger base64 blob (HTTP Basic ``user:secret``),
     at any byte alignment, in either alphabet, JSON-escaped or percent-encoded: every
     character that carries a bit of it is masked, and both searches agree."""
@@ -150,8 +164,11 @@ def test_encoded_forms_are_released_with_the_secret() -> None:
     r = Redactor()
     r.add(SECRET)
     r.add(SECRET)
-    forms = [quote(SECRET, safe=""), base64.b64encode(SECRET.encode()).decode(),
-             SECRET.replace("/", "\\/")]
+    forms = [
+        quote(SECRET, safe=""),
+        base64.b64encode(SECRET.encode()).decode(),
+        SECRET.replace("/", "\\/"),
+    ]
     text = " ".join(forms)
     assert r.text(text).split() == ["*****"] * 3
     r.discard(SECRET)
@@ -224,8 +241,12 @@ async def test_log_collector_masks_before_cutting() -> None:
 
     red = Redactor()
     red.add(SECRET)
-    collector = LogCollector(_FailingGraph(_echo()), interval=0.0, time_scale=0.0,  # type: ignore[arg-type]
-                             redactor=red)
+    collector = LogCollector(
+        _FailingGraph(_echo()),
+        interval=0.0,
+        time_scale=0.0,  # type: ignore[arg-type]
+        redactor=red,
+    )
     got: dict[str, Any] = {}
     async with anyio.create_task_group() as tg:
         tg.start_soon(collector.run)
@@ -251,8 +272,12 @@ async def test_monitor_masks_job_read_and_restart_errors_before_cutting(tmp_path
     red.add(SECRET)
     ledger = Ledger(tmp_path / "l.jsonl", redactor=red)
     ledger.open(manifest=None, graph="https://g.test/v1.0", tenant="t")
-    m = Monitor(_FailingGraph(_echo()), Replay(None, {}, 0, False),  # type: ignore[arg-type]
-                MonitorSettings(restart=True), ledger=ledger)
+    m = Monitor(
+        _FailingGraph(_echo()),
+        Replay(None, {}, 0, False),  # type: ignore[arg-type]
+        MonitorSettings(restart=True),
+        ledger=ledger,
+    )
     row: dict[str, Any] = {"key": "a", "servicePrincipalId": "sp", "jobId": "j"}
     with structlog.testing.capture_logs() as logs:
         await m._read(row)

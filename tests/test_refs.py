@@ -41,13 +41,17 @@ def manifest(tmp_path: Path, ref: str, *, fmt: str = "csv") -> Path:
     d.mkdir(exist_ok=True)
     if fmt == "csv":
         path = d / "m.csv"
-        path.write_text("key,displayName,template,start,validate,cred.ClientSecret\n"
-                        f"app-1,App 1,{AWS},false,false,{ref}\n")
+        path.write_text(
+            "key,displayName,template,start,validate,cred.ClientSecret\n"
+            f"app-1,App 1,{AWS},false,false,{ref}\n"
+        )
     else:
         path = d / "m.json"
-        path.write_text('{"instances": [\n  {"key": "app-1", "displayName": "App 1",\n'
-                        f'   "template": "{AWS}", "start": false, "validate": false,\n'
-                        f'   "credentials": {{"SecretToken": "{ref}"}}}}\n]}}\n')
+        path.write_text(
+            '{"instances": [\n  {"key": "app-1", "displayName": "App 1",\n'
+            f'   "template": "{AWS}", "start": false, "validate": false,\n'
+            f'   "credentials": {{"SecretToken": "{ref}"}}}}\n]}}\n'
+        )
     return path
 
 
@@ -90,8 +94,7 @@ class TestOutsideTheManifestDirectory:
         p = only_problem(manifest(tmp_path, f"file:{target}"))
         assert "outside the manifest's directory" in p.message
 
-    def test_json_problem_names_the_credentials_member(self, tmp_path: Path,
-                                                       outside: Path) -> None:
+    def test_json_problem_names_the_credentials_member(self, tmp_path: Path, outside: Path) -> None:
         """In JSON the refused reference's field is credentials.<Key>, on the object's line."""
         path = manifest(tmp_path, f"file:{outside}", fmt="json")
         (p,) = validate(path).problems
@@ -166,8 +169,9 @@ class TestWhatIsRead:
         """file: with no path is a problem, not the manifest's directory."""
         assert "needs the path" in only_problem(manifest(tmp_path, "file:")).message
 
-    def test_path_swapped_for_a_link_after_the_check_is_caught(self, tmp_path: Path,
-                                                              outside: Path) -> None:
+    def test_path_swapped_for_a_link_after_the_check_is_caught(
+        self, tmp_path: Path, outside: Path
+    ) -> None:
         """A directory replaced by a link between the check and the open is not followed:
         the file is opened beneath the allowed directory one component at a time."""
         root = tmp_path / "m"
@@ -187,10 +191,12 @@ class TestWhatIsRead:
 
 
 class TestOwnSettings:
-    @pytest.mark.parametrize("var", ["BULKPROV_CLIENT_SECRET", "bulkprov_client_secret",
-                                     "Bulkprov_Tenant_Id"])
-    def test_bulkprov_variables_are_refused(self, tmp_path: Path, var: str,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    @pytest.mark.parametrize(
+        "var", ["BULKPROV_CLIENT_SECRET", "bulkprov_client_secret", "Bulkprov_Tenant_Id"]
+    )
+    def test_bulkprov_variables_are_refused(
+        self, tmp_path: Path, var: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """env:BULKPROV_* (any case) is refused even when set, at validation and when streamed,
         and the value never appears."""
         monkeypatch.setenv(var, VALUE)
@@ -203,8 +209,9 @@ class TestOwnSettings:
         with pytest.raises(RefError):
             ref.resolve()
 
-    def test_the_connection_secret_variable_is_refused(self, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_the_connection_secret_variable_is_refused(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """The variable bulkprov's own client secret comes from is refused, as are the managed
         identity's."""
         monkeypatch.setenv("CONTOSO_SECRET", VALUE)
@@ -225,7 +232,8 @@ class TestOwnSettings:
 
 class TestCommandLine:
     def test_plan_refuses_then_accepts_with_secrets_dir(
-            self, tmp_path: Path, outside: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self, tmp_path: Path, outside: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """`plan --offline` exits 2 naming file, line and field; --secrets-dir DIR makes the
         same manifest valid. The secret's value is printed in neither case."""
         path = manifest(tmp_path, f"file:{outside}")
@@ -238,33 +246,52 @@ class TestCommandLine:
         assert code == 0, err
         assert "the manifest is valid" in out and VALUE not in out + err
 
-    def test_missing_secrets_dir_is_a_config_error(self, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    def test_missing_secrets_dir_is_a_config_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """A --secrets-dir that does not exist exits 2 naming the flag."""
         path = manifest(tmp_path, "literal:x")
-        assert cli.main(["plan", str(path), "--offline", "--secrets-dir",
-                         str(tmp_path / "nope")]) == 2
+        assert (
+            cli.main(["plan", str(path), "--offline", "--secrets-dir", str(tmp_path / "nope")]) == 2
+        )
         assert "--secrets-dir" in capsys.readouterr().err
 
     def test_client_secret_file_flag_is_never_a_reference(
-            self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """A manifest may not reference the file given as --client-secret-file."""
         path = manifest(tmp_path, "file:app-secret")
         (path.parent / "app-secret").write_text(VALUE)
-        assert cli.main(["plan", str(path), "--offline", "--client-secret-file",
-                         str(path.parent / "app-secret")]) == 2
+        assert (
+            cli.main(
+                [
+                    "plan",
+                    str(path),
+                    "--offline",
+                    "--client-secret-file",
+                    str(path.parent / "app-secret"),
+                ]
+            )
+            == 2
+        )
         err = capsys.readouterr().err
         assert "bulkprov's own credential" in err and VALUE not in err
 
     def test_profile_secrets_dirs_allow_a_directory(
-            self, tmp_path: Path, outside: Path, capsys: pytest.CaptureFixture[str],
-            monkeypatch: pytest.MonkeyPatch) -> None:
+        self,
+        tmp_path: Path,
+        outside: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
         """A profile's secrets_dirs (relative to the profiles file) allow a directory, and its
         client_secret variable is refused as a reference."""
         monkeypatch.delenv("BULKPROV_PROFILE", raising=False)
         profiles = tmp_path / "profiles.toml"
-        profiles.write_text('[profiles.p]\ntenant_id = "t"\nclient_id = "c"\n'
-                            'client_secret = "env:P_SECRET"\nsecrets_dirs = ["outside"]\n')
+        profiles.write_text(
+            '[profiles.p]\ntenant_id = "t"\nclient_id = "c"\n'
+            'client_secret = "env:P_SECRET"\nsecrets_dirs = ["outside"]\n'
+        )
         profiles.chmod(0o600)
         path = manifest(tmp_path, f"file:{outside}")
         base = ["plan", str(path), "--offline", "--profiles", str(profiles)]
@@ -278,30 +305,38 @@ class TestCommandLine:
 
 
 @pytest.mark.anyio
-async def test_run_reads_references_under_the_same_rules(mock: MockGraph,
-                                                         tmp_path: Path) -> None:
+async def test_run_reads_references_under_the_same_rules(mock: MockGraph, tmp_path: Path) -> None:
     """A secret file replaced by a link out of the manifest's directory after validation fails
     its instance at the secrets step (the run, given the validation's summary, does not
     validate again); its value never reaches Graph or the ledger."""
     d = tmp_path / "m"
     write_secrets(d / "secrets")
     path = d / "m.csv"
-    path.write_text("key,displayName,template,cred.ClientSecret,cred.SecretToken,start,validate\n"
-                    f"a-1,AWS a 1,{AWS},file:secrets/key-id,file:secrets/secret,false,false\n")
+    path.write_text(
+        "key,displayName,template,cred.ClientSecret,cred.SecretToken,start,validate\n"
+        f"a-1,AWS a 1,{AWS},file:secrets/key-id,file:secrets/secret,false,false\n"
+    )
     summary = validate(path)
     assert summary.problems == []
     elsewhere = tmp_path / "elsewhere"
     write_secrets(elsewhere, KEY_ID, VALUE)
     os.unlink(d / "secrets" / "secret")
     (d / "secrets" / "secret").symlink_to(elsewhere / "secret")
-    async with GraphClient(connection(mock),
-                           ClientSettings(time_scale=mock.settings.time_scale)) as c:
-        result = await Runner(manifest=path, ledger_path=tmp_path / "l.jsonl", client=c,
-                              settings=RunSettings(monitor=False), summary=summary).run()
+    async with GraphClient(
+        connection(mock), ClientSettings(time_scale=mock.settings.time_scale)
+    ) as c:
+        result = await Runner(
+            manifest=path,
+            ledger_path=tmp_path / "l.jsonl",
+            client=c,
+            settings=RunSettings(monitor=False),
+            summary=summary,
+        ).run()
     assert result.statuses == {"failed": 1}
     (failure,) = result.failures
     assert failure["step"] == "secrets" and "outside the manifest's directory" in str(
-        failure["message"])
+        failure["message"]
+    )
     ledger = (tmp_path / "l.jsonl").read_text()
     assert VALUE not in ledger and SECRET_KEY not in ledger
     assert stat.S_ISLNK(os.lstat(d / "secrets" / "secret").st_mode)
@@ -312,7 +347,9 @@ def test_schema_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     """A manifest's schema that is a FIFO is a problem on its field, not a hang."""
     os.mkfifo(tmp_path / "schema.json")
     path = tmp_path / "m.csv"
-    path.write_text(f"key,displayName,template,start,validate,schema\n"
-                    f"app-1,App 1,{AWS},false,false,schema.json\n")
+    path.write_text(
+        f"key,displayName,template,start,validate,schema\n"
+        f"app-1,App 1,{AWS},false,false,schema.json\n"
+    )
     (p,) = validate(path).problems
     assert (p.line, p.field) == (2, "schema") and "regular file" in p.message

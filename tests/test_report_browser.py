@@ -40,11 +40,24 @@ def page(run: FinishedRun) -> Path:
 def chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     assert CHROMIUM is not None
     proc = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-extensions", "--disable-background-networking", "--disable-sync",
-         "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={tmp / 'profile'}",
-         "--hide-scrollbars", *args],
-        capture_output=True, timeout=90, check=False, cwd=tmp,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-extensions",
+            "--disable-background-networking",
+            "--disable-sync",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            f"--user-data-dir={tmp / 'profile'}",
+            "--hide-scrollbars",
+            *args,
+        ],
+        capture_output=True,
+        timeout=90,
+        check=False,
+        cwd=tmp,
     )
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     return proc
@@ -62,8 +75,11 @@ def test_the_script_runs_sorts_and_filters(run: FinishedRun, page: Path, tmp_pat
     parsed = Page(dom)
     keys = [cells[parsed.headers.index("instance")].split(" ")[0] for _, cells in parsed.rows]
     assert keys == sorted(run.failed | run.quarantined, reverse=True)
-    hidden = {a.get("data-kind"): "hidden" in a for t, a in parsed.tags
-              if t == "tr" and a.get("data-kind")}
+    hidden = {
+        a.get("data-kind"): "hidden" in a
+        for t, a in parsed.tags
+        if t == "tr" and a.get("data-kind")
+    }
     assert hidden == {"failed": False, "quarantined": True}
     charts = [a.get("class") for t, a in parsed.tags if t == "svg"]
     assert "chart race" in charts and "chart steps" in charts
@@ -74,8 +90,13 @@ def test_the_screenshot_shows_the_charts(page: Path, tmp_path: Path) -> None:
     """A screenshot of the page is a PNG of the window's size, not blank, with the quota
     line, the steps' boxes and the done colour painted."""
     shot = tmp_path / "report.png"
-    chromium(tmp_path, f"--screenshot={shot}", f"--window-size={WIDTH},{HEIGHT}",
-             "--virtual-time-budget=3000", page.as_uri())
+    chromium(
+        tmp_path,
+        f"--screenshot={shot}",
+        f"--window-size={WIDTH},{HEIGHT}",
+        "--virtual-time-budget=3000",
+        page.as_uri(),
+    )
     image = read_png(shot.read_bytes())
     assert (image.width, image.height) == (WIDTH, HEIGHT)
     colours: Counter[tuple[int, ...]] = Counter()
@@ -86,4 +107,7 @@ def test_the_screenshot_shows_the_charts(page: Path, tmp_path: Path) -> None:
     assert most < 0.9 * sum(colours.values())  # far from one colour: the page is painted
     assert len(colours) > 200
     assert colours[BOUND] >= 20 and colours[BOX] >= 100 and colours[DONE] >= 100, (
-        colours[BOUND], colours[BOX], colours[DONE])
+        colours[BOUND],
+        colours[BOX],
+        colours[DONE],
+    )

@@ -71,13 +71,26 @@ async def test_kill_9_during_a_rotation_then_resume(
         assert mock.info is not None
         info_file = tmp_path / "mock-info.json"
         write_info(info_file, mock.info)
-        cmd = [sys.executable, "-m", "bulkprov.cli", "run", str(manifest), "--ledger",
-               str(ledger), "--mock-info", str(info_file), "--concurrency", "3"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bulkprov.cli",
+            "run",
+            str(manifest),
+            "--ledger",
+            str(ledger),
+            "--mock-info",
+            str(info_file),
+            "--concurrency",
+            "3",
+        ]
         offset = ledger.stat().st_size
         proc = await anyio.open_process(cmd, stdout=None, stderr=None, env=dict(os.environ))
         with anyio.fail_after(120):
-            while sum(r["step"] == "rotate" and r["event"] == "done"
-                      for r in _steps(ledger, offset)) < 3:
+            while (
+                sum(r["step"] == "rotate" and r["event"] == "done" for r in _steps(ledger, offset))
+                < 3
+            ):
                 assert proc.returncode is None, "the run ended before it was killed"
                 await anyio.sleep(0.005)
         proc.kill()  # SIGKILL
@@ -92,8 +105,9 @@ async def test_kill_9_during_a_rotation_then_resume(
         assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
     tenant = next(iter(mock.service.tenants.values()))
     sps = tenant.service_principals
-    assert all(sp.secrets == {"ClientSecret": NEW_ID, "SecretToken": NEW_SECRET}
-               for sp in sps.values()), "some instance kept the old credentials"
+    assert all(
+        sp.secrets == {"ClientSecret": NEW_ID, "SecretToken": NEW_SECRET} for sp in sps.values()
+    ), "some instance kept the old credentials"
     t = tenant_stats(mock)
     assert t["applications"] == apps_before == n and t["duplicates"] == 0  # nothing re-created
     sp_of = {st.ids["servicePrincipalId"]: k for k, st in ledger_mod.read(ledger).instances.items()}

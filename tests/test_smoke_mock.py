@@ -11,14 +11,17 @@ from .graphclient import PlainGraph
 pytestmark = pytest.mark.anyio
 
 AWS = "8b1025e4-1dd2-430b-a150-2ef79cd700f5"
-GOOD = [{"key": "ClientSecret", "value": "AKIAIOSFODNN7EXAMPLE"},
-        {"key": "SecretToken", "value": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}]
+GOOD = [
+    {"key": "ClientSecret", "value": "AKIAIOSFODNN7EXAMPLE"},
+    {"key": "SecretToken", "value": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
+]
 
 
 async def test_seed_sequence_reaches_steady_state(mock: MockGraph, graph: PlainGraph) -> None:
     """Template lookup, instantiate, job, credentials, start: the job ends Active/Succeeded."""
-    r = await graph.get("/applicationTemplates",
-                        params={"$filter": "displayName eq 'AWS Single-Account Access'"})
+    r = await graph.get(
+        "/applicationTemplates", params={"$filter": "displayName eq 'AWS Single-Account Access'"}
+    )
     assert r.status == 200 and [t["id"] for t in r.body["value"]] == [AWS]
     r = await graph.post(f"/applicationTemplates/{AWS}/instantiate", {"displayName": "AWS Contoso"})
     assert r.status == 201
@@ -29,8 +32,9 @@ async def test_seed_sequence_reaches_steady_state(mock: MockGraph, graph: PlainG
     assert r.status == 201 and r.body["status"]["code"] == "NotConfigured"
     job = r.body["id"]
     base = f"/servicePrincipals/{sp}/synchronization"
-    assert (await graph.post(f"{base}/jobs/{job}/validateCredentials",
-                             {"credentials": GOOD})).status == 204
+    assert (
+        await graph.post(f"{base}/jobs/{job}/validateCredentials", {"credentials": GOOD})
+    ).status == 204
     assert (await graph.put(f"{base}/secrets", {"value": GOOD})).status == 204
     assert (await graph.post(f"{base}/jobs/{job}/start")).status == 204
     # 20 s to the first cycle and 40 s for it: 60 Graph s = 0.6 s at time_scale 0.01

@@ -22,8 +22,17 @@ TEMPLATE = ResolvedTemplate("8b1025e4-1dd2-430b-a150-2ef79cd700f5", "AWS Single-
 
 def _instance(**kw: object) -> Instance:
     fields: dict[str, object] = dict(
-        key="k", display_name="AWS k", template=TEMPLATE.display_name, sync_template=None,
-        credentials=(), start=False, validate=False, profile=None, file="m.csv", line=2)
+        key="k",
+        display_name="AWS k",
+        template=TEMPLATE.display_name,
+        sync_template=None,
+        credentials=(),
+        start=False,
+        validate=False,
+        profile=None,
+        file="m.csv",
+        line=2,
+    )
     fields.update(kw)
     return Instance(**fields)  # type: ignore[arg-type]
 
@@ -42,8 +51,9 @@ def test_which_steps_apply_to_an_instance() -> None:
     """A bare instance takes the four steps every instance takes; each option adds its own."""
     bare = [s.name for s in STEPS if s.applies(_instance())]
     assert bare == ["instantiate", "replicate", "sync_template", "job"]
-    full = _instance(start=True, validate=True, credentials=("x",), agent_group="g",
-                     schema_file=Path("s.json"))
+    full = _instance(
+        start=True, validate=True, credentials=("x",), agent_group="g", schema_file=Path("s.json")
+    )
     assert [s.name for s in STEPS if s.applies(full)] == list(ALL_STEPS)
 
 
@@ -63,9 +73,15 @@ async def test_a_step_whose_ids_are_unknown_fails_naming_them(tmp_path: Path) ->
     path = tmp_path / "l.jsonl"
     ledger = Ledger(path)
     replay = ledger.open(manifest="m.csv", graph="g", tenant="t")
-    pipeline = Pipeline(object(), ledger, replay, RunSettings(),  # type: ignore[arg-type]
-                        templates={TEMPLATE.display_name: TEMPLATE}, time_scale=0.001,
-                        redactor=Redactor())
+    pipeline = Pipeline(
+        object(),
+        ledger,
+        replay,
+        RunSettings(),  # type: ignore[arg-type]
+        templates={TEMPLATE.display_name: TEMPLATE},
+        time_scale=0.001,
+        redactor=Redactor(),
+    )
     out = Outcome(inst=_instance(start=True), state=InstanceState("k"), started_at=0.0)
     with pytest.raises(StepError) as caught:
         await pipeline.step(out, Step.MONITOR)

@@ -25,8 +25,9 @@ async def templates(mock: MockGraph, tmp: Path, *args: str) -> tuple[int, dict[s
     return code, orjson.loads(out)
 
 
-async def test_search_lists_matches_with_provisioning_support(mock: MockGraph,
-                                                              tmp_path: Path) -> None:
+async def test_search_lists_matches_with_provisioning_support(
+    mock: MockGraph, tmp_path: Path
+) -> None:
     """A search lists the templates whose display name contains it (any case), with id,
     publisher and provisioning support, and reads no keys for several matches."""
     code, body = await templates(mock, tmp_path, "aws")
@@ -41,20 +42,28 @@ async def test_search_lists_matches_with_provisioning_support(mock: MockGraph,
     assert "GET /servicePrincipals" not in stats
 
 
-async def test_keys_come_from_an_instance_or_are_unknown(mock: MockGraph,
-                                                         tmp_path: Path) -> None:
+async def test_keys_come_from_an_instance_or_are_unknown(mock: MockGraph, tmp_path: Path) -> None:
     """With an instance of a template in the tenant, its credential keys are read from the
     instance's synchronization templates (secrets marked); without one they are unknown,
     and the output says why."""
-    result = await run_engine(mock, aws_manifest(tmp_path / "m.csv", 1, start=False),
-                              tmp_path / "l.jsonl", monitor=False)
+    result = await run_engine(
+        mock, aws_manifest(tmp_path / "m.csv", 1, start=False), tmp_path / "l.jsonl", monitor=False
+    )
     assert result.statuses["done"] == 1
     code, body = await templates(mock, tmp_path, "aws", "--keys")
     assert code == 0
     by_name = {t["displayName"]: t for t in body["templates"]}
     aws = by_name["AWS Single-Account Access"]
-    assert aws["credentialKeys"] == [{"syncTemplate": "aws", "default": True, "keys": [
-        {"key": "ClientSecret", "secret": True}, {"key": "SecretToken", "secret": True}]}]
+    assert aws["credentialKeys"] == [
+        {
+            "syncTemplate": "aws",
+            "default": True,
+            "keys": [
+                {"key": "ClientSecret", "secret": True},
+                {"key": "SecretToken", "secret": True},
+            ],
+        }
+    ]
     assert aws["readFromServicePrincipal"]
     sso = by_name["AWS Single Sign-on"]
     assert sso["credentialKeys"] is None and sso["credentialKeysNote"] == NO_INSTANCE
@@ -71,8 +80,7 @@ async def test_keys_come_from_an_instance_or_are_unknown(mock: MockGraph,
     assert "only on the synchronization templates of an instance" in " ".join(out.split())
 
 
-async def test_no_match_exits_1_and_quotes_are_escaped(mock: MockGraph,
-                                                       tmp_path: Path) -> None:
+async def test_no_match_exits_1_and_quotes_are_escaped(mock: MockGraph, tmp_path: Path) -> None:
     """A search that matches nothing says so with exit code 1; a quote in it is an OData
     literal, not a broken filter."""
     code, out, err = await cli(mock, tmp_path, "templates", "O'Brien")
@@ -85,13 +93,29 @@ def test_configuration_fields() -> None:
     """ConfigurationFields metadata gives the keys as a manifest spells them; a key is a
     secret when the template says so or when a manifest may not write it as it is
     (Password), and a plain setting (BaseAddress) is not."""
-    tpl = {"metadata": [{"key": "ConfigurationFields", "value": orjson.dumps(
-        [{"name": "baseaddress"}, {"name": "secrettoken", "secret": True},
-         {"name": "password"}]).decode()}]}
+    tpl = {
+        "metadata": [
+            {
+                "key": "ConfigurationFields",
+                "value": orjson.dumps(
+                    [
+                        {"name": "baseaddress"},
+                        {"name": "secrettoken", "secret": True},
+                        {"name": "password"},
+                    ]
+                ).decode(),
+            }
+        ]
+    }
     keys = configuration_fields(tpl)
     assert keys is not None
     assert [(k.key, k.secret) for k in keys] == [
-        ("BaseAddress", False), ("SecretToken", True), ("Password", True)]
+        ("BaseAddress", False),
+        ("SecretToken", True),
+        ("Password", True),
+    ]
     assert configuration_fields({"metadata": []}) is None
-    assert configuration_fields({"metadata": [{"key": "configurationfields",
-                                               "value": "not json"}]}) is None
+    assert (
+        configuration_fields({"metadata": [{"key": "configurationfields", "value": "not json"}]})
+        is None
+    )

@@ -11,15 +11,33 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_ruff_finds_nothing() -> None:
     """ruff, configured in pyproject.toml, reports no problem in bulkprov or the tests."""
-    out = subprocess.run([sys.executable, "-m", "ruff", "check", "bulkprov", "tests"], cwd=ROOT,
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "bulkprov", "tests"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout[-3000:]
+
+
+def test_ruff_format_is_kept() -> None:
+    """The code is as `ruff format` writes it (bulkprov, the tests and the benchmarks)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "bulkprov", "tests", "benchmarks"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 0, out.stdout[-3000:]
 
 
 def test_mypy_strict_passes() -> None:
     """mypy --strict, configured in pyproject.toml, accepts the bulkprov package."""
-    out = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True,
-                         text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert out.returncode == 0, out.stdout[-3000:]
 
 
@@ -76,8 +94,11 @@ def test_no_import_cycle() -> None:
                 base = package
                 for _ in range(max(node.level - 1, 0)):
                     base = base.rpartition(".")[0]
-                mod = (f"{base}.{node.module}" if node.module else base) if node.level else (
-                    node.module or "")
+                mod = (
+                    (f"{base}.{node.module}" if node.module else base)
+                    if node.level
+                    else (node.module or "")
+                )
                 targets = [mod] + [f"{mod}.{a.name}" for a in node.names]
             edges[name].update(t for t in targets if t in names and t != name)
     cycles = _cycles(edges)

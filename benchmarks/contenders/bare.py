@@ -58,8 +58,11 @@ async def main() -> None:
                 return orjson.loads(raw) if raw else None
 
         async def instance(row: dict[str, str]) -> None:
-            made = await call("POST", f"/applicationTemplates/{AWS_TEMPLATE}/instantiate",
-                              {"displayName": row["displayName"]})
+            made = await call(
+                "POST",
+                f"/applicationTemplates/{AWS_TEMPLATE}/instantiate",
+                {"displayName": row["displayName"]},
+            )
             sp = made["servicePrincipal"]["id"]
             sps.append(sp)
             await call("GET", f"/servicePrincipals/{sp}")
@@ -67,8 +70,11 @@ async def main() -> None:
             tmpl = (await call("GET", f"{sync}/templates"))["value"][0]["id"]
             job = (await call("POST", f"{sync}/jobs", {"templateId": tmpl}))["id"]
             creds = peerlib.credentials(row)
-            await call("POST", f"{sync}/jobs/{job}/validateCredentials",
-                       {"useSavedCredentials": False, "credentials": creds})
+            await call(
+                "POST",
+                f"{sync}/jobs/{job}/validateCredentials",
+                {"useSavedCredentials": False, "credentials": creds},
+            )
             await call("PUT", f"{sync}/secrets", {"value": creds})
             await call("POST", f"{sync}/jobs/{job}/start")
 
@@ -83,8 +89,7 @@ async def main() -> None:
                 i += 1
 
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
-    args.cpu_file.write_text(
-        json.dumps({"work_cpu": time.process_time() - cpu0, "sent": sent}))
+    args.cpu_file.write_text(json.dumps({"work_cpu": time.process_time() - cpu0, "sent": sent}))
 
 
 if __name__ == "__main__":

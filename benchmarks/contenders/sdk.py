@@ -110,8 +110,13 @@ async def onboard(g: GraphServiceClient, template_id: str, row: dict[str, str]) 
     tmpl = next((t for t in values if t.additional_data.get("default") or False), values[0])
     job = await flap(lambda: sync.jobs.post(SynchronizationJob(template_id=tmpl.id)))
     job_rb = sync.jobs.by_synchronization_job_id(job.id)
-    await flap(lambda: job_rb.validate_credentials.post(
-        ValidateCredentialsPostRequestBody(use_saved_credentials=False, credentials=secrets(row))))
+    await flap(
+        lambda: job_rb.validate_credentials.post(
+            ValidateCredentialsPostRequestBody(
+                use_saved_credentials=False, credentials=secrets(row)
+            )
+        )
+    )
     await flap(lambda: sync.secrets.put(SecretsPutRequestBody(value=secrets(row))))
     await flap(lambda: job_rb.start.post())
 
@@ -124,15 +129,22 @@ async def main() -> None:
     rows = peerlib.load(args.manifest)
     timeline = peerlib.Timeline(args.events)
     credential = ClientSecretCredential(
-        inf["tenant_id"], inf["client_id"], inf["client_secret"],
-        authority=inf["authority_host"], disable_instance_discovery=True,
+        inf["tenant_id"],
+        inf["client_id"],
+        inf["client_secret"],
+        authority=inf["authority_host"],
+        disable_instance_discovery=True,
         connection_verify=inf["ca_file"],
     )
     host = httpx.URL(inf["graph_url"]).host
     auth = AzureIdentityAuthenticationProvider(
-        credential, scopes=["https://graph.microsoft.com/.default"], allowed_hosts=[host])
-    http = httpx.AsyncClient(verify=inf["ca_file"], timeout=100 * SCALE + 5,
-                             limits=httpx.Limits(max_connections=args.concurrency))
+        credential, scopes=["https://graph.microsoft.com/.default"], allowed_hosts=[host]
+    )
+    http = httpx.AsyncClient(
+        verify=inf["ca_file"],
+        timeout=100 * SCALE + 5,
+        limits=httpx.Limits(max_connections=args.concurrency),
+    )
     http = GraphClientFactory.create_with_default_middleware(client=http)
     http.base_url = httpx.URL(inf["graph_url"] + "/v1.0/")
     g = GraphServiceClient(request_adapter=GraphRequestAdapter(auth, http))

@@ -40,7 +40,10 @@ class Graph:
         while True:
             try:
                 async with self.s.request(
-                    method, self.base + path, json=body, headers=self.headers,
+                    method,
+                    self.base + path,
+                    json=body,
+                    headers=self.headers,
                     timeout=aiohttp.ClientTimeout(total=100 * self.scale + 5),
                 ) as r:
                     data = await r.json(content_type=None) if r.status != 204 else None
@@ -69,8 +72,10 @@ class Graph:
 
 async def onboard(g: Graph, template_id: str, row: dict[str, str]) -> None:
     created = await g.ok(
-        "POST", f"/applicationTemplates/{template_id}/instantiate",
-        {"displayName": row["displayName"]}, flap=False,
+        "POST",
+        f"/applicationTemplates/{template_id}/instantiate",
+        {"displayName": row["displayName"]},
+        flap=False,
     )
     sp = created["servicePrincipal"]["id"]
     for _ in range(peerlib.POLL_TRIES):
@@ -85,8 +90,11 @@ async def onboard(g: Graph, template_id: str, row: dict[str, str]) -> None:
     tmpl = next((t for t in templates if t.get("default")), templates[0])
     job = await g.ok("POST", f"{sync}/jobs", {"templateId": tmpl["id"]})
     creds = peerlib.credentials(row)
-    await g.ok("POST", f"{sync}/jobs/{job['id']}/validateCredentials",
-               {"useSavedCredentials": False, "credentials": creds})
+    await g.ok(
+        "POST",
+        f"{sync}/jobs/{job['id']}/validateCredentials",
+        {"useSavedCredentials": False, "credentials": creds},
+    )
     await g.ok("PUT", f"{sync}/secrets", {"value": creds})
     await g.ok("POST", f"{sync}/jobs/{job['id']}/start")
 
@@ -101,7 +109,8 @@ async def main() -> None:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
         g = Graph(s, inf, token)
         found = await g.ok(
-            "GET", f"/applicationTemplates?$filter=displayName eq '{peerlib.AWS}'", flap=False)
+            "GET", f"/applicationTemplates?$filter=displayName eq '{peerlib.AWS}'", flap=False
+        )
         template_id = found["value"][0]["id"]
         try:
             for row in rows:

@@ -51,7 +51,8 @@ def status_summary(replay: ledger_mod.Replay) -> dict[str, Any]:
         "stepsDone": dict(steps_done),
         "tornLastLine": replay.torn,
         "header": {
-            k: v for k, v in (replay.header.to_json() if replay.header else {}).items()
+            k: v
+            for k, v in (replay.header.to_json() if replay.header else {}).items()
             if k != "salt"
         },
         "rows": rows,

@@ -119,20 +119,39 @@ def _add_throttle_options(g: argparse._ArgumentGroup) -> None:
     for flag, kind, default, text in (
         ("--write-limit", int, d.write_limit, "writes per --write-window per app + tenant"),
         ("--write-window", _positive_float, d.write_window, "Graph seconds of --write-limit"),
-        ("--other-app-write-rate", float, d.other_app_write_rate,
-         "another app's writes per Graph second from the tenant's write budget (0: none)"),
-        ("--other-app-period", float, d.other_app_period,
-         "Graph seconds of the other app's cycle"),
-        ("--other-app-duty", float, d.other_app_duty,
-         "share of each cycle the other app writes in (1: steadily)"),
-        ("--shed-factor", float, d.shed_factor,
-         "load shedding: the shed scopes' limit times this (1: none)"),
+        (
+            "--other-app-write-rate",
+            float,
+            d.other_app_write_rate,
+            "another app's writes per Graph second from the tenant's write budget (0: none)",
+        ),
+        ("--other-app-period", float, d.other_app_period, "Graph seconds of the other app's cycle"),
+        (
+            "--other-app-duty",
+            float,
+            d.other_app_duty,
+            "share of each cycle the other app writes in (1: steadily)",
+        ),
+        (
+            "--shed-factor",
+            float,
+            d.shed_factor,
+            "load shedding: the shed scopes' limit times this (1: none)",
+        ),
         ("--shed-start", float, d.shed_start, "Graph seconds after start that shedding begins"),
         ("--shed-duration", float, d.shed_duration, "Graph seconds that shedding lasts"),
-        ("--retry-after-value", float, d.retry_after_value,
-         "the Retry-After of --retry-after fixed, Graph seconds"),
-        ("--retry-after-factor", float, d.retry_after_factor,
-         "Graph's Retry-After times this, for --retry-after scaled"),
+        (
+            "--retry-after-value",
+            float,
+            d.retry_after_value,
+            "the Retry-After of --retry-after fixed, Graph seconds",
+        ),
+        (
+            "--retry-after-factor",
+            float,
+            d.retry_after_factor,
+            "Graph's Retry-After times this, for --retry-after scaled",
+        ),
     ):
         g.add_argument(flag, type=kind, default=default, help=f"{text} (default %(default)s)")
     g.add_argument(

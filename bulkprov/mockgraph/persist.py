@@ -112,9 +112,7 @@ class Keeper:
             ) from None
         try:
             saved = read(d) if exists(d) else None
-            self._journal_fd = os.open(
-                d / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600
-            )
+            self._journal_fd = os.open(d / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         except BaseException:
             self.release()
             raise

@@ -157,9 +157,11 @@ class MockGraph:
             # a kept tenant has an id of its own, and new objects must not take the ids that
             # a seeded generator gave the objects already kept
             rng = random.Random(secrets.randbits(64))
-            ids = [str(t["id"]) for t in saved.tenants] if saved is not None else [
-                str(uuid.uuid4()) for _ in range(self.settings.tenants)
-            ]
+            ids = (
+                [str(t["id"]) for t in saved.tenants]
+                if saved is not None
+                else [str(uuid.uuid4()) for _ in range(self.settings.tenants)]
+            )
         else:
             rng = random.Random(f"{self.settings.faults.seed}:state")
             ids = [tenant_id(n) for n in range(1, self.settings.tenants + 1)]

@@ -77,8 +77,7 @@ class Monitor(BaseStep):
                 raise StepError(
                     ctx.key,
                     Step.MONITOR,
-                    f"job still {status.code} after {settings.monitor_deadline:.0f} "
-                    "Graph seconds",
+                    f"job still {status.code} after {settings.monitor_deadline:.0f} Graph seconds",
                     code="MonitorDeadline",
                 )
             if shared.stop.is_set():

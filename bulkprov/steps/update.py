@@ -91,8 +91,7 @@ class RotateValidate(UpdateStep):
             return True
         compare = ctx.shared.ledger.compare_fingerprint
         creds = credentials(ctx, Step.VALIDATE)  # (masked from here on)
-        return any(compare(str(validated[c["key"]]), c["key"], c["value"]) != "same"
-                   for c in creds)
+        return any(compare(str(validated[c["key"]]), c["key"], c["value"]) != "same" for c in creds)
 
     async def run(self, ctx: Context) -> StepResult:
         result = await Validate().run(ctx)
