@@ -184,7 +184,8 @@ def test_version_mismatch_is_refused(path: Path) -> None:
 @pytest.mark.parametrize(
     "content",
     [
-        b'[\n  {"key": "a", "displayName": "A", "template": "T"}\n]',  # a manifest, no final newline
+        # a manifest, no final newline
+        b'[\n  {"key": "a", "displayName": "A", "template": "T"}\n]',
         b"key,displayName,template\na,A,T",
         b"just some text",
     ],
