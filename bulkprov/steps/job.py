@@ -31,6 +31,7 @@ from ..errors import GraphError, StepError, TransportError
 from ..manifest import Instance
 from ..planner import TemplateNeeds
 from ..records import Step
+from ..retry import doubling
 from .base import BaseStep, Context, Ids, StepResult, need
 
 log = structlog.get_logger("bulkprov.pipeline")
@@ -74,7 +75,7 @@ class Job(BaseStep):
         last = ""
         for attempt in range(1, JOB_CREATE_ATTEMPTS + 1):
             if attempt > 1:
-                await shared.sleep(min(2.0**attempt, 30.0))  # let a 5xx spell pass
+                await shared.sleep(doubling(attempt + 1, 1.0, 30.0))  # let a 5xx spell pass
             jobs = await shared.replicated(
                 "synchronization jobs", lambda: shared.graph.jobs(sp_id), since
             )
