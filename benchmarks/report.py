@@ -142,8 +142,8 @@ def overhead_md(res: dict[str, Any]) -> str:
     ]
     return "\n".join(
         [
-            f"### Overhead: {res['n']:,} instances, mock with no latency, throttling or replication "
-            f"delay (medians of {res['repeats']} alternating runs)",
+            f"### Overhead: {res['n']:,} instances, mock with no latency, throttling or "
+            f"replication delay (medians of {res['repeats']} alternating runs)",
             "",
             table(
                 [

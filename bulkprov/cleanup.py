@@ -220,7 +220,8 @@ class Cleaner:
 
     async def run(self, cleanup: CleanupPlan) -> CleanupResult:
         async def one(target: Target) -> None:
-            ok = await self._one(target)
+            with structlog.contextvars.bound_contextvars(instance=target.key):
+                ok = await self._one(target)
             if ok is not None and self.on_target is not None:
                 self.on_target(target.key, ok)
 
@@ -309,5 +310,5 @@ class Cleaner:
                 "message": self.ledger.redactor.text(message),
             }
         )
-        log.warning("delete_failed", instance=t.key, object=kind, id=object_id, code=code)
+        log.warning("delete_failed", object=kind, id=object_id, code=code)
         return False

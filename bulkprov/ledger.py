@@ -241,8 +241,9 @@ def _lines_before(path: Path, end: int) -> Iterator[bytes]:
     yield from _Lines(path, end)
 
 
-def replay_lines(lines: Iterable[bytes]) -> Replay:
-    """Fold ledger lines into per-instance state. A line that does not parse must be the last."""
+def replay_lines(lines: Iterable[bytes], tap: Callable[[Record], object] | None = None) -> Replay:
+    """Fold ledger lines into per-instance state. A line that does not parse must be the last.
+    ``tap``, if given, is handed each record too (another reader need not parse them again)."""
     replay = Replay(None, {}, 0, False)
     for n, raw in enumerate(lines, start=1):
         if replay.bad_last_line is not None:
@@ -261,7 +262,9 @@ def replay_lines(lines: Iterable[bytes]) -> Replay:
             replay.bad_last_line = n  # a whole line that is no record: it must be the last
             replay.torn = True
             continue
-        _fold(replay, parse_record(obj))
+        if (rec := parse_record(obj)) is not None and tap is not None:
+            tap(rec)
+        _fold(replay, rec)
     return replay
 
 

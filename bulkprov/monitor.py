@@ -166,9 +166,10 @@ class Monitor:
         rows = self.instances()
 
         async def one(row: JSON) -> None:
-            await self._read(row)
-            if self.settings.restart and row.get("status") == QUARANTINE:
-                await self._restart(row)
+            with structlog.contextvars.bound_contextvars(instance=row["key"]):
+                await self._read(row)
+                if self.settings.restart and row.get("status") == QUARANTINE:
+                    await self._restart(row)
 
         await each(one, rows, workers=max(1, self.settings.concurrency))
         if self.settings.logs and rows:
@@ -212,7 +213,7 @@ class Monitor:
             message = self.redactor.shorten(str(err), 300)
             self.ledger.step(key, Step.RESTART, Event.ERROR, code=code, message=message)
             row["restartError"] = message
-            log.warning("restart_failed", instance=key, error=self.redactor.shorten(message, 200))
+            log.warning("restart_failed", error=self.redactor.shorten(message, 200))
             return
         ms = int((time.monotonic() - t0) * 1000)
         self.ledger.step(key, Step.RESTART, Event.DONE, ms=ms, data={"resetScope": scope})

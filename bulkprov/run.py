@@ -360,8 +360,10 @@ class Runner:
         self.result.total = total
         n = max(1, total)
 
+        # each item's work binds its instance: the log events it causes name it
         async def monitor(out: Outcome) -> None:
-            await self._monitor(pipeline, ledger, out)
+            with structlog.contextvars.bound_contextvars(instance=out.inst.key):
+                await self._monitor(pipeline, ledger, out)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(collector.run)
@@ -370,7 +372,8 @@ class Runner:
             ) as monitors:
 
                 async def setup(inst: Instance) -> None:
-                    await self._setup(pipeline, ledger, monitors, inst)
+                    with structlog.contextvars.bound_contextvars(instance=inst.key):
+                        await self._setup(pipeline, ledger, monitors, inst)
 
                 async with open_pool(
                     setup, workers=min(s.concurrency, n), buffer=s.concurrency
@@ -514,7 +517,6 @@ class Runner:
         if status not in ("done", "quarantined", "interrupted"):
             log.warning(
                 "instance_failed",
-                instance=inst.key,
                 status=status,
                 step=error.step if error else None,
                 error=failure["message"] if failure else None,

@@ -1,16 +1,16 @@
 """What a report shows, read from one or more ledgers: a small typed model.
 
 :func:`read_ledger` is the report's one reader of a ledger: it reads the file once, a line at
-a time, folds each record into the model and hands the same lines to
-:func:`bulkprov.ledger.replay_lines` (whose :class:`~bulkprov.ledger.Replay` the ``--live``
-reads of ``monitor`` need). Nothing else in the package opens a ledger.
+a time, through :func:`bulkprov.ledger.replay_lines` (whose :class:`~bulkprov.ledger.Replay` the
+``--live`` reads of ``monitor`` need), which parses each line once into a
+:mod:`bulkprov.records` record and hands it to the model's fold too. Nothing else in the package
+opens a ledger.
 
 Times are the ledger's: ``t`` (epoch seconds) on step and instance records, ``at`` (ISO) on run
 records, ``ms`` (real milliseconds) on a step's ``done`` and ``error`` records.
 
-A ``drift`` record (``{"type": "drift", "key": ..., "t": ..., "drifted": true, "fields": [...],
-"message": ...}``) is read when a ledger has one; no command writes it yet, and the report
-shows a drift column only for ledgers that hold such records.
+A ``drift`` record (``bulkprov drift`` writes one) is read when a ledger has
+one; the report shows a drift column only for ledgers that hold such records.
 """
 
 from __future__ import annotations
@@ -26,7 +26,18 @@ import orjson
 from .. import ledger as ledger_mod
 from ..errors import ConfigError, LedgerError, ManifestError
 from ..jsontypes import JSON
-from ..records import Event, Status, Step
+from ..records import (
+    CleanupRecord,
+    DriftRecord,
+    Event,
+    Header,
+    InstanceRecord,
+    Record,
+    RunStart,
+    Status,
+    Step,
+    StepRecord,
+)
 
 #: The categories an instance's status falls in, in the headline's order.
 DONE, QUARANTINED, FAILED, NOT_DONE, REMOVED = (
@@ -214,17 +225,14 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _failure(rec: JSON) -> Failure:
-    return Failure(
-        step=_text(rec.get("step")),
-        code=_text(rec.get("code")),
-        message=str(rec.get("message") or ""),
-        request_id=_text(rec.get("requestId")),
-    )
+def _failure(
+    step: str | None, code: str | None, message: str | None, request_id: str | None
+) -> Failure:
+    return Failure(step=step, code=code, message=message or "", request_id=request_id)
 
 
-def _quarantine(q: Any) -> Quarantine | None:
-    if not isinstance(q, dict):
+def _quarantine(q: JSON | None) -> Quarantine | None:
+    if q is None:
         return None
     count = q.get("seriesCount")
     return Quarantine(
@@ -248,68 +256,66 @@ class _Fold:
         self.run: Run | None = None  # the run the records belong to (None: another command)
         self.drift = 0
 
-    def record(self, rec: JSON) -> None:
-        kind = rec.get("type")
-        if kind == "header":
-            self.tenant = str(rec.get("tenant") or "?")
-            return
-        t = rec.get("t")
-        if self.run is not None and isinstance(t, int | float):
-            self.run.end = float(t)
-            if self.run.start is None:
-                self.run.start = float(t)
-        if kind == "run":
-            self._run(rec)
-            return
-        key = rec.get("key")
-        if not isinstance(key, str):
-            return
+    def record(self, rec: Record) -> None:
+        """One record of the ledger, in the ledger's order."""
+        match rec:
+            case Header():
+                self.tenant = rec.tenant or "?"
+            case RunStart():
+                self._run(rec)
+            case StepRecord():
+                self._step(self._instance_of(rec.key, rec.t), rec)
+            case InstanceRecord():
+                self._final(self._instance_of(rec.key, rec.t), rec)
+            case DriftRecord():
+                self._drift(self._instance_of(rec.key, rec.t), rec)
+            case CleanupRecord():
+                self._instance_of(rec.key, None)
+
+    def _instance_of(self, key: str, t: float | None) -> Instance:
+        """The instance a record of ``key`` at ``t`` is of; the record is the current run's."""
+        if self.run is not None:
+            if t is not None:
+                self.run.end = float(t)
+                if self.run.start is None:
+                    self.run.start = float(t)
+            self.run.keys.add(key)
         inst = self.instances.get(key)
         if inst is None:
             inst = self.instances[key] = Instance(key, self.tenant, self.index)
-        if self.run is not None:
-            self.run.keys.add(key)
-        if kind == "step":
-            self._step(inst, rec)
-        elif kind == "instance":
-            self._instance(inst, rec)
-        elif kind == "drift":
-            self._drift(inst, rec)
+        return inst
 
-    def _run(self, rec: JSON) -> None:
-        if rec.get("command", "run") != "run":
+    def _run(self, rec: RunStart) -> None:
+        if rec.command != "run":
             self.run = None
             return
-        self.run = Run(len(self.runs), _text(rec.get("at")), _epoch(rec.get("at")))
+        self.run = Run(len(self.runs), rec.at, _epoch(rec.at))
         self.runs.append(self.run)
 
-    def _step(self, inst: Instance, rec: JSON) -> None:
-        t = rec.get("t")
-        if inst.started is None and isinstance(t, int | float):
+    def _step(self, inst: Instance, rec: StepRecord) -> None:
+        t = rec.t
+        if inst.started is None and t is not None:
             inst.started = float(t)
-        step, event = str(rec.get("step")), rec.get("event")
-        if isinstance(rec.get("displayName"), str):
-            inst.display_name = rec["displayName"]
-        data = rec.get("data")
-        if not isinstance(data, dict):
-            data = {}
+        step, event = str(rec.step), str(rec.event)
+        if rec.display_name is not None:
+            inst.display_name = rec.display_name
+        data = rec.data or {}
         if event in (Event.DONE, Event.ERROR):
-            ms = rec.get("ms")
-            if isinstance(ms, int | float) and ms >= 0:
+            if rec.ms is not None and rec.ms >= 0:
                 ok = event == Event.DONE
-                self.report.samples.append(StepSample(step, int(ms), ok, inst.key))
+                self.report.samples.append(StepSample(step, rec.ms, ok, inst.key))
             if step == Step.INSTANTIATE and event == Event.DONE:
                 for how in ("created", "recovered", "adopted"):
                     if data.get(how):
                         inst.origin = how
         if event == Event.ERROR:
             inst.step_errors += 1
-            inst.last_error = _failure(rec)
-        self._set_up(inst.key, step, str(event), t)
-        self._writes(step, str(event), data)
+            inst.last_error = _failure(_text(rec.step), rec.code, rec.message, rec.request_id)
+        self._set_up(inst.key, step, event, t)
+        self._writes(step, event, data)
 
-    def _set_up(self, key: str, step: str, event: str, t: Any) -> None:
-        if self.run is None or event != Event.DONE or not isinstance(t, int | float):
+    def _set_up(self, key: str, step: str, event: str, t: float | None) -> None:
+        if self.run is None or event != Event.DONE or t is None:
             return
         if step in SETUP_STEPS:
             self.run.set_up[key] = float(t)
@@ -324,36 +330,37 @@ class _Fold:
         ):
             self.run.writes += 1
 
-    def _instance(self, inst: Instance, rec: JSON) -> None:
-        inst.status = str(rec.get("status") or IN_PROGRESS)
-        for name, attr in (("displayName", "display_name"), ("template", "template")):
-            if isinstance(rec.get(name), str):
-                setattr(inst, attr, rec[name])
-        inst.template_id = _text(rec.get("templateId")) or inst.template_id
-        t = rec.get("t")
-        inst.ended = float(t) if isinstance(t, int | float) else inst.ended
-        seconds = rec.get("seconds")
-        inst.seconds = float(seconds) if isinstance(seconds, int | float) else inst.seconds
-        inst.job_status = _text(rec.get("jobStatus")) or inst.job_status
-        error = rec.get("error")
-        inst.error = _failure(error) if isinstance(error, dict) else None
-        inst.quarantine = _quarantine(rec.get("quarantine"))
+    def _final(self, inst: Instance, rec: InstanceRecord) -> None:
+        inst.status = str(rec.status or IN_PROGRESS)
+        if rec.display_name is not None:
+            inst.display_name = rec.display_name
+        if rec.template is not None:
+            inst.template = rec.template
+        inst.template_id = rec.template_id or inst.template_id
+        inst.ended = float(rec.t) if rec.t is not None else inst.ended
+        inst.seconds = float(rec.seconds) if rec.seconds is not None else inst.seconds
+        inst.job_status = rec.job_status or inst.job_status
+        error = rec.error
+        inst.error = (
+            None
+            if error is None
+            else _failure(error.step, error.code, error.message, error.request_id)
+        )
+        inst.quarantine = _quarantine(rec.quarantine)
         if self.run is not None and inst.status != Status.REMOVED:
             inst.run = self.run.index
             if inst.error is not None and inst.error.step in SETUP_STEPS:
                 self.run.set_up.pop(inst.key, None)  # its setup did not complete
-            if isinstance(t, int | float):
-                self.run.finished.append((float(t), inst.status))
+            if rec.t is not None:
+                self.run.finished.append((float(rec.t), inst.status))
 
-    def _drift(self, inst: Instance, rec: JSON) -> None:
+    def _drift(self, inst: Instance, rec: DriftRecord) -> None:
         self.drift += 1
-        fields = rec.get("fields")
-        t = rec.get("t")
         inst.drift = Drift(
-            drifted=bool(rec.get("drifted", True)),
-            fields=tuple(str(f) for f in fields) if isinstance(fields, list) else (),
-            message=_text(rec.get("message")),
-            t=float(t) if isinstance(t, int | float) else None,
+            drifted=rec.drifted is not False,
+            fields=rec.fields or (),
+            message=rec.message,
+            t=float(rec.t) if rec.t is not None else None,
         )
 
 
@@ -364,19 +371,6 @@ def _whole_lines(fh: Iterable[bytes], torn: list[bool]) -> Iterator[bytes]:
             torn.append(True)
             return
         yield line.rstrip(b"\r\n")
-
-
-def _tap(lines: Iterable[bytes], fold: _Fold) -> Iterator[bytes]:
-    """The lines, each folded into the model on its way to the ledger's own replay."""
-    for raw in lines:
-        if raw.strip():
-            try:
-                rec = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                rec = None  # replay_lines refuses it unless it is the last line
-            if isinstance(rec, dict):
-                fold.record(rec)
-        yield raw
 
 
 def read_ledger(path: Path, report: Report) -> LedgerModel:
@@ -391,7 +385,8 @@ def read_ledger(path: Path, report: Report) -> LedgerModel:
     torn: list[bool] = []
     try:
         with path.open("rb") as fh:
-            replay = ledger_mod.replay_lines(_tap(_whole_lines(fh, torn), fold))
+            lines = _whole_lines(fh, torn)
+            replay = ledger_mod.replay_lines(lines, tap=fold.record)
     except OSError as exc:
         raise LedgerError(f"cannot read ledger {path}: {exc.strerror}") from None
     except LedgerError as exc:
