@@ -106,7 +106,10 @@ def _record(args: argparse.Namespace, rows: list[InstanceDrift], base: str, tena
         return f"note: drift not recorded in the ledger: {exc}"
     finally:
         ledger.close()
-    return f"recorded {len(records)} drift record(s) in {args.ledger}; `run` puts them back"
+    return (
+        f"recorded {len(records)} drift record(s) in {args.ledger}; the next `run` puts back "
+        "what it can (not a deleted object; instances left out of the manifest: run --prune)"
+    )
 
 
 def _print(args: argparse.Namespace, rows: list[InstanceDrift], pending: int) -> None:
