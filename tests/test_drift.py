@@ -188,6 +188,63 @@ async def test_one_changed_schema_file_is_the_only_put(
     assert code == 0, doc
 
 
+def _with_one_schema(manifest: Path, schema: dict[str, Any]) -> Path:
+    """Point every instance at one shared schema file (the template's mapping)."""
+    rows = list(csv.reader(manifest.read_text(encoding="utf-8").splitlines()))
+    shared = manifest.parent / "aws-mapping.json"
+    shared.write_bytes(orjson.dumps(schema))
+    rows[0].append("schema")
+    for row in rows[1:]:
+        row.append(shared.name)
+    with manifest.open("w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    return shared
+
+
+async def test_a_changed_template_mapping_is_put_on_every_instance(
+    mock: MockGraph, graph: PlainGraph, tmp_path: Path
+) -> None:
+    """One schema file shared by every instance (the template's mapping) changes: plan shows
+    an update of each instance's schema, the run PUTs it once per instance and writes nothing
+    else, the mock then holds the new mapping on every job, and a further run writes nothing."""
+    probe_manifest = aws_manifest(tmp_path / "probe" / "m.csv", 1, prefix="probe")
+    probe = tmp_path / "probe.jsonl"
+    assert (await run_engine(mock, probe_manifest, probe)).statuses["done"] == 1
+    ids = _ids(probe, "probe-00000")
+    r = await graph.get(
+        f"/servicePrincipals/{ids['servicePrincipalId']}/synchronization/jobs/{ids['jobId']}/schema"
+    )
+    schema = {k: v for k, v in r.body.items() if "@odata" not in k}
+    manifest = aws_manifest(tmp_path / "m.csv", 6)
+    shared = _with_one_schema(manifest, schema)
+    ledger = tmp_path / "l.jsonl"
+    assert (await run_engine(mock, manifest, ledger)).statuses["done"] == 6
+    changed = json.loads(shared.read_text())
+    mapping = changed["synchronizationRules"][0]["objectMappings"][0]["attributeMappings"][0]
+    new = "Always" if mapping.get("flowType") == "ObjectAddOnly" else "ObjectAddOnly"
+    mapping["flowType"] = new
+    shared.write_text(json.dumps(changed))
+    code, out, _err = await cli(
+        mock, tmp_path, "plan", str(manifest), "--ledger", str(ledger), "--json"
+    )
+    plan = json.loads(out)
+    assert code == 0 and plan["counts"] == {"update": 6}, plan["counts"]
+    mock.service.requests.clear()
+    result = await run_engine(mock, manifest, ledger)
+    assert result.failed == 0, result.failures[:3]
+    assert _writes(_by_route(mock)) == {SCHEMA_PUT: 6}
+    replay = ledger_mod.read(ledger)
+    for st in replay.instances.values():
+        sp_id, job_id = st.ids["servicePrincipalId"], st.ids["jobId"]
+        live = await graph.get(f"/servicePrincipals/{sp_id}/synchronization/jobs/{job_id}/schema")
+        rule = live.body["synchronizationRules"][0]
+        assert rule["objectMappings"][0]["attributeMappings"][0]["flowType"] == new
+    assert tenant_stats(mock)["applications"] == 7  # the probe's and the six: none re-created
+    mock.service.requests.clear()
+    await run_engine(mock, manifest, ledger)
+    assert _writes(_by_route(mock)) == {}
+
+
 PATCHES = {"PATCH /applications/{id}": 1, "PATCH /servicePrincipals/{id}": 1}
 
 
