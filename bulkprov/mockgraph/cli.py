@@ -20,7 +20,6 @@ import orjson
 
 from ..errors import ConfigError
 from ..exitcodes import ExitCode
-from ..files import write_atomic
 from .settings import (
     RETRY_AFTER_MODES,
     THROTTLE_SCOPES,
@@ -285,7 +284,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_mock_graph(args: argparse.Namespace) -> int:
-    from .server import MockGraph, write_profiles
+    from .server import MockGraph, write_info, write_profiles
 
     settings = mock_settings_from_args(args)
 
@@ -302,21 +301,13 @@ def cmd_mock_graph(args: argparse.Namespace) -> int:
             if args.profiles_file is not None:
                 write_profiles(args.profiles_file, info)
             if args.info_file is not None:  # last: whoever waits for it finds everything ready
-                _write_info(args.info_file, info)
+                write_info(args.info_file, info)
             _print_serving(args, info)
             await asyncio.Event().wait()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())
     return ExitCode.OK
-
-
-def _write_info(path: Path, info: MockInfo) -> None:
-    """Write the connection details (they hold the client secret) readable by the owner only,
-    and whole (renamed into place): whoever polls for the file reads all of it once it is
-    there."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, info.to_json())
 
 
 def _print_serving(args: argparse.Namespace, info: MockInfo) -> None:

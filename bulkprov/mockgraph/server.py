@@ -32,6 +32,7 @@ import anyio
 import orjson
 from aiohttp import web
 
+from ..files import write_atomic
 from .clock import ScaledClock
 from .graph import GraphService
 from .identity import ClientRegistration, MockUser, OAuthError, TokenService, make_tls
@@ -604,11 +605,11 @@ def _bound_port(site: web.TCPSite) -> int:
 
 
 def write_info(path: Path, info: MockInfo) -> None:
-    """Write the connection details (they hold the client secret) readable by the owner only."""
+    """Write the connection details (they hold the client secret) readable by the owner only,
+    and whole (renamed into place): whoever polls for the file reads all of it once it is
+    there."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.chmod(0o600)  # touch keeps the mode of an existing file
-    path.write_bytes(info.to_json())
+    write_atomic(path, info.to_json())
 
 
 def write_profiles(path: Path, info: MockInfo) -> Path:
