@@ -171,17 +171,11 @@ class ClientSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     request_timeout: float = 100.0  # Graph's own gateway gives up after about 100 s
     connections: int = 200
-    # unused since the client paces each scope from what Graph answers (bulkprov.pacing):
-    # still accepted, so that settings naming them keep loading
-    throttle_backoff: float = 0.8
-    throttle_recovery: float = 0.01
     seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.time_scale <= 0:
             raise ConfigError("time_scale must be positive")
-        if not 0 < self.throttle_backoff < 1:
-            raise ConfigError("throttle_backoff must be in (0, 1)")
         if self.request_timeout <= 0 or self.connections < 1:
             raise ConfigError("request_timeout and connections must be positive")
 
