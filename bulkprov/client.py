@@ -621,15 +621,15 @@ class GraphClient:
         status = answer.status
         if status >= 500:
             return False  # not counted, or not Graph's
-        lower = {k.lower(): v for k, v in answer.headers.items()}
+        headers = answer.headers  # case-insensitive (an Answer's are): read as they are
         now = self._now()
         if status == 429:
-            retry_after = parse_retry_after(lower.get("retry-after"))
+            retry_after = parse_retry_after(headers.get("retry-after"))
             if retry_after is None:
                 return False
-            self._pace_throttled(kind, lower.get("x-ms-throttle-scope"), retry_after, admitted)
+            self._pace_throttled(kind, headers.get("x-ms-throttle-scope"), retry_after, admitted)
             return True
-        share = parse_limit_percentage(lower.get("x-ms-throttle-limit-percentage"))
+        share = parse_limit_percentage(headers.get("x-ms-throttle-limit-percentage"))
         own = _scope_name(kind, None)
         for name, (seq, cost) in admitted.seqs.items():
             self._paces[name].answered(
