@@ -783,14 +783,15 @@ class Ledger:
         self._made_dir = False
 
 
-def read(path: Path) -> Replay:
-    """Replay a ledger file without opening it for writing (a torn last line is ignored)."""
+def read(path: Path, tap: Callable[[Record], object] | None = None) -> Replay:
+    """Replay a ledger file without opening it for writing (a torn last line is ignored);
+    ``tap``, as for :func:`replay_lines`, sees every record."""
     if not _regular_or_absent(path):
         raise LedgerError(f"no ledger at {path}")
     try:
         size = path.stat().st_size
         cut = _whole_lines_end(path, size)
-        replay = replay_lines(_lines_before(path, cut))  # a line at a time, as open() does
+        replay = replay_lines(_lines_before(path, cut), tap=tap)  # a line at a time
     except OSError as exc:
         raise LedgerError(f"cannot read ledger {path}: {exc.strerror}") from None
     except LedgerError as exc:

@@ -15,7 +15,7 @@ one; the report shows a drift column only for ledgers that hold such records.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -364,15 +364,6 @@ class _Fold:
         )
 
 
-def _whole_lines(fh: Iterable[bytes], torn: list[bool]) -> Iterator[bytes]:
-    """The file's lines without their newline; a last line without one (torn) is left out."""
-    for line in fh:
-        if not line.endswith(b"\n"):
-            torn.append(True)
-            return
-        yield line.rstrip(b"\r\n")
-
-
 def read_ledger(path: Path, report: Report) -> LedgerModel:
     """Read the ledger at ``path`` into ``report`` (its instances and step samples) and give
     what it says of itself. A file that is not a ledger is a one-line :class:`LedgerError`."""
@@ -382,15 +373,7 @@ def read_ledger(path: Path, report: Report) -> LedgerModel:
         what = "a directory" if path.is_dir() else "not a regular file"
         raise LedgerError(f"ledger {path} is {what}: give the path of a ledger file")
     fold = _Fold(len(report.ledgers), "?", report)
-    torn: list[bool] = []
-    try:
-        with path.open("rb") as fh:
-            lines = _whole_lines(fh, torn)
-            replay = ledger_mod.replay_lines(lines, tap=fold.record)
-    except OSError as exc:
-        raise LedgerError(f"cannot read ledger {path}: {exc.strerror}") from None
-    except LedgerError as exc:
-        raise LedgerError(f"{path}: {exc}") from None
+    replay = ledger_mod.read(path, tap=fold.record)
     if replay.header is None:
         raise LedgerError(f"{path} is not a bulkprov ledger (no header line)")
     header = {k: v for k, v in replay.header.to_json().items() if k != "salt"}
@@ -399,7 +382,7 @@ def read_ledger(path: Path, report: Report) -> LedgerModel:
         header=header,
         runs=fold.runs,
         commands=dict(replay.commands),
-        torn=replay.torn or bool(torn),
+        torn=replay.torn,
         drift_records=fold.drift,
         replay=replay,
     )
