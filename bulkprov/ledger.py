@@ -62,6 +62,8 @@ from .records import (
     parse_record,
 )
 from .redact import Redactor as Redactor  # its home was here: importing it from here works
+from .tenancy import TenantRef, as_json, check_tenants, refs_of
+from .tenancy import check_target as check_target
 
 log = structlog.get_logger("bulkprov.ledger")
 
@@ -167,6 +169,7 @@ class InstanceState:
     # the desired state applied, as the steps' "applied" data says (see bulkprov.desired)
     applied: JSON = field(default_factory=dict)
     drifted: bool | None = None  # what the last drift record said (None: no drift record)
+    profile: str | None = None  # a run across many tenants: the profile it was set up with
 
     @property
     def finished(self) -> bool:
@@ -187,6 +190,8 @@ class Replay:
     commands: dict[str, int] = field(default_factory=dict)  # other commands that wrote to it
     # the number of a last line that is whole but not a record (cut when opened for writing)
     bad_last_line: int | None = None
+    # a run across many tenants: each profile's Graph and tenant, as header and run lines say
+    tenants: dict[str, TenantRef] = field(default_factory=dict)
 
     def claimed(self, id_name: str, except_key: str | None = None) -> dict[str, str]:
         """id value -> key, for the ids of ``id_name`` that instances hold."""
@@ -280,6 +285,7 @@ def _fold(replay: Replay, rec: Record | None) -> None:
             _fold_run(replay, rec)
         case Header():
             replay.header = rec
+            replay.tenants.update(refs_of(rec.tenants))
         case None:
             pass
 
@@ -296,6 +302,7 @@ def _state(replay: Replay, key: str, ids: Mapping[str, str | None] | None) -> In
 
 
 def _fold_run(replay: Replay, rec: RunStart) -> None:
+    replay.tenants.update(refs_of(rec.tenants))
     if rec.command == "run":
         replay.runs += 1
     else:
@@ -303,6 +310,8 @@ def _fold_run(replay: Replay, rec: RunStart) -> None:
 
 
 def _fold_step(st: InstanceState, rec: StepRecord) -> None:
+    if rec.profile is not None:
+        st.profile = rec.profile
     if rec.step == Step.INSTANTIATE and rec.event == Event.ATTEMPT:
         st.instantiate_attempts += 1
         st.instantiate_pending = True
@@ -353,6 +362,8 @@ def _fold_instance(replay: Replay, rec: InstanceRecord) -> None:
     st = _state(replay, rec.key, rec.ids)
     st.status = str(rec.status)
     st.record = rec
+    if rec.profile is not None:
+        st.profile = rec.profile
     if rec.display_name is not None:
         st.display_name = rec.display_name
     if st.status == Status.REMOVED:
@@ -373,17 +384,6 @@ def _fold_drift(replay: Replay, rec: DriftRecord) -> None:
     st.drifted = rec.drifted
     if rec.applied:
         st.applied.update(rec.applied)  # what is live now: the next run's diff starts there
-
-
-def check_target(path: Path, header: Header | None, *, graph: str, tenant: str) -> None:
-    """Refuse a ledger written against another Graph or tenant than the one connected to."""
-    recorded = (header.graph, header.tenant) if header is not None else (None, None)
-    for name, was, mine in (("graph", recorded[0], graph), ("tenant", recorded[1], tenant)):
-        if was != mine:
-            raise LedgerError(
-                f"{path} records a run against {name} {was!r}, not "
-                f"{mine!r}: use another ledger for another {name}"
-            )
 
 
 def _regular_or_absent(path: Path) -> bool:
@@ -412,6 +412,7 @@ class _Prepared:
     existing: bool  # the file is a ledger already (else begin() writes its header)
     cut: int  # the offset where its whole records end
     size: int  # its size when prepared
+    tenants: Mapping[str, TenantRef] | None = None  # a run across many tenants: its profiles
 
 
 class Ledger:
@@ -434,6 +435,9 @@ class Ledger:
         self._lock: LedgerLock | None = None
         self._prepared: _Prepared | None = None
         self._made_dir = False
+        # a run across many tenants: key -> profile of each instance in flight, which every
+        # step record of it names (set and dropped by the run)
+        self.profiles: dict[str, str] = {}
 
     def open(
         self,
@@ -444,6 +448,7 @@ class Ledger:
         command: str = "run",
         create: bool = True,
         instances: Mapping[str, str] | Callable[[Collection[str]], Mapping[str, str]] | None = None,
+        tenants: Mapping[str, TenantRef] | None = None,
     ) -> Replay:
         """:meth:`prepare`, then :meth:`begin`."""
         replay = self.prepare(
@@ -453,6 +458,7 @@ class Ledger:
             command=command,
             create=create,
             instances=instances,
+            tenants=tenants,
         )
         self.begin()
         return replay
@@ -466,11 +472,15 @@ class Ledger:
         command: str = "run",
         create: bool = True,
         instances: Mapping[str, str] | Callable[[Collection[str]], Mapping[str, str]] | None = None,
+        tenants: Mapping[str, TenantRef] | None = None,
     ) -> Replay:
         """Lock the ledger, replay it, and check it belongs to this run's Graph and tenant,
         and (given ``instances``, key -> display name, or a function giving it for the keys it
         is asked about) to this manifest. Writes nothing: a refused ledger is left exactly as
-        it was, and a new one is not created until :meth:`begin`.
+        it was, and a new one is not created until :meth:`begin`. A run across many tenants
+        gives ``tenants`` (profile -> its Graph and tenant; ``graph`` is then the one they
+        share, if they do, and ``tenant`` is not used): the ledger must be one of such runs,
+        and record each profile it knows with the same tenant.
 
         Commands other than ``run`` (``cleanup``, ``monitor``) pass ``create=False``: they
         work on a ledger a run wrote, and refuse a missing one."""
@@ -488,7 +498,7 @@ class Ledger:
         self._lock = LedgerLock(self.path, command)
         self._lock.acquire()
         try:
-            self._prepare(manifest, graph, tenant, command, create, instances)
+            self._prepare(manifest, graph, tenant, command, create, instances, tenants)
         except BaseException:
             self.close()
             raise
@@ -502,6 +512,7 @@ class Ledger:
         command: str,
         create: bool,
         instances: Mapping[str, str] | Callable[[Collection[str]], Mapping[str, str]] | None,
+        tenants: Mapping[str, TenantRef] | None,
     ) -> None:
         # the ledger is read a line at a time: a resumed 100k-instance run never holds it whole
         try:
@@ -541,7 +552,10 @@ class Ledger:
                     f"{self.path} is a version {header.version} ledger; "
                     f"this bulkprov writes version {VERSION}"
                 )
-            check_target(self.path, header, graph=graph, tenant=tenant)
+            if tenants is None:
+                check_target(self.path, header, graph=graph, tenant=tenant)
+            else:
+                check_tenants(self.path, header, self.replay.tenants, tenants)
             self.salt = bytes.fromhex(header.salt or "")
             if callable(instances):
                 # the manifest's names of the ledger's instances only: a fresh ledger costs
@@ -551,7 +565,7 @@ class Ledger:
                 self.check_manifest(instances, manifest)
         if command == "run":
             self._fingerprint_key()  # no key to be had: the run stops before it writes
-        self._prepared = _Prepared(manifest, graph, tenant, command, existing, cut, size)
+        self._prepared = _Prepared(manifest, graph, tenant, command, existing, cut, size, tenants)
 
     def begin(self) -> None:
         """Start writing a prepared ledger: cut a torn last line, create the file (mode 600)
@@ -587,7 +601,8 @@ class Ledger:
                     created=now_iso(),
                     manifest=p.manifest,
                     graph=p.graph,
-                    tenant=p.tenant,
+                    tenant=p.tenant if p.tenants is None else None,
+                    tenants=as_json(p.tenants.values()) if p.tenants is not None else None,
                     salt=self.salt.hex(),
                     fingerprint_key=(
                         key_id(self._fingerprint_key()) if p.command == "run" else None
@@ -595,7 +610,17 @@ class Ledger:
                 )
             )
         manifest = p.manifest if p.command == "run" else None
-        self.append(RunStart(at=now_iso(), pid=os.getpid(), command=p.command, manifest=manifest))
+        self.append(
+            RunStart(
+                at=now_iso(),
+                pid=os.getpid(),
+                command=p.command,
+                manifest=manifest,
+                tenants=as_json(p.tenants.values()) if p.tenants is not None else None,
+            )
+        )
+        if p.tenants is not None:
+            self.replay.tenants.update(p.tenants)
 
     def check_manifest(
         self, instances: Collection[str] | Mapping[str, str], manifest: str | None = None
@@ -688,7 +713,10 @@ class Ledger:
     def step(self, key: str, step: Step | str, event: Event | str, **data: Any) -> None:
         """Append a :class:`StepRecord` of now, its fields given by their JSON names
         (``ms=``, ``ids=``, ``data=``, ``displayName=``, ``requestId=``...); None ones are
-        left out."""
+        left out. An instance of a run across many tenants has its profile named too."""
+        profile = self.profiles.get(key)
+        if profile is not None:
+            data["profile"] = profile
         self.append(StepRecord.of(key, step, event, t=round(time.time(), 3), **data))
 
     def close(self) -> None:

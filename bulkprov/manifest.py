@@ -171,6 +171,8 @@ class ManifestSummary:
     count: int = 0
     templates: dict[str, Lines] = field(default_factory=dict)  # template -> its lines
     agent_groups: dict[str, Lines] = field(default_factory=dict)  # agent group -> its lines
+    profiles: dict[str, Lines] = field(default_factory=dict)  # profile -> its lines
+    unprofiled: Lines = field(default_factory=Lines)  # the lines that name no profile
     keys_digest: str = ""
     problems: list[Problem] = field(default_factory=list)
     # display names (casefolded: Graph's `eq` ignores case) that several instances use; only
@@ -580,8 +582,12 @@ def validate(
         if inst is None:
             continue
         summary.count += 1
-        _note_name(summary, names, inst.display_name, line)
+        _note_name(summary, names, inst.display_name, line, inst.profile)
         summary.templates.setdefault(inst.template, Lines()).add(line)
+        if inst.profile is not None:
+            summary.profiles.setdefault(inst.profile, Lines()).add(line)
+        else:
+            summary.unprofiled.add(line)
         if inst.agent_group is not None:
             summary.agent_groups.setdefault(inst.agent_group, Lines()).add(line)
         digest.update(f"{inst.key}\x00{inst.template}\x00{inst.display_name}\n".encode())
@@ -606,13 +612,18 @@ def _valid_key(record: dict[str, Any]) -> str | None:
 
 
 def _note_name(
-    summary: ManifestSummary, names: dict[int, int], display_name: str, line: int
+    summary: ManifestSummary,
+    names: dict[int, int],
+    display_name: str,
+    line: int,
+    profile: str | None = None,
 ) -> None:
-    """Record ``display_name`` (on ``line``) among the shared names if an earlier instance uses
-    it too. Only a hash and a line per name are kept (a hash collision only costs a name
-    wrongly taken as shared: a claim kept by the ledger, a note in ``plan``)."""
+    """Record ``display_name`` (on ``line``) among the shared names if an earlier instance of
+    the same ``profile`` (tenant) uses it too: names in two tenants never meet. Only a hash
+    and a line per name are kept (a hash collision only costs a name wrongly taken as shared:
+    a claim kept by the ledger, a note in ``plan``)."""
     name = display_name.casefold()
-    first = names.get(h := hash(name))
+    first = names.get(h := hash((profile, name)))
     if first is None:  # (two JSON objects may share a line: the line cannot tell)
         names[h] = line
         return
@@ -625,16 +636,31 @@ def _note_name(
         shared.lines.add(line)
 
 
+def _raw_profile(record: dict[str, Any]) -> str | None:
+    """A raw record's profile as :func:`build_instance` reads it (stripped; empty: None)."""
+    v = record.get("profile")
+    return v.strip() or None if isinstance(v, str) else None
+
+
 def iter_instances(
-    path: Path, *, allow_inline_secrets: bool = False, rules: RefRules = DEFAULT_RULES
+    path: Path,
+    *,
+    allow_inline_secrets: bool = False,
+    rules: RefRules = DEFAULT_RULES,
+    profile: str | None = None,
+    default_profile: str | None = None,
 ) -> Iterator[Instance]:
     """Stream the instances of a manifest that :func:`validate` accepted (their references are
-    read when needed, under ``rules``)."""
+    read when needed, under ``rules``); given a ``profile``, only those that name it (a row
+    naming none counts as naming ``default_profile``), the others skipped before they are
+    built (one tenant's pass over a manifest of many tenants costs little more than reading)."""
     base_dir = path.parent
     cred_field = _cred_field(path)
     for line, record in records(path, _csv_header_problems):
         if isinstance(record, Problem):
             raise ManifestError([record])
+        if profile is not None and (_raw_profile(record) or default_profile) != profile:
+            continue
         inst, problems = build_instance(
             str(path),
             base_dir,

@@ -20,6 +20,11 @@ The step, event and status names are ``StrEnum``s: each member is the very strin
 the ledger and compares equal to it. A record read with a name this release does not know
 keeps it as a plain string.
 
+A run across many tenants (a manifest whose rows name a ``profile``) adds optional keys to
+version 1: ``tenants`` in the header and the run line (profile -> its Graph and tenant id),
+``profile`` in its step records and ``profile`` and ``tenant`` in its instance records. A
+ledger without them is one tenant's, the header's.
+
 Version 1 is the only layout so far: the ledgers of 0.1.0 and of today's release are both
 version 1 (``tests/data/ledger-*`` keep one of each). A change of the layout bumps
 :data:`VERSION`; a ledger of another version is refused by a run (``status`` still reads it).
@@ -202,6 +207,9 @@ class Header:
     tenant: str | None = None
     salt: str | None = None
     fingerprint_key: str | None = None  # absent in 0.1.0 ledgers
+    # a run across many tenants: profile -> {"graph": ..., "tenant": ...} (``tenant`` is
+    # then None; later runs that add profiles record them in their run line)
+    tenants: JSON | None = None
     extra: JSON = field(default_factory=dict)
 
     SPEC: ClassVar[_Spec] = _Spec(
@@ -212,6 +220,7 @@ class Header:
         ("tenant", "tenant", _TEXT),
         ("salt", "salt", _TEXT),
         ("fingerprintKey", "fingerprint_key", _TEXT),
+        ("tenants", "tenants", _OBJECT),
     )
 
     def to_json(self) -> JSON:
@@ -231,6 +240,7 @@ class RunStart:
     pid: int | None = None
     command: str = "run"
     manifest: str | None = None
+    tenants: JSON | None = None  # a run across many tenants: as the header's
     extra: JSON = field(default_factory=dict)
 
     SPEC: ClassVar[_Spec] = _Spec(
@@ -238,12 +248,15 @@ class RunStart:
         ("pid", "pid", _INT),
         ("manifest", "manifest", _TEXT),
         ("command", "command", _TEXT),
+        ("tenants", "tenants", _OBJECT),
     )
 
     def to_json(self) -> JSON:
         out = _write("run", self, self.SPEC.table[:3], {})  # a run's command is left out
         if self.command != "run":
             out["command"] = self.command
+        if self.tenants is not None:
+            out["tenants"] = dict(self.tenants)
         out.update((k, v) for k, v in self.extra.items() if v is not None)
         return out
 
@@ -280,6 +293,7 @@ class StepRecord:
     request_id: str | None = None
     removed: str | None = None
     reset_scope: str | None = None
+    profile: str | None = None  # a run across many tenants: the instance's profile
     extra: JSON = field(default_factory=dict)
 
     SPEC: ClassVar[_Spec] = _Spec(
@@ -299,6 +313,7 @@ class StepRecord:
         ("requestId", "request_id", _TEXT),
         ("removed", "removed", _TEXT),
         ("resetScope", "reset_scope", _TEXT),
+        ("profile", "profile", _TEXT),
     )
 
     def to_json(self) -> JSON:
@@ -384,6 +399,9 @@ class InstanceRecord:
     seconds: float | None = None
     removed_ids: Mapping[str, str] | None = None
     purged: bool | None = None
+    # a run across many tenants: the instance's profile and its tenant's id
+    profile: str | None = None
+    tenant: str | None = None
     extra: JSON = field(default_factory=dict)
 
     SPEC: ClassVar[_Spec] = _Spec(
@@ -404,6 +422,8 @@ class InstanceRecord:
         ("seconds", "seconds", _NUMBER),
         ("removedIds", "removed_ids", _OBJECT),
         ("purged", "purged", _FLAG),
+        ("profile", "profile", _TEXT),
+        ("tenant", "tenant", _TEXT),
     )
 
     def to_json(self) -> JSON:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +35,7 @@ from .pool import Pool, open_pool
 from .records import InstanceError, InstanceRecord, Status, Step
 from .refs import DEFAULT_RULES, RefRules
 from .settings import RunSettings
+from .tenancy import TenantRef
 
 log = structlog.get_logger("bulkprov.run")
 T = TypeVar("T")
@@ -50,6 +51,8 @@ class RunResult:
     failures: list[JSON] = field(default_factory=list)  # the first few, for the summary
     elapsed: float = 0.0
     interrupted: bool = False
+    # a run across many tenants: each profile's part (empty for a run of one tenant)
+    tenants: dict[str, TenantResult] = field(default_factory=dict)
 
     @property
     def this_run(self) -> Counter[str]:
@@ -75,6 +78,19 @@ def _at_lines(
         more = lines.count - len(lines.first)
         problems.append(Problem(where, None, column, f"... and {more} more lines use {name!r}"))
     return problems
+
+
+def _moved(inst: Instance, was: str | None, now: str | None) -> Problem:
+    """The problem of a row whose instance the ledger set up in another tenant."""
+    where = f"profile {was!r}" if was is not None else "the run's one tenant"
+    return Problem(
+        inst.file,
+        inst.line,
+        "profile",
+        f"instance {inst.key!r} was set up with {where} (the ledger has its objects there), "
+        f"not {now!r}: restore the row's profile, or `bulkprov cleanup` it first",
+        inst.key,
+    )
 
 
 def _search_word(name: str) -> str:
@@ -244,15 +260,57 @@ class LogCollector:
                 event.set()
 
 
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """One tenant of a run: the client connected to it, the Graph the ledger records for it,
+    and, in a run across many tenants, the profile the manifest's rows name it by."""
+
+    client: GraphClient
+    ledger_graph: str
+    profile: str | None = None
+
+    @property
+    def ref(self) -> TenantRef:
+        assert self.profile is not None
+        return TenantRef(self.profile, self.ledger_graph, self.client.conn.tenant_id)
+
+
+@dataclass(slots=True)
+class TenantResult:
+    """How one tenant of a run across many went: by status (skipped ones included), how many
+    were skipped, and the real seconds until its last instance ended."""
+
+    profile: str
+    tenant: str
+    total: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    skipped: int = 0
+    elapsed: float = 0.0
+
+
+@dataclass(slots=True)
+class _TenantRun:
+    """What one tenant's part of a run works with."""
+
+    tenant: Tenant
+    graph: Graph
+    result: TenantResult
+    pipeline: Pipeline | None = None
+    collector: LogCollector | None = None
+
+
 class Runner:
-    """Runs one manifest against one Graph, writing one ledger."""
+    """Runs one manifest against one Graph, writing one ledger; given ``tenants``, against
+    each of them at once (a manifest whose rows name profiles), each with its own client, its
+    own workers and its own template look-ups, so that one tenant slowed by throttling slows
+    only itself."""
 
     def __init__(
         self,
         *,
         manifest: Path,
         ledger_path: Path,
-        client: GraphClient,
+        client: GraphClient | None = None,
         settings: RunSettings,
         allow_inline_secrets: bool = False,
         events: Events | None = None,
@@ -261,18 +319,26 @@ class Runner:
         rules: RefRules = DEFAULT_RULES,
         summary: ManifestSummary | None = None,
         ledger_graph: str | None = None,
+        tenants: Sequence[Tenant] | None = None,
+        default_profile: str | None = None,
     ) -> None:
         """``summary``: what :func:`validate` found in the manifest, if the caller validated
-        it already (with the same ``rules``); otherwise :meth:`run` validates it first."""
+        it already (with the same ``rules``); otherwise :meth:`run` validates it first.
+        ``tenants``: one per profile the manifest's rows name (``client`` and
+        ``ledger_graph`` are then not given); a row naming none is ``default_profile``'s."""
         self.manifest = manifest
         self.rules = rules
         self.summary = summary
-        # the Graph the ledger records (default: the base URL; the embedded mock's kept
-        # tenant has a random port, so it is recorded as mockgraph.cli.MOCK_GRAPH)
-        self.ledger_graph = ledger_graph or client.conn.base_url
+        if tenants is None:
+            assert client is not None
+            # the Graph the ledger records (default: the base URL; the embedded mock's kept
+            # tenant has a random port, so it is recorded as mockgraph.cli.MOCK_GRAPH)
+            tenants = [Tenant(client, ledger_graph or client.conn.base_url)]
+        self.tenants = list(tenants)
+        self.multi = self.tenants[0].profile is not None
+        self.default_profile = default_profile
         self.ledger_path = ledger_path
-        self.client = client
-        self.graph = Graph(client)
+        self.client = self.tenants[0].client
         self.settings = settings
         self.allow_inline = allow_inline_secrets
         self.events = events or Events()
@@ -280,13 +346,42 @@ class Runner:
         self.on_result = on_result
         self.stop = anyio.Event()
         self.result = RunResult()
+        self._t0 = 0.0
 
     def request_stop(self) -> None:
         """Drain: no new instance starts; in-flight ones stop after their current step."""
         self.stop.set()
 
+    def _profile(self, inst: Instance) -> str | None:
+        """The profile an instance runs with (None: a run of one tenant)."""
+        return (inst.profile or self.default_profile) if self.multi else None
+
+    def _names(self, ledger: Ledger) -> Callable[[Collection[str]], dict[str, str]]:
+        """key -> display name of the manifest's instances among ``keys`` (the ledger's), for
+        :meth:`Ledger.prepare`; an instance the ledger has under another profile than its row
+        names now is a problem of that row (its objects are in the other tenant)."""
+
+        def names(keys: Collection[str]) -> dict[str, str]:
+            out: dict[str, str] = {}
+            problems: list[Problem] = []
+            for i in iter_instances(
+                self.manifest, allow_inline_secrets=self.allow_inline, rules=self.rules
+            ):
+                if i.key not in keys:
+                    continue
+                out[i.key] = i.display_name
+                st = ledger.replay.instances.get(i.key)
+                was, now = (st.profile if st is not None else None), self._profile(i)
+                if st is not None and st.ids and was != now:
+                    problems.append(_moved(i, was, now))
+            if problems:
+                raise ManifestError(problems)
+            return out
+
+        return names
+
     async def run(self) -> RunResult:
-        t0 = time.monotonic()
+        self._t0 = t0 = time.monotonic()
         summary = self.summary
         if summary is None:
             summary = validate(
@@ -294,76 +389,105 @@ class Runner:
             )
         if summary.problems:
             raise ManifestError(summary.problems)
-
-        def names(keys: Collection[str]) -> dict[str, str]:
-            """key -> display name of the manifest's instances among ``keys`` (the ledger's)."""
-            return {
-                i.key: i.display_name
-                for i in iter_instances(
-                    self.manifest, allow_inline_secrets=self.allow_inline, rules=self.rules
-                )
-                if i.key in keys
-            }
-
         ledger = Ledger(self.ledger_path, redactor=self.redactor, fsync=self.settings.fsync)
+        graphs = {t.ledger_graph for t in self.tenants}
         # locked and checked before any Graph call, written only once the templates resolve:
         # a run refused for its manifest or its ledger leaves no ledger behind
         replay = ledger.prepare(
             manifest=self.manifest.name,
-            graph=self.ledger_graph,
+            graph=graphs.pop() if len(graphs) == 1 else "",
             tenant=self.client.conn.tenant_id,
-            instances=names,
+            instances=self._names(ledger),
+            tenants={t.ref.profile: t.ref for t in self.tenants} if self.multi else None,
         )
+        runs = [self._tenant_run(t, summary) for t in self.tenants]
         try:
-            templates = await resolve_templates(self.graph, summary)
-            groups: dict[str, str] = {}
-            if summary.agent_groups and self.client.conn.credential.delegated:
-                groups = await resolve_agent_groups(self.graph, summary)
-            finished = sum(1 for st in replay.instances.values() if st.finished)
-            # a re-run of a finished ledger sets nothing up: it has no need to know the needs
-            needs = await read_needs(self.graph, templates) if finished < summary.count else {}
+            await self._prepare_all(runs, ledger, replay, summary)
             ledger.begin()
-            collector = LogCollector(
-                self.graph,
-                interval=5.0,
-                time_scale=self.client.settings.time_scale,
-                redactor=self.redactor,
-            )
-            pipeline = Pipeline(
-                self.graph,
-                ledger,
-                replay,
-                self.settings,
-                templates=templates,
-                time_scale=self.client.settings.time_scale,
-                redactor=self.redactor,
-                events=self.events,
-                stop=self.stop,
-                shared_names=summary.shared_names,
-                needs=needs,
-                agent_groups=groups,
-                logs=collector,
-            )
-            await self._pool(pipeline, ledger, collector, summary.count)
+            async with anyio.create_task_group() as tg:
+                for r in runs:
+                    tg.start_soon(self._pool, r, ledger)
         finally:
             ledger.close()
         self.result.elapsed = time.monotonic() - t0
         self.result.interrupted = self.stop.is_set()
         return self.result
 
-    async def _pool(
-        self, pipeline: Pipeline, ledger: Ledger, collector: LogCollector, total: int
+    def _tenant_run(self, tenant: Tenant, summary: ManifestSummary) -> _TenantRun:
+        profile = tenant.profile
+        count = summary.count
+        if profile is not None:
+            lines = summary.profiles.get(profile)
+            count = lines.count if lines is not None else 0
+            if profile == self.default_profile:
+                count += summary.unprofiled.count
+        result = TenantResult(profile or "", tenant.client.conn.tenant_id, total=count)
+        if profile is not None:
+            self.result.tenants[profile] = result
+        return _TenantRun(tenant, Graph(tenant.client), result)
+
+    async def _prepare_all(
+        self, runs: list[_TenantRun], ledger: Ledger, replay: Any, summary: ManifestSummary
     ) -> None:
+        """Each tenant's templates, agent groups and needs, all tenants at once; the problems
+        of all of them together (each once: a template unknown in every tenant is one)."""
+        problems: list[Problem] = []
+
+        async def one(r: _TenantRun) -> None:
+            try:
+                await self._prepare(r, ledger, replay, summary)
+            except ManifestError as err:
+                problems.extend(p for p in err.problems if p not in problems)
+
+        async with anyio.create_task_group() as tg:
+            for r in runs:
+                tg.start_soon(one, r)
+        if problems:
+            raise ManifestError(problems)
+
+    async def _prepare(
+        self, r: _TenantRun, ledger: Ledger, replay: Any, summary: ManifestSummary
+    ) -> None:
+        graph, client = r.graph, r.tenant.client
+        templates = await resolve_templates(graph, summary)
+        groups: dict[str, str] = {}
+        if summary.agent_groups and client.conn.credential.delegated:
+            groups = await resolve_agent_groups(graph, summary)
+        finished = sum(1 for st in replay.instances.values() if st.finished)
+        # a re-run of a finished ledger sets nothing up: it has no need to know the needs
+        needs = await read_needs(graph, templates) if finished < summary.count else {}
+        r.collector = LogCollector(
+            graph, interval=5.0, time_scale=client.settings.time_scale, redactor=self.redactor
+        )
+        r.pipeline = Pipeline(
+            graph,
+            ledger,
+            replay,
+            self.settings,
+            templates=templates,
+            time_scale=client.settings.time_scale,
+            redactor=self.redactor,
+            events=self.events,
+            stop=self.stop,
+            shared_names=summary.shared_names,
+            needs=needs,
+            agent_groups=groups,
+            logs=r.collector,
+        )
+
+    async def _pool(self, r: _TenantRun, ledger: Ledger) -> None:
         """Set-up workers hand each started instance to a monitor worker (the module
         docstring); the log collector serves the monitors until the last one is done."""
         s = self.settings
-        self.result.total = total
-        n = max(1, total)
+        pipeline, collector = r.pipeline, r.collector
+        assert pipeline is not None and collector is not None
+        self.result.total += r.result.total
+        n = max(1, r.result.total)
 
-        # each item's work binds its instance: the log events it causes name it
+        # each item's work binds its instance (and tenant): the log events it causes name it
         async def monitor(out: Outcome) -> None:
             with structlog.contextvars.bound_contextvars(instance=out.inst.key):
-                await self._monitor(pipeline, ledger, out)
+                await self._monitor(r, ledger, out)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(collector.run)
@@ -373,39 +497,54 @@ class Runner:
 
                 async def setup(inst: Instance) -> None:
                     with structlog.contextvars.bound_contextvars(instance=inst.key):
-                        await self._setup(pipeline, ledger, monitors, inst)
+                        await self._setup(r, ledger, monitors, inst)
 
                 async with open_pool(
                     setup, workers=min(s.concurrency, n), buffer=s.concurrency
                 ) as setups:
-                    await setups.feed(self._to_set_up(pipeline), stop=self.stop)
+                    await setups.feed(self._to_set_up(r), stop=self.stop)
             collector.close()
+        r.result.elapsed = time.monotonic() - self._t0
 
-    def _to_set_up(self, pipeline: Pipeline) -> Iterator[Instance]:
-        """The manifest's instances the ledger does not record as finished, or whose desired
-        state changed since; the finished, unchanged ones are counted as skipped."""
+    def _to_set_up(self, r: _TenantRun) -> Iterator[Instance]:
+        """The manifest's instances (of this tenant) the ledger does not record as finished,
+        or whose desired state changed since; the finished, unchanged ones are counted as
+        skipped."""
+        pipeline = r.pipeline
+        assert pipeline is not None
         replay = pipeline.replay
         for inst in iter_instances(
-            self.manifest, allow_inline_secrets=self.allow_inline, rules=self.rules
+            self.manifest,
+            allow_inline_secrets=self.allow_inline,
+            rules=self.rules,
+            profile=r.tenant.profile,
+            default_profile=self.default_profile,
         ):
             st = replay.instances.get(inst.key)
             if st is not None and st.finished and not pipeline.changes(inst, st):
+                status = st.status or "done"
                 self.result.skipped += 1
-                self.result.statuses[st.status or "done"] += 1
-                self.result.skipped_statuses[st.status or "done"] += 1
+                self.result.statuses[status] += 1
+                self.result.skipped_statuses[status] += 1
+                r.result.skipped += 1
+                r.result.statuses[status] += 1
                 self.events.instance_ended("skipped")
                 continue
             yield inst
 
     async def _setup(
-        self, pipeline: Pipeline, ledger: Ledger, monitors: Pool[Outcome], inst: Instance
+        self, r: _TenantRun, ledger: Ledger, monitors: Pool[Outcome], inst: Instance
     ) -> None:
         """Take one instance through its set-up steps, then to a monitor worker (if it is
         started and monitored) or to its final record."""
+        pipeline = r.pipeline
+        assert pipeline is not None
         replay = pipeline.replay
         state = replay.instances.get(inst.key)
         if state is None:
             state = replay.instances[inst.key] = InstanceState(inst.key)
+        if r.tenant.profile is not None:  # every record of it names its profile
+            ledger.profiles[inst.key] = state.profile = r.tenant.profile
         out = Outcome(inst=inst, state=state, started_at=time.monotonic())
         was = state.status if state.finished else None  # set up before: day 2
         try:
@@ -416,30 +555,32 @@ class Runner:
             taken = await pipeline.update(out, changes)
         except StepError as err:
             self.events.setup_ended(False)
-            self._final(ledger, inst, state, "failed", error=err, out=out)
+            self._final(r, ledger, inst, state, "failed", error=err, out=out)
             return
         except Interrupted:
             self.events.setup_ended(False)
-            self._final(ledger, inst, state, "interrupted", out=out)
+            self._final(r, ledger, inst, state, "interrupted", out=out)
             return
         self.events.setup_ended(True)
         if was is not None:
-            self._updated(ledger, out, was, taken)
+            self._updated(r, ledger, out, was, taken)
         elif inst.start and self.settings.monitor:
             await monitors.put(out)
         else:
-            self._final(ledger, inst, state, "done", out=out)
+            self._final(r, ledger, inst, state, "done", out=out)
 
-    async def _monitor(self, pipeline: Pipeline, ledger: Ledger, out: Outcome) -> None:
+    async def _monitor(self, r: _TenantRun, ledger: Ledger, out: Outcome) -> None:
+        pipeline = r.pipeline
+        assert pipeline is not None
         inst, state = out.inst, out.state
         try:
             data = await pipeline.step(out, Step.MONITOR)
         except StepError as err:
             status = "timeout" if err.code == "MonitorDeadline" else "failed"
-            self._final(ledger, inst, state, status, error=err, out=out)
+            self._final(r, ledger, inst, state, status, error=err, out=out)
             return
         except Interrupted:
-            self._final(ledger, inst, state, "interrupted", out=out)
+            self._final(r, ledger, inst, state, "interrupted", out=out)
             return
         logs: JSON | None = None
         if self.settings.collect_logs and data.get("timeBegan"):
@@ -448,9 +589,11 @@ class Runner:
             except StepError:
                 logs = None
         status = "quarantined" if data.get("jobStatus") == "Quarantine" else "done"
-        self._final(ledger, inst, state, status, out=out, monitor=data, logs=logs)
+        self._final(r, ledger, inst, state, status, out=out, monitor=data, logs=logs)
 
-    def _updated(self, ledger: Ledger, out: Outcome, was: str, taken: list[str]) -> None:
+    def _updated(
+        self, r: _TenantRun, ledger: Ledger, out: Outcome, was: str, taken: list[str]
+    ) -> None:
         """The instance record of an instance set up before that took update steps: its job's
         state as last monitored, done once a start or restart cleared a quarantine."""
         rec, state = out.state.record, out.state
@@ -461,10 +604,11 @@ class Runner:
             job = {"jobStatus": rec.job_status, "lastExecution": rec.last_execution}
             if status == Status.QUARANTINED:
                 job["quarantine"] = rec.quarantine
-        self._final(ledger, out.inst, state, status, out=out, monitor=job)
+        self._final(r, ledger, out.inst, state, status, out=out, monitor=job)
 
     def _final(
         self,
+        r: _TenantRun,
         ledger: Ledger,
         inst: Instance,
         state: Any,
@@ -486,7 +630,10 @@ class Runner:
                 }
             )
             if len(self.result.failures) < 20:
-                self.result.failures.append({"key": inst.key, "where": inst.where, **failure})
+                where = {"tenant": r.tenant.profile} if r.tenant.profile is not None else {}
+                self.result.failures.append(
+                    {"key": inst.key, "where": inst.where, **where, **failure}
+                )
         job = monitor or {}
         record = InstanceRecord(
             key=inst.key,
@@ -503,6 +650,8 @@ class Runner:
             error=InstanceError.from_json(failure) if failure is not None else None,
             timings=dict(out.timings) if out is not None else None,
             seconds=round(time.monotonic() - out.started_at, 3) if out is not None else None,
+            profile=r.tenant.profile,
+            tenant=r.tenant.client.conn.tenant_id if r.tenant.profile is not None else None,
         )
         state.status = status
         state.record = record
@@ -510,7 +659,9 @@ class Runner:
         # its record is written and the manifest's keys are unique: nothing of this run reads
         # the instance's state again, so memory stays flat however long the manifest is
         ledger.replay.instances.pop(inst.key, None)
+        ledger.profiles.pop(inst.key, None)
         self.result.statuses[status] += 1
+        r.result.statuses[status] += 1
         self.events.instance_ended(status)
         if self.on_result is not None:
             self.on_result(record.to_json())
