@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -285,6 +285,57 @@ async def target(
             f"embedded mock Graph (time scale {info.time_scale}{where})",
             mock.ledger_graph,
         )
+
+
+@contextlib.asynccontextmanager
+async def tenant_targets(
+    opts: ConnectionOptions,
+    profiles: Sequence[str],
+    *,
+    ledger: Path | None = None,
+    create: bool = False,
+) -> AsyncIterator[list[tuple[str, Target]]]:
+    """Each of ``profiles`` (a run across many tenants) with the Graph it connects to: a
+    profile of the profiles file, with explicit flags overriding its values as for
+    ``--profile``; with ``opts.mock``, one tenant of an embedded mock each (the profiles in
+    name order, on the mock's tenants in theirs)."""
+    names = sorted(set(profiles))
+    if opts.mock is None:
+        if opts.tenant_id or opts.client_id or opts.mock_info:
+            raise ConfigError(
+                "the manifest's rows name profiles, each its own tenant: --tenant-id, "
+                "--client-id and --mock-info name one; put the connections in the profiles "
+                "file (`bulkprov mock-graph --profiles-file` writes one for its tenants)"
+            )
+        yield [(name, from_profile(opts, name)) for name in names]
+        return
+    from dataclasses import replace
+
+    from .mockgraph.cli import embedded_mock
+
+    settings = replace(opts.mock, tenants=max(opts.mock.tenants, len(names)))
+    async with embedded_mock(settings, ledger=ledger, create=create) as mock:
+        info = mock.info
+        if len(info.tenant_ids) < len(names):
+            raise ConfigError(
+                f"the embedded mock kept {len(info.tenant_ids)} tenants in {mock.keep}, and "
+                f"the manifest's rows name {len(names)} profiles: a demo's tenants are made "
+                "with its first run; start a new demo (a new ledger) for more tenants"
+            )
+        out = []
+        for name, tid in zip(names, info.tenant_ids, strict=False):
+            conn = ConnectionSettings(
+                graph_url=info.graph_url,
+                api_version=opts.api_version or "v1.0",
+                authority_host=info.authority_host,
+                tenant_id=tid,
+                client_id=info.client_id,
+                credential=Credential(client_secret=info.client_secret),
+                ca_file=Path(info.ca_file),
+            )
+            label = f"embedded mock Graph tenant {tid} (profile {name})"
+            out.append((name, Target(conn, info.time_scale, label, mock.ledger_graph)))
+        yield out
 
 
 def client_settings(opts: ConnectionOptions, time_scale: float) -> ClientSettings:

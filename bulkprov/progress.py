@@ -21,10 +21,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -157,6 +157,8 @@ class Progress(_Display, Events):
         self.skipped = 0  # already finished in the ledger
         self._setup_rate = Rate(self.t0)
         self._finish_rate = Rate(self.t0)
+        # a run across many tenants: profile -> its part (``total``, ``ended``, ``failed``)
+        self.tenants: Mapping[str, Any] = {}
 
     # ------------------------------------------------------------------ events
     def step_started(self, step: str) -> None:
@@ -222,7 +224,24 @@ class Progress(_Display, Events):
         if self.skipped:
             parts.append(f"skipped {self.skipped} (already finished)")
         parts += [rate_text(rate), f"ETA {eta_text(eta)}"]
+        if self.tenants:
+            parts.append(self.tenants_text())
         return ", ".join(parts)
+
+    def behind(self, shown: int) -> list[tuple[str, Any]]:
+        """The ``shown`` tenants with the largest share still to end, the furthest first."""
+        parts = [(name, t) for name, t in self.tenants.items() if t.ended < t.total]
+        parts.sort(key=lambda p: (p[1].ended / max(1, p[1].total), p[0]))
+        return parts[:shown]
+
+    def tenants_text(self) -> str:
+        """``tenants 12/20 finished, behind: contoso 120/250, fabrikam 200/250``."""
+        finished = sum(1 for t in self.tenants.values() if t.ended >= t.total)
+        text = f"tenants {finished}/{len(self.tenants)} finished"
+        behind = self.behind(2)
+        if behind:
+            text += ", behind: " + ", ".join(f"{n} {t.ended}/{t.total}" for n, t in behind)
+        return text
 
     def renderable(self) -> RenderableType:
         table = Table(title=f"bulkprov: {self.line()}", expand=False)
@@ -242,6 +261,21 @@ class Progress(_Display, Events):
             table.caption = (
                 f"requests {stats.requests}  429s {stats.throttled}  retries {stats.retries}"
             )
+        if not self.tenants:
+            return table
+        return Group(table, self._tenants_table())
+
+    def _tenants_table(self) -> Table:
+        """Each tenant still going (the 10 furthest behind, when there are more)."""
+        behind = self.behind(10)
+        more = sum(1 for t in self.tenants.values() if t.ended < t.total) - len(behind)
+        table = Table(title=self.tenants_text(), expand=False)
+        for col in ("tenant", "ended", "of", "failed"):
+            table.add_column(col, justify="left" if col == "tenant" else "right")
+        for name, t in behind:
+            table.add_row(name, str(t.ended), str(t.total), str(t.failed))
+        if more > 0:
+            table.caption = f"and {more} more tenants still going"
         return table
 
 

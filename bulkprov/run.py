@@ -286,6 +286,9 @@ class TenantResult:
     statuses: Counter[str] = field(default_factory=Counter)
     skipped: int = 0
     elapsed: float = 0.0
+    # plain counts a progress display's thread may read while the run adds to them
+    ended: int = 0
+    failed: int = 0
 
 
 @dataclass(slots=True)
@@ -527,6 +530,7 @@ class Runner:
                 self.result.statuses[status] += 1
                 self.result.skipped_statuses[status] += 1
                 r.result.skipped += 1
+                r.result.ended += 1
                 r.result.statuses[status] += 1
                 self.events.instance_ended("skipped")
                 continue
@@ -662,6 +666,8 @@ class Runner:
         ledger.profiles.pop(inst.key, None)
         self.result.statuses[status] += 1
         r.result.statuses[status] += 1
+        r.result.ended += 1
+        r.result.failed += status in ("failed", "timeout")
         self.events.instance_ended(status)
         if self.on_result is not None:
             self.on_result(record.to_json())

@@ -11,7 +11,7 @@ application ids would be looked for in the wrong tenant.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,9 +57,9 @@ def as_json(refs: Iterable[TenantRef]) -> JSON:
     return {r.profile: r.to_json() for r in sorted(refs, key=lambda r: r.profile)}
 
 
-def describe(refs: Mapping[str, TenantRef], shown: int = 3) -> str:
+def describe(profiles: Collection[str], shown: int = 3) -> str:
     """``3 tenants (profiles a, b, c)``, ``20 tenants (profiles a, b, c and 17 more)``."""
-    names = sorted(refs)
+    names = sorted(profiles)
     listed = ", ".join(names[:shown])
     more = f" and {len(names) - shown} more" if len(names) > shown else ""
     return f"{len(names)} tenant{'s' if len(names) != 1 else ''} (profiles {listed}{more})"

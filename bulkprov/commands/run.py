@@ -4,6 +4,8 @@ summary on the console and in ``--summary-json``; a first SIGINT drains, a secon
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,21 +15,23 @@ import anyio
 import orjson
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..cliconnect import connection_options
 from ..client import ClientStats, GraphClient
-from ..connect import client_settings, target
+from ..connect import ConnectionOptions, Target, client_settings, target, tenant_targets
 from ..display import cell
-from ..errors import ConfigError, ManifestError
+from ..errors import ConfigError, ManifestError, Problem
 from ..exitcodes import ExitCode
 from ..files import check_writable, write_atomic
 from ..ledger import Redactor
 from ..log import configure
-from ..manifest import validate
+from ..manifest import ManifestSummary, validate
 from ..progress import Progress
 from ..redact import shorten
-from ..run import Runner, RunResult
+from ..run import Runner, RunResult, Tenant
 from ..settings import RunSettings
+from ..tenancy import describe
 from .common import client_stats, ref_rules, stderr_console, stop_on_signals
 
 # what a first SIGINT or SIGTERM starts
@@ -57,30 +61,45 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ManifestError(summary.problems)
     settings = _run_settings(args)
 
+    profiles, default = _profiles(summary, opts)
+    if profiles and args.prune:
+        raise ConfigError(
+            "--prune works on a run of one tenant; for a manifest whose rows name profiles, "
+            "run `bulkprov cleanup` on what the manifest dropped"
+        )
+
     async def main() -> tuple[RunResult, ClientStats, str]:
-        async with target(opts, ledger=args.ledger, create=True) as tgt:
+        async with _connected(opts, profiles, args.ledger) as targets:
+            label = _label(targets)
             console.print(
                 f"bulkprov: {summary.count} instances from {args.manifest} -> "
-                f"{tgt.label}; ledger {args.ledger}",
+                f"{label}; ledger {args.ledger}",
                 markup=False,
                 soft_wrap=True,
             )
-            async with GraphClient(tgt.conn, client_settings(opts, tgt.time_scale)) as client:
-                progress = Progress(
-                    summary.count, console, client.stats, interval=args.progress_every
-                )
+            stats = ClientStats()  # one count of requests for all tenants' clients
+            async with contextlib.AsyncExitStack() as stack:
+                tenants = []
+                for profile, tgt in targets:
+                    client = await stack.enter_async_context(
+                        GraphClient(tgt.conn, client_settings(opts, tgt.time_scale))
+                    )
+                    client.stats = stats
+                    tenants.append(Tenant(client, tgt.ledger_graph, profile))
+                progress = Progress(summary.count, console, stats, interval=args.progress_every)
                 runner = Runner(
                     manifest=args.manifest,
                     ledger_path=args.ledger,
-                    client=client,
+                    tenants=tenants,
+                    default_profile=default,
                     settings=settings,
                     allow_inline_secrets=args.allow_inline_secrets,
                     events=progress,
                     redactor=redactor,
                     rules=rules,
                     summary=summary,  # validated above: the run streams the manifest only
-                    ledger_graph=tgt.ledger_graph,
                 )
+                progress.tenants = runner.result.tenants
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(
                         stop_on_signals, runner.request_stop, tg.cancel_scope, console, DRAIN
@@ -91,8 +110,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 if args.prune and not result.interrupted:  # day 2: what the manifest dropped
                     from ..prune import run_prune
 
+                    client, tgt = tenants[0].client, targets[0][1]
                     pruned.append(await run_prune(args, client, tgt.ledger_graph, rules, console))
-                return result, client.stats, tgt.label
+                return result, stats, label
 
     pruned: list[bool] = []
     result, stats, label = anyio.run(main)
@@ -103,6 +123,61 @@ def cmd_run(args: argparse.Namespace) -> int:
         args, console, result, stats, label
     )
     return _exit_code(result, summary_written)
+
+
+def _profiles(summary: ManifestSummary, opts: ConnectionOptions) -> tuple[list[str], str | None]:
+    """The profiles a manifest's rows name (none: a run of one tenant), and the one a row
+    naming none runs with (``--profile``, needed then)."""
+    if not summary.profiles:
+        return [], None
+    default = opts.profile_name()
+    names = sorted(summary.profiles)
+    if summary.unprofiled.count:
+        if default is None:
+            lines = summary.unprofiled
+            named = next(iter(summary.profiles.items()))
+            first = named[1].first[0] if named[1].first else None
+            problems = [
+                Problem(
+                    str(summary.path),
+                    line,
+                    "profile",
+                    f"names no profile, while other rows do (line {first}: {named[0]!r}); "
+                    "name the tenant's profile on every row, or give --profile for the rows "
+                    "that name none",
+                )
+                for line in lines.first[:5]
+            ]
+            if lines.count > 5:
+                more = lines.count - 5
+                problems.append(
+                    Problem(str(summary.path), None, "profile", f"... and {more} more rows")
+                )
+            raise ManifestError(problems)
+        names = sorted({*names, default})
+    return names, default
+
+
+@contextlib.asynccontextmanager
+async def _connected(
+    opts: ConnectionOptions, profiles: list[str], ledger: Path
+) -> AsyncIterator[list[tuple[str | None, Target]]]:
+    """The run's Graph: one tenant's (no profiles), or each profile's."""
+    if not profiles:
+        async with target(opts, ledger=ledger, create=True) as tgt:
+            yield [(None, tgt)]
+        return
+    async with tenant_targets(opts, profiles, ledger=ledger, create=True) as targets:
+        yield [(p, t) for p, t in targets]
+
+
+def _label(targets: list[tuple[str | None, Target]]) -> str:
+    """What the run's first line says it connects to."""
+    if len(targets) == 1 and targets[0][0] is None:
+        return targets[0][1].label
+    graphs = sorted({t.conn.graph_url for _p, t in targets})
+    where = graphs[0] if len(graphs) == 1 else f"{len(graphs)} Graphs"
+    return f"{describe([str(p) for p, _t in targets])} at {where}"
 
 
 def _run_settings(args: argparse.Namespace) -> RunSettings:
@@ -128,6 +203,19 @@ def _exit_code(result: RunResult, summary_written: bool) -> ExitCode:
     return ExitCode.OK if summary_written else ExitCode.USAGE
 
 
+def _tenants_json(result: RunResult) -> dict[str, Any]:
+    return {
+        t.profile: {
+            "tenant": t.tenant,
+            "total": t.total,
+            "statuses": dict(t.statuses),
+            "skipped": t.skipped,
+            "elapsed": round(t.elapsed, 3),
+        }
+        for t in sorted(result.tenants.values(), key=lambda t: t.profile)
+    }
+
+
 def _write_summary_json(
     args: argparse.Namespace, console: Console, result: RunResult, stats: ClientStats, label: str
 ) -> bool:
@@ -148,6 +236,7 @@ def _write_summary_json(
                     "client": stats.as_dict(),
                     "failures": result.failures,
                     "target": label,
+                    **({"tenants": _tenants_json(result)} if result.tenants else {}),
                 },
                 option=orjson.OPT_INDENT_2,
             ),
@@ -161,6 +250,42 @@ def _write_summary_json(
         )
         return False
     return True
+
+
+TENANT_ROWS = 25  # a run across more tenants shows those that did worst, and a count
+
+
+def _tenants_table(result: RunResult) -> Table:
+    """One row per tenant: its instances by status, and when its last one ended; with more
+    than :data:`TENANT_ROWS` tenants, those with the most failed or unfinished first."""
+    statuses = sorted({s for t in result.tenants.values() for s in t.statuses})
+    parts = sorted(
+        result.tenants.values(),
+        key=lambda t: (-(t.failed + t.total - t.ended), t.profile),
+    )
+    shown = parts if len(parts) <= TENANT_ROWS else parts[:TENANT_ROWS]
+    # (the tenant ids are in the ledger's header and --summary-json: a 36-character id
+    # would not leave a narrow terminal room for the counts)
+    table = Table(title=f"by tenant ({len(parts)} profiles)")
+    table.add_column("profile", overflow="fold")
+    table.add_column("instances", justify="right")
+    for status in statuses:
+        table.add_column(status, justify="right")
+    table.add_column("skipped", justify="right")
+    table.add_column("s", justify="right")
+    for t in sorted(shown, key=lambda t: t.profile):
+        row: list[Text | str] = [cell(t.profile), str(t.total)]
+        row += [str(t.statuses[s]) for s in statuses]
+        row += [str(t.skipped), f"{t.elapsed:.1f}"]
+        table.add_row(*row)
+    if len(parts) > len(shown):
+        table.caption = (
+            f"{len(parts) - len(shown)} more tenants, all finished without failure "
+            "(--summary-json has every tenant)"
+            if all(t.failed == 0 and t.ended >= t.total for t in parts[len(shown) :])
+            else f"{len(parts) - len(shown)} more tenants (--summary-json has every tenant)"
+        )
+    return table
 
 
 def _print_run_summary(
@@ -183,6 +308,8 @@ def _print_run_summary(
     if not this_run and not skipped:
         table.add_row("(no instance)", "0", *(["0"] if result.skipped else []))
     console.print(table)
+    if result.tenants:
+        console.print(_tenants_table(result))
     console.print(
         f"{result.elapsed:.1f}s, {client_stats(stats)}",
         markup=False,
