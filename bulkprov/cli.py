@@ -254,10 +254,23 @@ def _export(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_export)
 
 
+def _tenant_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tenant",
+        dest="tenants",
+        action="append",
+        metavar="PROFILE",
+        default=None,
+        help="a ledger of a run across many tenants: only the instances of this profile's "
+        "tenant (repeatable; default: every tenant)",
+    )
+
+
 def _status(p: argparse.ArgumentParser) -> None:
     from .commands.status import cmd_status
 
     p.add_argument("ledger", type=Path, help="the JSONL ledger a run wrote")
+    _tenant_option(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--all", action="store_true", help="list every instance")
     p.set_defaults(func=cmd_status)
@@ -280,6 +293,7 @@ def _cleanup(p: argparse.ArgumentParser) -> None:
         "confirmed, 2 bad input, 130 interrupted."
     )
     p.add_argument("ledger", type=Path, help="the JSONL ledger a run wrote")
+    _tenant_option(p)
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument(
         "--dry-run", action="store_true", help="list every object it would delete; delete nothing"
@@ -322,6 +336,7 @@ def _monitor(p: argparse.ArgumentParser) -> None:
         "quarantined."
     )
     p.add_argument("ledger", type=Path, help="the JSONL ledger a run wrote")
+    _tenant_option(p)
     p.add_argument(
         "--json",
         action="store_true",
@@ -379,6 +394,7 @@ def _drift(p: argparse.ArgumentParser) -> None:
         "could not be read, 2 bad input, 4 something drifted."
     )
     p.add_argument("ledger", type=Path, help="the JSONL ledger a run wrote")
+    _tenant_option(p)
     p.add_argument("manifest", type=Path, help="the manifest: the desired state")
     p.add_argument("--json", action="store_true", help="print the drift as JSON")
     p.add_argument("--no-record", action="store_true", help="do not record the drift in the ledger")
@@ -400,6 +416,7 @@ def _report(p: argparse.ArgumentParser) -> None:
     from .report import cmd_report, configure_parser  # its arguments only: no model, no HTML
 
     configure_parser(p)
+    _tenant_option(p)
     _connection_options(p)
     p.set_defaults(func=cmd_report)
 

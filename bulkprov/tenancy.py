@@ -11,7 +11,7 @@ application ids would be looked for in the wrong tenant.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,3 +106,17 @@ def check_tenants(
                     f"to {new!r} now: the ledger's objects of that profile are in the other "
                     f"{name}; restore the profile, or use another ledger"
                 )
+
+
+def selected(path: Path, known: Mapping[str, TenantRef], only: Sequence[str] | None) -> list[str]:
+    """The profiles of a run across many tenants that a command works on: those of ``only``
+    (``--tenant``), each of which the ledger must know, or all of them."""
+    if not only:
+        return sorted(known)
+    unknown = sorted(set(only) - set(known))
+    if unknown:
+        raise LedgerError(
+            f"{path} has no tenant of profile {unknown[0]!r}; its profiles: "
+            f"{', '.join(sorted(known)) or 'none (a run of one tenant: leave --tenant out)'}"
+        )
+    return sorted(set(only))
