@@ -70,8 +70,9 @@ def check_target(path: Path, header: Header | None, *, graph: str, tenant: str) 
     by a run across many tenants (its commands connect to each profile's)."""
     if header is not None and header.tenants is not None:
         raise LedgerError(
-            f"{path} records a run across {describe(refs_of(header.tenants))}: give the "
-            "profiles file its profiles are in (--profiles), not one tenant's connection"
+            f"{path} records a run across {describe(refs_of(header.tenants))}: it is worked "
+            "on tenant by tenant, through those profiles (a manifest whose rows name them, "
+            "--profiles), not with one tenant's connection"
         )
     recorded = (header.graph, header.tenant) if header is not None else (None, None)
     for name, was, mine in (("graph", recorded[0], graph), ("tenant", recorded[1], tenant)):
