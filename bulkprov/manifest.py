@@ -184,6 +184,31 @@ class ManifestSummary:
 
     SHARED_KEEP: ClassVar[int] = 20
 
+    def profile_names(self, default: str | None) -> list[str]:
+        """The profiles the rows name, a row naming none counting as ``default`` (none: a run
+        of one tenant); rows naming none among rows that do, with no ``default``, are
+        problems (:class:`ManifestError`)."""
+        if not self.profiles:
+            return []
+        names = set(self.profiles)
+        if not self.unprofiled.count:
+            return sorted(names)
+        if default is not None:
+            return sorted({*names, default})
+        name, lines = next(iter(self.profiles.items()))
+        where = f"line {lines.first[0]}: {name!r}" if lines.first else repr(name)
+        message = (
+            f"names no profile, while other rows do ({where}); name the tenant's profile on "
+            "every row, or give --profile for the rows that name none"
+        )
+        problems = [
+            Problem(str(self.path), line, "profile", message) for line in self.unprofiled.first[:5]
+        ]
+        if self.unprofiled.count > 5:
+            more = self.unprofiled.count - 5
+            problems.append(Problem(str(self.path), None, "profile", f"... and {more} more rows"))
+        raise ManifestError(problems)
+
     def shared_note(self, shown: int = 3) -> str | None:
         """One line for ``plan``: "2 display names are shared by several instances: 'X'
         (lines 3, 7), 'Y' (lines 4, 9)", or None when every display name is used once."""

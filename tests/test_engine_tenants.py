@@ -321,3 +321,24 @@ async def test_cli_rows_without_a_profile_need_one(tmp_path: Path) -> None:
     )
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "2 tenants (profiles contoso, fabrikam)" in ok.stderr
+
+
+async def test_cli_plan_plans_each_tenant(tmp_path: Path) -> None:
+    """`plan` of a manifest of many tenants plans each in its own tenant: every row names its
+    profile, in the manifest's order; after the run, each is done."""
+    path = manifest(tmp_path / "m.csv", spread(2, PROFILES[:2]))
+    before = await asyncio.to_thread(_cli, "plan", str(path), "--mock", "--json", cwd=tmp_path)
+    assert before.returncode == 0, before.stderr[-2000:]
+    rows = orjson.loads(before.stdout)["instances"]
+    assert [(r["key"], r["profile"], r["action"]) for r in rows] == [
+        (key, profile, "create") for key, profile in spread(2, PROFILES[:2])
+    ]
+    run = await asyncio.to_thread(
+        _cli, "run", str(path), "--mock", "--ledger", "l.jsonl", "--no-monitor", cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    after = await asyncio.to_thread(
+        _cli, "plan", str(path), "--mock", "--ledger", "l.jsonl", "--json", cwd=tmp_path
+    )
+    assert after.returncode == 0, after.stderr[-2000:]
+    assert {r["action"] for r in orjson.loads(after.stdout)["instances"]} == {"done"}

@@ -20,7 +20,7 @@ from .. import ledger as ledger_mod
 from .. import planner
 from ..cliconnect import connection_options
 from ..client import GraphClient
-from ..connect import client_settings, target
+from ..connect import Target, client_settings, target, tenant_targets
 from ..display import cell
 from ..errors import GraphError, ManifestError
 from ..exitcodes import ExitCode
@@ -56,11 +56,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return ExitCode.OK
     replay = ledger_mod.read(args.ledger) if args.ledger and args.ledger.exists() else None
 
-    async def main() -> list[JSON]:
-        async with (
-            target(opts, ledger=args.ledger if replay is not None else None) as tgt,
-            GraphClient(tgt.conn, client_settings(opts, tgt.time_scale)) as client,
-        ):
+    default = opts.profile_name()
+    profiles = summary.profile_names(default)
+    kept = args.ledger if replay is not None else None
+
+    async def plan_one(tgt: Target, profile: str | None) -> list[JSON]:
+        async with GraphClient(tgt.conn, client_settings(opts, tgt.time_scale)) as client:
             graph = Graph(client)
             templates = await resolve_templates(graph, summary)
             planning = _Planning(
@@ -74,9 +75,32 @@ def cmd_plan(args: argparse.Namespace) -> int:
             if summary.agent_groups and planning.credential.delegated:
                 planning.groups = await resolve_agent_groups(graph, summary)
             instances = iter_instances(
-                args.manifest, allow_inline_secrets=args.allow_inline_secrets, rules=rules
+                args.manifest,
+                allow_inline_secrets=args.allow_inline_secrets,
+                rules=rules,
+                profile=profile,
+                default_profile=default,
             )
-            return await planning.rows(instances)
+            rows = await planning.rows(instances)
+        if profile is not None:
+            for row in rows:
+                row["profile"] = profile
+        return rows
+
+    async def main() -> list[JSON]:
+        if not profiles:
+            async with target(opts, ledger=kept) as tgt:
+                return await plan_one(tgt, None)
+        parts: list[list[JSON]] = []  # each tenant planned at once, the rows in manifest order
+        async with tenant_targets(opts, profiles, ledger=kept) as targets:
+
+            async def one(profile: str, tgt: Target) -> None:
+                parts.append(await plan_one(tgt, profile))
+
+            async with anyio.create_task_group() as tg:
+                for profile, tgt in targets:
+                    tg.start_soon(one, profile, tgt)
+        return sorted((r for part in parts for r in part), key=_line)
 
     rows = anyio.run(main)
     changes: dict[str, int] = {}
@@ -187,19 +211,31 @@ class _Planning:
         self.fill(row, self.decide(inst, apps))
 
 
+def _line(row: JSON) -> int:
+    """A plan row's manifest line (its ``where``: ``FILE:LINE``)."""
+    return int(str(row["where"]).rsplit(":", 1)[-1])
+
+
 def _print_plan(console: Console, manifest: Path, rows: list[JSON], counts: Counter[str]) -> None:
     table = Table(
         title=f"plan for {manifest}: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
     )
-    for col in ("instance", "line", "displayName", "template", "schema", "action", "note"):
-        table.add_column(col, overflow="fold")
+    # a profile column for a manifest of many tenants, a schema column if some row has one
+    profiled = any("profile" in r for r in rows)
+    schemas = any(r["schema"] for r in rows)
+    shown = {"profile": profiled, "schema": schemas}
+    cols = ("instance", "line", "profile", "displayName", "template", "schema", "action", "note")
+    for col in cols:
+        if shown.get(col, True):
+            table.add_column(col, overflow="fold")
     for r in rows[:25]:
         table.add_row(
             cell(r["key"]),
             cell(r["where"].rsplit(":", 1)[-1]),
+            *([cell(r.get("profile", ""))] if profiled else []),
             cell(r["displayName"]),
             cell(r["template"]),
-            "yes" if r["schema"] else "",
+            *(["yes" if r["schema"] else ""] if schemas else []),
             cell(r["action"]),
             cell(r.get("note", "")),
         )

@@ -21,12 +21,12 @@ from ..cliconnect import connection_options
 from ..client import ClientStats, GraphClient
 from ..connect import ConnectionOptions, Target, client_settings, target, tenant_targets
 from ..display import cell
-from ..errors import ConfigError, ManifestError, Problem
+from ..errors import ConfigError, ManifestError
 from ..exitcodes import ExitCode
 from ..files import check_writable, write_atomic
 from ..ledger import Redactor
 from ..log import configure
-from ..manifest import ManifestSummary, validate
+from ..manifest import validate
 from ..progress import Progress
 from ..redact import shorten
 from ..run import Runner, RunResult, Tenant
@@ -61,7 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ManifestError(summary.problems)
     settings = _run_settings(args)
 
-    profiles, default = _profiles(summary, opts)
+    default = opts.profile_name()
+    profiles = summary.profile_names(default)
     if profiles and args.prune:
         raise ConfigError(
             "--prune works on a run of one tenant; for a manifest whose rows name profiles, "
@@ -123,39 +124,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         args, console, result, stats, label
     )
     return _exit_code(result, summary_written)
-
-
-def _profiles(summary: ManifestSummary, opts: ConnectionOptions) -> tuple[list[str], str | None]:
-    """The profiles a manifest's rows name (none: a run of one tenant), and the one a row
-    naming none runs with (``--profile``, needed then)."""
-    if not summary.profiles:
-        return [], None
-    default = opts.profile_name()
-    names = sorted(summary.profiles)
-    if summary.unprofiled.count:
-        if default is None:
-            lines = summary.unprofiled
-            named = next(iter(summary.profiles.items()))
-            first = named[1].first[0] if named[1].first else None
-            problems = [
-                Problem(
-                    str(summary.path),
-                    line,
-                    "profile",
-                    f"names no profile, while other rows do (line {first}: {named[0]!r}); "
-                    "name the tenant's profile on every row, or give --profile for the rows "
-                    "that name none",
-                )
-                for line in lines.first[:5]
-            ]
-            if lines.count > 5:
-                more = lines.count - 5
-                problems.append(
-                    Problem(str(summary.path), None, "profile", f"... and {more} more rows")
-                )
-            raise ManifestError(problems)
-        names = sorted({*names, default})
-    return names, default
 
 
 @contextlib.asynccontextmanager
