@@ -161,6 +161,7 @@ def _run(p: argparse.ArgumentParser) -> None:
         "interrupted."
     )
     p.add_argument("manifest", type=Path, help="CSV, JSON or JSONL manifest")
+    _tenant_option(p, manifest=True)
     p.add_argument(
         "--ledger",
         type=Path,
@@ -184,6 +185,7 @@ def _plan(p: argparse.ArgumentParser) -> None:
         "a conflict or a refusal."
     )
     p.add_argument("manifest", type=Path, help="CSV, JSON or JSONL manifest")
+    _tenant_option(p, manifest=True)
     p.add_argument(
         "--ledger",
         type=Path,
@@ -254,15 +256,16 @@ def _export(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_export)
 
 
-def _tenant_option(p: argparse.ArgumentParser) -> None:
+def _tenant_option(p: argparse.ArgumentParser, *, manifest: bool = False) -> None:
+    what = "a manifest whose rows name profiles" if manifest else "a ledger of many tenants"
     p.add_argument(
         "--tenant",
-        dest="tenants",
+        dest="only_tenants",
         action="append",
         metavar="PROFILE",
         default=None,
-        help="a ledger of a run across many tenants: only the instances of this profile's "
-        "tenant (repeatable; default: every tenant)",
+        help=f"{what}: only the instances of this profile's tenant (repeatable; default: "
+        "every tenant)",
     )
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import profiles as profiles_mod
+from . import tenancy
 from .errors import ConfigError
 from .settings import AUTHORITY_HOST, GRAPH_URL, ClientSettings, ConnectionSettings, Credential
 
@@ -294,11 +295,14 @@ async def tenant_targets(
     *,
     ledger: Path | None = None,
     create: bool = False,
+    every_profile: Sequence[str] | None = None,
 ) -> AsyncIterator[list[tuple[str, Target]]]:
     """Each of ``profiles`` (a run across many tenants) with the Graph it connects to: a
     profile of the profiles file, with explicit flags overriding its values as for
-    ``--profile``; with ``opts.mock``, one tenant of an embedded mock each (the profiles in
-    name order, on the mock's tenants in theirs)."""
+    ``--profile``; with ``opts.mock``, one tenant of an embedded mock each: the one the
+    ``ledger`` records for it, else one no profile has (in name order; a new mock is made
+    with a tenant for each of ``every_profile``, the manifest's, when ``profiles`` is a part
+    of them)."""
     names = sorted(set(profiles))
     if opts.mock is None:
         if opts.tenant_id or opts.client_id or opts.mock_info:
@@ -313,17 +317,21 @@ async def tenant_targets(
 
     from .mockgraph.cli import embedded_mock
 
-    settings = replace(opts.mock, tenants=max(opts.mock.tenants, len(names)))
+    known = tenancy.recorded(ledger)
+    every = sorted({*names, *(every_profile or ()), *known})  # the mock's tenants are for all
+    settings = replace(opts.mock, tenants=max(opts.mock.tenants, len(every)))
     async with embedded_mock(settings, ledger=ledger, create=create) as mock:
         info = mock.info
-        if len(info.tenant_ids) < len(names):
+        mapping = tenancy.assign(every, info.tenant_ids, known)
+        if len(mapping) < len(every):
             raise ConfigError(
                 f"the embedded mock kept {len(info.tenant_ids)} tenants in {mock.keep}, and "
-                f"the manifest's rows name {len(names)} profiles: a demo's tenants are made "
-                "with its first run; start a new demo (a new ledger) for more tenants"
+                f"the manifest and the ledger name {len(every)} profiles: a demo's tenants are "
+                "made by its first run; start a new demo (a new ledger) for more tenants"
             )
         out = []
-        for name, tid in zip(names, info.tenant_ids, strict=False):
+        for name in names:
+            tid = mapping[name]
             conn = ConnectionSettings(
                 graph_url=info.graph_url,
                 api_version=opts.api_version or "v1.0",

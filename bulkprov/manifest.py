@@ -36,12 +36,12 @@ from __future__ import annotations
 import difflib
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .errors import ManifestError, Problem
+from .errors import ConfigError, ManifestError, Problem
 from .graphenums import SYNCHRONIZATION_SECRETS
 from .manifestfile import detect_format, records
 from .refs import DEFAULT_RULES, CredentialRef, RefRules, Secret, parse_ref
@@ -184,10 +184,33 @@ class ManifestSummary:
 
     SHARED_KEEP: ClassVar[int] = 20
 
-    def profile_names(self, default: str | None) -> list[str]:
+    def profile_names(self, default: str | None, only: Sequence[str] | None = None) -> list[str]:
         """The profiles the rows name, a row naming none counting as ``default`` (none: a run
-        of one tenant); rows naming none among rows that do, with no ``default``, are
-        problems (:class:`ManifestError`)."""
+        of one tenant), or those of ``only`` (``--tenant``), each of which some row must name;
+        rows naming none among rows that do, with no ``default``, are problems
+        (:class:`ManifestError`)."""
+        names = self._profile_names(default)
+        if not only:
+            return names
+        if not names:
+            raise ConfigError(f"--tenant: the rows of {self.path} name no profile (one tenant)")
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            raise ConfigError(
+                f"--tenant {unknown[0]}: no row of {self.path} names that profile; its "
+                f"profiles: {', '.join(names)}"
+            )
+        return sorted(set(only))
+
+    def count_of(self, profiles: Sequence[str], default: str | None) -> int:
+        """The instances of ``profiles`` (rows naming none are ``default``'s); every instance
+        when ``profiles`` is empty (a run of one tenant)."""
+        if not profiles:
+            return self.count
+        named = sum(self.profiles[p].count for p in profiles if p in self.profiles)
+        return named + (self.unprofiled.count if default in profiles else 0)
+
+    def _profile_names(self, default: str | None) -> list[str]:
         if not self.profiles:
             return []
         names = set(self.profiles)

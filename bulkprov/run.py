@@ -418,12 +418,7 @@ class Runner:
 
     def _tenant_run(self, tenant: Tenant, summary: ManifestSummary) -> _TenantRun:
         profile = tenant.profile
-        count = summary.count
-        if profile is not None:
-            lines = summary.profiles.get(profile)
-            count = lines.count if lines is not None else 0
-            if profile == self.default_profile:
-                count += summary.unprofiled.count
+        count = summary.count_of([profile] if profile is not None else [], self.default_profile)
         result = TenantResult(profile or "", tenant.client.conn.tenant_id, total=count)
         if profile is not None:
             self.result.tenants[profile] = result

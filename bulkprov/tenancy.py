@@ -121,3 +121,41 @@ def selected(path: Path, known: Mapping[str, TenantRef], only: Sequence[str] | N
             f"{', '.join(sorted(known)) or 'none (a run of one tenant: leave --tenant out)'}"
         )
     return sorted(set(only))
+
+
+def recorded(path: Path | None) -> dict[str, TenantRef]:
+    """The profiles a ledger file records (its header's and run lines' ``tenants``), read
+    without replaying it: only those lines are parsed. Empty when there is no such file."""
+    import orjson
+
+    out: dict[str, TenantRef] = {}
+    if path is None:
+        return out
+    try:
+        with path.open("rb") as fh:
+            for line in fh:
+                if line.startswith((b'{"type":"header"', b'{"type":"run"')):
+                    try:
+                        rec = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        continue  # a torn last line: the ledger itself will say so
+                    if isinstance(rec, dict) and isinstance(rec.get("tenants"), dict):
+                        out.update(refs_of(rec["tenants"]))
+    except OSError:
+        return {}  # the ledger's own checks say what is wrong with it
+    return out
+
+
+def assign(
+    profiles: Sequence[str], tenant_ids: Sequence[str], known: Mapping[str, TenantRef]
+) -> dict[str, str]:
+    """Profile -> tenant id on a mock: the tenant the ledger records for a profile it knows,
+    the others onto the tenants no profile has yet, in name order (as many as there are)."""
+    out = {p: known[p].tenant for p in profiles if p in known and known[p].tenant in tenant_ids}
+    taken = {r.tenant for r in known.values()} | set(out.values())
+    free = iter(t for t in tenant_ids if t not in taken)
+    for p in sorted(set(profiles) - set(out)):
+        tid = next(free, None)
+        if tid is not None:
+            out[p] = tid
+    return out

@@ -342,3 +342,38 @@ async def test_cli_plan_plans_each_tenant(tmp_path: Path) -> None:
     )
     assert after.returncode == 0, after.stderr[-2000:]
     assert {r["action"] for r in orjson.loads(after.stdout)["instances"]} == {"done"}
+
+
+async def test_cli_one_tenant_first_then_the_rest(tmp_path: Path) -> None:
+    """`run --tenant fabrikam` sets up fabrikam's rows only; a run of all of them then keeps
+    fabrikam on the mock tenant it had (the ledger says which) and sets up the others; an
+    unknown --tenant is one line naming the manifest's profiles."""
+    path = manifest(tmp_path / "m.csv", spread(2))
+    args = ("run", str(path), "--mock", "--ledger", "l.jsonl", "--no-monitor")
+    one = await asyncio.to_thread(_cli, *args, "--tenant", "fabrikam", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert "2 instances from" in one.stderr
+    first = ledger_mod.read(tmp_path / "l.jsonl")
+    assert {st.profile for st in first.instances.values()} == {"fabrikam"}
+    every = await asyncio.to_thread(_cli, *args, cwd=tmp_path)
+    assert every.returncode == 0, every.stderr[-2000:]
+    replay = ledger_mod.read(tmp_path / "l.jsonl")
+    assert replay.tenants["fabrikam"] == first.tenants["fabrikam"]
+    assert len({r.tenant for r in replay.tenants.values()}) == 3
+    assert sorted(k for k, st in replay.instances.items() if st.finished) == sorted(
+        k for k, _p in spread(2)
+    )
+    bad = await asyncio.to_thread(_cli, *args, "--tenant", "nope", cwd=tmp_path)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "--tenant nope" in bad.stderr and "contoso, fabrikam, northwind" in bad.stderr
+
+
+def test_mock_tenants_go_to_the_profiles_the_ledger_records() -> None:
+    """A profile the ledger knows keeps its tenant; new ones take the free tenants in name
+    order; with too few tenants, the last ones get none."""
+    from bulkprov.tenancy import TenantRef, assign
+
+    known = {"m": TenantRef("m", "g", "t2")}
+    assert assign(["a", "m", "z"], ["t1", "t2", "t3"], known) == {"m": "t2", "a": "t1", "z": "t3"}
+    assert assign(["a", "b"], ["t1", "t2"], {}) == {"a": "t1", "b": "t2"}
+    assert assign(["a", "b", "c"], ["t1", "t2"], {}) == {"a": "t1", "b": "t2"}

@@ -57,7 +57,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     replay = ledger_mod.read(args.ledger) if args.ledger and args.ledger.exists() else None
 
     default = opts.profile_name()
-    profiles = summary.profile_names(default)
+    profiles = summary.profile_names(default, args.only_tenants)
     kept = args.ledger if replay is not None else None
 
     async def plan_one(tgt: Target, profile: str | None) -> list[JSON]:
@@ -92,7 +92,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             async with target(opts, ledger=kept) as tgt:
                 return await plan_one(tgt, None)
         parts: list[list[JSON]] = []  # each tenant planned at once, the rows in manifest order
-        async with tenant_targets(opts, profiles, ledger=kept) as targets:
+        every = summary.profile_names(default)
+        async with tenant_targets(opts, profiles, ledger=kept, every_profile=every) as targets:
 
             async def one(profile: str, tgt: Target) -> None:
                 parts.append(await plan_one(tgt, profile))

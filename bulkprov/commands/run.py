@@ -62,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _run_settings(args)
 
     default = opts.profile_name()
-    profiles = summary.profile_names(default)
+    profiles = summary.profile_names(default, args.only_tenants)
     if profiles and args.prune:
         raise ConfigError(
             "--prune works on a run of one tenant; for a manifest whose rows name profiles, "
@@ -70,11 +70,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
 
     async def main() -> tuple[RunResult, ClientStats, str]:
-        async with _connected(opts, profiles, args.ledger) as targets:
+        every = summary.profile_names(default)
+        async with _connected(opts, profiles, args.ledger, every) as targets:
             label = _label(targets)
+            count = summary.count_of(profiles, default)
             console.print(
-                f"bulkprov: {summary.count} instances from {args.manifest} -> "
-                f"{label}; ledger {args.ledger}",
+                f"bulkprov: {count} instances from {args.manifest} -> {label}; ledger "
+                f"{args.ledger}",
                 markup=False,
                 soft_wrap=True,
             )
@@ -87,7 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     )
                     client.stats = stats
                     tenants.append(Tenant(client, tgt.ledger_graph, profile))
-                progress = Progress(summary.count, console, stats, interval=args.progress_every)
+                total = summary.count_of(profiles, default)
+                progress = Progress(total, console, stats, interval=args.progress_every)
                 runner = Runner(
                     manifest=args.manifest,
                     ledger_path=args.ledger,
@@ -128,14 +131,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 @contextlib.asynccontextmanager
 async def _connected(
-    opts: ConnectionOptions, profiles: list[str], ledger: Path
+    opts: ConnectionOptions, profiles: list[str], ledger: Path, every: list[str]
 ) -> AsyncIterator[list[tuple[str | None, Target]]]:
     """The run's Graph: one tenant's (no profiles), or each profile's."""
     if not profiles:
         async with target(opts, ledger=ledger, create=True) as tgt:
             yield [(None, tgt)]
         return
-    async with tenant_targets(opts, profiles, ledger=ledger, create=True) as targets:
+    async with tenant_targets(
+        opts, profiles, ledger=ledger, create=True, every_profile=every
+    ) as targets:
         yield [(p, t) for p, t in targets]
 
 
