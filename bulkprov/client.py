@@ -1,9 +1,10 @@
 """The Graph client: Graph's quotas on the client side (:mod:`bulkprov.limiter`), retries, errors.
 
 Every request passes, in order: a token, a connection for its kind, the paces of its throttle
-scopes (resource units, writes, reports: each a bucket at the rate Graph is found to allow, and
-a gate a 429 closes for everyone until its Retry-After has passed; see :mod:`bulkprov.pacing`),
-the HTTP exchange (through a
+scopes (resource units, writes, reports, per app + tenant, and the app's writes and resource
+units across all its tenants: each a bucket at the rate Graph is found to allow, and a gate a
+429 closes for everyone until its Retry-After has passed; see :mod:`bulkprov.pacing` and
+:mod:`bulkprov.limiter`), the HTTP exchange (through a
 :class:`bulkprov.transport.Transport`: aiohttp, or a test's own), and
 :func:`bulkprov.retry.decide`. Errors carry method, path, request-id and client-request-id, all
 taken from the :class:`Response` (:meth:`Response.context`).
@@ -50,7 +51,16 @@ from .errors import (
     UnsafeRequest,
     origin,
 )
-from .limiter import ScopePace, Sleep
+from .limiter import (
+    SCOPE_NAMES,
+    AppPaces,
+    ScopePace,
+    Sleep,
+    busiest,
+    own_scope,
+    scope_pace,
+    scopes,
+)
 from .pacing import parse_limit_percentage
 from .reach import explain
 from .retry import Action, Decision, RetryPolicy, backoff, decide, parse_retry_after
@@ -63,13 +73,13 @@ WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 FRESH_ATTEMPTS = 2
 #: Graph's error message is kept up to this many characters (the display shortens it).
 MAX_GRAPH_MESSAGE = 16 * 1024
-SCOPE_NAMES = {"ru": "resource units", "write": "write", "reports": "reports"}
 
 
 @dataclass(slots=True)
 class ThrottleWait:
     """Real seconds the requests of one task spent waiting on throttle scopes that a 429 had
-    closed (its Retry-After), by the client's scope (``ru``, ``write``, ``reports``)."""
+    closed (its Retry-After), by the client's scope (``ru``, ``write``, ``reports``,
+    ``app_write``, ``app_ru``)."""
 
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -294,7 +304,11 @@ class GraphClient:
 
     ``transport`` (or an aiohttp ``session``) replaces the HTTP layer, ``tokens`` the token
     provider, and ``sleep``/``clock`` the client's time (real seconds): a test answers the
-    client without a server and without waiting."""
+    client without a server and without waiting.
+
+    ``app_paces`` is the pacing of the app's limits across tenants that this client shares with
+    the clients of the app's other tenants (:class:`bulkprov.limiter.AppPaces`: one event loop,
+    one clock and one time scale for all); without it the client paces them alone."""
 
     def __init__(
         self,
@@ -306,9 +320,15 @@ class GraphClient:
         transport: Transport | None = None,
         sleep: Sleep = anyio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        app_paces: AppPaces | None = None,
     ) -> None:
         self.conn = conn
         self.settings = settings or ClientSettings()
+        if app_paces is not None:
+            app_paces.check(
+                self.settings.time_scale, f"the Graph client of tenant {conn.tenant_id}"
+            )
+        self._app_paces = app_paces or AppPaces(self.settings)
         self.tokens: Tokens = tokens or TokenProvider(conn)
         if transport is None and session is not None:
             transport = AiohttpTransport(session)
@@ -321,8 +341,8 @@ class GraphClient:
         self._base_path = urlsplit(conn.base_url).path
         self._patient = dataclasses.replace(self.settings.retry, max_throttle_attempts=sys.maxsize)
         self._reached = False  # Graph has answered (anything) since the client started
-        # each throttle scope's pace (ru, write, reports), and the connections per request
-        # kind (write, read, reports): set on entry
+        # each throttle scope's pace (ru, write, reports, and the app's app_write, app_ru),
+        # and the connections per request kind (write, read, reports): set on entry
         self._paces: dict[str, ScopePace] | None = None
         self._slots: dict[str, anyio.Semaphore] = {}
         self._opened: Transport | None = None  # the transport the client opened, and closes
@@ -344,6 +364,7 @@ class GraphClient:
             "ru": ScopePace(s.ru_quota, now),
             "write": ScopePace(s.write_quota, now),
             "reports": ScopePace(s.reports_quota, now),
+            **self._app_paces.paces(now),
         }
         if self._transport is None:
             self._transport = self._opened = AiohttpTransport.open(self.conn, s.connections)
@@ -590,7 +611,7 @@ class GraphClient:
         assert self._paces is not None
         seqs: dict[str, tuple[float, float]] = {}
         floor = 0.0  # Graph time the last sleep was to reach (the clock may be a hair short)
-        for name, cost in _scopes(kind, ru):
+        for name, cost in scopes(kind, ru):
             pace = self._paces[name]
             while (wait := pace.admit(now := max(self._now(), floor), cost)) > 0:
                 floor = now + wait
@@ -614,9 +635,9 @@ class GraphClient:
 
     def _pace_answer(self, kind: str, admitted: Admitted, answer: Answer) -> bool:
         """Tell the paces what Graph answered: a counted answer teaches each of the request's
-        scopes (the limit share its own kind's scope), a 429 with Retry-After closes and
-        steers the scope it names. True when a 429 was told (without Retry-After it waits for
-        the back-off the retry policy chooses)."""
+        scopes (its limit share goes to the one :func:`bulkprov.limiter.busiest` picks), a 429
+        with Retry-After closes and steers the scope it names. True when a 429 was told
+        (without Retry-After it waits for the back-off the retry policy chooses)."""
         assert self._paces is not None
         status = answer.status
         if status >= 500:
@@ -630,13 +651,18 @@ class GraphClient:
             self._pace_throttled(kind, headers.get("x-ms-throttle-scope"), retry_after, admitted)
             return True
         share = parse_limit_percentage(headers.get("x-ms-throttle-limit-percentage"))
-        own = _scope_name(kind, None)
+        paces = {name: self._paces[name] for name in admitted.seqs}
+        hot = (
+            ""
+            if share is None
+            else busiest({n: p.state for n, p in paces.items()}, own_scope(kind), now)
+        )
         for name, (seq, cost) in admitted.seqs.items():
-            self._paces[name].answered(
+            paces[name].answered(
                 now,
                 seq=seq,
                 sent_at=admitted.at,
-                share=share if name == own else None,
+                share=share if name == hot else None,
                 cost=cost,
             )
         return False
@@ -645,7 +671,7 @@ class GraphClient:
         self, kind: str, scope: str | None, retry_after: float, admitted: Admitted
     ) -> None:
         assert self._paces is not None
-        name = _scope_name(kind, scope)
+        name = scope_pace(kind, scope)
         pace = self._paces[name]
         seq, cost = admitted.seqs.get(name, (pace.seq, 1.0))
         # plus a few real milliseconds, whatever the time scale: the event loop's latency must
@@ -716,21 +742,3 @@ def _error(response: Response, raw: bytes) -> GraphError:
             **response.context(),
         )
     return GraphError(response.status, code, message, detail_codes=details, **response.context())
-
-
-def _scopes(kind: str, ru: int) -> tuple[tuple[str, float], ...]:
-    """The throttle scopes a request of ``kind`` is paced in, with what it costs in each."""
-    if kind == "reports":
-        return (("reports", 1.0),)
-    if kind == "write":
-        return (("write", 1.0), ("ru", float(ru)))
-    return (("ru", float(ru)),)
-
-
-def _scope_name(kind: str, scope: str | None) -> str:
-    """The client's pace for a 429's ``x-ms-throttle-scope`` (for ``kind`` when None)."""
-    if (scope and "/Reports/" in scope) or kind == "reports":
-        return "reports"
-    if (scope and "/Write/" in scope) or (scope is None and kind == "write"):
-        return "write"
-    return "ru"

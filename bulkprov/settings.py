@@ -168,6 +168,10 @@ class ClientSettings:
     write_quota: Quota = field(default_factory=lambda: Quota(limit=3000, window=150))
     ru_quota: Quota = field(default_factory=lambda: Quota(limit=3500, window=10))
     reports_quota: Quota = field(default_factory=lambda: Quota(limit=5, window=10))
+    # the app's limits across all the tenants it serves (Graph's "Application/..." scopes):
+    # paced together by the clients that share one bulkprov.limiter.AppPaces
+    app_write_quota: Quota = field(default_factory=lambda: Quota(limit=35000, window=300))
+    app_ru_quota: Quota = field(default_factory=lambda: Quota(limit=150000, window=20))
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     request_timeout: float = 100.0  # Graph's own gateway gives up after about 100 s
     connections: int = 200
