@@ -25,6 +25,7 @@ from .errors import ConfigError
 from .settings import AUTHORITY_HOST, GRAPH_URL, ClientSettings, ConnectionSettings, Credential
 
 if TYPE_CHECKING:
+    from .limiter import AppPaces
     from .mockgraph.settings import MockSettings
 
 ENV = {
@@ -344,6 +345,26 @@ async def tenant_targets(
             label = f"embedded mock Graph tenant {tid} (profile {name})"
             out.append((name, Target(conn, info.time_scale, label, mock.ledger_graph)))
         yield out
+
+
+class AppShares:
+    """The clients of a run across many tenants share Graph's per-app limits across tenants:
+    one :class:`bulkprov.limiter.AppPaces` per app (a client id, at one Graph and one
+    authority), handed to each client of that app's tenants."""
+
+    def __init__(self, opts: ConnectionOptions) -> None:
+        self.opts = opts
+        self._by_app: dict[tuple[str, str, str], AppPaces] = {}
+
+    def paces(self, tgt: Target) -> AppPaces:
+        from .limiter import AppPaces
+
+        c = tgt.conn
+        key = (c.graph_url, c.authority_host, c.client_id)
+        shared = self._by_app.get(key)
+        if shared is None:
+            shared = self._by_app[key] = AppPaces(client_settings(self.opts, tgt.time_scale))
+        return shared
 
 
 def client_settings(opts: ConnectionOptions, time_scale: float) -> ClientSettings:

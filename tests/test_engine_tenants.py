@@ -20,6 +20,7 @@ import pytest
 from bulkprov import ledger as ledger_mod
 from bulkprov.client import GraphClient
 from bulkprov.errors import LedgerError, ManifestError
+from bulkprov.limiter import AppPaces
 from bulkprov.mockgraph import MockGraph
 from bulkprov.mockgraph.server import write_profiles
 from bulkprov.mockgraph.settings import MockSettings
@@ -88,6 +89,7 @@ async def tenants(
     """One client per profile, on the mock's tenants in order; ``quotas``: a profile's
     client-side write quota."""
     assert mock.info is not None
+    shared = AppPaces(ClientSettings(time_scale=mock.settings.time_scale))  # as `run` shares it
     async with AsyncExitStack() as stack:
         out = []
         for profile, tid in zip(PROFILES, mock.info.tenant_ids, strict=True):
@@ -95,7 +97,9 @@ async def tenants(
             if quotas and profile in quotas:
                 extra["write_quota"] = quotas[profile]
             settings = ClientSettings(time_scale=mock.settings.time_scale, **extra)
-            client = await stack.enter_async_context(GraphClient(conn(mock, tid), settings))
+            client = await stack.enter_async_context(
+                GraphClient(conn(mock, tid), settings, app_paces=shared)
+            )
             out.append(Tenant(client, client.conn.base_url, profile))
         yield out
 

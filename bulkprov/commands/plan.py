@@ -20,7 +20,7 @@ from .. import ledger as ledger_mod
 from .. import planner
 from ..cliconnect import connection_options
 from ..client import GraphClient
-from ..connect import Target, client_settings, target, tenant_targets
+from ..connect import AppShares, Target, client_settings, target, tenant_targets
 from ..display import cell
 from ..errors import GraphError, ManifestError
 from ..exitcodes import ExitCode
@@ -60,8 +60,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     profiles = summary.profile_names(default, args.only_tenants)
     kept = args.ledger if replay is not None else None
 
+    shares = AppShares(opts)  # the tenants' clients share the app's limits
+
     async def plan_one(tgt: Target, profile: str | None) -> list[JSON]:
-        async with GraphClient(tgt.conn, client_settings(opts, tgt.time_scale)) as client:
+        settings = client_settings(opts, tgt.time_scale)
+        async with GraphClient(tgt.conn, settings, app_paces=shares.paces(tgt)) as client:
             graph = Graph(client)
             templates = await resolve_templates(graph, summary)
             planning = _Planning(

@@ -19,7 +19,14 @@ from rich.text import Text
 
 from ..cliconnect import connection_options
 from ..client import ClientStats, GraphClient
-from ..connect import ConnectionOptions, Target, client_settings, target, tenant_targets
+from ..connect import (
+    AppShares,
+    ConnectionOptions,
+    Target,
+    client_settings,
+    target,
+    tenant_targets,
+)
 from ..display import cell
 from ..errors import ConfigError, ManifestError
 from ..exitcodes import ExitCode
@@ -81,11 +88,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                 soft_wrap=True,
             )
             stats = ClientStats()  # one count of requests for all tenants' clients
+            shares = AppShares(opts)  # the tenants' clients share the app's limits
             async with contextlib.AsyncExitStack() as stack:
                 tenants = []
                 for profile, tgt in targets:
+                    cs = client_settings(opts, tgt.time_scale)
                     client = await stack.enter_async_context(
-                        GraphClient(tgt.conn, client_settings(opts, tgt.time_scale))
+                        GraphClient(tgt.conn, cs, app_paces=shares.paces(tgt))
                     )
                     client.stats = stats
                     tenants.append(Tenant(client, tgt.ledger_graph, profile))
