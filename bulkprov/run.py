@@ -349,6 +349,11 @@ class Runner:
         self.on_result = on_result
         self.stop = anyio.Event()
         self.result = RunResult()
+        # each tenant's part, made now: a progress display's thread reads the mapping, which
+        # must not grow while it does
+        for t in self.tenants:
+            if t.profile is not None:
+                self.result.tenants[t.profile] = TenantResult(t.profile, t.client.conn.tenant_id)
         self._t0 = 0.0
 
     def request_stop(self) -> None:
@@ -419,9 +424,10 @@ class Runner:
     def _tenant_run(self, tenant: Tenant, summary: ManifestSummary) -> _TenantRun:
         profile = tenant.profile
         count = summary.count_of([profile] if profile is not None else [], self.default_profile)
-        result = TenantResult(profile or "", tenant.client.conn.tenant_id, total=count)
-        if profile is not None:
-            self.result.tenants[profile] = result
+        result = self.result.tenants.get(profile) if profile is not None else None
+        if result is None:  # a run of one tenant
+            result = TenantResult("", tenant.client.conn.tenant_id)
+        result.total = count
         return _TenantRun(tenant, Graph(tenant.client), result)
 
     async def _prepare_all(
@@ -483,8 +489,10 @@ class Runner:
         n = max(1, r.result.total)
 
         # each item's work binds its instance (and tenant): the log events it causes name it
+        where = {"tenant": r.tenant.profile} if r.tenant.profile is not None else {}
+
         async def monitor(out: Outcome) -> None:
-            with structlog.contextvars.bound_contextvars(instance=out.inst.key):
+            with structlog.contextvars.bound_contextvars(instance=out.inst.key, **where):
                 await self._monitor(r, ledger, out)
 
         async with anyio.create_task_group() as tg:
@@ -494,7 +502,7 @@ class Runner:
             ) as monitors:
 
                 async def setup(inst: Instance) -> None:
-                    with structlog.contextvars.bound_contextvars(instance=inst.key):
+                    with structlog.contextvars.bound_contextvars(instance=inst.key, **where):
                         await self._setup(r, ledger, monitors, inst)
 
                 async with open_pool(
