@@ -84,6 +84,7 @@ def add_mock_options(p: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         dest="mock_tenants",  # not `tenants`: the readers' --tenant PROFILE is that
+        metavar="N",
         help="number of tenants served (default %(default)s)",
     )
     g.add_argument(
