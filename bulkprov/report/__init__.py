@@ -16,9 +16,12 @@ DESCRIPTION = (
     "wall time), the instances finished over time against Graph's write quota, the time each "
     "step took across instances, a sortable and filterable table of every instance that "
     "needs attention (step, reason, Graph request id, quarantine, manifest line), and the "
-    "breakdowns per template and per tenant. Several ledgers (one per tenant) make one "
-    "report. --live adds each job's state now, read as `bulkprov monitor` reads it (connects "
-    "like monitor). Exit codes: 0 written, 2 bad input or a Graph that cannot be reached."
+    "breakdowns per template and per tenant (the worst tenants first). Several ledgers (one "
+    "per tenant) make one report, as does the ledger of a run across many tenants; --tenant "
+    "PROFILE limits it to that profile's instances. --live adds each job's state now, read as "
+    "`bulkprov monitor` reads it (connects like monitor; a run across many tenants: to each "
+    "profile's tenant, as run did). Exit codes: 0 written, 2 bad input or a Graph that cannot "
+    "be reached."
 )
 
 

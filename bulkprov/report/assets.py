@@ -138,6 +138,7 @@ JS = """
     var rows = Array.prototype.slice.call(body.rows);
     var heads = table.tHead.rows[0].cells;
     var input = document.getElementById("filter-text");
+    var tenant = document.getElementById("filter-tenant");
     var boxes = Array.prototype.slice.call(document.querySelectorAll("input[data-kind]"));
     var count = document.getElementById("filter-count");
     var printed = document.getElementById("printed-filter");
@@ -161,16 +162,19 @@ JS = """
       var q = input.value.trim().toLowerCase();
       var on = {};
       boxes.forEach(function (b) { on[b.getAttribute("data-kind")] = b.checked; });
+      var one = tenant ? tenant.value : "";
       var shown = 0;
       rows.forEach(function (r) {
         var ok = on[r.getAttribute("data-kind")] !== false &&
+          (!one || r.getAttribute("data-tenant") === one) &&
           (!q || r.textContent.toLowerCase().indexOf(q) >= 0);
         r.hidden = !ok;
         if (ok) { shown++; }
       });
       count.textContent = shown + " of " + rows.length + " shown";
       printed.textContent = shown === rows.length ? "" : "Filtered: " + shown + " of " +
-        rows.length + " rows shown" + (q ? " (\\u201c" + q + "\\u201d)" : "");
+        rows.length + " rows shown" + (one ? ", tenant " + one : "") +
+        (q ? " (\\u201c" + q + "\\u201d)" : "");
       table.setAttribute("data-shown", String(shown));
     }
     Array.prototype.forEach.call(heads, function (th, i) {
@@ -181,6 +185,7 @@ JS = """
       });
     });
     input.addEventListener("input", filter);
+    if (tenant) { tenant.addEventListener("change", filter); }
     boxes.forEach(function (b) { b.addEventListener("change", filter); });
     var params = {};
     location.hash.replace(/^#/, "").split("&").forEach(function (part) {
@@ -188,6 +193,7 @@ JS = """
       if (kv[0]) { params[decodeURIComponent(kv[0])] = decodeURIComponent(kv[1] || ""); }
     });
     if (params.q) { input.value = params.q; }
+    if (params.tenant && tenant) { tenant.value = params.tenant; }
     if (params.kind) {
       var kinds = params.kind.split(",");
       boxes.forEach(function (b) { b.checked = kinds.indexOf(b.getAttribute("data-kind")) >= 0; });

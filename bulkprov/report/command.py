@@ -1,9 +1,14 @@
 """The ``report`` command: read the ledgers, with ``--live`` each job's state now (the reads of
-``bulkprov monitor``), and write the page."""
+``bulkprov monitor``), and write the page.
+
+``--live`` with the ledger of a run across many tenants connects to each profile's tenant
+(as ``run`` did: the profiles file, or the embedded mock's tenants with ``--mock``) and reads
+the jobs of that profile's instances there; it takes that ledger alone."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -35,6 +40,8 @@ async def read_live(args: argparse.Namespace, report: Report, redactor: Redactor
     from ..graph import Graph
     from ..monitor import Monitor, MonitorSettings
 
+    if report.many_tenants:
+        return await read_live_tenants(args, report, redactor)
     if len(report.tenants) > 1:
         raise ConfigError(
             "--live reads one tenant's jobs: give the ledgers of one tenant, or leave --live "
@@ -58,6 +65,47 @@ async def read_live(args: argparse.Namespace, report: Report, redactor: Redactor
             rows = await Monitor(graph, m.replay, MonitorSettings()).run()
             attach_live(report, index, rows, _now())
         return tgt.time_scale
+
+
+async def read_live_tenants(args: argparse.Namespace, report: Report, redactor: Redactor) -> float:
+    """:func:`read_live` for the ledger of a run across many tenants: each profile shown is
+    connected to as ``run`` connected to it, checked to be the tenant the ledger records for
+    it, and its instances' jobs read there. Gives the first tenant's time scale."""
+    from ..cliconnect import connection_options
+    from ..client import GraphClient
+    from ..connect import client_settings, tenant_targets
+    from ..graph import Graph
+    from ..monitor import Monitor, MonitorSettings
+    from ..tenancy import TenantRef, check_tenants
+
+    if len(report.ledgers) > 1:
+        raise ConfigError(
+            "--live reads the jobs of one ledger of a run across many tenants: give that "
+            "ledger alone, or leave --live out"
+        )
+    m = report.ledgers[0]
+    opts = connection_options(args)
+    scale: float | None = None
+    # every profile of the ledger, in the order run gave them (--mock: a mock tenant each)
+    async with tenant_targets(opts, sorted(m.tenants), ledger=m.path, create=False) as targets:
+        for profile, tgt in targets:
+            if profile not in m.profiles:
+                continue
+            mine = {profile: TenantRef(profile, tgt.ledger_graph, tgt.conn.tenant_id)}
+            check_tenants(m.path, m.replay.header, m.tenants, mine)
+            async with GraphClient(tgt.conn, client_settings(opts, tgt.time_scale)) as client:
+                secret = tgt.conn.credential.client_secret
+                if secret:
+                    redactor.add(secret)  # never in an error message on the page either
+                await client.tokens.token()  # an authority that cannot be reached: say so first
+                replay = dataclasses.replace(
+                    m.replay,
+                    instances={k: s for k, s in m.replay.instances.items() if s.profile == profile},
+                )
+                rows = await Monitor(Graph(client), replay, MonitorSettings()).run()
+            attach_live(report, 0, rows, _now())
+            scale = tgt.time_scale if scale is None else scale
+    return scale if scale is not None else 1.0
 
 
 def chart_settings(
@@ -95,7 +143,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     configure(console_level=("warning", "info", "debug")[min(args.verbose, 2)])
     check_writable(args.out, "--out")
     _not_an_input(args)
-    report = read(args.ledger)
+    report = read(args.ledger, getattr(args, "tenants", None))
     attach_lines(report, args.manifest)
     report.client = read_client_totals(args.summary_json or ())
     redactor = Redactor()

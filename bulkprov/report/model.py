@@ -11,11 +11,16 @@ records, ``ms`` (real milliseconds) on a step's ``done`` and ``error`` records.
 
 A ``drift`` record (``bulkprov drift`` writes one) is read when a ledger has
 one; the report shows a drift column only for ledgers that hold such records.
+
+A ledger of a run across many tenants names each instance's profile in its records, and the
+tenant of each profile in its header and run lines (:mod:`bulkprov.tenancy`): each instance
+has its profile and its tenant's id. Given profiles (``--tenant``), only their instances are
+read: the records of the others are left out of instances, runs and step samples alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +43,7 @@ from ..records import (
     Step,
     StepRecord,
 )
+from ..tenancy import TenantRef, describe, refs_of, selected
 
 #: The categories an instance's status falls in, in the headline's order.
 DONE, QUARANTINED, FAILED, NOT_DONE, REMOVED = (
@@ -146,6 +152,7 @@ class Instance:
     where: str | None = None  # manifest file:line, when the manifest was found
     drift: Drift | None = None
     live: Live | None = None
+    profile: str | None = None  # a run across many tenants: the profile it was set up with
 
     @property
     def category(self) -> str:
@@ -179,10 +186,27 @@ class LedgerModel:
     replay: ledger_mod.Replay
     manifest: Path | None = None  # the manifest whose lines are shown
     manifest_note: str | None = None  # why no manifest lines are shown, if not
+    # a run across many tenants: the profiles the report shows (--tenant; default all)
+    profiles: list[str] = field(default_factory=list)
+    only: frozenset[str] | None = None  # the profiles --tenant named, if it did
+
+    @property
+    def tenants(self) -> dict[str, TenantRef]:
+        """A run across many tenants: profile -> its Graph and tenant ({}: one tenant's)."""
+        return self.replay.tenants
 
     @property
     def tenant(self) -> str:
+        """The tenant, or for a ledger of many, which of them the report shows."""
+        if self.tenants:
+            of = f" of {len(self.tenants)}" if len(self.profiles) < len(self.tenants) else ""
+            return describe(self.profiles) + of
         return str(self.header.get("tenant") or "?")
+
+    def tenant_of(self, profile: str | None) -> str:
+        """The tenant id of an instance of ``profile`` (the header's for a one-tenant ledger)."""
+        ref = self.tenants.get(profile) if profile is not None else None
+        return ref.tenant if ref is not None else self.tenant if not self.tenants else "?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +229,16 @@ class Report:
 
     @property
     def tenants(self) -> list[str]:
-        return sorted({i.tenant for i in self.instances} | {m.tenant for m in self.ledgers})
+        """The ids of the tenants shown (a ledger of many tenants: the profiles shown)."""
+        ids = {i.tenant for i in self.instances}
+        for m in self.ledgers:
+            ids |= {m.tenants[p].tenant for p in m.profiles} if m.tenants else {m.tenant}
+        return sorted(ids)
+
+    @property
+    def many_tenants(self) -> bool:
+        """Whether a ledger of a run across many tenants is among the ledgers."""
+        return any(m.tenants for m in self.ledgers)
 
     @property
     def has_drift(self) -> bool:
@@ -247,10 +280,15 @@ def _quarantine(q: JSON | None) -> Quarantine | None:
 class _Fold:
     """Folds a ledger's records, in order, into instances, runs and step samples."""
 
-    def __init__(self, index: int, tenant: str, report: Report) -> None:
+    def __init__(
+        self, index: int, tenant: str, report: Report, only: Collection[str] | None = None
+    ) -> None:
         self.index = index
         self.tenant = tenant
         self.report = report
+        self.only = frozenset(only) if only else None  # --tenant: these profiles' records
+        self.refs: dict[str, TenantRef] = {}  # a run across many tenants: profile -> tenant
+        self.skipped: set[str] = set()  # keys of the instances of profiles not shown
         self.instances: dict[str, Instance] = {}
         self.runs: list[Run] = []
         self.run: Run | None = None  # the run the records belong to (None: another command)
@@ -261,16 +299,38 @@ class _Fold:
         match rec:
             case Header():
                 self.tenant = rec.tenant or "?"
+                self.refs.update(refs_of(rec.tenants))
             case RunStart():
+                self.refs.update(refs_of(rec.tenants))
                 self._run(rec)
-            case StepRecord():
-                self._step(self._instance_of(rec.key, rec.t), rec)
-            case InstanceRecord():
-                self._final(self._instance_of(rec.key, rec.t), rec)
-            case DriftRecord():
+            case StepRecord() if not self._skip(rec.key, rec.profile):
+                self._step(self._of_profile(rec.key, rec.t, rec.profile, None), rec)
+            case InstanceRecord() if not self._skip(rec.key, rec.profile):
+                self._final(self._of_profile(rec.key, rec.t, rec.profile, rec.tenant), rec)
+            case DriftRecord() if not self._skip(rec.key, None):
                 self._drift(self._instance_of(rec.key, rec.t), rec)
-            case CleanupRecord():
+            case CleanupRecord() if not self._skip(rec.key, None):
                 self._instance_of(rec.key, None)
+
+    def _skip(self, key: str, profile: str | None) -> bool:
+        """Whether a record of ``key`` (naming ``profile``, if it does) is of an instance of a
+        profile the report does not show."""
+        if self.only is None:
+            return False
+        if profile is not None and profile not in self.only:
+            self.skipped.add(key)
+        return key in self.skipped or (profile is None and key not in self.instances)
+
+    def _of_profile(
+        self, key: str, t: float | None, profile: str | None, tenant: str | None
+    ) -> Instance:
+        """:meth:`_instance_of`, given its profile and tenant id as the record names them."""
+        inst = self._instance_of(key, t)
+        if profile is not None:
+            inst.profile = profile
+            ref = self.refs.get(profile)
+            inst.tenant = tenant or (ref.tenant if ref is not None else inst.tenant)
+        return inst
 
     def _instance_of(self, key: str, t: float | None) -> Instance:
         """The instance a record of ``key`` at ``t`` is of; the record is the current run's."""
@@ -364,15 +424,16 @@ class _Fold:
         )
 
 
-def read_ledger(path: Path, report: Report) -> LedgerModel:
+def read_ledger(path: Path, report: Report, only: Collection[str] | None = None) -> LedgerModel:
     """Read the ledger at ``path`` into ``report`` (its instances and step samples) and give
-    what it says of itself. A file that is not a ledger is a one-line :class:`LedgerError`."""
+    what it says of itself; given profiles (``only``), those of their instances alone. A file
+    that is not a ledger is a one-line :class:`LedgerError`."""
     if not path.exists():
         raise LedgerError(f"no ledger at {path}")
     if not path.is_file():
         what = "a directory" if path.is_dir() else "not a regular file"
         raise LedgerError(f"ledger {path} is {what}: give the path of a ledger file")
-    fold = _Fold(len(report.ledgers), "?", report)
+    fold = _Fold(len(report.ledgers), "?", report, only)
     replay = ledger_mod.read(path, tap=fold.record)
     if replay.header is None:
         raise LedgerError(f"{path} is not a bulkprov ledger (no header line)")
@@ -385,18 +446,41 @@ def read_ledger(path: Path, report: Report) -> LedgerModel:
         torn=replay.torn,
         drift_records=fold.drift,
         replay=replay,
+        profiles=sorted(set(replay.tenants) & set(only) if only else replay.tenants),
+        only=frozenset(only) if only else None,
     )
     report.ledgers.append(model)
     report.instances.extend(fold.instances.values())
     return model
 
 
-def read(paths: Iterable[Path]) -> Report:
-    """The report of these ledgers (one per tenant of a multi-tenant onboarding)."""
+def read(paths: Iterable[Path], only: Collection[str] | None = None) -> Report:
+    """The report of these ledgers (one per tenant of a multi-tenant onboarding, or of runs
+    across many tenants); given profiles (``only``, ``--tenant``), of their instances alone,
+    each of which some ledger must know (a LedgerError if not)."""
     report = Report(ledgers=[], instances=[], samples=[])
     for path in paths:
-        read_ledger(path, report)
+        read_ledger(path, report, only)
+    if only:
+        _check_selected(report, only)
     return report
+
+
+def _check_selected(report: Report, only: Collection[str]) -> None:
+    """Refuse --tenant with a ledger of one tenant, and a profile no ledger knows."""
+    for m in report.ledgers:
+        if not m.tenants:
+            selected(m.path, {}, list(only))  # refuses: a run of one tenant
+    if len(report.ledgers) == 1:
+        selected(report.ledgers[0].path, report.ledgers[0].tenants, list(only))
+        return
+    known = {p for m in report.ledgers for p in m.tenants}
+    unknown = sorted(set(only) - known)
+    if unknown:
+        raise LedgerError(
+            f"no ledger given has a tenant of profile {unknown[0]!r}; their profiles: "
+            f"{', '.join(sorted(known))}"
+        )
 
 
 # ---------------------------------------------------------------------- manifest lines
@@ -419,6 +503,7 @@ class ManifestLine:
     where: str  # file:line
     display_name: str
     template: str
+    profile: str | None = None  # a manifest of many tenants: the row's profile
 
 
 def manifest_lines(path: Path) -> dict[str, ManifestLine]:
@@ -427,7 +512,9 @@ def manifest_lines(path: Path) -> dict[str, ManifestLine]:
     from ..manifest import iter_instances
 
     return {
-        inst.key: ManifestLine(f"{path.name}:{inst.line}", inst.display_name, inst.template)
+        inst.key: ManifestLine(
+            f"{path.name}:{inst.line}", inst.display_name, inst.template, inst.profile
+        )
         for inst in iter_instances(path, allow_inline_secrets=True)
     }
 
@@ -457,7 +544,11 @@ def attach_lines(report: Report, given: Path | None = None) -> None:
         for key, line in lines.items():
             inst = mine.get(key)
             if inst is None:
-                inst = Instance(key, model.tenant, index, line.display_name, line.template)
+                if model.only is not None and line.profile not in model.only:
+                    continue  # another tenant's (--tenant)
+                tenant = model.tenant_of(line.profile)
+                inst = Instance(key, tenant, index, line.display_name, line.template)
+                inst.profile = line.profile if model.tenants else None
                 report.instances.append(inst)
             inst.where = line.where
             inst.template = inst.template or line.template

@@ -27,6 +27,7 @@ from .model import (
 from .numbers import duration, ms_text, percentile
 from .svg import Race, StepDist, race_chart, stack_bar, step_chart
 from .tables import attention_section
+from .tenants import tenant_table
 from .text import Text
 
 CATEGORIES = (DONE, QUARANTINED, FAILED, NOT_DONE)
@@ -89,7 +90,7 @@ def _title(report: Report, t: Text, generated: str) -> str:
         spans.append(
             f"<span>ledger <code>{t(m.path)}</code></span>"
             f"<span>manifest <code>{t(h.get('manifest') or '?')}</code></span>"
-            f"<span>tenant <code>{t(m.tenant)}</code></span>"
+            f"<span>{'tenants' if m.tenants else 'tenant'} <code>{t(m.tenant)}</code></span>"
             f"<span>Graph <code>{t(h.get('graph') or '?')}</code></span>"
             f"<span>created {t(h.get('created') or '?')}</span>"
         )
@@ -286,12 +287,9 @@ def _breakdowns(report: Report, t: Text) -> str:
     by_template: dict[str, list[Instance]] = {}
     for i in report.instances:
         by_template.setdefault(i.template or i.template_id or "(not recorded)", []).append(i)
-    parts = [_breakdown_table("per template", by_template, t)]
-    if len(report.tenants) > 1:
-        by_tenant: dict[str, list[Instance]] = {}
-        for i in report.instances:
-            by_tenant.setdefault(i.tenant, []).append(i)
-        parts.append(_breakdown_table("per tenant", by_tenant, t))
+    parts = [_breakdown_table("per template", by_template, t), tenant_table(report, t)]
+    if report.many_tenants:
+        parts.reverse()  # a run across many tenants: its tenants first
     return '<section class="breakdowns"><h2>Breakdown</h2>' + "".join(parts) + "</section>"
 
 

@@ -1,6 +1,7 @@
 """The table of the instances that need attention: failed, quarantined, drifted, whose job
 ``--live`` found in trouble, and those a run left unfinished. Sorted by a click on a column
-and filtered by text and kind by the page's script, with no server."""
+and filtered by text, kind and (a report of several tenants) tenant by the page's script,
+with no server."""
 
 from __future__ import annotations
 
@@ -44,8 +45,14 @@ def attention(report: Report) -> list[tuple[str, Instance]]:
     """(kind, instance) of every instance that needs attention, most urgent first."""
     order = {k: n for n, k in enumerate(KINDS)}
     rows = [(k, i) for i in report.instances if (k := attention_kind(i)) is not None]
-    rows.sort(key=lambda r: (order[r[0]], r[1].tenant, r[1].where or "", r[1].key))
+    rows.sort(key=lambda r: (order[r[0]], tenant_name(r[1]), r[1].where or "", r[1].key))
     return rows
+
+
+def tenant_name(i: Instance) -> str:
+    """The tenant an instance is shown under: its profile (a run across many tenants), else
+    its tenant's id."""
+    return i.profile if i.profile is not None else i.tenant
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +154,11 @@ def _live(kind: str, i: Instance, t: Text) -> str:
     return _td("".join(parts), "live", v=t(lv.status))
 
 
+def _tenant(kind: str, i: Instance, t: Text) -> str:
+    tid = f'<span class="sub">{t(i.tenant)}</span>' if i.profile is not None else ""
+    return _td(f"{t(tenant_name(i))}{tid}", "mono", v=t(tenant_name(i)))
+
+
 def _template(kind: str, i: Instance, t: Text) -> str:
     return _td(t(i.template or i.template_id), "tpl")
 
@@ -183,7 +195,7 @@ def columns(report: Report, limit: int) -> list[Column]:
         Column("template", "template", _template),
     ]
     if len(report.tenants) > 1:
-        cols.append(Column("tenant", "tenant", lambda k, i, t: _td(t(i.tenant), "mono")))
+        cols.append(Column("tenant", "tenant", _tenant))
     cols += [
         Column("step", "step", _step),
         Column("code", "error code", _code),
@@ -201,7 +213,21 @@ def columns(report: Report, limit: int) -> list[Column]:
     return cols
 
 
-def _controls(kinds: Counter[str], total: int) -> str:
+def _tenant_choice(tenants: Counter[str], t: Text) -> str:
+    """A choice of one tenant's rows, for a report of several tenants (most rows first)."""
+    if len(tenants) < 2:
+        return ""
+    options = "".join(
+        f'<option value="{t(name)}">{t(name)} ({n:,})</option>'
+        for name, n in sorted(tenants.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
+    return (
+        '<select id="filter-tenant" aria-label="show one tenant\'s rows">'
+        f'<option value="">every tenant ({sum(tenants.values()):,})</option>{options}</select>'
+    )
+
+
+def _controls(kinds: Counter[str], total: int, tenants: str = "") -> str:
     boxes = "".join(
         f'<label><input type="checkbox" data-kind="{k}" checked> {label} ({kinds[k]:,})</label>'
         for k, label in KINDS.items()
@@ -210,7 +236,7 @@ def _controls(kinds: Counter[str], total: int) -> str:
     return (
         '<div class="controls"><input type="search" id="filter-text" '
         'placeholder="filter rows: name, code, step, id\u2026" '
-        f'aria-label="filter the rows">{boxes}'
+        f'aria-label="filter the rows">{tenants}{boxes}'
         f'<span id="filter-count" class="note">{total:,} of {total:,} shown</span></div>'
         '<p id="printed-filter" class="printed-filter note"></p>'
     )
@@ -231,10 +257,16 @@ def attention_section(report: Report, t: Text, limit: int) -> str:
         f'<button type="button">{c.label}</button></th>'
         for c in cols
     )
+    many = len(report.tenants) > 1
     body = "".join(
-        f'<tr data-kind="{kind}">' + "".join(c.cell(kind, i, t) for c in cols) + "</tr>"
+        f'<tr data-kind="{kind}"'
+        + (f' data-tenant="{t(tenant_name(i))}"' if many else "")
+        + ">"
+        + "".join(c.cell(kind, i, t) for c in cols)
+        + "</tr>"
         for kind, i in shown
     )
+    choice = _tenant_choice(Counter(tenant_name(i) for _, i in shown), t) if many else ""
     more = (
         f'<p class="note">... and {len(rows) - ROWS:,} more (bulkprov status --json lists '
         "every instance).</p>"
@@ -243,7 +275,7 @@ def attention_section(report: Report, t: Text, limit: int) -> str:
     )
     return (
         title
-        + _controls(Counter(k for k, _ in shown), len(shown))
+        + _controls(Counter(k for k, _ in shown), len(shown), choice)
         + '<div class="scroll"><table id="attention" class="attention-table">'
         f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{more}</section>"
     )
