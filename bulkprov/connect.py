@@ -25,6 +25,7 @@ from .errors import ConfigError
 from .settings import AUTHORITY_HOST, GRAPH_URL, ClientSettings, ConnectionSettings, Credential
 
 if TYPE_CHECKING:
+    from .client import GraphClient
     from .limiter import AppPaces
     from .mockgraph.settings import MockSettings
 
@@ -365,6 +366,29 @@ class AppShares:
         if shared is None:
             shared = self._by_app[key] = AppPaces(client_settings(self.opts, tgt.time_scale))
         return shared
+
+
+@contextlib.asynccontextmanager
+async def tenant_clients(
+    opts: ConnectionOptions, targets: Sequence[Target]
+) -> AsyncIterator[list[GraphClient]]:
+    """A client for each target (each tenant of a run across many), open for the block: one
+    count of requests for all of them (``stats`` of each is the same object), and the
+    per-app limits across tenants shared by the clients of each app (:class:`AppShares`)."""
+    from .client import ClientStats, GraphClient
+
+    stats = ClientStats()
+    shares = AppShares(opts)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = []
+        for tgt in targets:
+            settings = client_settings(opts, tgt.time_scale)
+            client = await stack.enter_async_context(
+                GraphClient(tgt.conn, settings, app_paces=shares.paces(tgt))
+            )
+            client.stats = stats
+            clients.append(client)
+        yield clients
 
 
 def client_settings(opts: ConnectionOptions, time_scale: float) -> ClientSettings:

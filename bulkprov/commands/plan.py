@@ -20,17 +20,25 @@ from .. import ledger as ledger_mod
 from .. import planner
 from ..cliconnect import connection_options
 from ..client import GraphClient
-from ..connect import AppShares, Target, client_settings, target, tenant_targets
+from ..connect import (
+    AppShares,
+    ConnectionOptions,
+    Target,
+    client_settings,
+    target,
+    tenant_targets,
+)
 from ..display import cell
 from ..errors import GraphError, ManifestError
 from ..exitcodes import ExitCode
 from ..graph import Graph
 from ..jsontypes import JSON
 from ..log import configure
-from ..manifest import Instance, iter_instances, validate
+from ..manifest import Instance, ManifestSummary, iter_instances, validate
 from ..pipeline import ResolvedTemplate
 from ..planner import TemplateNeeds
 from ..pool import open_pool
+from ..refs import RefRules
 from ..run import read_needs, resolve_agent_groups, resolve_templates
 from ..settings import Credential
 from .common import ref_rules, stderr_console
@@ -56,57 +64,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return ExitCode.OK
     replay = ledger_mod.read(args.ledger) if args.ledger and args.ledger.exists() else None
 
-    default = opts.profile_name()
-    profiles = summary.profile_names(default, args.only_tenants)
-    kept = args.ledger if replay is not None else None
-
-    shares = AppShares(opts)  # the tenants' clients share the app's limits
-
-    async def plan_one(tgt: Target, profile: str | None) -> list[JSON]:
-        settings = client_settings(opts, tgt.time_scale)
-        async with GraphClient(tgt.conn, settings, app_paces=shares.paces(tgt)) as client:
-            graph = Graph(client)
-            templates = await resolve_templates(graph, summary)
-            planning = _Planning(
-                graph,
-                templates,
-                await read_needs(graph, templates),
-                tgt.conn.credential,
-                replay,
-                on_existing=args.on_existing,
-            )
-            if summary.agent_groups and planning.credential.delegated:
-                planning.groups = await resolve_agent_groups(graph, summary)
-            instances = iter_instances(
-                args.manifest,
-                allow_inline_secrets=args.allow_inline_secrets,
-                rules=rules,
-                profile=profile,
-                default_profile=default,
-            )
-            rows = await planning.rows(instances)
-        if profile is not None:
-            for row in rows:
-                row["profile"] = profile
-        return rows
-
-    async def main() -> list[JSON]:
-        if not profiles:
-            async with target(opts, ledger=kept) as tgt:
-                return await plan_one(tgt, None)
-        parts: list[list[JSON]] = []  # each tenant planned at once, the rows in manifest order
-        every = summary.profile_names(default)
-        async with tenant_targets(opts, profiles, ledger=kept, every_profile=every) as targets:
-
-            async def one(profile: str, tgt: Target) -> None:
-                parts.append(await plan_one(tgt, profile))
-
-            async with anyio.create_task_group() as tg:
-                for profile, tgt in targets:
-                    tg.start_soon(one, profile, tgt)
-        return sorted((r for part in parts for r in part), key=_line)
-
-    rows = anyio.run(main)
+    job = _PlanJob(args, opts, summary, rules, replay, opts.profile_name(), AppShares(opts))
+    rows = anyio.run(job.plan)
     changes: dict[str, int] = {}
     if replay is not None:  # day 2: finished instances whose manifest line changed; dropped ones
         from .. import updates
@@ -125,6 +84,68 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if changes:
             console.print("updates: " + ", ".join(f"{n} {k}" for k, n in changes.items()))
     return ExitCode.FAILED if counts.get("conflict") or counts.get("refuse") else ExitCode.OK
+
+
+@dataclass(slots=True)
+class _PlanJob:
+    """A plan of the manifest: in its one tenant, or in each tenant its rows name, at once."""
+
+    args: argparse.Namespace
+    opts: ConnectionOptions
+    summary: ManifestSummary
+    rules: RefRules
+    replay: ledger_mod.Replay | None
+    default: str | None  # the profile of rows naming none
+    shares: AppShares  # the tenants' clients share the app's limits
+
+    async def plan(self) -> list[JSON]:
+        summary, default = self.summary, self.default
+        profiles = summary.profile_names(default, self.args.only_tenants)
+        kept = self.args.ledger if self.replay is not None else None
+        if not profiles:
+            async with target(self.opts, ledger=kept) as tgt:
+                return await self.tenant(tgt, None)
+        parts: list[list[JSON]] = []  # each tenant planned at once, the rows in manifest order
+        every = summary.profile_names(default)
+        async with tenant_targets(self.opts, profiles, ledger=kept, every_profile=every) as targets:
+
+            async def one(profile: str, tgt: Target) -> None:
+                parts.append(await self.tenant(tgt, profile))
+
+            async with anyio.create_task_group() as tg:
+                for profile, tgt in targets:
+                    tg.start_soon(one, profile, tgt)
+        return sorted((r for part in parts for r in part), key=_line)
+
+    async def tenant(self, tgt: Target, profile: str | None) -> list[JSON]:
+        """The rows of one tenant (``profile``; None: the manifest's one tenant)."""
+        args, summary = self.args, self.summary
+        settings = client_settings(self.opts, tgt.time_scale)
+        async with GraphClient(tgt.conn, settings, app_paces=self.shares.paces(tgt)) as client:
+            graph = Graph(client)
+            templates = await resolve_templates(graph, summary)
+            planning = _Planning(
+                graph,
+                templates,
+                await read_needs(graph, templates),
+                tgt.conn.credential,
+                self.replay,
+                on_existing=args.on_existing,
+            )
+            if summary.agent_groups and planning.credential.delegated:
+                planning.groups = await resolve_agent_groups(graph, summary)
+            instances = iter_instances(
+                args.manifest,
+                allow_inline_secrets=args.allow_inline_secrets,
+                rules=self.rules,
+                profile=profile,
+                default_profile=self.default,
+            )
+            rows = await planning.rows(instances)
+        if profile is not None:
+            for row in rows:
+                row["profile"] = profile
+        return rows
 
 
 @dataclass(slots=True)

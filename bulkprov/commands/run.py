@@ -18,15 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..cliconnect import connection_options
-from ..client import ClientStats, GraphClient
-from ..connect import (
-    AppShares,
-    ConnectionOptions,
-    Target,
-    client_settings,
-    target,
-    tenant_targets,
-)
+from ..client import ClientStats
+from ..connect import ConnectionOptions, Target, target, tenant_clients, tenant_targets
 from ..display import cell
 from ..errors import ConfigError, ManifestError
 from ..exitcodes import ExitCode
@@ -41,11 +34,16 @@ from ..settings import RunSettings
 from ..tenancy import describe
 from .common import client_stats, ref_rules, stderr_console, stop_on_signals
 
+PRUNE_ONE_TENANT = (
+    "--prune works on a run of one tenant; for a manifest whose rows name profiles, run "
+    "`bulkprov cleanup` on what the manifest dropped"
+)
 # what a first SIGINT or SIGTERM starts
 DRAIN = "draining - in-flight steps finish, nothing new starts"
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _start(args: argparse.Namespace) -> Redactor:
+    """The ledger of a ``--mock`` run that names none, and the run's logging."""
     if args.ledger is None:
         if not args.mock:
             raise ConfigError("--ledger is required: it is what makes a run resumable")
@@ -57,6 +55,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         log_file=args.log_file,
         redactor=redactor,
     )
+    return redactor
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    redactor = _start(args)
     console = stderr_console()
     if args.summary_json is not None:
         check_writable(args.summary_json, "--summary-json")
@@ -71,10 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     default = opts.profile_name()
     profiles = summary.profile_names(default, args.only_tenants)
     if profiles and args.prune:
-        raise ConfigError(
-            "--prune works on a run of one tenant; for a manifest whose rows name profiles, "
-            "run `bulkprov cleanup` on what the manifest dropped"
-        )
+        raise ConfigError(PRUNE_ONE_TENANT)
 
     async def main() -> tuple[RunResult, ClientStats, str]:
         every = summary.profile_names(default)
@@ -87,19 +87,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                 markup=False,
                 soft_wrap=True,
             )
-            stats = ClientStats()  # one count of requests for all tenants' clients
-            shares = AppShares(opts)  # the tenants' clients share the app's limits
-            async with contextlib.AsyncExitStack() as stack:
-                tenants = []
-                for profile, tgt in targets:
-                    cs = client_settings(opts, tgt.time_scale)
-                    client = await stack.enter_async_context(
-                        GraphClient(tgt.conn, cs, app_paces=shares.paces(tgt))
-                    )
-                    client.stats = stats
-                    tenants.append(Tenant(client, tgt.ledger_graph, profile))
-                total = summary.count_of(profiles, default)
-                progress = Progress(total, console, stats, interval=args.progress_every)
+            async with tenant_clients(opts, [t for _p, t in targets]) as clients:
+                stats = clients[0].stats  # one count of requests for all tenants' clients
+                tenants = [
+                    Tenant(c, tgt.ledger_graph, profile)
+                    for c, (profile, tgt) in zip(clients, targets, strict=True)
+                ]
+                progress = Progress(count, console, stats, interval=args.progress_every)
                 runner = Runner(
                     manifest=args.manifest,
                     ledger_path=args.ledger,

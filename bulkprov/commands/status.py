@@ -114,7 +114,7 @@ def _profiles(path: Path, replay: ledger_mod.Replay, only: list[str] | None) -> 
 
 def cmd_status(args: argparse.Namespace) -> int:
     replay = ledger_mod.read(args.ledger)
-    profiles = _profiles(args.ledger, replay, getattr(args, "tenants", None))
+    profiles = _profiles(args.ledger, replay, getattr(args, "only_tenants", None))
     summary = status_summary(replay, profiles)
     if args.json:
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -143,7 +143,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     configure(console_level=("warning", "info", "debug")[min(args.verbose, 2)])
     check_writable(args.out, "--out")
     _not_an_input(args)
-    report = read(args.ledger, getattr(args, "tenants", None))
+    report = read(args.ledger, getattr(args, "only_tenants", None))
     attach_lines(report, args.manifest)
     report.client = read_client_totals(args.summary_json or ())
     redactor = Redactor()
