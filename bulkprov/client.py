@@ -116,6 +116,21 @@ def measure_throttle_wait(into: ThrottleWait | None = None) -> Iterator[Throttle
         _throttle_wait.reset(token)
 
 
+_new_work: ContextVar[bool] = ContextVar("new_work", default=False)
+
+
+@contextlib.contextmanager
+def new_work() -> Iterator[None]:
+    """Within the block, this task's requests start new work (an instance's first
+    instantiate): in each throttle scope they wait while requests of work in progress do, so
+    that instances begun are finished first (see :meth:`bulkprov.limiter.ScopePace.admit`)."""
+    token = _new_work.set(True)
+    try:
+        yield
+    finally:
+        _new_work.reset(token)
+
+
 @contextlib.contextmanager
 def wait_out_throttling() -> Iterator[None]:
     """Within the block, this task's requests retry 429s however many come, each after its
@@ -611,11 +626,17 @@ class GraphClient:
         assert self._paces is not None
         seqs: dict[str, tuple[float, float]] = {}
         floor = 0.0  # Graph time the last sleep was to reach (the clock may be a hair short)
+        new = _new_work.get()
         for name, cost in scopes(kind, ru):
             pace = self._paces[name]
-            while (wait := pace.admit(now := max(self._now(), floor), cost)) > 0:
-                floor = now + wait
-                await self._wait(name if pace.closed_for(now) > 0 else None, wait)
+            waiting = 0 if new else 1  # a request of work in progress, counted while it waits
+            pace.in_progress += waiting
+            try:
+                while (wait := pace.admit(now := max(self._now(), floor), cost, new=new)) > 0:
+                    floor = now + wait
+                    await self._wait(name if pace.closed_for(now) > 0 else None, wait)
+            finally:
+                pace.in_progress -= waiting
             seqs[name] = (pace.seq, cost)
         while True:
             now = max(self._now(), floor)

@@ -25,6 +25,9 @@ from .pacing import Pace, PaceSettings
 from .settings import ClientSettings, Quota
 
 Sleep = Callable[[float], Awaitable[None]]
+#: Graph seconds at most that a request starting new work waits before it asks again while
+#: work in progress waits (it asks again sooner when that work should be through by then)
+HOLD_MAX = 1.0
 #: The client's paces, as logs and throttle waits name them.
 SCOPE_NAMES = {
     "ru": "resource units",
@@ -50,14 +53,23 @@ class ScopePace:
     def __init__(self, quota: Quota, now: float) -> None:
         self.quota = quota
         self.state: Pace = pacing.start(pace_settings(quota), now)
+        # requests of work in progress waiting for this scope: while there are any, a request
+        # that starts new work (a first instantiate) lets them go first (see :meth:`admit`)
+        self.in_progress = 0
 
     def closed_for(self, now: float) -> float:
         """Graph seconds until the latest 429's Retry-After has passed (0: open)."""
         return max(0.0, self.state.closed_until - now)
 
-    def admit(self, now: float, cost: float) -> float:
+    def admit(self, now: float, cost: float, *, new: bool = False) -> float:
         """Let a request of ``cost`` go at ``now`` (0.0; its sequence number is :attr:`seq`),
-        or the Graph seconds to wait before asking again."""
+        or the Graph seconds to wait before asking again. A request that starts ``new`` work
+        waits while requests of work in progress do (for about the time the bucket takes to
+        serve them): an instance that has begun finishes first, and one whose first
+        instantiate was lost is not left behind every instance not yet begun."""
+        if new and self.in_progress > 0:
+            hold = min(self.in_progress * cost / self.state.rate, HOLD_MAX)
+            return max(self.closed_for(now), hold, 1e-3)
         self.state, wait = pacing.admit(self.state, now, cost)
         return wait
 

@@ -13,10 +13,12 @@ extras are deleted.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import structlog
 
+from ..client import new_work
 from ..errors import GraphError, StepError, TransportError
 from ..jsontypes import JSON
 from ..records import Event, Step
@@ -84,8 +86,11 @@ async def _post(ctx: Context) -> StepResult | str:
     )
     name = claims.shared(inst)
     claims.posting(name, +1)
+    # an instance's first POST begins it: instances begun already go first
+    first = new_work() if state.instantiate_attempts == 1 else contextlib.nullcontext()
     try:
-        app, sp = await shared.graph.instantiate(template.id, inst.display_name)
+        with first:
+            app, sp = await shared.graph.instantiate(template.id, inst.display_name)
     except (GraphError, TransportError) as err:
         claims.posting(name, -1)
         status = getattr(err, "status", None)
