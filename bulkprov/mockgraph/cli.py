@@ -80,7 +80,11 @@ def add_mock_options(p: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=1406, help="seed of the injected faults (default %(default)s)"
     )
     g.add_argument(
-        "--tenants", type=int, default=1, help="number of tenants served (default %(default)s)"
+        "--tenants",
+        dest="mock_tenants",  # (``args.tenants`` is the --tenant PROFILE of the day-2 commands)
+        type=int,
+        default=1,
+        help="number of tenants served (default %(default)s)",
     )
     g.add_argument(
         "--tenant-size",
@@ -234,7 +238,7 @@ def mock_settings_from_args(
         )
     return MockSettings(
         time_scale=args.time_scale if args.time_scale is not None else default_time_scale,
-        tenants=args.tenants,
+        tenants=args.mock_tenants,
         throttle=_throttle_from_args(args),
         latency=LatencySettings(enabled=not args.no_latency),
         replication=replication,
