@@ -45,9 +45,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             ledger = None
             if args.restart:
                 ledger = ledger_mod.Ledger(args.ledger)
-                ledger.open(
-                    manifest=None, command="monitor", create=False, **conns.ledger_target()
-                )
+                ledger.open(manifest=None, command="monitor", create=False, **conns.ledger_target())
             try:
                 return await monitor_tenants(conns.graphs(), replay, settings, ledger=ledger)
             finally:
