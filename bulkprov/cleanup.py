@@ -234,7 +234,7 @@ async def resolve_lookups(
 
 def _graph_of(graph: Graph | Mapping[str | None, Graph], t: Target) -> Graph:
     """The Graph a target's objects are in: the one given, or its profile's."""
-    return graph if isinstance(graph, Graph) else graph[t.profile]
+    return graph[t.profile] if isinstance(graph, Mapping) else graph
 
 
 class Cleaner:
