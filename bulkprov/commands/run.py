@@ -79,13 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
             stats = ClientStats()  # one count of requests for all tenants' clients
             async with contextlib.AsyncExitStack() as stack:
-                tenants = []
-                for profile, tgt in targets:
-                    client = await stack.enter_async_context(
-                        GraphClient(tgt.conn, client_settings(opts, tgt.time_scale))
-                    )
-                    client.stats = stats
-                    tenants.append(Tenant(client, tgt.ledger_graph, profile))
+                tenants = await _clients(stack, opts, targets, stats)
                 progress = Progress(summary.count, console, stats, interval=args.progress_every)
                 runner = Runner(
                     manifest=args.manifest,
@@ -169,6 +163,23 @@ async def _connected(
         return
     async with tenant_targets(opts, profiles, ledger=ledger, create=True) as targets:
         yield [(p, t) for p, t in targets]
+
+
+async def _clients(
+    stack: contextlib.AsyncExitStack,
+    opts: ConnectionOptions,
+    targets: list[tuple[str | None, Target]],
+    stats: ClientStats,
+) -> list[Tenant]:
+    """A client per target, open as long as ``stack``, all counting into ``stats``."""
+    tenants = []
+    for profile, tgt in targets:
+        client = await stack.enter_async_context(
+            GraphClient(tgt.conn, client_settings(opts, tgt.time_scale))
+        )
+        client.stats = stats
+        tenants.append(Tenant(client, tgt.ledger_graph, profile))
+    return tenants
 
 
 def _label(targets: list[tuple[str | None, Target]]) -> str:
