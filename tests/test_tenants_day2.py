@@ -158,6 +158,50 @@ def test_monitor_restart_records_name_the_profile(
     assert sorted(last["tenants"]) == list(PROFILES)
 
 
+def quarantine(m: MockGraph, sp_id: str) -> str:
+    """Start ``sp_id``'s job again and play its cycle with the target refusing the
+    credentials (the job falls into quarantine), then mend the target; its tenant's id."""
+    for tenant in m.service.tenants.values():
+        sp = tenant.service_principals.get(sp_id)
+        if sp is not None:
+            sp.target_broken = True
+            now = m.clock.now()
+            for job in sp.jobs.values():
+                tenant.restart_job(job, now, "Full")
+            tenant.advance(now + 600)
+            assert {job.code for job in sp.jobs.values()} == {"Quarantine"}
+            sp.target_broken = False
+            tenant.touch(sp_id)
+            return tenant.id
+    raise KeyError(sp_id)
+
+
+def test_monitor_restart_in_one_tenant_records_its_profile(
+    demo: Demo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A job quarantined in one tenant is reported there (exit 3) and ``--restart`` restarts
+    it with its tenant's client, its restart records naming its profile."""
+    sp_id = demo.ids("south-1")["servicePrincipalId"]
+    assert with_kept(demo, lambda m: quarantine(m, sp_id)) == demo.tenants()["south"]
+    code, out, err = bulkprov(capsys, "monitor", "--mock", str(demo.ledger), "--no-logs")
+    assert code == 3, err
+    assert "tenant south: 2 job(s): 1 Active, 1 Quarantine" in out
+    assert "tenant north: 2 job(s): 2 Active" in out
+
+    code, out, err = bulkprov(
+        capsys, "monitor", "--mock", str(demo.ledger), "--restart", "--no-logs", "--json"
+    )
+    assert code == 0, err
+    rows = {r["key"]: r for r in map(orjson.loads, out.splitlines())}
+    assert rows["south-1"]["restarted"] and rows["south-1"]["profile"] == "south"
+    assert not any(r.get("restarted") for k, r in rows.items() if k != "south-1")
+    steps = [r for r in demo.records() if r.get("step") == "restart"]
+    assert [(r["key"], r["event"], r["profile"]) for r in steps] == [
+        ("south-1", "start", "south"),
+        ("south-1", "done", "south"),
+    ]
+
+
 def test_cleanup_of_one_tenant_leaves_the_others(
     demo: Demo, capsys: pytest.CaptureFixture[str]
 ) -> None:
