@@ -282,16 +282,17 @@ async def check_all(
     keys: set[str] = set()
     todo: list[tuple[Instance, InstanceState, str | None]] = []
     pending = 0
+    # every tenant of the ledger compared: a row of a profile it does not know is one a run
+    # would set up (with --tenant, another tenant's)
+    everyone = not multi or set(replay.tenants) <= set(graphs)
     for inst in instances:
         keys.add(inst.key)
         st = replay.instances.get(inst.key)
         row = (inst.profile or default_profile) if multi else None
         where = (st.profile if st is not None and st.profile else row) if multi else None
-        if where not in graphs:
-            continue  # another tenant's
-        if st is not None and set_up(st):
+        if st is not None and set_up(st) and where in graphs:
             todo.append((inst, st, where))
-        else:
+        elif where in graphs or (everyone and where not in replay.tenants):
             pending += 1
     results: list[InstanceDrift | None] = [None] * len(todo)
 

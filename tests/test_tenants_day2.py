@@ -318,6 +318,13 @@ def test_drift_per_tenant(demo: Demo, capsys: pytest.CaptureFixture[str]) -> Non
     (gone,) = [i for i in orjson.loads(out)["instances"] if i["drifted"]]
     assert (gone["key"], gone["profile"], gone["removed"]) == ("south-0", "south", True)
 
+    # a row of a profile the ledger has no tenant of yet: a run would set it up
+    write_manifest(demo.manifest, [*all_rows(), ("east-0", "east")])
+    code, out, err = bulkprov(capsys, *args, "--no-record")
+    assert code == 4 and orjson.loads(out)["notSetUp"] == 1, err
+    code, out, err = bulkprov(capsys, *args, "--no-record", "--tenant", "north")
+    assert code == 0 and orjson.loads(out)["notSetUp"] == 0, err
+
 
 @pytest.mark.parametrize("command", ["monitor", "cleanup", "drift"])
 def test_errors_are_one_line(
