@@ -16,7 +16,7 @@ started again, a schema edited in the portal is PUT again, ...).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,7 @@ class InstanceDrift:
     error: str | None = None  # the reads failed: not known
     removed: bool = False  # in the ledger, no longer in the manifest
     was_drifted: bool = False  # the ledger's last drift record said so
+    profile: str | None = None  # a ledger of a run across many tenants: the instance's
 
     @property
     def drifted(self) -> bool:
@@ -89,6 +90,7 @@ class InstanceDrift:
     def to_json(self) -> JSON:
         return {
             "key": self.key,
+            **({"profile": self.profile} if self.profile is not None else {}),
             "displayName": self.display_name,
             "drifted": self.drifted,
             "removed": self.removed,
@@ -257,35 +259,61 @@ def set_up(st: InstanceState | None) -> bool:
 
 
 async def check_all(
-    graph: Graph, replay: Replay, instances: Iterable[Instance], *, concurrency: int = 32
+    graph: Graph | Mapping[str | None, Graph],
+    replay: Replay,
+    instances: Iterable[Instance],
+    *,
+    concurrency: int = 32,
+    default_profile: str | None = None,
 ) -> tuple[list[InstanceDrift], int]:
     """The drift of every instance the ledger set up that the manifest lists, then of those
     it no longer lists (in the ledger's order), and how many the manifest lists that the
-    ledger has not set up (a run would: not drift)."""
-    checker = Checker(graph)
-    limiter = anyio.CapacityLimiter(max(1, concurrency))
+    ledger has not set up (a run would: not drift).
+
+    ``graph`` is one Graph, or for a ledger of a run across many tenants profile -> Graph of
+    the tenants to compare (each ``concurrency`` instances at a time, the tenants at once):
+    an instance is read in the tenant the ledger has its objects in, one of another tenant
+    is left out, and a row that names another profile now (``default_profile`` for a row
+    naming none) than the ledger's is drift of its ``profile``."""
+    graphs = graph if isinstance(graph, Mapping) else {None: graph}
+    checkers = {p: Checker(g) for p, g in graphs.items()}
+    limiters = {p: anyio.CapacityLimiter(max(1, concurrency)) for p in graphs}
+    multi = isinstance(graph, Mapping)
     keys: set[str] = set()
-    todo: list[tuple[Instance, InstanceState]] = []
+    todo: list[tuple[Instance, InstanceState, str | None]] = []
     pending = 0
+    # every tenant of the ledger compared: a row of a profile it does not know is one a run
+    # would set up (with --tenant, another tenant's)
+    everyone = not multi or set(replay.tenants) <= set(graphs)
     for inst in instances:
         keys.add(inst.key)
         st = replay.instances.get(inst.key)
-        if st is not None and set_up(st):
-            todo.append((inst, st))
-        else:
+        row = (inst.profile or default_profile) if multi else None
+        where = (st.profile if st is not None and st.profile else row) if multi else None
+        if st is not None and set_up(st) and where in graphs:
+            todo.append((inst, st, where))
+        elif where in graphs or (everyone and where not in replay.tenants):
             pending += 1
     results: list[InstanceDrift | None] = [None] * len(todo)
 
-    async def one(i: int, inst: Instance, st: InstanceState) -> None:
-        async with limiter:
-            results[i] = await checker.check(inst, st)
+    async def one(i: int, inst: Instance, st: InstanceState, where: str | None) -> None:
+        async with limiters[where]:
+            out = results[i] = await checkers[where].check(inst, st)
+        out.profile = where
+        row = inst.profile or default_profile
+        if multi and row != where:
+            out.findings.append(Finding("profile", row, f"{where} (the ledger's)"))
 
     async with anyio.create_task_group() as tg:
-        for i, (inst, st) in enumerate(todo):
-            tg.start_soon(one, i, inst, st)
+        for i, (inst, st, where) in enumerate(todo):
+            tg.start_soon(one, i, inst, st, where)
     out = [r for r in results if r is not None]
     for st in removed(replay, keys):
-        gone = InstanceDrift(st.key, st.display_name or "", removed=True)
-        gone.findings.append(Finding("manifest", "absent", "present (run --prune deletes it)"))
+        if (st.profile if multi else None) not in graphs:
+            continue
+        gone = InstanceDrift(st.key, st.display_name or "", removed=True, profile=st.profile)
+        # (a run across many tenants has no --prune: cleanup --tenant deletes a tenant's all)
+        live = "present" if multi else "present (run --prune deletes it)"
+        gone.findings.append(Finding("manifest", "absent", live))
         out.append(gone)
     return out, pending

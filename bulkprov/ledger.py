@@ -368,11 +368,15 @@ def _fold_instance(replay: Replay, rec: InstanceRecord) -> None:
         st.display_name = rec.display_name
     if st.status == Status.REMOVED:
         # its objects are deleted: what the ledger knew of them no longer holds
-        fresh = InstanceState(rec.key, status=st.status, record=rec, removed=st.removed)
+        fresh = InstanceState(
+            rec.key, status=st.status, record=rec, removed=st.removed, profile=st.profile
+        )
         replay.instances[rec.key] = fresh
 
 
 def _fold_cleanup(st: InstanceState, rec: CleanupRecord) -> None:
+    if rec.profile is not None and st.profile is None:
+        st.profile = rec.profile
     if rec.event in (Event.DONE, Event.GONE) and rec.object_id is not None:
         st.removed.add((str(rec.kind), rec.object_id))
 

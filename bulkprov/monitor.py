@@ -12,8 +12,10 @@ restarted (``POST .../restart`` with ``criteria.resetScope``) once its credentia
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+import anyio
 import structlog
 
 from .errors import STOPS_THE_COMMAND, BulkProvError, GraphError
@@ -131,11 +133,15 @@ class Monitor:
         settings: MonitorSettings,
         *,
         ledger: Ledger | None = None,
+        profile: str | None = None,
     ) -> None:
+        """``profile``: a ledger of a run across many tenants, whose instances of this
+        profile alone ``graph`` reads (each row names it)."""
         if settings.restart and ledger is None:
             raise ValueError("restarting jobs needs the ledger open for writing")
         self.graph = graph
         self.replay = replay
+        self.profile = profile
         self.settings = settings
         self.ledger = ledger
         self.redactor = ledger.redactor if ledger is not None else Redactor()
@@ -150,10 +156,13 @@ class Monitor:
                 continue
             if not st.ids.get("servicePrincipalId"):
                 continue
+            if self.profile is not None and st.profile != self.profile:
+                continue
             name = st.record.display_name if st.record else None
             rows.append(
                 {
                     "key": key,
+                    **({"profile": self.profile} if self.profile is not None else {}),
                     "displayName": name or st.attempt.get("displayName"),
                     "servicePrincipalId": st.ids["servicePrincipalId"],
                     "jobId": st.ids["jobId"],
@@ -202,6 +211,8 @@ class Monitor:
         assert self.ledger is not None
         key, sp_id, job_id = row["key"], row["servicePrincipalId"], row["jobId"]
         scope = self.settings.reset_scope
+        if self.profile is not None:  # its records name its profile, as a run's do
+            self.ledger.profiles[key] = self.profile
         t0 = time.monotonic()
         self.ledger.step(key, Step.RESTART, Event.START, resetScope=scope)
         try:
@@ -256,6 +267,32 @@ class Monitor:
                 "since": since,
                 "latest": [_failure(e) for e in mine[: s.failures_per_sp]],
             }
+
+
+async def monitor_tenants(
+    graphs: Mapping[str | None, Graph],
+    replay: Replay,
+    settings: MonitorSettings,
+    *,
+    ledger: Ledger | None = None,
+) -> tuple[list[JSON], list[Monitor]]:
+    """Every job of a ledger, each read with the Graph of its profile (``graphs``: profile ->
+    Graph; ``{None: graph}`` for a ledger of one tenant), the tenants at once, each with its
+    own ``concurrency`` and its own provisioning-log query; the rows by tenant (in the order
+    of ``graphs``), each tenant's in ledger order."""
+    monitors = [
+        Monitor(graph, replay, settings, ledger=ledger, profile=profile)
+        for profile, graph in graphs.items()
+    ]
+    parts: list[list[JSON]] = [[] for _ in monitors]
+
+    async def one(i: int) -> None:
+        parts[i] = await monitors[i].run()
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(monitors)):
+            tg.start_soon(one, i)
+    return [r for part in parts for r in part], monitors
 
 
 def _failure(e: ProvisioningEntry) -> JSON:

@@ -22,8 +22,8 @@ keeps it as a plain string.
 
 A run across many tenants (a manifest whose rows name a ``profile``) adds optional keys to
 version 1: ``tenants`` in the header and the run line (profile -> its Graph and tenant id),
-``profile`` in its step records and ``profile`` and ``tenant`` in its instance records. A
-ledger without them is one tenant's, the header's.
+``profile`` in its step, cleanup and drift records and ``profile`` and ``tenant`` in its
+instance records. A ledger without them is one tenant's, the header's.
 
 Version 1 is the only layout so far: the ledgers of 0.1.0 and of today's release are both
 version 1 (``tests/data/ledger-*`` keep one of each). A change of the layout bumps
@@ -449,6 +449,7 @@ class CleanupRecord:
     code: str | None = None
     message: str | None = None
     request_id: str | None = None
+    profile: str | None = None  # a run across many tenants: the instance's profile
     extra: JSON = field(default_factory=dict)
 
     SPEC: ClassVar[_Spec] = _Spec(
@@ -460,6 +461,7 @@ class CleanupRecord:
         ("code", "code", _TEXT),
         ("message", "message", _TEXT),
         ("requestId", "request_id", _TEXT),
+        ("profile", "profile", _TEXT),
     )
 
     def to_json(self) -> JSON:
@@ -491,6 +493,7 @@ class DriftRecord:
     fields: tuple[str, ...] | None = None
     message: str | None = None
     applied: JSON | None = None
+    profile: str | None = None  # a run across many tenants: the instance's profile
     extra: JSON = field(default_factory=dict)
 
     SPEC: ClassVar[_Spec] = _Spec(
@@ -500,6 +503,7 @@ class DriftRecord:
         ("fields", "fields", ((list,), _texts)),
         ("message", "message", _TEXT),
         ("applied", "applied", _OBJECT),
+        ("profile", "profile", _TEXT),
     )
 
     def to_json(self) -> JSON:

@@ -83,7 +83,7 @@ def add_mock_options(p: argparse.ArgumentParser) -> None:
         "--tenants",
         type=int,
         default=1,
-        dest="mock_tenants",  # not `tenants`: the readers' --tenant PROFILE is that
+        dest="mock_tenants",  # not `tenants`: the --tenant PROFILE of run and the readers
         metavar="N",
         help="number of tenants served (default %(default)s)",
     )
