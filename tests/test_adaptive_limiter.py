@@ -53,3 +53,21 @@ def test_burst_a_tenth_of_a_percent_short_at_graphs_rate(
         assert pace.admit(0.0, 1.0) == 0.0
     assert pace.admit(0.0, 1.0) == pytest.approx(window / limit)
     assert pace.state.rate == pytest.approx(limit / window)
+
+
+def test_new_work_waits_while_work_in_progress_does() -> None:
+    """A request starting new work (a first instantiate) is held while requests of work in
+    progress wait in the scope, for about the time the bucket takes to serve them (at most
+    HOLD_MAX), and goes as any other once they are through."""
+    from bulkprov.limiter import HOLD_MAX
+
+    pace = ScopePace(Quota(limit=20, window=1), 0.0)  # 20 per second, a burst of 20
+    assert pace.admit(0.0, 1.0, new=True) == 0.0  # nothing in progress waits: it goes
+    pace.in_progress = 4
+    held = pace.admit(0.0, 1.0, new=True)
+    assert held == pytest.approx(4 / pace.state.rate)
+    assert pace.admit(0.0, 1.0) == 0.0  # work in progress is not held back
+    pace.in_progress = 10_000
+    assert pace.admit(0.0, 1.0, new=True) == HOLD_MAX
+    pace.in_progress = 0
+    assert pace.admit(0.0, 1.0, new=True) == 0.0

@@ -311,3 +311,46 @@ def test_the_shared_paces_start_once_at_the_first_clients_time() -> None:
     again = app.paces(50.0)
     assert first["app_ru"] is again["app_ru"] and first["app_write"] is again["app_write"]
     assert first["app_ru"].state.level_at == 5.0 and first["app_ru"].quota.limit == 100
+
+
+class _RealClock:
+    """The event loop's clock, with ``now`` for :class:`Script`'s record of each request."""
+
+    @property
+    def now(self) -> float:
+        return anyio.current_time()
+
+
+@pytest.mark.anyio
+async def test_work_in_progress_goes_before_new_work() -> None:
+    """The write bucket is spent; an instance's first instantiate (new work) starts waiting,
+    then a write of an instance already begun: the bucket's next token goes to the latter,
+    although it asked later (real time: one write per 10 Graph s, 0.1 s real each)."""
+    from bulkprov.client import new_work
+
+    clock = _RealClock()
+    s = settings(time_scale=0.01, write_quota=Quota(limit=1, window=10))
+    transport = Script(clock, [OK, OK, OK])  # type: ignore[arg-type]
+    conn = ConnectionSettings(
+        graph_url=GRAPH,
+        tenant_id=TENANT,
+        client_id=APP,
+        credential=Credential(client_secret="dummy-not-a-secret"),
+    )
+    order: list[str] = []
+
+    async def write(name: str, new: bool) -> None:
+        if new:
+            with new_work():
+                await c.request("POST", "/applicationTemplates/x/instantiate", json={})
+        else:
+            await c.request("PATCH", f"/servicePrincipals/{SP}", json={})
+        order.append(name)
+
+    async with GraphClient(conn, s, tokens=Tokens(), transport=transport) as c:
+        await write("spends the burst", False)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write, "new", True)
+            await anyio.sleep(0.02)  # it waits for the next token now
+            tg.start_soon(write, "begun", False)
+    assert order == ["spends the burst", "begun", "new"]
