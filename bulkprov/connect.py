@@ -313,6 +313,13 @@ async def tenant_targets(
                 "--client-id and --mock-info name one; put the connections in the profiles "
                 "file (`bulkprov mock-graph --profiles-file` writes one for its tenants)"
             )
+        path = profiles_mod.profiles_path(opts.profiles)
+        if not path.exists():
+            raise ConfigError(
+                f"the manifest's rows name {tenancy.describe(names)}, and there is no profiles "
+                f"file at {path}: give --profiles FILE (or BULKPROV_PROFILES), or --mock to "
+                "run them on the embedded mock"
+            )
         yield [(name, from_profile(opts, name)) for name in names]
         return
     from dataclasses import replace

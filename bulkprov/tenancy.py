@@ -58,11 +58,13 @@ def as_json(refs: Iterable[TenantRef]) -> JSON:
 
 
 def describe(profiles: Collection[str], shown: int = 3) -> str:
-    """``3 tenants (profiles a, b, c)``, ``20 tenants (profiles a, b, c and 17 more)``."""
+    """``1 tenant (profile a)``, ``3 tenants (profiles a, b, c)``, ``20 tenants (profiles a,
+    b, c and 17 more)``."""
     names = sorted(profiles)
     listed = ", ".join(names[:shown])
     more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return f"{len(names)} tenant{'s' if len(names) != 1 else ''} (profiles {listed}{more})"
+    plural = "s" if len(names) != 1 else ""
+    return f"{len(names)} tenant{plural} (profile{plural} {listed}{more})"
 
 
 def check_target(path: Path, header: Header | None, *, graph: str, tenant: str) -> None:

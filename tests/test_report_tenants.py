@@ -76,7 +76,7 @@ def test_the_attention_table_has_a_tenant_column_and_filter(
 
 def test_tenant_limits_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     html = report(capsys, tmp_path / "r.html", str(LEDGER), "--tenant", "fabrikam")
-    assert "tenants <code>1 tenant (profiles fabrikam) of 3</code>" in html
+    assert "tenants <code>1 tenant (profile fabrikam) of 3</code>" in html
     assert card(html, "instances") == "3"
     assert card(html, "failed") == "1" and card(html, "quarantined") == "0"
     page = Page(html)

@@ -44,7 +44,7 @@ def test_all_lists_every_instance_with_its_profile(capsys: pytest.CaptureFixture
 def test_tenant_limits_every_figure_and_list(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = bulkprov(capsys, "status", str(LEDGER), "--tenant", "fabrikam", "--all")
     assert code == 0, err
-    assert "1 tenant (profiles fabrikam) of 3, 1 run(s), 3" in " ".join(out.split())
+    assert "1 tenant (profile fabrikam) of 3, 1 run(s), 3" in " ".join(out.split())
     assert "f-bad" in out and "f-1" in out
     assert not any(k in out for k in ("c-1", "t-1", "t-sso", "contoso", "tailspin"))
 

@@ -242,7 +242,8 @@ def _tenants_table(result: RunResult) -> Table:
     shown = parts if len(parts) <= TENANT_ROWS else parts[:TENANT_ROWS]
     # (the tenant ids are in the ledger's header and --summary-json: a 36-character id
     # would not leave a narrow terminal room for the counts)
-    table = Table(title=f"by tenant ({len(parts)} profiles)")
+    plural = "s" if len(parts) != 1 else ""
+    table = Table(title=f"by tenant ({len(parts)} profile{plural})")
     table.add_column("profile", overflow="fold")
     table.add_column("instances", justify="right")
     for status in statuses:
