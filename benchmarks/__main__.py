@@ -1,4 +1,5 @@
-"""``python -m benchmarks {race,pace,overhead,scale,soak,rotate,all,report}``: see README.md."""
+"""``python -m benchmarks {race,pace,overhead,scale,soak,rotate,tenants,all,report}``: see
+README.md."""
 
 from __future__ import annotations
 
@@ -16,12 +17,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     p.add_argument(
         "which",
-        choices=("race", "pace", "overhead", "scale", "soak", "rotate", "all", "report"),
+        choices=("race", "pace", "overhead", "scale", "soak", "rotate", "tenants", "all", "report"),
         help="a benchmark, all of them, or `report`: render the Markdown and the "
         "plot again from the JSON results",
     )
     p.add_argument(
-        "--n", type=int, default=None, help="instances (race, soak, overhead; rotate: default 5000)"
+        "--n",
+        type=int,
+        default=None,
+        help="instances (race, soak, overhead; rotate: default 5000; tenants: per tenant, "
+        "default 250)",
     )
     p.add_argument(
         "--time-scale",
@@ -39,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         default=300.0,
         help="real seconds the sequential contender may run before it is stopped "
         "and its makespan projected from its pace",
+    )
+    p.add_argument("--tenants", type=int, default=20, help="tenants: how many (default 20)")
+    p.add_argument(
+        "--scenarios", default=None, help="tenants: comma-separated subset of published,drained"
     )
     p.add_argument("--sizes", default="1000,10000,100000", help="scale: manifest sizes")
     p.add_argument("--out", type=Path, default=OUT)
@@ -99,6 +108,19 @@ def main(argv: list[str] | None = None) -> int:
             res = rotate(n=args.n or 5000, time_scale=args.time_scale or 1.0, work=work / "rotate")
             md = report.rotate_md(res)
             report.save(res, args.out, "rotate", md)
+        elif w == "tenants":
+            from .tenants import SCENARIOS, tenants_bench, tenants_md, tenants_plot
+
+            res = tenants_bench(
+                tenants=args.tenants,
+                per_tenant=args.n or 250,
+                time_scale=args.time_scale or 1.0,
+                work=work / "tenants",
+                scenarios=tuple(args.scenarios.split(",")) if args.scenarios else tuple(SCENARIOS),
+            )
+            md = tenants_md(res)
+            report.save(res, args.out, "tenants", md)
+            tenants_plot(res, args.out / "tenants.png")
         print(md)
         print()
     print(f"results in {args.out} (scratch: {work})", file=sys.stderr)
@@ -109,6 +131,7 @@ def rerender(out: Path) -> int:
     import json
 
     from .pace import pace_md, pace_plot
+    from .tenants import tenants_md, tenants_plot
 
     render = {
         "race": report.race_md,
@@ -117,6 +140,7 @@ def rerender(out: Path) -> int:
         "scale": report.scale_md,
         "soak": report.soak_md,
         "rotate": report.rotate_md,
+        "tenants": tenants_md,
     }
     for name, fn in render.items():
         path = out / f"{name}.json"
@@ -127,6 +151,8 @@ def rerender(out: Path) -> int:
                 report.race_plot(res, out / "race.png")
             if name == "pace":
                 pace_plot(res, out / "pace.png")
+            if name == "tenants":
+                tenants_plot(res, out / "tenants.png")
             print(fn(res), end="\n\n")
     return 0
 

@@ -205,23 +205,25 @@ def run_measured(
 
 
 # ------------------------------------------------------------------------------ manifests
-def write_manifest(path: Path, n: int, *, prefix: str = "bench") -> Path:
-    """``n`` AWS Single-Account Access instances, credentials from the environment."""
+def write_manifest(
+    path: Path, n: int, *, prefix: str = "bench", profiles: Sequence[str] = ()
+) -> Path:
+    """``n`` AWS Single-Account Access instances, credentials from the environment.
+
+    With ``profiles``, a ``profile`` column names each row's profile, round robin (row ``i``
+    gets ``profiles[i % len(profiles)]``: the tenants' rows interleaved, so that every tenant
+    has instances in flight from the start); keys and display names stay unique across them.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["key", "displayName", "template", "cred.ClientSecret", "cred.SecretToken"])
+        head = ["key", "displayName", "template", "cred.ClientSecret", "cred.SecretToken"]
+        w.writerow(head + (["profile"] if profiles else []))
         for i in range(n):
             acct = f"{100000000000 + i * 7919:012d}"
-            w.writerow(
-                [
-                    f"{prefix}-{acct}",
-                    f"AWS {acct}",
-                    AWS,
-                    "env:BENCH_AWS_KEY_ID",
-                    "env:BENCH_AWS_SECRET",
-                ]
-            )
+            row = [f"{prefix}-{acct}", f"AWS {acct}", AWS, "env:BENCH_AWS_KEY_ID"]
+            row.append("env:BENCH_AWS_SECRET")
+            w.writerow(row + ([profiles[i % len(profiles)]] if profiles else []))
     return path
 
 
@@ -245,30 +247,82 @@ SETUP_CALLS = (
 
 @dataclass
 class LowerBound:
-    """The shortest makespan Graph allows, in Graph seconds, and what it is made of."""
+    """The shortest makespan Graph allows, in Graph seconds, and what it is made of.
+
+    ``scopes`` has each quota scope's own floor (see :func:`quota_scopes`); ``write_bound`` and
+    ``ru_bound`` are the largest of the write and of the resource-unit scopes, and ``binding``
+    names what sets ``value``: ``"critical path"`` or the scope whose floor is the largest.
+    """
 
     n: int
     critical_path: float
     write_bound: float
     ru_bound: float
+    tenants: int = 1
+    scopes: dict[str, float] = field(default_factory=dict)
     value: float = field(init=False)
+    binding: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.value = max(self.critical_path, self.write_bound, self.ru_bound)
+        worst = max(self.scopes.items(), key=lambda kv: kv[1], default=("", 0.0))
+        self.binding = worst[0] if worst[1] > self.critical_path else "critical path"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def lower_bound(n: int, settings: MockSettings) -> LowerBound:
+@dataclass(frozen=True)
+class QuotaScope:
+    """One of Graph's token buckets as the bound sees it: what it meters (``"write"``, one per
+    write; ``"ru"``, one resource unit per call), whether every tenant draws on the same bucket
+    (the per-app limits across tenants) or each tenant on its own, and its limit per window."""
+
+    name: str
+    meter: str
+    shared: bool
+    limit: float
+    window: float
+
+
+def quota_scopes(thr: ThrottleSettings) -> tuple[QuotaScope, ...]:
+    """The mock's write and resource-unit buckets (its scopes but the reports one: the setup
+    sequence reads no provisioning logs)."""
+    return (
+        QuotaScope("Tenant_Application/Write", "write", False, thr.write_limit, thr.write_window),
+        QuotaScope("Tenant/Write", "write", False, thr.tenant_write_limit, thr.tenant_write_window),
+        QuotaScope("Application/Write", "write", True, thr.app_write_limit, thr.app_write_window),
+        QuotaScope(
+            "Tenant_Application/ResourceUnits", "ru", False, thr.effective_ru_limit, thr.ru_window
+        ),
+        QuotaScope("Application/ResourceUnits", "ru", True, thr.app_ru_limit, thr.app_ru_window),
+    )
+
+
+def bucket_floor(demand: float, limit: float, window: float, *, start_full: bool) -> float:
+    """Graph seconds before a bucket of ``limit`` per ``window`` has let ``demand`` tokens
+    through: a full bucket gives ``limit`` at once, the rest come at ``limit / window``."""
+    burst = limit if start_full else 0.0
+    return max(0.0, (demand - burst) * window / limit)
+
+
+def lower_bound(
+    n: int, settings: MockSettings, *, per_tenant: Sequence[int] | None = None
+) -> LowerBound:
     """The larger of latency's floor and the quotas' floor for ``n`` instances.
 
     Critical path: the sequential calls of one instance, each at its shortest service time
     (latency x (1 - jitter)), plus the shortest replication delay. Quotas: token buckets that
-    start full (a burst of ``limit``) and refill at ``limit / window``; the last instance's
-    last write cannot be sent before the bucket holds its token, and it still takes the
-    shortest service time of a ``start`` call. Same for resource units (one per call).
+    start full (a burst of ``limit``) or empty, refilled at ``limit / window``; the last
+    instance's last write cannot be sent before every bucket it passes holds its token, and it
+    still takes the shortest service time of a ``start`` call. Same for resource units (one per
+    call). ``per_tenant`` splits the ``n`` instances among tenants (default: one tenant): a
+    tenant's own buckets (app + tenant, tenant) see only its instances, the per-app buckets
+    across tenants see all ``n``; the bound is the largest of every tenant's and the shared ones.
     """
+    counts = list(per_tenant) if per_tenant is not None else [n]
+    if sum(counts) != n or not counts:
+        raise ValueError(f"per_tenant must split the {n} instances among tenants, got {counts}")
     lat = settings.latency
     per = lat.per_route if lat.enabled else {}
     floor = 1 - lat.jitter if lat.enabled else 0.0
@@ -280,16 +334,23 @@ def lower_bound(n: int, settings: MockSettings) -> LowerBound:
     cp = sum(t(r) for r, _ in SETUP_CALLS) + repl
     thr = settings.throttle
     tail = t("job_control")
-    writes = n * sum(w for _, w in SETUP_CALLS)
-    calls = n * len(SETUP_CALLS)
+    per_instance = {"write": sum(w for _, w in SETUP_CALLS), "ru": len(SETUP_CALLS)}
+    scopes: dict[str, float] = {}
     if thr.enabled:
-        burst_w = thr.write_limit if thr.start_full else 0
-        wb = max(0.0, (writes - burst_w) * thr.write_window / thr.write_limit) + tail
-        burst_r = thr.effective_ru_limit if thr.start_full else 0
-        rb = max(0.0, (calls - burst_r) * thr.ru_window / thr.effective_ru_limit) + tail
-    else:
-        wb = rb = 0.0
-    return LowerBound(n=n, critical_path=cp, write_bound=wb, ru_bound=rb)
+        for q in quota_scopes(thr):
+            demand = per_instance[q.meter] * (n if q.shared else max(counts))
+            wait = bucket_floor(demand, q.limit, q.window, start_full=thr.start_full)
+            scopes[q.name] = wait + tail
+    writes = [v for k, v in scopes.items() if k.endswith("Write")]
+    rus = [v for k, v in scopes.items() if k.endswith("ResourceUnits")]
+    return LowerBound(
+        n=n,
+        critical_path=cp,
+        write_bound=max(writes, default=0.0),
+        ru_bound=max(rus, default=0.0),
+        tenants=len(counts),
+        scopes=scopes,
+    )
 
 
 def bench_env() -> dict[str, str]:
