@@ -241,8 +241,8 @@ def scenario_targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         {
             "target": f"{s}: makespan within {TARGET_RATIO}x of the bound",
             "met": bool(ratio and ratio <= TARGET_RATIO),
-            "figure": f"{_f(ms)} vs {lb['value']:.1f} Graph s (x{_f(ratio, 3)}; "
-            f"{lb['binding']} binds)",
+            "figure": f"{_f(ms)} vs {lb['value']:.1f} Graph s "
+            f"({'x' + _f(ratio, 3) if ratio else 'unfinished'}; {lb['binding']} binds)",
         },
         {
             "target": f"{s}: zero failed, duplicate, orphan",
@@ -301,7 +301,8 @@ def tenants_bench(
         print(
             f"tenants: {scenario}: makespan {_f(r['makespan_graph_s'])} Graph s "
             f"(bound {r['lower_bound']['value']:.1f}, {r['lower_bound']['binding']}), "
-            f"{r['completed']} done, {r['throttled']} 429s, {r['early_retries']} early",
+            f"{r['completed']} done, {r['throttled']} 429s, {r['early_retries']} early, "
+            f"exit {r['exit_code']} {r['stderr_tail'][-300:]}",
             file=sys.stderr,
         )
         results.append(r)
@@ -311,7 +312,7 @@ def tenants_bench(
         "per_tenant": per_tenant,
         "n": n,
         "time_scale": time_scale,
-        "manifest": "rows interleaved round robin: row i belongs to tenant (i mod 20) + 1",
+        "manifest": f"rows interleaved round robin: row i is tenant (i mod {tenants}) + 1's",
         "mock": {"args": margs},
         "results": results,
         "targets": [t for r in results for t in r["targets"]],
@@ -376,6 +377,9 @@ def tenants_md(res: dict[str, Any]) -> str:
     for r in res["results"]:
         if r["example_errors"]:
             lines += ["", f"{r['scenario']} failures, e.g.: " + "; ".join(r["example_errors"])]
+        if r["exit_code"] != 0:
+            tail = r["stderr_tail"].strip().splitlines()[-1:] or [""]
+            lines += ["", f"{r['scenario']}: `bulkprov run` exited {r['exit_code']}: `{tail[0]}`"]
     return "\n".join(lines)
 
 
