@@ -52,6 +52,7 @@ from .errors import (
     origin,
 )
 from .limiter import (
+    NORMAL,
     SCOPE_NAMES,
     AppPaces,
     ScopePace,
@@ -116,19 +117,19 @@ def measure_throttle_wait(into: ThrottleWait | None = None) -> Iterator[Throttle
         _throttle_wait.reset(token)
 
 
-_new_work: ContextVar[bool] = ContextVar("new_work", default=False)
+_priority: ContextVar[int] = ContextVar("priority", default=NORMAL)
 
 
 @contextlib.contextmanager
-def new_work() -> Iterator[None]:
-    """Within the block, this task's requests start new work (an instance's first
-    instantiate): in each throttle scope they wait while requests of work in progress do, so
-    that instances begun are finished first (see :meth:`bulkprov.limiter.ScopePace.admit`)."""
-    token = _new_work.set(True)
+def priority(level: int) -> Iterator[None]:
+    """Within the block, this task's requests wait in each throttle scope at ``level``
+    (:data:`bulkprov.limiter.NEW`, ``NORMAL``, ``URGENT``): a request is held while requests
+    of a higher level wait (see :meth:`bulkprov.limiter.ScopePace.admit`)."""
+    token = _priority.set(level)
     try:
         yield
     finally:
-        _new_work.reset(token)
+        _priority.reset(token)
 
 
 @contextlib.contextmanager
@@ -626,17 +627,20 @@ class GraphClient:
         assert self._paces is not None
         seqs: dict[str, tuple[float, float]] = {}
         floor = 0.0  # Graph time the last sleep was to reach (the clock may be a hair short)
-        new = _new_work.get()
+        prio = _priority.get()
         for name, cost in scopes(kind, ru):
             pace = self._paces[name]
-            waiting = 0 if new else 1  # a request of work in progress, counted while it waits
-            pace.in_progress += waiting
+            place = pace.join(cost, prio)  # its place in the scope's line
             try:
-                while (wait := pace.admit(now := max(self._now(), floor), cost, new=new)) > 0:
+                while (
+                    wait := pace.admit(
+                        now := max(self._now(), floor), cost, priority=prio, place=place
+                    )
+                ) > 0:
                     floor = now + wait
                     await self._wait(name if pace.closed_for(now) > 0 else None, wait)
             finally:
-                pace.in_progress -= waiting
+                pace.leave(cost, prio)
             seqs[name] = (pace.seq, cost)
         while True:
             now = max(self._now(), floor)

@@ -25,8 +25,11 @@ from .pacing import Pace, PaceSettings
 from .settings import ClientSettings, Quota
 
 Sleep = Callable[[float], Awaitable[None]]
-#: Graph seconds at most that a request starting new work waits before it asks again while
-#: work in progress waits (it asks again sooner when that work should be through by then)
+#: The priorities of requests in a throttle scope (see :meth:`ScopePace.admit`).
+NEW, NORMAL, URGENT = 0, 1, 2
+PRIORITIES = (NEW, NORMAL, URGENT)
+#: Graph seconds at most that a request waits before it asks again while requests of a
+#: higher priority wait (it asks again sooner when they should be through by then)
 HOLD_MAX = 1.0
 #: The client's paces, as logs and throttle waits name them.
 SCOPE_NAMES = {
@@ -53,24 +56,51 @@ class ScopePace:
     def __init__(self, quota: Quota, now: float) -> None:
         self.quota = quota
         self.state: Pace = pacing.start(pace_settings(quota), now)
-        # requests of work in progress waiting for this scope: while there are any, a request
-        # that starts new work (a first instantiate) lets them go first (see :meth:`admit`)
-        self.in_progress = 0
+        # the requests waiting in this scope, by priority (NEW, NORMAL, URGENT): a request is
+        # held while requests of a higher priority wait (see :meth:`admit`); and each
+        # priority's line, in units of cost: what had begun waiting (a waiter's place is what
+        # had begun before it) and what is through (let go, or gone)
+        self.waiting = [0] * len(PRIORITIES)
+        self.joined = [0.0] * len(PRIORITIES)
+        self.left = [0.0] * len(PRIORITIES)
+
+    def join(self, cost: float, priority: int = NORMAL) -> float:
+        """A request begins waiting: its place in its priority's line."""
+        place = self.joined[priority]
+        self.joined[priority] += cost
+        self.waiting[priority] += 1
+        return place
+
+    def leave(self, cost: float, priority: int = NORMAL) -> None:
+        """A request that waited is through (let go, or gone)."""
+        self.left[priority] += cost
+        self.waiting[priority] -= 1
 
     def closed_for(self, now: float) -> float:
         """Graph seconds until the latest 429's Retry-After has passed (0: open)."""
         return max(0.0, self.state.closed_until - now)
 
-    def admit(self, now: float, cost: float, *, new: bool = False) -> float:
+    def admit(
+        self, now: float, cost: float, *, priority: int = NORMAL, place: float | None = None
+    ) -> float:
         """Let a request of ``cost`` go at ``now`` (0.0; its sequence number is :attr:`seq`),
-        or the Graph seconds to wait before asking again. A request that starts ``new`` work
-        waits while requests of work in progress do (for about the time the bucket takes to
-        serve them): an instance that has begun finishes first, and one whose first
-        instantiate was lost is not left behind every instance not yet begun."""
-        if new and self.in_progress > 0:
-            hold = min(self.in_progress * cost / self.state.rate, HOLD_MAX)
+        or the Graph seconds to wait before asking again.
+
+        A request is held while requests of a higher ``priority`` wait (for about the time
+        the bucket takes to serve them, at most :data:`HOLD_MAX`): an instance's first
+        instantiate (NEW) after the work of instances begun (NORMAL), and that after an
+        instantiate posted again because the first one's answer was lost (URGENT: the whole
+        set-up of its instance is still ahead of it). A request given its ``place`` in its
+        priority's line (:meth:`join`) waits also for the bucket to serve those still ahead
+        of it (at most as many as began waiting before it): a thousand waiters wake one after
+        another as their turns come, not all at once each time the bucket has room for one."""
+        higher = sum(self.waiting[priority + 1 :])
+        if higher > 0:
+            hold = min(higher * cost / self.state.rate, HOLD_MAX)
             return max(self.closed_for(now), hold, 1e-3)
         self.state, wait = pacing.admit(self.state, now, cost)
+        if wait > 0 and place is not None:
+            wait += max(0.0, place - self.left[priority]) / self.state.rate
         return wait
 
     @property

@@ -55,19 +55,38 @@ def test_burst_a_tenth_of_a_percent_short_at_graphs_rate(
     assert pace.state.rate == pytest.approx(limit / window)
 
 
-def test_new_work_waits_while_work_in_progress_does() -> None:
-    """A request starting new work (a first instantiate) is held while requests of work in
-    progress wait in the scope, for about the time the bucket takes to serve them (at most
-    HOLD_MAX), and goes as any other once they are through."""
-    from bulkprov.limiter import HOLD_MAX
+def test_a_request_waits_while_higher_priorities_do() -> None:
+    """A request is held while requests of a higher priority wait in the scope, for about
+    the time the bucket takes to serve them (at most HOLD_MAX), and goes as any other once
+    they are through: a first instantiate (NEW) after the work of instances begun (NORMAL),
+    that after an instantiate posted again (URGENT)."""
+    from bulkprov.limiter import HOLD_MAX, NEW, NORMAL, URGENT
 
     pace = ScopePace(Quota(limit=20, window=1), 0.0)  # 20 per second, a burst of 20
-    assert pace.admit(0.0, 1.0, new=True) == 0.0  # nothing in progress waits: it goes
-    pace.in_progress = 4
-    held = pace.admit(0.0, 1.0, new=True)
-    assert held == pytest.approx(4 / pace.state.rate)
-    assert pace.admit(0.0, 1.0) == 0.0  # work in progress is not held back
-    pace.in_progress = 10_000
-    assert pace.admit(0.0, 1.0, new=True) == HOLD_MAX
-    pace.in_progress = 0
-    assert pace.admit(0.0, 1.0, new=True) == 0.0
+    assert pace.admit(0.0, 1.0, priority=NEW) == 0.0  # nothing else waits: it goes
+    for _ in range(4):
+        pace.join(1.0, NORMAL)
+    assert pace.admit(0.0, 1.0, priority=NEW) == pytest.approx(4 / pace.state.rate)
+    assert pace.admit(0.0, 1.0, priority=NORMAL) == 0.0  # NORMAL is not held back by itself
+    pace.join(1.0, URGENT)
+    assert pace.admit(0.0, 1.0, priority=NORMAL) == pytest.approx(1 / pace.state.rate)
+    assert pace.admit(0.0, 1.0, priority=URGENT) == 0.0
+    for _ in range(10_000):
+        pace.join(1.0, NORMAL)
+    assert pace.admit(0.0, 1.0, priority=NEW) == HOLD_MAX
+    pace.leave(1.0, URGENT)
+    for _ in range(10_004):
+        pace.leave(1.0, NORMAL)
+    assert pace.admit(0.0, 1.0, priority=NEW) == 0.0
+
+
+def test_waiters_wake_as_their_turns_come() -> None:
+    """With the bucket spent, the request whose place is tenth in line is told to wait about
+    ten tokens' time; the first in line, one token's (not all of them the same)."""
+    pace = ScopePace(Quota(limit=20, window=1), 0.0)
+    for _ in range(20):
+        assert pace.admit(0.0, 1.0) == 0.0  # the burst
+    places = [pace.join(1.0) for _ in range(10)]
+    first = pace.admit(0.0, 1.0, place=places[0])
+    tenth = pace.admit(0.0, 1.0, place=places[9])
+    assert 0 < first < 0.1 and tenth == pytest.approx(first + 9 / pace.state.rate)

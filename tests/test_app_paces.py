@@ -326,7 +326,8 @@ async def test_work_in_progress_goes_before_new_work() -> None:
     """The write bucket is spent; an instance's first instantiate (new work) starts waiting,
     then a write of an instance already begun: the bucket's next token goes to the latter,
     although it asked later (real time: one write per 10 Graph s, 0.1 s real each)."""
-    from bulkprov.client import new_work
+    from bulkprov.client import priority
+    from bulkprov.limiter import NEW
 
     clock = _RealClock()
     s = settings(time_scale=0.01, write_quota=Quota(limit=1, window=10))
@@ -341,7 +342,7 @@ async def test_work_in_progress_goes_before_new_work() -> None:
 
     async def write(name: str, new: bool) -> None:
         if new:
-            with new_work():
+            with priority(NEW):
                 await c.request("POST", "/applicationTemplates/x/instantiate", json={})
         else:
             await c.request("PATCH", f"/servicePrincipals/{SP}", json={})

@@ -13,14 +13,14 @@ extras are deleted.
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import structlog
 
-from ..client import new_work
+from ..client import priority
 from ..errors import GraphError, StepError, TransportError
 from ..jsontypes import JSON
+from ..limiter import NEW, URGENT
 from ..records import Event, Step
 from .base import BaseStep, Context, Ids, StepResult
 
@@ -86,10 +86,11 @@ async def _post(ctx: Context) -> StepResult | str:
     )
     name = claims.shared(inst)
     claims.posting(name, +1)
-    # an instance's first POST begins it: instances begun already go first
-    first = new_work() if state.instantiate_attempts == 1 else contextlib.nullcontext()
+    # an instance's first POST begins it: instances begun already go first; a POST made
+    # again after a lost answer goes before them (the whole set-up is still ahead of it)
+    level = NEW if state.instantiate_attempts == 1 else URGENT
     try:
-        with first:
+        with priority(level):
             app, sp = await shared.graph.instantiate(template.id, inst.display_name)
     except (GraphError, TransportError) as err:
         claims.posting(name, -1)
