@@ -123,7 +123,7 @@ _priority: ContextVar[int] = ContextVar("priority", default=NORMAL)
 @contextlib.contextmanager
 def priority(level: int) -> Iterator[None]:
     """Within the block, this task's requests wait in each throttle scope at ``level``
-    (:data:`bulkprov.limiter.NEW`, ``NORMAL``, ``URGENT``): a request is held while requests
+    (:data:`bulkprov.limiter.NORMAL`, ``FIRST``, ``URGENT``): a request is held while requests
     of a higher level wait (see :meth:`bulkprov.limiter.ScopePace.admit`)."""
     token = _priority.set(level)
     try:

@@ -26,8 +26,8 @@ from .settings import ClientSettings, Quota
 
 Sleep = Callable[[float], Awaitable[None]]
 #: The priorities of requests in a throttle scope (see :meth:`ScopePace.admit`).
-NEW, NORMAL, URGENT = 0, 1, 2
-PRIORITIES = (NEW, NORMAL, URGENT)
+NORMAL, FIRST, URGENT = 0, 1, 2
+PRIORITIES = (NORMAL, FIRST, URGENT)
 #: Graph seconds at most that a request waits before it asks again while requests of a
 #: higher priority wait (it asks again sooner when they should be through by then)
 HOLD_MAX = 1.0
@@ -56,7 +56,7 @@ class ScopePace:
     def __init__(self, quota: Quota, now: float) -> None:
         self.quota = quota
         self.state: Pace = pacing.start(pace_settings(quota), now)
-        # the requests waiting in this scope, by priority (NEW, NORMAL, URGENT): a request is
+        # the requests waiting in this scope, by priority (NORMAL, FIRST, URGENT): a request is
         # held while requests of a higher priority wait (see :meth:`admit`); and each
         # priority's line, in units of cost: what had begun waiting (a waiter's place is what
         # had begun before it) and what is through (let go, or gone)
@@ -87,13 +87,16 @@ class ScopePace:
         or the Graph seconds to wait before asking again.
 
         A request is held while requests of a higher ``priority`` wait (for about the time
-        the bucket takes to serve them, at most :data:`HOLD_MAX`): an instance's first
-        instantiate (NEW) after the work of instances begun (NORMAL), and that after an
+        the bucket takes to serve them, at most :data:`HOLD_MAX`). The steps of instances
+        begun (NORMAL) wait for the first instantiate of the others (FIRST), and that for an
         instantiate posted again because the first one's answer was lost (URGENT: the whole
-        set-up of its instance is still ahead of it). A request given its ``place`` in its
-        priority's line (:meth:`join`) waits also for the bucket to serve those still ahead
-        of it (at most as many as began waiting before it): a thousand waiters wake one after
-        another as their turns come, not all at once each time the bucket has room for one."""
+        set-up of its instance is still ahead of it). The POST that may be lost goes early,
+        so that the wait after a lost one (a minute at least, for what it may have created
+        to show) is over long before the run's end, not added to it. A request given its
+        ``place`` in its priority's line (:meth:`join`) waits also for the bucket to serve
+        those still ahead of it (at most as many as began waiting before it): a thousand
+        waiters wake one after another as their turns come, not all at once each time the
+        bucket has room for one."""
         higher = sum(self.waiting[priority + 1 :])
         if higher > 0:
             hold = min(higher * cost / self.state.rate, HOLD_MAX)

@@ -58,26 +58,26 @@ def test_burst_a_tenth_of_a_percent_short_at_graphs_rate(
 def test_a_request_waits_while_higher_priorities_do() -> None:
     """A request is held while requests of a higher priority wait in the scope, for about
     the time the bucket takes to serve them (at most HOLD_MAX), and goes as any other once
-    they are through: a first instantiate (NEW) after the work of instances begun (NORMAL),
-    that after an instantiate posted again (URGENT)."""
-    from bulkprov.limiter import HOLD_MAX, NEW, NORMAL, URGENT
+    they are through: the steps of instances begun (NORMAL) after first instantiates
+    (FIRST), those after an instantiate posted again (URGENT)."""
+    from bulkprov.limiter import FIRST, HOLD_MAX, NORMAL, URGENT
 
     pace = ScopePace(Quota(limit=20, window=1), 0.0)  # 20 per second, a burst of 20
-    assert pace.admit(0.0, 1.0, priority=NEW) == 0.0  # nothing else waits: it goes
+    assert pace.admit(0.0, 1.0, priority=NORMAL) == 0.0  # nothing else waits: it goes
     for _ in range(4):
-        pace.join(1.0, NORMAL)
-    assert pace.admit(0.0, 1.0, priority=NEW) == pytest.approx(4 / pace.state.rate)
-    assert pace.admit(0.0, 1.0, priority=NORMAL) == 0.0  # NORMAL is not held back by itself
+        pace.join(1.0, FIRST)
+    assert pace.admit(0.0, 1.0, priority=NORMAL) == pytest.approx(4 / pace.state.rate)
+    assert pace.admit(0.0, 1.0, priority=FIRST) == 0.0  # not held back by its own kind
     pace.join(1.0, URGENT)
-    assert pace.admit(0.0, 1.0, priority=NORMAL) == pytest.approx(1 / pace.state.rate)
+    assert pace.admit(0.0, 1.0, priority=FIRST) == pytest.approx(1 / pace.state.rate)
     assert pace.admit(0.0, 1.0, priority=URGENT) == 0.0
     for _ in range(10_000):
-        pace.join(1.0, NORMAL)
-    assert pace.admit(0.0, 1.0, priority=NEW) == HOLD_MAX
+        pace.join(1.0, FIRST)
+    assert pace.admit(0.0, 1.0, priority=NORMAL) == HOLD_MAX
     pace.leave(1.0, URGENT)
     for _ in range(10_004):
-        pace.leave(1.0, NORMAL)
-    assert pace.admit(0.0, 1.0, priority=NEW) == 0.0
+        pace.leave(1.0, FIRST)
+    assert pace.admit(0.0, 1.0, priority=NORMAL) == 0.0
 
 
 def test_waiters_wake_as_their_turns_come() -> None:

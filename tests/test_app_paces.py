@@ -322,12 +322,12 @@ class _RealClock:
 
 
 @pytest.mark.anyio
-async def test_work_in_progress_goes_before_new_work() -> None:
-    """The write bucket is spent; an instance's first instantiate (new work) starts waiting,
-    then a write of an instance already begun: the bucket's next token goes to the latter,
+async def test_a_first_instantiate_goes_before_the_steps_of_instances_begun() -> None:
+    """The write bucket is spent; a write of an instance already begun starts waiting, then
+    another instance's first instantiate: the bucket's next token goes to the instantiate,
     although it asked later (real time: one write per 10 Graph s, 0.1 s real each)."""
     from bulkprov.client import priority
-    from bulkprov.limiter import NEW
+    from bulkprov.limiter import FIRST
 
     clock = _RealClock()
     s = settings(time_scale=0.01, write_quota=Quota(limit=1, window=10))
@@ -340,9 +340,9 @@ async def test_work_in_progress_goes_before_new_work() -> None:
     )
     order: list[str] = []
 
-    async def write(name: str, new: bool) -> None:
-        if new:
-            with priority(NEW):
+    async def write(name: str, first: bool) -> None:
+        if first:
+            with priority(FIRST):
                 await c.request("POST", "/applicationTemplates/x/instantiate", json={})
         else:
             await c.request("PATCH", f"/servicePrincipals/{SP}", json={})
@@ -351,7 +351,7 @@ async def test_work_in_progress_goes_before_new_work() -> None:
     async with GraphClient(conn, s, tokens=Tokens(), transport=transport) as c:
         await write("spends the burst", False)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(write, "new", True)
-            await anyio.sleep(0.02)  # it waits for the next token now
             tg.start_soon(write, "begun", False)
-    assert order == ["spends the burst", "begun", "new"]
+            await anyio.sleep(0.02)  # it waits for the next token now
+            tg.start_soon(write, "first instantiate", True)
+    assert order == ["spends the burst", "first instantiate", "begun"]

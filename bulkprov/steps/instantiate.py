@@ -20,7 +20,7 @@ import structlog
 from ..client import priority
 from ..errors import GraphError, StepError, TransportError
 from ..jsontypes import JSON
-from ..limiter import NEW, URGENT
+from ..limiter import FIRST, URGENT
 from ..records import Event, Step
 from .base import BaseStep, Context, Ids, StepResult
 
@@ -86,9 +86,10 @@ async def _post(ctx: Context) -> StepResult | str:
     )
     name = claims.shared(inst)
     claims.posting(name, +1)
-    # an instance's first POST begins it: instances begun already go first; a POST made
-    # again after a lost answer goes before them (the whole set-up is still ahead of it)
-    level = NEW if state.instantiate_attempts == 1 else URGENT
+    # the POST that may be lost goes before the steps of instances begun, and one made again
+    # after a lost answer before the first ones: the wait after a lost answer (a minute at
+    # least) is then over long before the run's end (see bulkprov.limiter.ScopePace.admit)
+    level = FIRST if state.instantiate_attempts == 1 else URGENT
     try:
         with priority(level):
             app, sp = await shared.graph.instantiate(template.id, inst.display_name)
