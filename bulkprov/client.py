@@ -29,7 +29,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -361,6 +361,7 @@ class GraphClient:
         # and the connections per request kind (write, read, reports): set on entry
         self._paces: dict[str, ScopePace] | None = None
         self._slots: dict[str, anyio.Semaphore] = {}
+        self._gates: dict[str, list[anyio.Semaphore]] = {}  # see _gates
         self._opened: Transport | None = None  # the transport the client opened, and closes
         self._closed = False
 
@@ -370,11 +371,13 @@ class GraphClient:
         # the paces are created inside the running loop, on the client's clock
         writes = max(1, s.connections // 2)
         reports = min(4, max(1, s.connections // 8))
-        self._slots = {
-            "write": anyio.Semaphore(writes),
-            "reports": anyio.Semaphore(reports),
-            "read": anyio.Semaphore(max(1, s.connections - writes - reports)),
+        sizes = {
+            "write": writes,
+            "reports": reports,
+            "read": max(1, s.connections - writes - reports),
         }
+        self._slots = {kind: anyio.Semaphore(n) for kind, n in sizes.items()}
+        self._gates = {kind: _gates(n) for kind, n in sizes.items()}
         now = self._now()
         self._paces = {
             "ru": ScopePace(s.ru_quota, now),
@@ -475,7 +478,7 @@ class GraphClient:
         # later than the client's bucket assumes, and Graph's bucket, full and capped
         # meanwhile, would have less to give. Each kind has its own connections, so that
         # writes queued on their quota never hold up reads.
-        async with self._slots[call.kind]:
+        async with _through(self._gates[call.kind][_priority.get() :]), self._slots[call.kind]:
             admitted = await self._admit(call.kind, call.ru)
             sent_at = self._clock()
             client_request_id = str(uuid.uuid4())
@@ -740,6 +743,29 @@ class GraphClient:
         """Each page of a collection, following the whole ``@odata.nextLink`` until absent."""
         async for response in self.answers(path, params=params):
             yield response.items()
+
+
+def _gates(slots: int) -> list[anyio.Semaphore]:
+    """How many of a kind's ``slots`` (connections) the requests of each priority and those
+    below it may hold: all but a twelfth for NORMAL and FIRST, all but two twelfths for NORMAL
+    alone. A request of a higher priority then always finds a connection that no waiter of
+    a lower one holds (it is admitted to the quotas only once it has a connection)."""
+    keep = max(1, slots // 12) if slots >= 3 else 0
+    return [anyio.Semaphore(max(1, slots - 2 * keep)), anyio.Semaphore(max(1, slots - keep))]
+
+
+@contextlib.asynccontextmanager
+async def _through(gates: Sequence[anyio.Semaphore]) -> AsyncIterator[None]:
+    """Hold each of ``gates`` (a priority's, :func:`_gates`) for the block, in order."""
+    held: list[anyio.Semaphore] = []
+    try:
+        for gate in gates:
+            await gate.acquire()
+            held.append(gate)
+        yield
+    finally:
+        for gate in reversed(held):
+            gate.release()
 
 
 def _error(response: Response, raw: bytes) -> GraphError:

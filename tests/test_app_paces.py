@@ -355,3 +355,15 @@ async def test_a_first_instantiate_goes_before_the_steps_of_instances_begun() ->
             await anyio.sleep(0.02)  # it waits for the next token now
             tg.start_soon(write, "first instantiate", True)
     assert order == ["spends the burst", "first instantiate", "begun"]
+
+
+@pytest.mark.parametrize(
+    ("slots", "gates"), [(100, [84, 92]), (12, [10, 11]), (2, [2, 2]), (1, [1, 1])]
+)
+def test_higher_priorities_always_find_a_connection(slots: int, gates: list[int]) -> None:
+    """Of a kind's connections, NORMAL requests may hold all but two twelfths and NORMAL and
+    FIRST together all but one: an URGENT one never queues behind waiters of lower ones
+    for a connection (too few connections to spare: none kept)."""
+    from bulkprov.client import _gates
+
+    assert [g.initial_value for g in _gates(slots)] == gates
