@@ -366,4 +366,4 @@ def test_higher_priorities_always_find_a_connection(slots: int, gates: list[int]
     for a connection (too few connections to spare: none kept)."""
     from bulkprov.client import _gates
 
-    assert [g.initial_value for g in _gates(slots)] == gates
+    assert [g.value for g in _gates(slots)] == gates
