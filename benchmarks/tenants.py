@@ -223,6 +223,8 @@ def _mock_figures(stats: dict[str, Any], names: dict[str, str]) -> dict[str, Any
         "throttled": stats["throttled"],
         "throttled_pct": 100 * stats["throttled"] / max(1, stats["requests"]),
         "early_retries": stats["earlyRetries"],
+        "early_retries_by": stats.get("earlyRetriesBy", {}),
+        "throttled_at": stats.get("throttledAt", [])[:2000],
         "throttled_in_flight": stats["throttledInFlight"],
         "faults_injected": sum(stats["faults"].values()),
         "tokens_issued": stats["tokensIssued"],

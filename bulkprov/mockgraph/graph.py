@@ -61,6 +61,7 @@ class GraphService:
         self._latency_rng = random.Random(f"{settings.faults.seed}:latency")
         self.requests: defaultdict[str, Counter[int]] = defaultdict(Counter)
         self.counters: Counter[str] = Counter()
+        self.early_by: Counter[str] = Counter()  # early retries by scope and reason
         # when (Graph seconds) each 429 was answered: benchmarks plot them
         self.throttle_log: deque[float] = deque(maxlen=100_000)
         self.faults = FaultInjector(settings.faults, clock, self.counters, self.latency)
@@ -223,6 +224,8 @@ class GraphService:
         self.throttle_log.append(round(now, 3))
         if verdict.early_retry:
             self.counters["early_retries"] += 1
+            scope = verdict.scope.split("/")[:2]
+            self.early_by["/".join(scope) + f" ({verdict.early_reason})"] += 1
         elif verdict.bucket is None:  # sent before the client could know
             self.counters["throttled_in_flight"] += 1
         bucket = verdict.bucket
@@ -295,6 +298,9 @@ class GraphService:
             "byRoute": by_route,
             "throttled": self.counters["throttled"],
             "earlyRetries": self.counters["early_retries"],
+            # by scope and why: "(connection)" came on a connection that carried the 429,
+            # "(late)" well after it was delivered
+            "earlyRetriesBy": dict(sorted(self.early_by.items())),
             "throttledInFlight": self.counters["throttled_in_flight"],
             "throttledAt": list(self.throttle_log),
             "otherAppWrites": round(self.throttler.other_app_writes),

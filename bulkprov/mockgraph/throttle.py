@@ -215,6 +215,9 @@ class Verdict:
     scope: str = ""  # x-ms-throttle-scope
     information: str = ""  # x-ms-throttle-information
     early_retry: bool = False
+    # why it is early: "connection" (it came on a connection that carried the 429) or "late"
+    # (it came well after the 429 was delivered)
+    early_reason: str = ""
     limit_percentage: float = 0.0  # highest use of the request's buckets, in percent
     bucket: TokenBucket | None = None  # the bucket that closed, for :meth:`Throttler.delivered`
 
@@ -297,6 +300,8 @@ class Throttler:
         for m in metered:
             bucket = m.bucket
             if now < bucket.closed_until:
+                informed = conn in bucket.informed
+                late = now >= bucket.notified_at + self.grace + 2 * self.loop_lag
                 return Verdict(
                     allowed=False,
                     retry_after=max(1, math.ceil(bucket.closed_until - now))
@@ -304,11 +309,8 @@ class Throttler:
                     else None,
                     scope=m.header,
                     information=m.scope.information,
-                    early_retry=bucket.told
-                    and (
-                        conn in bucket.informed
-                        or now >= bucket.notified_at + self.grace + 2 * self.loop_lag
-                    ),
+                    early_retry=bucket.told and (informed or late),
+                    early_reason="connection" if informed else "late" if late else "",
                     limit_percentage=100.0,
                 )
         return None
