@@ -1,7 +1,8 @@
 """Two tenants of one app writing at once against the mock over loopback HTTPS, the app's
 write budget across tenants (Application/Write) the binding limit: clients that share an
-:class:`AppPaces` keep to it together (few 429s, none early); clients that pace it alone each
-spend it as if it were theirs, and meet dozens of 429s."""
+:class:`AppPaces` keep to it together (few 429s, none early). Clients that pace it alone each
+spend it as if it were theirs: dozens of 429s on an idle machine, a few on a loaded one, so
+that case asserts only what holds either way (the budget, no early retry)."""
 
 from __future__ import annotations
 
@@ -109,15 +110,16 @@ async def test_two_tenants_keep_to_the_apps_write_budget_together(
     app's paces, the clients spend most of the app's budget with a 429 or two (the first
     writes' connections take their time, and the client's bucket is as deep as Graph's) and
     no early retry. Pacing it alone, tenant two's client starts with the whole burst it
-    believes in, into a bucket that tenant one keeps empty: dozens of 429s."""
+    believes in, into a bucket that tenant one keeps nearly empty."""
     run = await _two_tenants_write(mock, shared)
     elapsed = run["graph_seconds"]
     budget = LIMIT + LIMIT / WINDOW * elapsed  # what the app's bucket allows in that time
     # the mock enforces the budget, and the paces spend most of it
     assert 0.7 * budget <= run["accepted"] <= budget * 1.01, run
-    few = run["throttled"] <= FEW and run["early"] == 0
+    assert run["early"] == 0, run  # alone or shared, nothing goes into a closed scope
     if shared:
-        assert few, run
-    else:
-        # the same clients pacing the app's scope each alone: the assertion above fails
-        assert not few and run["throttled"] > 3 * FEW, run
+        assert run["throttled"] <= FEW, run
+    # Pacing the app's scope each alone, the clients met 37 429s in two runs on an idle
+    # machine, and as few as 3 to 5 on a loaded one (tenant one's pace then leaves the bucket
+    # room): too uncertain to assert, so the sharing itself is held by the scripted tests of
+    # tests/test_app_paces.py, which fail if Application/Write goes to the tenant's pace.
