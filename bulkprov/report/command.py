@@ -8,7 +8,6 @@ the jobs of that profile's instances there; it takes that ledger alone."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -69,14 +68,12 @@ async def read_live(args: argparse.Namespace, report: Report, redactor: Redactor
 
 async def read_live_tenants(args: argparse.Namespace, report: Report, redactor: Redactor) -> float:
     """:func:`read_live` for the ledger of a run across many tenants: each profile shown is
-    connected to as ``run`` connected to it, checked to be the tenant the ledger records for
-    it, and its instances' jobs read there. Gives the first tenant's time scale."""
+    connected to and checked as ``monitor`` does it (:func:`bulkprov.commands.tenants
+    .connections`), and its instances' jobs read there, the tenants at once. Gives the first
+    tenant's time scale."""
     from ..cliconnect import connection_options
-    from ..client import GraphClient
-    from ..connect import client_settings, tenant_targets
-    from ..graph import Graph
-    from ..monitor import Monitor, MonitorSettings
-    from ..tenancy import TenantRef, check_tenants
+    from ..commands.tenants import connections
+    from ..monitor import MonitorSettings, monitor_tenants
 
     if len(report.ledgers) > 1:
         raise ConfigError(
@@ -85,27 +82,14 @@ async def read_live_tenants(args: argparse.Namespace, report: Report, redactor: 
         )
     m = report.ledgers[0]
     opts = connection_options(args)
-    scale: float | None = None
-    # every profile of the ledger, in the order run gave them (--mock: a mock tenant each)
-    async with tenant_targets(opts, sorted(m.tenants), ledger=m.path, create=False) as targets:
-        for profile, tgt in targets:
-            if profile not in m.profiles:
-                continue
-            mine = {profile: TenantRef(profile, tgt.ledger_graph, tgt.conn.tenant_id)}
-            check_tenants(m.path, m.replay.header, m.tenants, mine)
-            async with GraphClient(tgt.conn, client_settings(opts, tgt.time_scale)) as client:
-                secret = tgt.conn.credential.client_secret
-                if secret:
-                    redactor.add(secret)  # never in an error message on the page either
-                await client.tokens.token()  # an authority that cannot be reached: say so first
-                replay = dataclasses.replace(
-                    m.replay,
-                    instances={k: s for k, s in m.replay.instances.items() if s.profile == profile},
-                )
-                rows = await Monitor(Graph(client), replay, MonitorSettings()).run()
-            attach_live(report, 0, rows, _now())
-            scale = tgt.time_scale if scale is None else scale
-    return scale if scale is not None else 1.0
+    async with connections(opts, m.path, m.replay, sorted(m.profiles)) as conns:
+        for c in conns.items:
+            secret = c.target.conn.credential.client_secret
+            if secret:
+                redactor.add(secret)  # never in an error message on the page either
+        rows, _monitors = await monitor_tenants(conns.graphs(), m.replay, MonitorSettings())
+        attach_live(report, 0, rows, _now())
+        return conns.first.target.time_scale
 
 
 def chart_settings(
