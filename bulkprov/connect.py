@@ -355,6 +355,16 @@ async def tenant_targets(
         yield out
 
 
+def targets_label(targets: Sequence[tuple[str | None, Target]]) -> str:
+    """What a command's first line says it connects to: one tenant's label, or the tenants'
+    profiles (a profile of None: a ledger or manifest of one tenant) and their Graph."""
+    if len(targets) == 1 and targets[0][0] is None:
+        return targets[0][1].label
+    graphs = sorted({t.conn.graph_url for _p, t in targets})
+    where = graphs[0] if len(graphs) == 1 else f"{len(graphs)} Graphs"
+    return f"{tenancy.describe([str(p) for p, _t in targets])} at {where}"
+
+
 class AppShares:
     """The clients of a run across many tenants share Graph's per-app limits across tenants:
     one :class:`bulkprov.limiter.AppPaces` per app (a client id, at one Graph and one

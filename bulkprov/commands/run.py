@@ -19,7 +19,14 @@ from rich.text import Text
 
 from ..cliconnect import connection_options
 from ..client import ClientStats
-from ..connect import ConnectionOptions, Target, target, tenant_clients, tenant_targets
+from ..connect import (
+    ConnectionOptions,
+    Target,
+    target,
+    targets_label,
+    tenant_clients,
+    tenant_targets,
+)
 from ..display import cell
 from ..errors import ConfigError, ManifestError
 from ..exitcodes import ExitCode
@@ -31,7 +38,6 @@ from ..progress import Progress
 from ..redact import shorten
 from ..run import Runner, RunResult, Tenant
 from ..settings import RunSettings
-from ..tenancy import describe
 from .common import client_stats, ref_rules, stderr_console, stop_on_signals
 
 PRUNE_ONE_TENANT = (
@@ -79,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> tuple[RunResult, ClientStats, str]:
         every = summary.profile_names(default)
         async with _connected(opts, profiles, args.ledger, every) as targets:
-            label = _label(targets)
+            label = targets_label(targets)
             count = summary.count_of(profiles, default)
             console.print(
                 f"bulkprov: {count} instances from {args.manifest} -> {label}; ledger "
@@ -145,15 +151,6 @@ async def _connected(
         opts, profiles, ledger=ledger, create=True, every_profile=every
     ) as targets:
         yield [(p, t) for p, t in targets]
-
-
-def _label(targets: list[tuple[str | None, Target]]) -> str:
-    """What the run's first line says it connects to."""
-    if len(targets) == 1 and targets[0][0] is None:
-        return targets[0][1].label
-    graphs = sorted({t.conn.graph_url for _p, t in targets})
-    where = graphs[0] if len(graphs) == 1 else f"{len(graphs)} Graphs"
-    return f"{describe([str(p) for p, _t in targets])} at {where}"
 
 
 def _run_settings(args: argparse.Namespace) -> RunSettings:

@@ -28,12 +28,13 @@ from ..connect import (
     Target,
     client_settings,
     target,
+    targets_label,
     tenant_clients,
     tenant_targets,
 )
 from ..graph import Graph
 from ..ledger import Replay
-from ..tenancy import TenantRef, check_target, check_tenants, describe, selected
+from ..tenancy import TenantRef, check_target, check_tenants, selected
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +81,7 @@ class Connections:
     @property
     def label(self) -> str:
         """What a command's first line says it connects to."""
-        if not self.multi:
-            return self.first.target.label
-        graphs = sorted({c.target.conn.graph_url for c in self.items})
-        where = graphs[0] if len(graphs) == 1 else f"{len(graphs)} Graphs"
-        return f"{describe(self.profiles)} at {where}"
+        return targets_label([(c.profile, c.target) for c in self.items])
 
     def ledger_target(self) -> dict[str, Any]:
         """The ``graph``, ``tenant`` and ``tenants`` to open the ledger for writing with
