@@ -27,6 +27,7 @@ from .settings import AUTHORITY_HOST, GRAPH_URL, ClientSettings, ConnectionSetti
 if TYPE_CHECKING:
     from .client import GraphClient
     from .limiter import AppPaces
+    from .mockgraph.server import MockInfo
     from .mockgraph.settings import MockSettings
 
 ENV = {
@@ -272,15 +273,7 @@ async def target(
 
     async with embedded_mock(opts.mock, ledger=ledger, create=create) as mock:
         info = mock.info
-        conn = ConnectionSettings(
-            graph_url=info.graph_url,
-            api_version=opts.api_version or "v1.0",
-            authority_host=info.authority_host,
-            tenant_id=info.tenant_id,
-            client_id=info.client_id,
-            credential=Credential(client_secret=info.client_secret),
-            ca_file=Path(info.ca_file),
-        )
+        conn = _embedded_conn(opts, info, info.tenant_id)
         where = f", tenant kept in {mock.keep}" if mock.keep is not None else ""
         yield Target(
             conn,
@@ -288,6 +281,19 @@ async def target(
             f"embedded mock Graph (time scale {info.time_scale}{where})",
             mock.ledger_graph,
         )
+
+
+def _embedded_conn(opts: ConnectionOptions, info: MockInfo, tenant_id: str) -> ConnectionSettings:
+    """The connection to tenant ``tenant_id`` of the embedded mock that ``info`` describes."""
+    return ConnectionSettings(
+        graph_url=info.graph_url,
+        api_version=opts.api_version or "v1.0",
+        authority_host=info.authority_host,
+        tenant_id=tenant_id,
+        client_id=info.client_id,
+        credential=Credential(client_secret=info.client_secret),
+        ca_file=Path(info.ca_file),
+    )
 
 
 @contextlib.asynccontextmanager
@@ -341,15 +347,7 @@ async def tenant_targets(
         out = []
         for name in names:
             tid = mapping[name]
-            conn = ConnectionSettings(
-                graph_url=info.graph_url,
-                api_version=opts.api_version or "v1.0",
-                authority_host=info.authority_host,
-                tenant_id=tid,
-                client_id=info.client_id,
-                credential=Credential(client_secret=info.client_secret),
-                ca_file=Path(info.ca_file),
-            )
+            conn = _embedded_conn(opts, info, tid)
             label = f"embedded mock Graph tenant {tid} (profile {name})"
             out.append((name, Target(conn, info.time_scale, label, mock.ledger_graph)))
         yield out
