@@ -358,18 +358,23 @@ def bench_env() -> dict[str, str]:
     return dict(SECRET_ENV)
 
 
+def ledger_records(ledger: Path) -> Iterator[dict[str, Any]]:
+    """Each record of a ledger file (a line that is no JSON, a torn last one, left out)."""
+    with ledger.open("rb") as f:
+        for line in f:
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
+
+
 def ledger_timeline(ledger: Path) -> tuple[list[tuple[float, str, str]], float | None]:
     """(wall time, key, status) of every instance record, and the run's start time."""
     events: list[tuple[float, str, str]] = []
     start = None
-    with ledger.open("rb") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if rec.get("type") == "run" and start is None:
-                start = rec.get("t")
-            if rec.get("type") == "instance":
-                events.append((rec["t"], rec["key"], rec["status"]))
+    for rec in ledger_records(ledger):
+        if rec.get("type") == "run" and start is None:
+            start = rec.get("t")
+        if rec.get("type") == "instance":
+            events.append((rec["t"], rec["key"], rec["status"]))
     return events, start

@@ -36,6 +36,7 @@ from .common import (
     LowerBound,
     Mock,
     bench_env,
+    ledger_records,
     ledger_timeline,
     lower_bound,
     mock_args,
@@ -89,14 +90,9 @@ def read_ledger(ledger: Path) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     if not ledger.exists():
         return out
-    with ledger.open("rb") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if rec.get("type") == "instance":
-                out[rec["key"]] = rec
+    for rec in ledger_records(ledger):
+        if rec.get("type") == "instance":
+            out[rec["key"]] = rec
     return out
 
 
